@@ -1,0 +1,391 @@
+"""The ``digest`` admin command line: a thin shell over storage, ingestion, ranking and delivery.
+
+Every expected failure (bad input, unknown subscriber, invalid setting, outage) ends as a
+one-line ``Error: ...`` and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from digest.settings import Settings, SettingsError, load_settings
+from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
+from digest.subscriptions import (
+    InvalidInput,
+    build_subscriber_input,
+    format_subscriber_csv,
+    normalize_email,
+    normalize_topic,
+    parse_subscriber_csv,
+)
+
+log = logging.getLogger("digest.cli")
+IMPORT_BATCH = 1000
+USER_ERRORS = (InvalidInput, StorageError, SettingsError)
+
+
+@dataclass
+class AppContext:
+    """What every command needs, built lazily so `--help` works without a database."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(**self.overrides)
+
+    @cached_property
+    def store(self) -> Store:
+        url = self.settings.resolved_database_url
+        store = Store.from_url(url)
+        try:
+            store.ensure_schema(auto_upgrade=url.startswith("sqlite"))
+        except OperationalError as exc:
+            raise StorageError(f"cannot reach the database at {store.engine.url!r}: {exc.orig}") from None
+        return store
+
+    @property
+    def defaults(self) -> SubscriberDefaults:
+        return SubscriberDefaults(send_hour=self.settings.send_hour, max_papers=self.settings.max_papers)
+
+
+class DigestGroup(click.Group):
+    """Turns the project's user-facing exceptions into clean ``Error:`` lines."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+        except OperationalError as exc:
+            raise click.ClickException(f"database error: {exc.orig}") from None
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+@click.option("--database-url", metavar="URL", help="Override DIGEST_DATABASE_URL for this command.")
+@click.version_option(package_name="paper-digest")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, database_url: str | None) -> None:
+    """Paper Digest: a daily email of the trending research papers that match each subscriber's topics.
+
+    Configuration comes from DIGEST_* environment variables (or a .env file); see
+    config/example.env. With no configuration, everything runs locally: a SQLite database
+    in ./var, and digests written as .eml files to ./var/outbox.
+
+    \b
+    Start here:
+      digest run --now                      fetch, rank and send today's digests
+      digest subscribers add a@b.org --topic "graph neural networks"
+      digest subscribers import people.csv  bulk add or update from CSV
+      digest preview a@b.org --out d.html   see what someone would receive
+    """
+    setup_logging(verbose)
+    ctx.obj = AppContext({"database_url": database_url} if database_url else {})
+
+
+def main() -> None:
+    cli(prog_name="digest")
+
+
+# -- db ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Apply all pending migrations. Run after every upgrade of Paper Digest on PostgreSQL."""
+    store = Store.from_url(app.settings.resolved_database_url)
+    before = store.schema_revision()
+    store.upgrade()
+    after = store.schema_revision()
+    click.echo(f"database at revision {after} (was {before or 'empty'})")
+
+
+@db.command("current")
+@pass_app
+def db_current(app: AppContext) -> None:
+    """Show the schema revision of the database and the newest one this version knows."""
+    store = Store.from_url(app.settings.resolved_database_url)
+    click.echo(f"current: {store.schema_revision() or 'empty'}  head: {store.head_revision()}")
+
+
+# -- subscribers ---------------------------------------------------------------------------
+
+
+@cli.group()
+def subscribers() -> None:
+    """Add, change, remove, import and export subscribers.
+
+    Emails are validated and normalised (case, IDN domains); topics are free text,
+    normalised to lower case, at most 5 per subscriber.
+    """
+
+
+def _echo_subscriber(sub: SubscriberRecord) -> None:
+    click.echo(f"{sub.email}  [{sub.status}]")
+    click.echo(f"  topics:     {'; '.join(sub.topics)}")
+    click.echo(f"  send at:    {sub.send_hour:02d}:00 {sub.timezone}")
+    click.echo(f"  max papers: {sub.max_papers}")
+    click.echo(f"  since:      {sub.created_at:%Y-%m-%d}")
+
+
+topic_option = click.option(
+    "--topic", "-t", "topics", multiple=True, metavar="TOPIC",
+    help='A topic, e.g. -t "graph neural networks". Repeat for several.',
+)
+timezone_option = click.option("--timezone", metavar="TZ", help="IANA time zone, e.g. Europe/Paris.")
+send_hour_option = click.option("--send-hour", type=int, metavar="H", help="Local hour 0-23 to send.")
+max_papers_option = click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
+
+
+@subscribers.command("add")
+@click.argument("email")
+@topic_option
+@timezone_option
+@send_hour_option
+@max_papers_option
+@pass_app
+def subscribers_add(app: AppContext, email: str, topics: Sequence[str], timezone: str | None,
+                    send_hour: int | None, max_papers: int | None) -> None:
+    """Subscribe EMAIL (active at once: admins vouch for the address).
+
+    Example: digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
+    """
+    data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
+    sub = app.store.add_subscriber(data, app.defaults)
+    click.echo(f"added {sub.email} with topics: {'; '.join(sub.topics)}")
+
+
+@subscribers.command("set")
+@click.argument("email")
+@topic_option
+@timezone_option
+@send_hour_option
+@max_papers_option
+@pass_app
+def subscribers_set(app: AppContext, email: str, topics: Sequence[str], timezone: str | None,
+                    send_hour: int | None, max_papers: int | None) -> None:
+    """Change a subscriber's topics (replacing them all), time zone, hour or digest size."""
+    current = app.store.get_subscriber(normalize_email(email))
+    if current is None:
+        raise StorageError(f"no subscriber with email {normalize_email(email)}")
+    data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
+    sub = app.store.update_subscriber(
+        data.email, list(data.topics) if topics else None, data.timezone, data.send_hour, data.max_papers
+    )
+    _echo_subscriber(sub)
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def subscribers_remove(app: AppContext, email: str, yes: bool) -> None:
+    """Delete EMAIL and its delivery history for good (to stop mails but keep history: pause)."""
+    address = normalize_email(email)
+    if not yes:
+        click.confirm(f"Delete {address} and its history?", abort=True)
+    app.store.remove_subscriber(address)
+    click.echo(f"removed {address}")
+
+
+@subscribers.command("pause")
+@click.argument("email")
+@pass_app
+def subscribers_pause(app: AppContext, email: str) -> None:
+    """Stop sending to EMAIL until `resume`."""
+    sub = app.store.set_status(normalize_email(email), "paused", allowed_from=("active", "paused"))
+    click.echo(f"{sub.email} is {sub.status}")
+
+
+@subscribers.command("resume")
+@click.argument("email")
+@pass_app
+def subscribers_resume(app: AppContext, email: str) -> None:
+    """Start sending to EMAIL again (also re-activates an unsubscribed or bounced address)."""
+    sub = app.store.set_status(normalize_email(email), "active")
+    click.echo(f"{sub.email} is {sub.status}")
+
+
+@subscribers.command("show")
+@click.argument("email")
+@pass_app
+def subscribers_show(app: AppContext, email: str) -> None:
+    """Show one subscriber."""
+    sub = app.store.get_subscriber(normalize_email(email))
+    if sub is None:
+        raise StorageError(f"no subscriber with email {normalize_email(email)}")
+    _echo_subscriber(sub)
+
+
+FORMATS = click.Choice(["table", "csv", "json"])
+
+
+def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
+    rows = [sub.as_row() for sub in subs]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        click.echo(format_subscriber_csv(rows), nl=False)
+    else:
+        click.echo(format_table(
+            ["email", "status", "topics", "tz", "hour", "max"],
+            [[s.email, s.status, "; ".join(s.topics), s.timezone, s.send_hour, s.max_papers] for s in subs],
+        ))
+        click.echo(f"{len(subs)} subscriber(s)")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(["pending", "active", "paused", "unsubscribed", "bounced"]))
+@click.option("--topic", help="Only subscribers following this topic.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@pass_app
+def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt: str) -> None:
+    """List subscribers, optionally filtered by status and topic."""
+    subs = app.store.list_subscribers(status=status, topic=normalize_topic(topic) if topic else None)
+    _print_subscribers(subs, fmt)
+
+
+@subscribers.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout).")
+@click.option("--status", type=click.Choice(["pending", "active", "paused", "unsubscribed", "bounced"]))
+@pass_app
+def subscribers_export(app: AppContext, output: Path | None, status: str | None) -> None:
+    """Export subscribers as CSV in the format `import` reads back."""
+    text = format_subscriber_csv([sub.as_row() for sub in app.store.list_subscribers(status=status)])
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {text.count(chr(10)) - 1} subscriber(s) to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and report, but change nothing.")
+@pass_app
+def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
+    """Add or update subscribers from CSV_FILE.
+
+    \b
+    The first row is a header naming the columns:
+      email, topics (separated by ';'), and optionally timezone, send_hour, max_papers.
+    Example:
+      email,topics,timezone
+      ada@example.org,graph neural networks;efficient attention,Europe/London
+
+    Existing subscribers are updated, identical rows change nothing, so re-running an
+    import is safe. Every rejected row is reported with its line number and reason;
+    the exit code is 1 when any row was rejected.
+    """
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{csv_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    parsed = parse_subscriber_csv(text)
+    store = app.store
+    total = ImportReport()
+    batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
+    with click.progressbar(batches, label="importing", file=sys.stderr,
+                           item_show_func=lambda b: f"{len(b)} rows" if b else "") as bar:
+        for batch in bar:
+            report = store.import_subscribers(batch, app.defaults, dry_run=dry_run)
+            total.add(report)
+    for rejection in parsed.rejections:
+        click.echo(f"line {rejection.line}: rejected: {rejection.reason}", err=True)
+    prefix = "dry run, nothing changed: would have " if dry_run else ""
+    click.echo(
+        f"{prefix}created {total.created}, updated {total.updated}, "
+        f"unchanged {total.unchanged}, rejected {len(parsed.rejections)} "
+        f"(of {parsed.lines} data lines)"
+    )
+    if parsed.rejections:
+        sys.exit(1)
+
+
+# -- topics --------------------------------------------------------------------------------
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def topics(ctx: click.Context) -> None:
+    """List topics with their number of active subscribers; rename or merge topics."""
+    if ctx.invoked_subcommand is None:
+        app: AppContext = ctx.obj
+        rows = app.store.topic_counts()
+        click.echo(format_table(["topic", "subscribers"], [[name, n] for name, n in rows]))
+
+
+@topics.command("rename")
+@click.argument("old")
+@click.argument("new")
+@pass_app
+def topics_rename(app: AppContext, old: str, new: str) -> None:
+    """Rename topic OLD to NEW for every subscriber; merges into NEW when it exists.
+
+    Example: digest topics rename "gnn" "graph neural networks"
+    """
+    old_name, new_name = normalize_topic(old), normalize_topic(new)
+    if old_name == new_name:
+        raise InvalidInput("the old and new topic are the same")
+    affected = app.store.rename_topic(old_name, new_name)
+    click.echo(f"{affected} subscriber(s) moved from {old_name!r} to {new_name!r}")
+
+
+@topics.command("merge")
+@click.argument("sources", nargs=-1, required=True)
+@click.argument("target")
+@pass_app
+def topics_merge(app: AppContext, sources: Sequence[str], target: str) -> None:
+    """Merge every topic in SOURCES into TARGET (the last argument).
+
+    Example: digest topics merge gnn gnns "graph neural networks"
+    """
+    target_name = normalize_topic(target)
+    for source in sources:
+        source_name = normalize_topic(source)
+        if source_name != target_name:
+            affected = app.store.rename_topic(source_name, target_name)
+            click.echo(f"{affected} subscriber(s) moved from {source_name!r} to {target_name!r}")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain aligned text table; wide cells are cut so each row stays on one line."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: object, limit: int = 60) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

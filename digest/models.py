@@ -1,0 +1,173 @@
+"""Database tables (SQLAlchemy 2.0 typed declarative). Only :mod:`digest.storage` queries them.
+
+Portable across SQLite and PostgreSQL: JSON columns for small lists, strings for statuses
+(checked by a CHECK constraint rather than a native enum, so migrations stay simple).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SUBSCRIBER_STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced")
+DELIVERY_STATUSES = ("queued", "sending", "sent", "failed", "bounced", "skipped")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: SQLite drops tz info anyway, so every stored time is UTC without it."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[dict[str, Any]]: JSON}
+
+
+class Topic(Base):
+    """A distinct normalised topic; subscribers share rows so ranking scores each once."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+
+
+class SubscriberTopic(Base):
+    __tablename__ = "subscriber_topics"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    topic: Mapped[Topic] = relationship(lazy="joined")
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+    __table_args__ = (
+        CheckConstraint(f"status IN {SUBSCRIBER_STATUSES}", name="status"),
+        CheckConstraint("send_hour >= 0 AND send_hour <= 23", name="send_hour"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    send_hour: Mapped[int] = mapped_column(Integer, default=7)
+    max_papers: Mapped[int] = mapped_column(Integer, default=5)
+    hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    topic_links: Mapped[list[SubscriberTopic]] = relationship(
+        order_by=SubscriberTopic.position, cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def topics(self) -> list[str]:
+        return [link.topic.name for link in self.topic_links]
+
+
+class Paper(Base):
+    __tablename__ = "papers"
+
+    arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list[str]] = mapped_column(default=list)
+    categories: Mapped[list[str]] = mapped_column(default=list)
+    version: Mapped[int | None] = mapped_column(Integer)
+    announce_type: Mapped[str | None] = mapped_column(String(20))
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    hf_url: Mapped[str | None] = mapped_column(String(300))
+    ai_summary: Mapped[str | None] = mapped_column(Text)
+    ai_keywords: Mapped[list[str]] = mapped_column(default=list)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    sources: Mapped[list[str]] = mapped_column(default=list)
+
+
+class Delivery(Base):
+    """One digest edition for one subscriber: the unit of exactly-once sending."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "edition", name="uq_deliveries_subscriber_edition"),
+        CheckConstraint(f"status IN {DELIVERY_STATUSES}", name="status"),
+        Index("ix_deliveries_status_next_try", "status", "next_try_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    edition: Mapped[dt.date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    picks: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    subscriber: Mapped[Subscriber] = relationship(lazy="joined")
+
+    @property
+    def paper_ids(self) -> list[str]:
+        return [pick["arxiv_id"] for pick in self.picks]
+
+
+class SentPaper(Base):
+    """Papers already mailed to a subscriber, so none is ever sent to them twice."""
+
+    __tablename__ = "sent_papers"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class HttpCache(Base):
+    """Validators of the last successful fetch per URL, for conditional GET."""
+
+    __tablename__ = "http_cache"
+
+    url: Mapped[str] = mapped_column(String(500), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(300))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    fetched_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

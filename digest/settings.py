@@ -1,0 +1,99 @@
+"""One typed settings object, read from ``DIGEST_*`` environment variables (and ``.env``).
+
+Every process (CLI, Celery worker, web app) calls :func:`load_settings` once at start and
+passes the result down; no other module reads the environment. A bad value stops the
+process with a message that names the variable, instead of failing later mid-run.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DIGEST_"
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+
+
+class SettingsError(Exception):
+    """Raised when the environment holds an invalid setting; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """All configuration of Paper Digest. See ``config/example.env`` for each variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(default=Path("var"), description="Local state: SQLite file, outbox.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir.")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    smtp_host: str = Field(default="", description="Empty: write .eml files to the outbox.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    sender: str = "Paper Digest <digest@localhost>"
+    unsubscribe_mailto: str = Field(default="", description="mailto target for List-Unsubscribe.")
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = DEV_SECRET_KEY
+
+    send_hour: int = Field(default=7, ge=0, le=23, description="Default local hour to send.")
+    max_papers: int = Field(default=5, ge=1, le=50)
+    rate_limit_per_second: float = Field(default=50.0, gt=0)
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    bounce_limit: int = Field(default=3, ge=1, description="Hard bounces before 'bounced'.")
+    pending_expiry_days: int = Field(default=7, ge=1)
+
+    arxiv_categories: str = "cs.LG+cs.AI+cs.CL+cs.CV+stat.ML"
+    arxiv_announce_types: str = "new,cross"
+    http_timeout: float = Field(default=20.0, gt=0)
+    offline: bool = Field(default=False, description="Skip live fetching; use stored papers.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _blank_secret_means_dev_key(cls, value: str) -> str:
+        return value or DEV_SECRET_KEY
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file under ``data_dir`` when none is set."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'digest.db').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def announce_types(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.arxiv_announce_types.split(",") if t.strip())
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return self.secret_key == DEV_SECRET_KEY
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; turn validation errors into one readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

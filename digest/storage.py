@@ -1,0 +1,432 @@
+"""The only module that talks to the database.
+
+Callers get plain records (dataclasses) back, never live ORM objects, so the CLI, the web
+app and the Celery tasks cannot trip over detached sessions or lazy loads. Every public
+method is one short transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.models import SentPaper, Subscriber, SubscriberTopic, Topic, utcnow
+from digest.subscriptions import SubscriberInput
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable limit
+
+
+class StorageError(Exception):
+    """A user-facing storage problem (unknown subscriber, schema out of date, ...)."""
+
+
+@dataclass(frozen=True)
+class SubscriberRecord:
+    id: int
+    email: str
+    status: str
+    topics: tuple[str, ...]
+    timezone: str
+    send_hour: int
+    max_papers: int
+    created_at: dt.datetime
+    confirmed_at: dt.datetime | None
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "email": self.email,
+            "topics": list(self.topics),
+            "timezone": self.timezone,
+            "send_hour": self.send_hour,
+            "max_papers": self.max_papers,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class SubscriberDefaults:
+    """What a subscriber gets for the optional fields they did not give."""
+
+    timezone: str = "UTC"
+    send_hour: int = 7
+    max_papers: int = 5
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: ImportReport) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+def _to_record(sub: Subscriber) -> SubscriberRecord:
+    return SubscriberRecord(
+        id=sub.id,
+        email=sub.email,
+        status=sub.status,
+        topics=tuple(sub.topics),
+        timezone=sub.timezone,
+        send_hour=sub.send_hour,
+        max_papers=sub.max_papers,
+        created_at=sub.created_at,
+        confirmed_at=sub.confirmed_at,
+    )
+
+
+def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine with the per-backend settings that matter for concurrent workers."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+class Store:
+    """Storage operations over one engine. Cheap to create; share one per process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(make_engine(url))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(alembic_config(self.engine)).get_current_head()
+
+    def upgrade(self) -> None:
+        """Apply every pending Alembic migration (idempotent)."""
+        command.upgrade(alembic_config(self.engine), "head")
+
+    def ensure_schema(self, auto_upgrade: bool) -> None:
+        """Upgrade when allowed (embedded SQLite); otherwise refuse to run on an old schema."""
+        if self.schema_revision() == self.head_revision():
+            return
+        if auto_upgrade:
+            self.upgrade()
+            return
+        raise StorageError(
+            "the database schema is not up to date: run `digest db upgrade` first"
+        )
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def _topic_ids(self, session: Session, names: Iterable[str]) -> dict[str, int]:
+        """Ids for the given topic names, creating the missing ones in bulk."""
+        wanted = sorted(set(names))
+        ids: dict[str, int] = {}
+        for chunk in _chunks(wanted):
+            ids.update(session.execute(select(Topic.name, Topic.id).where(Topic.name.in_(chunk))).all())
+        missing = [name for name in wanted if name not in ids]
+        for chunk in _chunks(missing):
+            rows = session.execute(
+                insert(Topic).returning(Topic.name, Topic.id), [{"name": n} for n in chunk]
+            )
+            ids.update(rows.all())
+        return ids
+
+    def _set_topics(self, session: Session, subscriber_ids_topics: dict[int, Sequence[str]]) -> None:
+        ids = self._topic_ids(session, (t for ts in subscriber_ids_topics.values() for t in ts))
+        for chunk in _chunks(list(subscriber_ids_topics)):
+            session.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id.in_(chunk)))
+        links = [
+            {"subscriber_id": sid, "topic_id": ids[name], "position": pos}
+            for sid, names in subscriber_ids_topics.items()
+            for pos, name in enumerate(names)
+        ]
+        for chunk in _chunks(links):
+            session.execute(insert(SubscriberTopic), list(chunk))
+        self._drop_unused_topics(session)
+
+    @staticmethod
+    def _drop_unused_topics(session: Session) -> None:
+        used = select(SubscriberTopic.topic_id).distinct()
+        session.execute(delete(Topic).where(Topic.id.not_in(used)))
+
+    def topic_counts(self) -> list[tuple[str, int]]:
+        """Topics with how many active subscribers follow them, most followed first."""
+        with self.session() as session:
+            count = func.count(Subscriber.id)
+            rows = session.execute(
+                select(Topic.name, count)
+                .join(SubscriberTopic, SubscriberTopic.topic_id == Topic.id)
+                .join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
+                .where(Subscriber.status == "active")
+                .group_by(Topic.name)
+                .order_by(count.desc(), Topic.name)
+            )
+            return [(name, n) for name, n in rows]
+
+    def rename_topic(self, old: str, new: str) -> int:
+        """Rename ``old`` to ``new`` for everyone; merges when ``new`` already exists.
+
+        Returns the number of subscribers affected.
+        """
+        with self.session() as session:
+            old_topic = session.scalar(select(Topic).where(Topic.name == old))
+            if old_topic is None:
+                raise StorageError(f"no subscriber follows the topic {old!r}")
+            new_topic = session.scalar(select(Topic).where(Topic.name == new))
+            if new_topic is None:
+                old_topic.name = new
+                return session.scalar(
+                    select(func.count()).where(SubscriberTopic.topic_id == old_topic.id)
+                ) or 0
+            holders = set(
+                session.scalars(
+                    select(SubscriberTopic.subscriber_id).where(SubscriberTopic.topic_id == new_topic.id)
+                )
+            )
+            links = session.scalars(select(SubscriberTopic).where(SubscriberTopic.topic_id == old_topic.id)).all()
+            for link in links:
+                if link.subscriber_id in holders:
+                    session.delete(link)
+                else:
+                    link.topic_id = new_topic.id
+            session.flush()
+            session.delete(old_topic)
+            return len(links)
+
+    # -- subscribers ----------------------------------------------------------------------
+
+    def _get(self, session: Session, email: str) -> Subscriber:
+        sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        if sub is None:
+            raise StorageError(f"no subscriber with email {email}")
+        return sub
+
+    def get_subscriber(self, email: str) -> SubscriberRecord | None:
+        with self.session() as session:
+            sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
+            return _to_record(sub) if sub else None
+
+    def get_subscriber_by_id(self, subscriber_id: int) -> SubscriberRecord | None:
+        with self.session() as session:
+            sub = session.get(Subscriber, subscriber_id)
+            return _to_record(sub) if sub else None
+
+    def add_subscriber(
+        self, data: SubscriberInput, defaults: SubscriberDefaults, status: str = "active"
+    ) -> SubscriberRecord:
+        with self.session() as session:
+            if session.scalar(select(Subscriber.id).where(Subscriber.email == data.email)):
+                raise StorageError(
+                    f"{data.email} is already subscribed (use `digest subscribers set` to change it)"
+                )
+            sub = Subscriber(
+                email=data.email,
+                status=status,
+                timezone=data.timezone or defaults.timezone,
+                send_hour=data.send_hour if data.send_hour is not None else defaults.send_hour,
+                max_papers=data.max_papers or defaults.max_papers,
+                confirmed_at=utcnow() if status == "active" else None,
+            )
+            session.add(sub)
+            session.flush()
+            self._set_topics(session, {sub.id: data.topics})
+            session.refresh(sub)
+            return _to_record(sub)
+
+    def remove_subscriber(self, email: str) -> None:
+        """Delete the subscriber and everything about them (their deliveries cascade)."""
+        with self.session() as session:
+            session.delete(self._get(session, email))
+            session.flush()
+            self._drop_unused_topics(session)
+
+    def set_status(self, email: str, status: str, allowed_from: Sequence[str] | None = None) -> SubscriberRecord:
+        with self.session() as session:
+            sub = self._get(session, email)
+            if allowed_from is not None and sub.status not in allowed_from:
+                raise StorageError(f"{email} is {sub.status}; cannot make it {status}")
+            sub.status = status
+            if status == "active" and sub.confirmed_at is None:
+                sub.confirmed_at = utcnow()
+            if status == "unsubscribed":
+                sub.unsubscribed_at = utcnow()
+            session.flush()
+            return _to_record(sub)
+
+    def update_subscriber(
+        self,
+        email: str,
+        topics: Sequence[str] | None = None,
+        timezone: str | None = None,
+        send_hour: int | None = None,
+        max_papers: int | None = None,
+    ) -> SubscriberRecord:
+        with self.session() as session:
+            sub = self._get(session, email)
+            if timezone is not None:
+                sub.timezone = timezone
+            if send_hour is not None:
+                sub.send_hour = send_hour
+            if max_papers is not None:
+                sub.max_papers = max_papers
+            if topics is not None:
+                self._set_topics(session, {sub.id: list(topics)})
+                sub.updated_at = utcnow()
+            session.flush()
+            session.refresh(sub)
+            return _to_record(sub)
+
+    def list_subscribers(self, status: str | None = None, topic: str | None = None) -> list[SubscriberRecord]:
+        with self.session() as session:
+            query = select(Subscriber).order_by(Subscriber.email)
+            if status:
+                query = query.where(Subscriber.status == status)
+            if topic:
+                query = query.join(SubscriberTopic).join(Topic).where(Topic.name == topic)
+            return [_to_record(sub) for sub in session.scalars(query)]
+
+    def count_subscribers(self) -> dict[str, int]:
+        with self.session() as session:
+            rows = session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+            return dict(rows.all())
+
+    def import_subscribers(
+        self, rows: Sequence[SubscriberInput], defaults: SubscriberDefaults, dry_run: bool = False
+    ) -> ImportReport:
+        """Create new subscribers and update changed ones, in bulk; identical rows are no-ops.
+
+        A row's blank optional fields leave an existing subscriber's value alone. With
+        ``dry_run`` the transaction is rolled back, so the report shows what would happen.
+        """
+        report = ImportReport()
+        session = self._sessions()
+        try:
+            existing = self._existing_by_email(session, [row.email for row in rows])
+            new_rows = [row for row in rows if row.email not in existing]
+            changed_topics: dict[int, Sequence[str]] = {}
+            for row in rows:
+                sub = existing.get(row.email)
+                if sub is None:
+                    continue
+                if self._apply_row(sub, row, changed_topics):
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+            created_ids = self._insert_subscribers(session, new_rows, defaults)
+            changed_topics.update({created_ids[row.email]: row.topics for row in new_rows})
+            self._set_topics(session, changed_topics)
+            report.created = len(new_rows)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        return report
+
+    @staticmethod
+    def _existing_by_email(session: Session, emails: Sequence[str]) -> dict[str, Subscriber]:
+        found: dict[str, Subscriber] = {}
+        for chunk in _chunks(list(emails)):
+            for sub in session.scalars(select(Subscriber).where(Subscriber.email.in_(chunk))):
+                found[sub.email] = sub
+        return found
+
+    @staticmethod
+    def _apply_row(sub: Subscriber, row: SubscriberInput, changed_topics: dict[int, Sequence[str]]) -> bool:
+        changed = False
+        for attr in ("timezone", "send_hour", "max_papers"):
+            value = getattr(row, attr)
+            if value is not None and getattr(sub, attr) != value:
+                setattr(sub, attr, value)
+                changed = True
+        if tuple(sub.topics) != row.topics:
+            changed_topics[sub.id] = row.topics
+            changed = True
+        return changed
+
+    @staticmethod
+    def _insert_subscribers(
+        session: Session, rows: Sequence[SubscriberInput], defaults: SubscriberDefaults
+    ) -> dict[str, int]:
+        now = utcnow()
+        ids: dict[str, int] = {}
+        values = [
+            {
+                "email": row.email,
+                "status": "active",
+                "timezone": row.timezone or defaults.timezone,
+                "send_hour": row.send_hour if row.send_hour is not None else defaults.send_hour,
+                "max_papers": row.max_papers or defaults.max_papers,
+                "hard_bounces": 0,
+                "created_at": now,
+                "updated_at": now,
+                "confirmed_at": now,
+            }
+            for row in rows
+        ]
+        for chunk in _chunks(values):
+            result = session.execute(insert(Subscriber).returning(Subscriber.email, Subscriber.id), list(chunk))
+            ids.update(result.all())
+        return ids
+
+    def sent_paper_ids(self, subscriber_ids: Sequence[int]) -> dict[int, set[str]]:
+        """For each subscriber, the arXiv ids they have already been sent."""
+        sent: dict[int, set[str]] = {sid: set() for sid in subscriber_ids}
+        with self.session() as session:
+            for chunk in _chunks(list(subscriber_ids)):
+                rows = session.execute(
+                    select(SentPaper.subscriber_id, SentPaper.arxiv_id).where(SentPaper.subscriber_id.in_(chunk))
+                )
+                for sid, arxiv_id in rows:
+                    sent[sid].add(arxiv_id)
+        return sent

@@ -1,0 +1,204 @@
+"""Subscriber input rules: email and topic normalisation, and CSV import parsing.
+
+Pure functions on plain data. The CLI, the CSV importer and the web form all pass user
+input through here, so one bad address is rejected the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+
+from email_validator import EmailNotValidError, validate_email
+
+MAX_TOPICS = 5
+MAX_TOPIC_LENGTH = 80
+MIN_TOPIC_LENGTH = 2
+MAX_PAPERS_LIMIT = 50
+CSV_COLUMNS = ("email", "topics", "timezone", "send_hour", "max_papers")
+REQUIRED_CSV_COLUMNS = ("email", "topics")
+
+
+class InvalidInput(ValueError):
+    """A user-facing validation error: its message is shown as is, on one line."""
+
+
+@dataclass(frozen=True)
+class SubscriberInput:
+    """A validated subscriber as given by an admin, a CSV row or the web form."""
+
+    email: str
+    topics: tuple[str, ...]
+    timezone: str | None = None
+    send_hour: int | None = None
+    max_papers: int | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    line: int
+    reason: str
+
+
+@dataclass
+class ParsedCsv:
+    rows: list[SubscriberInput] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    lines: int = 0
+
+
+def normalize_email(raw: str) -> str:
+    """Validate syntax (IDN included) and return the one canonical form used as the key.
+
+    Deliverability (DNS) is not checked: imports must work offline, and double opt-in is
+    the real proof of a working mailbox. The whole address is lower-cased because every
+    mainstream provider treats the local part case-insensitively and duplicates that
+    differ only in case are far more common than mailboxes that rely on it.
+    """
+    candidate = (raw or "").strip()
+    if not candidate:
+        raise InvalidInput("email is empty")
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"invalid email {candidate!r}: {exc}") from None
+    return result.normalized.lower()
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_topic(raw: str) -> str:
+    """Collapse whitespace and lower-case, so "Graph  Neural Networks" == "graph neural networks"."""
+    topic = _SPACES.sub(" ", (raw or "").strip()).lower()
+    if len(topic) < MIN_TOPIC_LENGTH:
+        raise InvalidInput(f"topic {raw!r} is too short (at least {MIN_TOPIC_LENGTH} characters)")
+    if len(topic) > MAX_TOPIC_LENGTH:
+        raise InvalidInput(f"topic {topic[:30]!r}... is longer than {MAX_TOPIC_LENGTH} characters")
+    if any(ord(ch) < 32 for ch in topic):
+        raise InvalidInput(f"topic {topic!r} contains control characters")
+    return topic
+
+
+def normalize_topics(raw_topics: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Normalise, drop duplicates (keeping order) and enforce 1..MAX_TOPICS topics."""
+    topics: list[str] = []
+    for raw in raw_topics:
+        if not raw or not raw.strip():
+            continue
+        topic = normalize_topic(raw)
+        if topic not in topics:
+            topics.append(topic)
+    if not topics:
+        raise InvalidInput("at least one topic is required")
+    if len(topics) > MAX_TOPICS:
+        raise InvalidInput(f"{len(topics)} topics given, at most {MAX_TOPICS} are allowed")
+    return tuple(topics)
+
+
+def validate_timezone(raw: str) -> str:
+    name = raw.strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name like Europe/Paris)") from None
+    return name
+
+
+def validate_send_hour(raw: int | str) -> int:
+    try:
+        hour = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"send hour {raw!r} is not a whole number 0-23") from None
+    if not 0 <= hour <= 23:
+        raise InvalidInput(f"send hour {hour} is outside 0-23")
+    return hour
+
+
+def validate_max_papers(raw: int | str) -> int:
+    try:
+        count = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"max papers {raw!r} is not a whole number") from None
+    if not 1 <= count <= MAX_PAPERS_LIMIT:
+        raise InvalidInput(f"max papers {count} is outside 1-{MAX_PAPERS_LIMIT}")
+    return count
+
+
+def build_subscriber_input(
+    email: str,
+    topics: list[str] | tuple[str, ...],
+    timezone: str | None = None,
+    send_hour: int | str | None = None,
+    max_papers: int | str | None = None,
+) -> SubscriberInput:
+    """Validate every field; blank optional fields mean "use the default"."""
+    return SubscriberInput(
+        email=normalize_email(email),
+        topics=normalize_topics(topics),
+        timezone=validate_timezone(timezone) if timezone not in (None, "") else None,
+        send_hour=validate_send_hour(send_hour) if send_hour not in (None, "") else None,
+        max_papers=validate_max_papers(max_papers) if max_papers not in (None, "") else None,
+    )
+
+
+def parse_subscriber_csv(text: str) -> ParsedCsv:
+    """Parse an import file into valid rows and per-line rejections.
+
+    Tolerates a UTF-8 BOM, Windows line endings and blank lines. A later row for an email
+    already seen in the file is rejected as a duplicate, naming the first line, so the
+    report is exact and importing the file twice gives the same result.
+    """
+    text = text.removeprefix("\ufeff")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    missing = [col for col in REQUIRED_CSV_COLUMNS if col not in header]
+    if missing:
+        raise InvalidInput(
+            f"CSV header must name the columns {', '.join(REQUIRED_CSV_COLUMNS)} "
+            f"(found: {', '.join(header) or 'nothing'})"
+        )
+    reader.fieldnames = header
+    parsed = ParsedCsv()
+    first_line_of: dict[str, int] = {}
+    for record in reader:
+        line = reader.line_num
+        parsed.lines += 1
+        values = {key: (value or "").strip() for key, value in record.items() if key in CSV_COLUMNS}
+        if not any(values.values()):
+            continue  # blank line, or only separators
+        if None in record:
+            parsed.rejections.append(Rejection(line, "more fields than the header has columns"))
+            continue
+        try:
+            row = build_subscriber_input(
+                values.get("email", ""),
+                values.get("topics", "").split(";"),
+                values.get("timezone"),
+                values.get("send_hour"),
+                values.get("max_papers"),
+            )
+        except InvalidInput as exc:
+            parsed.rejections.append(Rejection(line, str(exc)))
+            continue
+        if row.email in first_line_of:
+            parsed.rejections.append(
+                Rejection(line, f"duplicate of line {first_line_of[row.email]} ({row.email})")
+            )
+            continue
+        first_line_of[row.email] = line
+        parsed.rows.append(row)
+    return parsed
+
+
+def format_subscriber_csv(rows: list[dict[str, object]]) -> str:
+    """The export format, the same columns the importer reads (round-trips)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*CSV_COLUMNS, "status"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "topics": ";".join(row["topics"])})  # type: ignore[arg-type]
+    return out.getvalue()

@@ -1,0 +1,82 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when its server is up), settings, data."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from digest.settings import Settings, load_settings
+from digest.storage import Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FEEDS = FIXTURES / "feeds"
+PG_ADMIN_URL = os.environ.get("DIGEST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_available() -> str | None:
+    """None when PostgreSQL answers, else the reason to skip."""
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except OperationalError as exc:
+        return f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {str(exc.orig).strip().splitlines()[0]}"
+    return None
+
+
+PG_SKIP_REASON = _postgres_available()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A brand-new PostgreSQL database for one test, dropped afterwards."""
+    if PG_SKIP_REASON:
+        pytest.skip(PG_SKIP_REASON)
+    name = f"digest_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'digest.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'digest.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    store = Store.from_url(db_url)
+    store.upgrade()
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings isolated from the developer's environment and .env."""
+    for key in list(os.environ):
+        if key.startswith("DIGEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return load_settings(data_dir=tmp_path / "var")

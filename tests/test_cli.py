@@ -1,0 +1,135 @@
+"""The admin CLI end to end on SQLite (the embedded default), driven through click's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from digest.cli import cli
+from digest.settings import Settings
+
+
+@pytest.fixture
+def run(settings: Settings):
+    runner = CliRunner()
+    env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
+
+    def invoke(*args: str, code: int = 0) -> Result:
+        result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result
+
+    return invoke
+
+
+def test_help_teaches_with_examples(run) -> None:
+    top = run("--help").output
+    assert "digest run --now" in top and "DIGEST_" in top
+    assert "email, topics (separated by ';')" in run("subscribers", "import", "--help").output
+
+
+def test_add_list_show_pause_resume_remove(run) -> None:
+    run("subscribers", "add", "Ada@Example.org", "-t", "Graph Neural Networks", "-t", "RL", "--send-hour", "9")
+    listing = run("subscribers", "list", "--format", "json").output
+    assert json.loads(listing) == [{"email": "ada@example.org", "topics": ["graph neural networks", "rl"],
+                                    "timezone": "UTC", "send_hour": 9, "max_papers": 5, "status": "active"}]
+    assert "09:00 UTC" in run("subscribers", "show", "ada@example.org").output
+    assert "paused" in run("subscribers", "pause", "ada@example.org").output
+    assert "active" in run("subscribers", "resume", "ADA@example.org").output
+    assert "max papers: 8" in run("subscribers", "set", "ada@example.org", "--max-papers", "8").output
+    run("subscribers", "remove", "ada@example.org", "--yes")
+    assert "0 subscriber(s)" in run("subscribers", "list").output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["subscribers", "add", "not-an-email", "-t", "rl"], "Error: invalid email 'not-an-email'"),
+        (["subscribers", "add", "a@example.org"], "Error: at least one topic is required"),
+        (["subscribers", "add", "a@example.org", "-t", "rl", "--timezone", "Mars/Base"], "Error: unknown time zone"),
+        (["subscribers", "show", "nobody@example.org"], "Error: no subscriber with email nobody@example.org"),
+        (["topics", "rename", "rl", "rl"], "Error: the old and new topic are the same"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_non_zero_exit(run, args: list[str], message: str) -> None:
+    result = run(*args, code=1)
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_invalid_setting_names_the_variable(settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["subscribers", "list"], env={"DIGEST_SMTP_PORT": "lots"})
+    assert result.exit_code == 1
+    assert "DIGEST_SMTP_PORT" in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_database_is_a_clear_error(settings: Settings) -> None:
+    result = CliRunner().invoke(
+        cli, ["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "subscribers", "list"]
+    )
+    assert result.exit_code == 1
+    assert "cannot reach the database" in result.output
+
+
+def make_big_csv(path: Path, good: int = 10_000) -> dict[str, int]:
+    """10,000 valid rows plus every kind of bad row, with a BOM and CRLF line endings."""
+    lines = ["email,topics,timezone,send_hour,max_papers"]
+    expected = {"bad_syntax": 0, "duplicate": 0, "too_many_topics": 0, "empty": 0}
+    for i in range(good):
+        lines.append(f"user{i}@example.org,topic {i % 300};graph neural networks,UTC,{i % 24},5")
+        if i % 100 == 1:
+            lines.append(f"user{i}@@example.org,rl,,,")
+            expected["bad_syntax"] += 1
+        if i % 100 == 2:
+            lines.append(f"USER{i}@example.org,rl,,,")
+            expected["duplicate"] += 1
+        if i % 100 == 3:
+            lines.append(f"many{i}@example.org,t1;t2;t3;t4;t5;t6,,,")
+            expected["too_many_topics"] += 1
+        if i % 100 == 4:
+            lines.append("")
+            expected["empty"] += 1
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    return expected
+
+
+def test_import_10k_rows_reports_every_rejection_and_reimport_changes_nothing(run, tmp_path: Path) -> None:
+    csv_path = tmp_path / "people.csv"
+    expected = make_big_csv(csv_path)
+    rejected = expected["bad_syntax"] + expected["duplicate"] + expected["too_many_topics"]
+
+    dry = run("subscribers", "import", str(csv_path), "--dry-run", code=1)
+    assert f"would have created 10000, updated 0, unchanged 0, rejected {rejected}" in dry.output
+    assert "0 subscriber(s)" in run("subscribers", "list").output
+
+    first = run("subscribers", "import", str(csv_path), code=1)
+    assert f"created 10000, updated 0, unchanged 0, rejected {rejected}" in first.output
+    rejection_lines = [line for line in first.stderr.splitlines() if ": rejected: " in line]
+    assert len(rejection_lines) == rejected
+    assert sum("duplicate of line" in line for line in rejection_lines) == expected["duplicate"]
+    assert sum("6 topics given" in line for line in rejection_lines) == expected["too_many_topics"]
+    assert sum("invalid email" in line for line in rejection_lines) == expected["bad_syntax"]
+    # line numbers are the file's: header is line 1, user0 line 2, user1 line 3, its bad twin line 4
+    assert rejection_lines[0].startswith("line 4: rejected: invalid email 'user1@@example.org'")
+
+    second = run("subscribers", "import", str(csv_path), code=1)
+    assert f"created 0, updated 0, unchanged 10000, rejected {rejected}" in second.output
+    topics = run("topics").output
+    assert "graph neural networks  10000" in topics
+
+
+def test_export_then_import_round_trip(run, tmp_path: Path) -> None:
+    run("subscribers", "add", "a@example.org", "-t", "rl", "--timezone", "Asia/Tokyo")
+    run("subscribers", "add", "b@example.org", "-t", "nlp", "-t", "speech")
+    out = tmp_path / "export.csv"
+    run("subscribers", "export", "-o", str(out))
+    assert "unchanged 2, rejected 0" in run("subscribers", "import", str(out)).output
+
+
+def test_import_rejects_non_utf8_file(run, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("email,topics\nj\xe9r\xf4me@example.org,rl\n".encode("latin-1"))
+    assert "is not UTF-8 text" in run("subscribers", "import", str(path), code=1).output

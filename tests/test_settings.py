@@ -1,0 +1,58 @@
+"""Settings come from DIGEST_* variables; bad values fail early and name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.settings import DEV_SECRET_KEY, Settings, SettingsError, load_settings
+
+EXAMPLE_ENV = Path(__file__).parent.parent / "config" / "example.env"
+
+
+def test_defaults_run_locally(settings: Settings) -> None:
+    assert settings.resolved_database_url.startswith("sqlite:///")
+    assert settings.resolved_database_url.endswith("var/digest.db")
+    assert settings.smtp_host == ""
+    assert settings.outbox_dir == settings.data_dir / "outbox"
+    assert settings.uses_dev_secret
+
+
+def test_environment_overrides(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_SMTP_PORT", "2525")
+    monkeypatch.setenv("DIGEST_SMTP_TLS", "starttls")
+    monkeypatch.setenv("DIGEST_BASE_URL", "https://digest.example.org/")
+    monkeypatch.setenv("DIGEST_ARXIV_ANNOUNCE_TYPES", "new, replace")
+    loaded = load_settings()
+    assert (loaded.smtp_port, loaded.smtp_tls) == (2525, "starttls")
+    assert loaded.base_url == "https://digest.example.org"
+    assert loaded.announce_types == {"new", "replace"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DIGEST_SMTP_PORT", "seventy"), ("DIGEST_SMTP_TLS", "maybe"), ("DIGEST_SEND_HOUR", "25"),
+     ("DIGEST_RATE_LIMIT_PER_SECOND", "0")],
+)
+def test_invalid_values_name_the_variable(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                          name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings()
+
+
+def test_dotenv_file_is_read(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DIGEST_SMTP_HOST=mail.example.org\nDIGEST_SECRET_KEY=\n")
+    loaded = load_settings()
+    assert loaded.smtp_host == "mail.example.org"
+    assert loaded.secret_key == DEV_SECRET_KEY
+
+
+def test_example_env_documents_every_setting() -> None:
+    documented = {
+        line.split("=", 1)[0].removeprefix("DIGEST_").lower()
+        for line in EXAMPLE_ENV.read_text().splitlines()
+        if line.startswith("DIGEST_")
+    }
+    assert documented == set(Settings.model_fields)

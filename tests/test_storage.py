@@ -1,0 +1,103 @@
+"""Storage on SQLite and PostgreSQL: migrations, subscribers, topics, bulk import."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from digest.models import Base
+from digest.storage import Store, StorageError, SubscriberDefaults
+from digest.subscriptions import build_subscriber_input
+
+DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
+
+
+def sub(email: str, *topics: str, **extra: object):
+    return build_subscriber_input(email, list(topics), **extra)  # type: ignore[arg-type]
+
+
+def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
+    assert store.schema_revision() == store.head_revision()
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations differ; write a migration: {diff}"
+
+
+def test_upgrade_is_idempotent(store: Store) -> None:
+    store.upgrade()
+    assert store.schema_revision() == store.head_revision()
+
+
+def test_old_schema_is_refused_without_auto_upgrade(db_url: str) -> None:
+    store = Store.from_url(db_url)
+    with pytest.raises(StorageError, match="digest db upgrade"):
+        store.ensure_schema(auto_upgrade=False)
+    store.ensure_schema(auto_upgrade=True)
+    assert store.schema_revision() == store.head_revision()
+
+
+def test_add_show_and_duplicate_subscriber(store: Store) -> None:
+    created = store.add_subscriber(sub("ada@example.org", "rl", "graph neural networks"), DEFAULTS)
+    assert created.topics == ("rl", "graph neural networks")
+    assert store.get_subscriber("ada@example.org") == created
+    with pytest.raises(StorageError, match="already subscribed"):
+        store.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
+
+
+def test_status_changes_and_removal(store: Store) -> None:
+    store.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
+    assert store.set_status("ada@example.org", "paused").status == "paused"
+    assert store.set_status("ada@example.org", "unsubscribed").status == "unsubscribed"
+    with pytest.raises(StorageError, match="cannot make it paused"):
+        store.set_status("ada@example.org", "paused", allowed_from=("active",))
+    store.remove_subscriber("ada@example.org")
+    assert store.get_subscriber("ada@example.org") is None
+    assert store.topic_counts() == []
+    with pytest.raises(StorageError, match="no subscriber"):
+        store.remove_subscriber("ada@example.org")
+
+
+def test_topic_counts_rename_and_merge(store: Store) -> None:
+    store.add_subscriber(sub("a@example.org", "gnn", "rl"), DEFAULTS)
+    store.add_subscriber(sub("b@example.org", "graph neural networks"), DEFAULTS)
+    store.add_subscriber(sub("c@example.org", "gnn", "graph neural networks"), DEFAULTS)
+    assert store.topic_counts() == [("gnn", 2), ("graph neural networks", 2), ("rl", 1)]
+    assert store.rename_topic("gnn", "graph neural networks") == 2
+    assert store.topic_counts() == [("graph neural networks", 3), ("rl", 1)]
+    assert store.get_subscriber("c@example.org").topics == ("graph neural networks",)
+    assert store.rename_topic("rl", "reinforcement learning") == 1
+    assert store.get_subscriber("a@example.org").topics == ("graph neural networks", "reinforcement learning")
+    with pytest.raises(StorageError, match="no subscriber follows"):
+        store.rename_topic("rl", "x")
+
+
+def test_list_filters_by_status_and_topic(store: Store) -> None:
+    store.add_subscriber(sub("a@example.org", "rl"), DEFAULTS)
+    store.add_subscriber(sub("b@example.org", "rl", "nlp"), DEFAULTS)
+    store.set_status("b@example.org", "paused")
+    assert [s.email for s in store.list_subscribers(topic="rl")] == ["a@example.org", "b@example.org"]
+    assert [s.email for s in store.list_subscribers(status="paused", topic="rl")] == ["b@example.org"]
+    assert store.list_subscribers(topic="nope") == []
+    assert store.count_subscribers() == {"active": 1, "paused": 1}
+
+
+def test_import_creates_updates_and_is_idempotent(store: Store) -> None:
+    rows = [sub(f"u{i}@example.org", "rl", f"topic {i % 7}") for i in range(1200)]
+    report = store.import_subscribers(rows, DEFAULTS)
+    assert (report.created, report.updated, report.unchanged) == (1200, 0, 0)
+    again = store.import_subscribers(rows, DEFAULTS)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 1200)
+    changed = [sub("u1@example.org", "nlp"), sub("u2@example.org", "rl", "topic 2", send_hour=9)]
+    third = store.import_subscribers(changed, DEFAULTS)
+    assert (third.created, third.updated, third.unchanged) == (0, 2, 0)
+    assert store.get_subscriber("u1@example.org").topics == ("nlp",)
+    assert store.get_subscriber("u2@example.org").send_hour == 9
+    assert len(store.list_subscribers()) == 1200
+
+
+def test_import_dry_run_changes_nothing(store: Store) -> None:
+    report = store.import_subscribers([sub("a@example.org", "rl")], DEFAULTS, dry_run=True)
+    assert report.created == 1
+    assert store.list_subscribers() == []
+    assert store.topic_counts() == []

@@ -1,0 +1,100 @@
+"""Input rules shared by the CLI, CSV import and the web form."""
+
+from __future__ import annotations
+
+import pytest
+
+from digest.subscriptions import (
+    MAX_TOPICS,
+    InvalidInput,
+    build_subscriber_input,
+    format_subscriber_csv,
+    normalize_email,
+    normalize_topics,
+    parse_subscriber_csv,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Ada@Example.ORG", "ada@example.org"),
+        ("  ada@example.org \n", "ada@example.org"),
+        ("test@bücher.de", "test@bücher.de"),
+        ("Ünïcode@EXAMPLE.com", "ünïcode@example.com"),
+    ],
+)
+def test_normalize_email_canonical_form(raw: str, expected: str) -> None:
+    assert normalize_email(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "plainaddress", "a@@b.com", "a@b", "a b@c.org", "a@-x.com", "@x.org"])
+def test_normalize_email_rejects_bad_syntax_with_reason(raw: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        normalize_email(raw)
+    assert "\n" not in str(exc.value)
+    assert "email" in str(exc.value)
+
+
+def test_topics_are_normalised_deduplicated_and_limited() -> None:
+    assert normalize_topics(["Graph  Neural Networks", "graph neural networks", " RL "]) == (
+        "graph neural networks",
+        "rl",
+    )
+    with pytest.raises(InvalidInput, match="at most"):
+        normalize_topics([f"topic {i}" for i in range(MAX_TOPICS + 1)])
+    with pytest.raises(InvalidInput, match="at least one topic"):
+        normalize_topics(["", "  "])
+    with pytest.raises(InvalidInput, match="longer than"):
+        normalize_topics(["x" * 81])
+
+
+def test_build_input_validates_optional_fields() -> None:
+    row = build_subscriber_input("a@example.org", ["rl"], "Europe/Paris", "8", "10")
+    assert (row.timezone, row.send_hour, row.max_papers) == ("Europe/Paris", 8, 10)
+    with pytest.raises(InvalidInput, match="time zone"):
+        build_subscriber_input("a@example.org", ["rl"], timezone="Mars/Olympus")
+    with pytest.raises(InvalidInput, match="outside 0-23"):
+        build_subscriber_input("a@example.org", ["rl"], send_hour=24)
+    with pytest.raises(InvalidInput, match="max papers"):
+        build_subscriber_input("a@example.org", ["rl"], max_papers="ten")
+
+
+def test_csv_with_bom_crlf_blank_lines_duplicates_and_bad_rows() -> None:
+    text = (
+        "\ufeffEmail,Topics,timezone\r\n"
+        "ada@example.org,graph neural networks;efficient attention,Europe/London\r\n"
+        "\r\n"
+        "not-an-email,rl,\r\n"
+        "ADA@example.org,rl,\r\n"
+        "bob@example.org,a1;a2;a3;a4;a5;a6,\r\n"
+        "carol@example.org,,\r\n"
+        "dan@example.org,rl,Nowhere/Town\r\n"
+        "eve@example.org,rl,UTC,extra\r\n"
+        ",,\r\n"
+        "fay@example.org,  Speech   Recognition ;,\r\n"
+    )
+    parsed = parse_subscriber_csv(text)
+    assert [r.email for r in parsed.rows] == ["ada@example.org", "fay@example.org"]
+    assert parsed.rows[1].topics == ("speech recognition",)
+    reasons = {r.line: r.reason for r in parsed.rejections}
+    assert sorted(reasons) == [4, 5, 6, 7, 8, 9]
+    assert "invalid email" in reasons[4]
+    assert reasons[5] == "duplicate of line 2 (ada@example.org)"
+    assert "6 topics given" in reasons[6]
+    assert "at least one topic" in reasons[7]
+    assert "unknown time zone" in reasons[8]
+    assert "more fields" in reasons[9]
+
+
+def test_csv_without_required_header_is_a_clear_error() -> None:
+    with pytest.raises(InvalidInput, match="header must name the columns email, topics"):
+        parse_subscriber_csv("ada@example.org,rl\n")
+
+
+def test_export_format_round_trips_through_the_importer() -> None:
+    rows = [{"email": "a@example.org", "topics": ["rl", "graph neural networks"], "timezone": "UTC",
+             "send_hour": 7, "max_papers": 5, "status": "active"}]
+    parsed = parse_subscriber_csv(format_subscriber_csv(rows))
+    assert parsed.rejections == []
+    assert parsed.rows[0].topics == ("rl", "graph neural networks")

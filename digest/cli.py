@@ -6,6 +6,7 @@ one-line ``Error: ...`` and a non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -18,8 +19,10 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
+from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.settings import Settings, SettingsError, load_settings
 from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
+from digest.sources import HF_RSS, PaperRecord
 from digest.subscriptions import (
     InvalidInput,
     build_subscriber_input,
@@ -371,6 +374,64 @@ def topics_merge(app: AppContext, sources: Sequence[str], target: str) -> None:
         if source_name != target_name:
             affected = app.store.rename_topic(source_name, target_name)
             click.echo(f"{affected} subscriber(s) moved from {source_name!r} to {target_name!r}")
+
+
+# -- papers --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--source", "source", type=click.Choice(["all", *LIVE_SOURCES, HF_RSS]), default="all",
+              show_default=True, help="Which source to fetch; with --from-file, forces the format.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Papers of this day (default: latest).")
+@click.option("--categories", help="arXiv categories joined by '+', e.g. cs.LG+cs.CL (default: settings).")
+@click.option("--from-file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Ingest a saved response instead of fetching; repeatable.")
+@pass_app
+def fetch(app: AppContext, source: str, day: Any, categories: str | None, files: Sequence[Path]) -> None:
+    """Fetch new papers and merge them into the store (by arXiv id; re-running is safe).
+
+    \b
+    Examples:
+      digest fetch                                  all live sources
+      digest fetch --source arxiv-rss --categories cs.LG+cs.CL
+      digest fetch --from-file hf_daily_papers.json offline, format detected
+
+    Prints one line per source; exits 1 if any source failed (the others still land).
+    """
+    settings, store = app.settings, app.store
+    forced = None if source == "all" else source
+    if files:
+        reports = [ingest_bytes(store, f.read_bytes(), f.name, settings.announce_types, forced) for f in files]
+    else:
+        wanted = LIVE_SOURCES if source == "all" else (source,)
+        cats = [c for c in categories.split("+") if c] if categories else None
+        reports = fetch_all(store, settings, wanted, day.date() if day else None, cats)
+    for report in reports:
+        click.echo(report.summary())
+    if any(report.error for report in reports):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only papers first seen on or after this day.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_app
+def papers(app: AppContext, since: Any, limit: int, fmt: str) -> None:
+    """List stored papers, most recently seen first."""
+    found = app.store.list_papers(since=since, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([paper_json(p) for p in found], indent=2, default=str))
+        return
+    click.echo(format_table(
+        ["arxiv id", "upvotes", "sources", "title"],
+        [[p.arxiv_id, "" if p.upvotes is None else p.upvotes, ",".join(p.sources), p.title] for p in found],
+    ))
+    click.echo(f"{len(found)} paper(s) shown, {app.store.count_papers()} stored")
+
+
+def paper_json(paper: PaperRecord) -> dict[str, Any]:
+    return {**dataclasses.asdict(paper), "abs_url": paper.abs_url, "pdf_url": paper.pdf_url}
 
 
 # -- helpers -------------------------------------------------------------------------------

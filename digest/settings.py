@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     bounce_limit: int = Field(default=3, ge=1, description="Hard bounces before 'bounced'.")
     pending_expiry_days: int = Field(default=7, ge=1)
 
+    hf_api_url: str = "https://huggingface.co/api/daily_papers"
+    arxiv_rss_url: str = "https://rss.arxiv.org/rss"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_api_max_results: int = Field(default=200, ge=1, le=2000)
     arxiv_categories: str = "cs.LG+cs.AI+cs.CL+cs.CV+stat.ML"
     arxiv_announce_types: str = "new,cross"
     http_timeout: float = Field(default=20.0, gt=0)
@@ -81,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def announce_types(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.arxiv_announce_types.split(",") if t.strip())
+
+    @property
+    def category_list(self) -> list[str]:
+        return [c.strip() for c in self.arxiv_categories.replace(",", "+").split("+") if c.strip()]
 
     @property
     def uses_dev_secret(self) -> bool:

@@ -20,7 +20,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.models import SentPaper, Subscriber, SubscriberTopic, Topic, utcnow
+from digest.models import HttpCache, Paper, SentPaper, Subscriber, SubscriberTopic, Topic, utcnow
+from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
 from digest.subscriptions import SubscriberInput
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -52,6 +53,13 @@ class SubscriberRecord:
             "max_papers": self.max_papers,
             "status": self.status,
         }
+
+
+@dataclass
+class UpsertReport:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
 
 
 @dataclass(frozen=True)
@@ -430,3 +438,79 @@ class Store:
                 for sid, arxiv_id in rows:
                     sent[sid].add(arxiv_id)
         return sent
+
+
+    # -- papers ---------------------------------------------------------------------------
+
+    def upsert_papers(self, records: Sequence[PaperRecord]) -> UpsertReport:
+        """Insert new papers and merge new facts into known ones; re-running changes nothing."""
+        merged: dict[str, dict[str, object]] = {}
+        report = UpsertReport()
+        with self.session() as session:
+            existing = self._papers_by_id(session, list(dict.fromkeys(r.arxiv_id for r in records)))
+            for record in records:
+                base = merged.get(record.arxiv_id) or existing.get(record.arxiv_id)
+                merged[record.arxiv_id] = merge_paper(base, record)
+            now = utcnow()
+            new_rows = [{"arxiv_id": pid, **values, "first_seen_at": now, "updated_at": now}
+                        for pid, values in merged.items() if pid not in existing]
+            for chunk in _chunks(new_rows):
+                session.execute(insert(Paper), list(chunk))
+            report.new = len(new_rows)
+            for pid, values in merged.items():
+                if pid not in existing:
+                    continue
+                if values == existing[pid]:
+                    report.unchanged += 1
+                    continue
+                session.execute(update(Paper).where(Paper.arxiv_id == pid).values(**values, updated_at=now))
+                report.updated += 1
+        return report
+
+    @staticmethod
+    def _papers_by_id(session: Session, ids: Sequence[str]) -> dict[str, dict[str, object]]:
+        found: dict[str, dict[str, object]] = {}
+        columns = [getattr(Paper, name) for name in MERGED_FIELDS]
+        for chunk in _chunks(list(ids)):
+            for row in session.execute(select(Paper.arxiv_id, *columns).where(Paper.arxiv_id.in_(chunk))):
+                found[row[0]] = dict(zip(MERGED_FIELDS, row[1:], strict=True))
+        return found
+
+    def list_papers(
+        self, since: dt.datetime | None = None, ids: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[PaperRecord]:
+        """Stored papers, newest first seen first; ``since`` filters on first_seen_at."""
+        with self.session() as session:
+            query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.arxiv_id)
+            if since is not None:
+                query = query.where(Paper.first_seen_at >= since)
+            if ids is not None:
+                query = query.where(Paper.arxiv_id.in_(list(ids)))
+            if limit is not None:
+                query = query.limit(limit)
+            return [_paper_record(paper) for paper in session.scalars(query)]
+
+    def count_papers(self) -> int:
+        with self.session() as session:
+            return session.scalar(select(func.count()).select_from(Paper)) or 0
+
+    # -- conditional GET validators -------------------------------------------------------
+
+    def http_validators(self, url: str) -> tuple[str | None, str | None]:
+        with self.session() as session:
+            row = session.get(HttpCache, url)
+            return (row.etag, row.last_modified) if row else (None, None)
+
+    def save_http_validators(self, url: str, etag: str | None, last_modified: str | None) -> None:
+        with self.session() as session:
+            row = session.get(HttpCache, url) or HttpCache(url=url)
+            row.etag, row.last_modified, row.fetched_at = etag, last_modified, utcnow()
+            session.add(row)
+
+
+def _paper_record(paper: Paper) -> PaperRecord:
+    return PaperRecord(
+        arxiv_id=paper.arxiv_id,
+        first_seen_at=paper.first_seen_at,
+        **{name: getattr(paper, name) for name in MERGED_FIELDS},
+    )

@@ -1,0 +1,102 @@
+"""The HTTP fetcher against a real local server: retries, Retry-After, 304, timeouts, pacing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from digest.fetching import Fetcher, FetchError, retry_after_seconds
+from feed_server import FeedServer, Reply
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    srv = FeedServer()
+    yield srv
+    srv.close()
+
+
+class Sleeps(list):
+    """Records the waits instead of sleeping, so retry tests run instantly."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(round(seconds, 2))
+
+
+def test_plain_get_sends_user_agent_and_returns_validators(server: FeedServer) -> None:
+    server.script("/feed", Reply(200, b"<rss/>", {"ETag": '"v1"', "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT"}))
+    with Fetcher(timeout=5) as fetcher:
+        result = fetcher.get(server.url + "/feed")
+    assert (result.status, result.body, result.etag) == (200, b"<rss/>", '"v1"')
+    assert result.last_modified == "Mon, 23 Nov 2026 00:00:00 GMT"
+    assert server.requests["/feed"][0]["User-Agent"].startswith("PaperDigest/")
+
+
+def test_conditional_get_sends_validators_and_understands_304(server: FeedServer) -> None:
+    server.script("/feed", Reply(304))
+    with Fetcher(timeout=5) as fetcher:
+        result = fetcher.get(server.url + "/feed", etag='"v1"', last_modified="Mon, 23 Nov 2026 00:00:00 GMT")
+    assert result.not_modified
+    sent = server.requests["/feed"][0]
+    assert sent["If-None-Match"] == '"v1"' and sent["If-Modified-Since"].startswith("Mon, 23 Nov")
+
+
+def test_429_and_503_are_retried_honouring_retry_after(server: FeedServer) -> None:
+    server.script("/feed", Reply(429, headers={"Retry-After": "7"}), Reply(503), Reply(200, b"ok"))
+    sleeps = Sleeps()
+    with Fetcher(timeout=5, backoff=1.5, sleep=sleeps, host_intervals={}) as fetcher:
+        assert fetcher.get(server.url + "/feed").body == b"ok"
+    assert sleeps == [7.0, 3.0]  # Retry-After, then exponential backoff (1.5 * 2)
+    assert len(server.requests["/feed"]) == 3
+
+
+def test_persistent_5xx_gives_up_with_the_reason(server: FeedServer) -> None:
+    server.script("/feed", Reply(502))
+    with Fetcher(timeout=5, retries=2, sleep=Sleeps(), host_intervals={}) as fetcher:
+        with pytest.raises(FetchError, match="HTTP 502 after 3 attempts"):
+            fetcher.get(server.url + "/feed")
+
+
+def test_retry_after_longer_than_allowed_fails_fast(server: FeedServer) -> None:
+    server.script("/feed", Reply(503, headers={"Retry-After": "3600"}))
+    with Fetcher(timeout=5, max_wait=60, sleep=Sleeps(), host_intervals={}) as fetcher:
+        with pytest.raises(FetchError, match="wait 3600s"):
+            fetcher.get(server.url + "/feed")
+    assert len(server.requests["/feed"]) == 1
+
+
+def test_slow_response_times_out_and_is_retried(server: FeedServer) -> None:
+    server.script("/feed", Reply(200, b"late", delay=2.0), Reply(200, b"fast"))
+    sleeps = Sleeps()
+    with Fetcher(timeout=0.5, sleep=sleeps, host_intervals={}) as fetcher:
+        assert fetcher.get(server.url + "/feed").body == b"fast"
+    assert len(sleeps) == 1
+
+
+def test_client_errors_are_returned_not_retried(server: FeedServer) -> None:
+    server.script("/feed", Reply(400, b"<feed/>"))
+    with Fetcher(timeout=5, sleep=Sleeps(), host_intervals={}) as fetcher:
+        assert fetcher.get(server.url + "/feed").status == 400
+    assert len(server.requests["/feed"]) == 1
+
+
+def test_unresolvable_host_fails_at_once() -> None:
+    with Fetcher(timeout=5, sleep=Sleeps()) as fetcher:
+        with pytest.raises(FetchError, match="cannot resolve"):
+            fetcher.get("http://no-such-host.invalid/feed")
+
+
+def test_requests_to_one_host_are_paced(server: FeedServer) -> None:
+    server.script("/feed", Reply(200, b"ok"))
+    sleeps = Sleeps()
+    with Fetcher(timeout=5, sleep=sleeps, host_intervals={"127.0.0.1": 3.0}) as fetcher:
+        fetcher.get(server.url + "/feed")
+        fetcher.get(server.url + "/feed")
+    assert len(sleeps) == 1 and 2.5 < sleeps[0] <= 3.0
+
+
+def test_retry_after_header_forms() -> None:
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT", now=1792567670.0) == 10.0
+    assert retry_after_seconds("soon") is None

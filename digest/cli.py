@@ -19,7 +19,9 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
+from digest.evaluation import load_qrels, score_run
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
+from digest.ranking import plain_bm25_ranking, rank_profiles
 from digest.settings import Settings, SettingsError, load_settings
 from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
 from digest.sources import HF_RSS, PaperRecord
@@ -432,6 +434,94 @@ def papers(app: AppContext, since: Any, limit: int, fmt: str) -> None:
 
 def paper_json(paper: PaperRecord) -> dict[str, Any]:
     return {**dataclasses.asdict(paper), "abs_url": paper.abs_url, "pdf_url": paper.pdf_url}
+
+
+# -- ranking -------------------------------------------------------------------------------
+
+
+def load_papers_file(path: Path) -> list[PaperRecord]:
+    """A JSON list of {id or arxiv_id, title, abstract, ...}; names the first bad entry."""
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise InvalidInput(f"{path}: expected a JSON list of papers")
+    papers = []
+    for n, item in enumerate(data):
+        pid = isinstance(item, dict) and (item.get("arxiv_id") or item.get("id"))
+        if not pid or not item.get("title"):
+            raise InvalidInput(f"{path}: paper #{n} needs an 'id' and a 'title'")
+        papers.append(PaperRecord(arxiv_id=str(pid), title=item["title"], abstract=item.get("abstract", ""),
+                                  ai_keywords=item.get("ai_keywords") or [], ai_summary=item.get("ai_summary")))
+    return papers
+
+
+def load_profiles_file(path: Path) -> dict[str, list[str]]:
+    data = _load_json(path)
+    if not isinstance(data, list) or not all(isinstance(p, dict) and p.get("qid") and p.get("topics") for p in data):
+        raise InvalidInput(f"{path}: expected a JSON list of {{\"qid\": ..., \"topics\": [...]}}")
+    return {str(p["qid"]): [str(t) for t in p["topics"]] for p in data}
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+
+
+papers_file = click.option("--papers", "papers_path", required=True,
+                           type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                           help="JSON list of papers: {id, title, abstract, ...}.")
+profiles_file = click.option("--profiles", "profiles_path", required=True,
+                             type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                             help='JSON list of profiles: {"qid": "D01", "topics": ["..."]}.')
+
+
+@cli.command()
+@papers_file
+@profiles_file
+@click.option("--top", type=int, default=10, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
+def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str) -> None:
+    """Rank a papers file for each topic profile (no database needed).
+
+    With --format json prints {qid: [paper ids, best first]}.
+
+    Example: digest rank --papers papers.json --profiles topics.json --format json
+    """
+    picks = rank_profiles(load_papers_file(papers_path), load_profiles_file(profiles_path), top)
+    if fmt == "json":
+        click.echo(json.dumps({q: [p.arxiv_id for p in ps] for q, ps in picks.items()}, indent=1))
+        return
+    for qid, ps in picks.items():
+        click.echo(f"{qid}:")
+        click.echo(format_table(["#", "arxiv id", "score", "why"],
+                                [[n + 1, p.arxiv_id, f"{p.score:.3f}", p.reason] for n, p in enumerate(ps)]))
+
+
+@cli.command("rank-eval")
+@papers_file
+@profiles_file
+@click.option("--qrels", "qrels_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Judgments file or directory of them: {qid: {paper id: grade 0-2}}.")
+def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path) -> None:
+    """Measure ranking quality: nDCG@10, recall@10 and precision@5 per profile and their mean,
+    beside a plain BM25 baseline computed in the same run.
+
+    Example: digest rank-eval --papers ranking-dev/papers.json --profiles ranking-dev/topics.json --qrels ranking-dev/qrels
+    """
+    papers_list = load_papers_file(papers_path)
+    profiles = load_profiles_file(profiles_path)
+    qrels = load_qrels(qrels_path)
+    runs = {
+        "digest": {q: [p.arxiv_id for p in ps] for q, ps in rank_profiles(papers_list, profiles, 10).items()},
+        "plain-bm25": plain_bm25_ranking(papers_list, profiles, 10),
+    }
+    results = {name: score_run(run, {q: qrels.get(q, {}) for q in profiles}) for name, run in runs.items()}
+    rows = []
+    for qid in [*profiles, "mean"]:
+        rows.append([qid, *(f"{getattr(results[n][qid], f):.3f}" for n in runs for f in ("ndcg10", "recall10", "precision5"))])
+    headers = ["profile", *(f"{n} {m}" for n in runs for m in ("nDCG@10", "R@10", "P@5"))]
+    click.echo(format_table(headers, rows))
 
 
 # -- helpers -------------------------------------------------------------------------------

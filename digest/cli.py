@@ -7,6 +7,7 @@ one-line ``Error: ...`` and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import sys
@@ -19,12 +20,16 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
+from digest.editions import CANDIDATE_WINDOW, digest_content, digest_message, plan_edition
 from digest.evaluation import load_qrels, score_run
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
+from digest.models import utcnow
 from digest.ranking import plain_bm25_ranking, rank_profiles
+from digest.rendering import render_digest
 from digest.settings import Settings, SettingsError, load_settings
 from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
 from digest.sources import HF_RSS, PaperRecord
+from digest.tokens import Tokens
 from digest.subscriptions import (
     InvalidInput,
     build_subscriber_input,
@@ -58,6 +63,10 @@ class AppContext:
         except OperationalError as exc:
             raise StorageError(f"cannot reach the database at {store.engine.url!r}: {exc.orig}") from None
         return store
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        return Tokens(self.settings.secret_key, self.settings.pending_expiry_days)
 
     @property
     def defaults(self) -> SubscriberDefaults:
@@ -434,6 +443,42 @@ def papers(app: AppContext, since: Any, limit: int, fmt: str) -> None:
 
 def paper_json(paper: PaperRecord) -> dict[str, Any]:
     return {**dataclasses.asdict(paper), "abs_url": paper.abs_url, "pdf_url": paper.pdf_url}
+
+
+# -- preview -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today, UTC).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML part here.")
+@click.option("--eml", type=click.Path(dir_okay=False, path_type=Path), help="Write the whole message (.eml) here.")
+@pass_app
+def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path | None) -> None:
+    """Show the digest EMAIL would get from the stored papers, without sending or recording it.
+
+    Example: digest preview ada@example.org --out /tmp/digest.html --eml /tmp/digest.eml
+    """
+    settings, store = app.settings, app.store
+    sub = store.get_subscriber(normalize_email(email))
+    if sub is None:
+        raise StorageError(f"no subscriber with email {normalize_email(email)}")
+    now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
+    papers_list = store.list_papers(since=now - CANDIDATE_WINDOW)
+    plan = plan_edition(papers_list, [sub], store.sent_paper_ids([sub.id]), now, settings.relevance_threshold)
+    content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), app.tokens, settings.base_url)
+    message = digest_message(content, settings, 0, now)
+    click.echo(f"Subject: {message['Subject']}")
+    click.echo(f"{len(content.items)} matched paper(s) from {len(papers_list)} candidate(s)"
+               + (f", {len(content.trending)} trending shown instead" if content.trending and not content.items else ""))
+    for n, item in enumerate(content.items, 1):
+        click.echo(f"  {n}. {item.title[:80]}\n     {item.reason}")
+    if out:
+        out.write_text(render_digest(content).html, encoding="utf-8")
+        click.echo(f"HTML written to {out}")
+    if eml:
+        eml.write_bytes(message.as_bytes())
+        click.echo(f"message written to {eml}")
 
 
 # -- ranking -------------------------------------------------------------------------------

@@ -73,17 +73,15 @@ class Evidence:
     """Why a paper matched a topic, in words a reader recognises."""
 
     topic: str
-    matched: tuple[str, ...]
-    in_title: bool
-    phrase: bool  # the topic appears verbatim (case-insensitive) in the title or abstract
+    matched: tuple[str, ...]  # topic words found in the paper
+    in_title: tuple[str, ...]  # those of them found in the title
+    phrase_in: str | None  # "title" or "abstract" when the whole topic appears verbatim
 
     def sentence(self) -> str:
-        if self.phrase:
-            where = "title" if self.in_title else "abstract"
-            return f'matches "{self.topic}": the phrase is in the {where}'
-        terms = ", ".join(self.matched) or "related wording"
-        where = " (in the title)" if self.in_title else ""
-        return f'matches "{self.topic}": {terms}{where}'
+        if self.phrase_in:
+            return f'matches "{self.topic}": the phrase is in the {self.phrase_in}'
+        words_ = [f"{w} (title)" if w in self.in_title else w for w in self.matched]
+        return f'matches "{self.topic}": {", ".join(words_) or "related wording"}'
 
 
 @dataclass(frozen=True)
@@ -182,19 +180,18 @@ class TopicIndex:
 
     def evidence(self, topic: str, paper_index: int) -> Evidence:
         paper = self.papers[paper_index]
-        row = self.weights.getrow(paper_index)
-        present = {col for col in row.indices}
-        matched = []
-        in_title = False
+        present = set(self.weights.getrow(paper_index).indices)
+        matched, in_title = [], []
         for word in dict.fromkeys(words(topic)):
-            for stem in self.analyze(word):
-                if self.vocab.get(stem) in present:
-                    matched.append(word)
-                    in_title = in_title or stem in self._title_stems[paper_index]
-                    break
-        phrase_title = topic in paper.title.lower()
-        phrase = phrase_title or topic in paper.abstract.lower()
-        return Evidence(topic, tuple(matched), phrase_title or in_title, phrase)
+            found = [stem for stem in self.analyze(word) if self.vocab.get(stem) in present]
+            if found:
+                matched.append(word)
+                if any(stem in self._title_stems[paper_index] for stem in found):
+                    in_title.append(word)
+        phrase = " ".join(topic.lower().split())
+        phrase_in = ("title" if phrase in paper.title.lower()
+                     else "abstract" if phrase in " ".join(paper.abstract.lower().split()) else None)
+        return Evidence(topic, tuple(matched), tuple(in_title), phrase_in)
 
 
 def _extra_text(paper: PaperText) -> str:

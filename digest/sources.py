@@ -106,7 +106,7 @@ def clean_text(text: str | None) -> str:
     """Plain one-line text: HTML tags and entities removed, TeX accents resolved, spaces collapsed."""
     if not text:
         return ""
-    plain = html.unescape(TAG.sub(" ", text))
+    plain = html.unescape(TAG.sub(" ", text)).replace("``", "\u201c").replace("''", "\u201d")
     return SPACE.sub(" ", tex_accents_to_unicode(plain)).strip()
 
 

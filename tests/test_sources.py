@@ -183,6 +183,7 @@ def test_record_missing_id_or_title_is_skipped_with_a_reason() -> None:
 def test_text_cleaning() -> None:
     assert clean_text("<p>A &amp; B\n   $O(n^2)$</p>") == "A & B $O(n^2)$"
     assert clean_text("Leconte J\\'er\\'emy and Gr\\\"obner") == "Leconte Jérémy and Gröbner"
+    assert clean_text("to exhibit ``fraud collapse''") == "to exhibit \u201cfraud collapse\u201d"
     assert split_authors("Ada Lovelace (Univ A, Lab B), Alan Turing, Grace Hopper (Navy)") == [
         "Ada Lovelace", "Alan Turing", "Grace Hopper"]
     assert parse_arxiv_id("oai:arXiv.org:2009.13987v3") == ("2009.13987", 3)

@@ -1,0 +1,134 @@
+"""One edition: which papers are candidates, what each subscriber gets, and the email's content.
+
+Pure functions over plain records; :mod:`digest.pipeline` and the CLI feed them from storage.
+A delivery row stores its picks (ids, topic, reason), so sending renders exactly what was
+ranked, however often a send is retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import numpy as np
+
+from digest.ranking import (
+    DEFAULT_THRESHOLD,
+    Explainer,
+    Pick,
+    SubscriberRequest,
+    TopicIndex,
+    paper_signals,
+    pick_papers,
+)
+from digest.messages import build_message, message_id, sender_domain
+from digest.rendering import DigestContent, paper_item, render_digest
+from digest.settings import Settings
+from digest.sources import PaperRecord
+from digest.storage import SubscriberRecord
+from digest.tokens import Tokens
+
+CANDIDATE_WINDOW = dt.timedelta(days=2)  # papers first seen this recently are "new"
+TRENDING_COUNT = 3  # shown, clearly labelled, when nothing matched a subscriber's topics
+
+
+@dataclass
+class EditionPlan:
+    """Every subscriber's picks for one edition, as stored in their delivery row."""
+
+    papers: dict[str, PaperRecord]
+    picks: dict[int, list[dict[str, Any]]]  # subscriber id -> [{arxiv_id, topic, reason, score}]
+
+
+def paper_age_days(paper: PaperRecord, now: dt.datetime) -> float:
+    seen = paper.published_at or paper.first_seen_at or now
+    return max((now - seen).total_seconds() / 86400, 0.0)
+
+
+def trending_papers(papers: Sequence[PaperRecord], exclude: set[str], count: int = TRENDING_COUNT) -> list[PaperRecord]:
+    """The most upvoted of today's papers, for the "nothing matched" section."""
+    voted = [p for p in papers if (p.upvotes or 0) > 0 and p.arxiv_id not in exclude]
+    return sorted(voted, key=lambda p: (-(p.upvotes or 0), p.arxiv_id))[:count]
+
+
+def pick_to_json(pick: Pick) -> dict[str, Any]:
+    return {"arxiv_id": pick.arxiv_id, "topic": pick.topic, "reason": pick.reason, "score": pick.score}
+
+
+def plan_edition(
+    papers: Sequence[PaperRecord],
+    subscribers: Sequence[SubscriberRecord],
+    already_sent: Mapping[int, set[str]],
+    now: dt.datetime,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> EditionPlan:
+    """Rank the candidates for every subscriber at once (distinct topics scored once)."""
+    index = TopicIndex(papers)
+    topics = sorted({t for sub in subscribers for t in sub.topics})
+    row_of = {t: i for i, t in enumerate(topics)}
+    requests = [
+        SubscriberRequest(sub.id, tuple(row_of[t] for t in sub.topics), sub.max_papers,
+                          frozenset(already_sent.get(sub.id, ())))
+        for sub in subscribers
+    ]
+    scores = index.score_topics(topics) if topics else np.zeros((0, len(papers)), dtype=np.float32)
+    signals = paper_signals([p.upvotes for p in papers], [paper_age_days(p, now) for p in papers])
+    table = pick_papers(topics, scores, requests, signals, threshold, paper_ids=index.ids)
+    explainer = Explainer(index, topics, table)
+    plan: dict[int, list[dict[str, Any]]] = {}
+    for row, sub in enumerate(subscribers):
+        picks = [pick_to_json(p) for p in explainer.picks(row)]
+        if not picks:
+            sent = set(already_sent.get(sub.id, ()))
+            picks = [{"arxiv_id": p.arxiv_id, "topic": None, "reason": None, "score": 0.0}
+                     for p in trending_papers(papers, sent)]
+        plan[sub.id] = picks
+    return EditionPlan({p.arxiv_id: p for p in papers}, plan)
+
+
+def digest_content(
+    subscriber: SubscriberRecord,
+    picks: Sequence[Mapping[str, Any]],
+    papers: Mapping[str, PaperRecord],
+    edition: dt.date,
+    tokens: Tokens,
+    base_url: str,
+) -> DigestContent:
+    """What one subscriber's email shows; picks without a topic are the trending fallback."""
+    matched, trending = [], []
+    for pick in picks:
+        paper = papers.get(pick["arxiv_id"])
+        if paper is None:
+            continue
+        if pick.get("topic"):
+            matched.append(paper_item(paper, Pick(pick["arxiv_id"], pick.get("score", 0.0), 0.0,
+                                                  pick["topic"], pick.get("reason") or "")))
+        else:
+            trending.append(paper_item(paper))
+    prefs, unsub = subscriber_links(subscriber, tokens, base_url)
+    return DigestContent(edition, subscriber.email, subscriber.topics, tuple(matched), tuple(trending), prefs, unsub)
+
+
+def subscriber_links(subscriber: SubscriberRecord, tokens: Tokens, base_url: str) -> tuple[str, str]:
+    """(preferences URL, unsubscribe URL), each with its own signed token."""
+    prefs = tokens.make("preferences", subscriber.id, subscriber.email)
+    unsub = tokens.make("unsubscribe", subscriber.id, subscriber.email)
+    return f"{base_url}/preferences/{prefs}", f"{base_url}/unsubscribe/{unsub}"
+
+
+def digest_message(content: DigestContent, settings: Settings, delivery_id: int, now: dt.datetime) -> EmailMessage:
+    """Render and wrap one digest with every header a bulk sender needs (RFC 8058 included)."""
+    domain = sender_domain(settings.sender)
+    return build_message(
+        render_digest(content),
+        sender=settings.sender,
+        recipient=content.recipient,
+        msg_id=message_id(delivery_id, content.edition, settings.secret_key, domain),
+        date=now,
+        unsubscribe_url=content.unsubscribe_url,
+        unsubscribe_mailto=settings.unsubscribe_mailto or None,
+        list_id=f"Paper Digest <daily.digest.{domain}>",
+    )

@@ -1,0 +1,221 @@
+"""Email rendering: digest and confirmation emails as (subject, text, html). Pure: data in, strings out.
+
+Each email is a template triple in ``templates/email/`` (``NAME-subject.txt``, ``NAME.txt``,
+``NAME.html``), healthchecks-style. HTML autoescaping is always on: titles and abstracts
+come from the internet.
+
+CSS inlining (premailer) costs ~19 ms per email, so it runs once per *template*, at load
+time: static ``{% include %}``s are expanded textually first so premailer sees the whole
+document, then the inlined source is compiled by Jinja. Rules for templates, learned the
+hard way (see shared/notes/measured-facts.md): write URL attributes as ``{{x.url}}``
+without spaces, never put Jinja inside a ``class`` attribute, and keep ``!important`` in
+``@media`` rules. :func:`inline_per_email` keeps the slow path available so tests and the
+benchmark can prove both give identical output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import premailer
+from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from digest.ranking import Pick
+from digest.sources import PaperRecord
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+STATIC_INCLUDE = re.compile(r'{%-?\s*include\s+"([^"]+)"\s*-?%}')
+SNIPPET_CHARS = 320
+SUBJECT_TOPICS = 3
+
+logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)  # one warning per mso-* property otherwise
+logging.getLogger("cssutils").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class PaperItem:
+    """One paper as the email shows it."""
+
+    arxiv_id: str
+    title: str
+    url: str  # the paper page: Hugging Face when the paper is there, else arXiv
+    abs_url: str
+    pdf_url: str
+    hf_url: str | None
+    authors: str
+    snippet: str
+    upvotes: int | None
+    topic: str | None
+    reason: str | None
+
+    @property
+    def upvotes_label(self) -> str:
+        if self.upvotes is None:
+            return ""
+        return f"{self.upvotes} upvote{'s' if self.upvotes != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class DigestContent:
+    edition: dt.date
+    recipient: str
+    topics: tuple[str, ...]
+    items: tuple[PaperItem, ...]
+    trending: tuple[PaperItem, ...]
+    preferences_url: str
+    unsubscribe_url: str
+
+
+@dataclass(frozen=True)
+class ConfirmationContent:
+    recipient: str
+    topics: tuple[str, ...]
+    confirm_url: str
+    expires_days: int
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def shorten_authors(authors: Sequence[str], keep: int = 3) -> str:
+    """ "A, B, C et al." — enough to recognise a group without a wall of names."""
+    if not authors:
+        return ""
+    shown = ", ".join(authors[:keep])
+    return f"{shown} et al." if len(authors) > keep else shown
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """The start of an abstract, cut at a word boundary."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.-")
+    return cut + "…"
+
+
+def paper_item(paper: PaperRecord, pick: Pick | None = None) -> PaperItem:
+    return PaperItem(
+        arxiv_id=paper.arxiv_id,
+        title=paper.title,
+        url=paper.hf_url or paper.abs_url,
+        abs_url=paper.abs_url,
+        pdf_url=paper.pdf_url,
+        hf_url=paper.hf_url,
+        authors=shorten_authors(paper.authors),
+        snippet=snippet(paper.abstract or paper.ai_summary or ""),
+        upvotes=paper.upvotes,
+        topic=pick.topic if pick else None,
+        reason=pick.reason if pick else None,
+    )
+
+
+def subject_topics(items: Sequence[PaperItem], topics: Sequence[str]) -> str:
+    """The subscriber's topics that today's picks matched, in the subscriber's order."""
+    matched = [t for t in topics if any(item.topic == t for item in items)] or list(topics)
+    shown = ", ".join(matched[:SUBJECT_TOPICS])
+    return shown + (" and more" if len(matched) > SUBJECT_TOPICS else "")
+
+
+def expand_static_includes(source: str, read: Callable[[str], str]) -> str:
+    """Replace ``{% include "x" %}`` by the text of x (recursively) so the inliner sees one document."""
+    return STATIC_INCLUDE.sub(lambda m: expand_static_includes(read(m.group(1)), read), source)
+
+
+def inline_css(html: str) -> str:
+    """premailer with the settings email clients need (see the module docstring)."""
+    return premailer.Premailer(
+        html,
+        keep_style_tags=True,
+        strip_important=False,
+        remove_classes=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        allow_network=False,
+    ).transform(pretty_print=False)
+
+
+class _ExpandedLoader(BaseLoader):
+    """Loads email HTML templates with static includes expanded, optionally CSS-inlined."""
+
+    def __init__(self, directory: Path, inline: bool) -> None:
+        self.files = FileSystemLoader(str(directory))
+        self.inline = inline
+
+    def _read(self, environment: Environment, name: str) -> str:
+        return self.files.get_source(environment, name)[0]
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool]]:
+        source, filename, uptodate = self.files.get_source(environment, template)
+        if template.startswith("email/") and template.endswith(".html"):
+            source = expand_static_includes(source, lambda name: self._read(environment, name))
+            if self.inline:
+                source = _restore_jinja_in_urls(inline_css(source))
+        return source, filename, uptodate
+
+
+def _restore_jinja_in_urls(html: str) -> str:
+    """libxml2 percent-escapes characters inside href/src; undo it within ``{{ }}``."""
+    return re.sub(r"%7B%7B(.*?)%7D%7D", lambda m: "{{" + m.group(1).replace("%20", " ") + "}}", html)
+
+
+def make_environment(directory: Path = TEMPLATES_DIR, inline: bool = True) -> Environment:
+    return Environment(
+        loader=_ExpandedLoader(directory, inline),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+@lru_cache(maxsize=4)
+def default_environment(directory: Path = TEMPLATES_DIR, inline: bool = True) -> Environment:
+    """One environment (and so one inlining per template) per process."""
+    return make_environment(directory, inline)
+
+
+def _render_triple(env: Environment, name: str, context: dict[str, Any]) -> RenderedEmail:
+    subject = " ".join(env.get_template(f"email/{name}-subject.txt").render(context).split())
+    context = {**context, "subject": subject}
+    return RenderedEmail(
+        subject=subject,
+        text=env.get_template(f"email/{name}.txt").render(context),
+        html=env.get_template(f"email/{name}.html").render(context),
+    )
+
+
+def digest_context(content: DigestContent) -> dict[str, Any]:
+    return {
+        **vars(content),  # shallow: asdict would deep-copy every item and double the cost
+        "items": list(content.items),
+        "trending": list(content.trending),
+        "edition_label": f"{content.edition:%A, %B} {content.edition.day}, {content.edition.year}",
+        "short_date": f"{content.edition:%b} {content.edition.day}",
+        "subject_topics": subject_topics(content.items, content.topics),
+    }
+
+
+def render_digest(content: DigestContent, env: Environment | None = None) -> RenderedEmail:
+    return _render_triple(env or default_environment(), "digest", digest_context(content))
+
+
+def render_confirmation(content: ConfirmationContent, env: Environment | None = None) -> RenderedEmail:
+    return _render_triple(env or default_environment(), "confirm", dict(vars(content)))
+
+
+def inline_per_email(content: DigestContent) -> str:
+    """The slow reference path: render without inlining, then premailer the result."""
+    return inline_css(render_digest(content, default_environment(inline=False)).html)

@@ -1,0 +1,82 @@
+"""Screenshots of what people see, in headless Chromium (Debian package `chromium`).
+
+    .venv/bin/python scripts/screenshots.py [--out screenshots/]
+
+Renders a sample digest from the bundled real papers and captures it at phone (375 px)
+and desktop (700 px) widths, in light and dark mode. With --web URL it also captures the
+subscribe page and its siblings served at URL (start `digest web` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.corpus import real_papers  # noqa: E402
+from digest.editions import plan_edition  # noqa: E402
+from digest.rendering import DigestContent, paper_item, render_digest  # noqa: E402
+from digest.ranking import Pick  # noqa: E402
+from digest.storage import SubscriberRecord  # noqa: E402
+
+WIDTHS = {"phone": 375, "desktop": 700}
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    sys.exit("chromium not found: apt-get install chromium")
+
+
+def capture(url: str, out: Path, width: int, dark: bool = False, height: int = 2400) -> None:
+    with tempfile.TemporaryDirectory() as profile:
+        args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                f"--screenshot={out}", url]
+        if dark:
+            args.insert(1, "--force-dark-mode")
+            args.insert(1, "--blink-settings=preferredColorScheme=0")
+        subprocess.run(args, check=True, capture_output=True, timeout=60)
+    print(f"wrote {out}")
+
+
+def sample_digest() -> DigestContent:
+    papers = real_papers()
+    sub = SubscriberRecord(1, "ada@example.org", "active", ("reinforcement learning", "large language model agents"),
+                           "UTC", 7, 5, dt.datetime(2026, 11, 1), None)
+    plan = plan_edition(papers, [sub], {}, dt.datetime(2026, 7, 14))
+    items = tuple(paper_item(plan.papers[p["arxiv_id"]], Pick(p["arxiv_id"], p["score"], 0, p["topic"], p["reason"]))
+                  for p in plan.picks[sub.id])
+    return DigestContent(dt.date(2026, 7, 14), sub.email, sub.topics, items, (),
+                         "https://digest.example.org/preferences/TOKEN", "https://digest.example.org/unsubscribe/TOKEN")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    parser.add_argument("--web", metavar="URL", help="also capture the web pages served at URL")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    html_file = args.out / "digest.html"
+    html_file.write_text(render_digest(sample_digest()).html, encoding="utf-8")
+    for name, width in WIDTHS.items():
+        capture(html_file.as_uri(), args.out / f"digest-{name}.png", width)
+        capture(html_file.as_uri(), args.out / f"digest-{name}-dark.png", width, dark=True)
+    if args.web:
+        for page in ("", "preferences/demo", "unsubscribe/demo"):
+            for name, width in WIDTHS.items():
+                slug = page.split("/")[0] or "subscribe"
+                capture(f"{args.web.rstrip('/')}/{page}", args.out / f"web-{slug}-{name}.png", width, height=1400)
+
+
+if __name__ == "__main__":
+    main()

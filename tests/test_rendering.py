@@ -1,0 +1,168 @@
+"""Rendered digests parsed back with the email package: parts, headers, escaping, links."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email import message_from_bytes
+from email.policy import default
+
+import pytest
+from lxml import html as lxml_html
+
+from conftest import FEEDS
+from digest.messages import header_value
+from digest.ranking import Pick
+from digest.rendering import (
+    ConfirmationContent,
+    DigestContent,
+    inline_per_email,
+    paper_item,
+    render_confirmation,
+    render_digest,
+    shorten_authors,
+    snippet,
+)
+from digest.settings import Settings
+from digest.editions import digest_message
+from digest.sources import PaperRecord, parse_response
+
+EDITION = dt.date(2026, 11, 23)
+EVIL_TITLE = "<script>alert(1)</script> & $x<y$"
+
+
+def hf_papers() -> list[PaperRecord]:
+    return parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+
+
+def content(papers: list[PaperRecord], topics=("graph neural networks", "efficient attention"),
+            trending: list[PaperRecord] | None = None) -> DigestContent:
+    items = tuple(paper_item(p, Pick(p.arxiv_id, 0.5, 0.5, topics[i % len(topics)], f'matches "{topics[i % len(topics)]}": graph'))
+                  for i, p in enumerate(papers))
+    return DigestContent(EDITION, "ada@example.org", tuple(topics), items,
+                         tuple(paper_item(p) for p in trending or []),
+                         "https://digest.example.org/preferences/TOKEN-P", "https://digest.example.org/unsubscribe/TOKEN-U")
+
+
+def parse_html(html: str):
+    return lxml_html.fromstring(html)
+
+
+def test_subject_says_what_is_inside() -> None:
+    assert render_digest(content(hf_papers()[:5])).subject == \
+        "5 new papers on graph neural networks, efficient attention - Nov 23"
+    one = render_digest(content(hf_papers()[:1], topics=("rl", "nlp")))
+    assert one.subject == "1 new paper on rl - Nov 23"
+    assert render_digest(content([], trending=hf_papers()[:3])).subject == \
+        "Nothing new on your topics today - trending papers - Nov 23"
+
+
+def test_each_paper_shows_link_authors_snippet_upvotes_reason_and_links() -> None:
+    papers = hf_papers()[:3]
+    rendered = render_digest(content(papers))
+    doc = parse_html(rendered.html)
+    cards = doc.find_class("card")
+    assert len(cards) == 3
+    first, paper = cards[0], papers[0]
+    title = first.find_class("title")[0]
+    assert title.get("href") == f"https://huggingface.co/papers/{paper.arxiv_id}"  # HF page when on HF
+    assert title.text_content() == paper.title
+    assert "Hyunjae Kim, Dain Kim, Pan Xiao et al." in first.text_content()
+    assert "0 upvotes on Hugging Face" in first.text_content()
+    assert 'Why: matches "graph neural networks"' in first.text_content()
+    hrefs = [a.get("href") for a in first.iter("a")]
+    assert f"https://arxiv.org/abs/{paper.arxiv_id}" in hrefs and f"https://arxiv.org/pdf/{paper.arxiv_id}" in hrefs
+    assert "Your topics: graph neural networks, efficient attention" in doc.text_content()
+    footer = doc.find_class("footer")[0]
+    assert [a.get("href") for a in footer.iter("a")] == [
+        "https://digest.example.org/preferences/TOKEN-P", "https://digest.example.org/unsubscribe/TOKEN-U"]
+    assert "Why: matches" in rendered.text and f"https://arxiv.org/pdf/{paper.arxiv_id}" in rendered.text
+
+
+def test_arxiv_only_paper_links_to_arxiv() -> None:
+    paper = PaperRecord(arxiv_id="2609.26811", title="The Drift Contract", abstract="Local learning.", authors=["Fabien Polly"])
+    doc = parse_html(render_digest(content([paper])).html)
+    assert doc.find_class("title")[0].get("href") == "https://arxiv.org/abs/2609.26811"
+    assert "upvote" not in doc.text_content()
+    anonymous = PaperRecord(arxiv_id="2608.19880", title="EnvHarness", abstract="Agents.", hf_url="https://huggingface.co/papers/2608.19880")
+    card = parse_html(render_digest(content([anonymous])).html).find_class("card")[0]
+    assert not card.find_class("meta"), "no empty 'authors' line when a source gives none"
+
+
+def test_feed_text_cannot_inject_markup() -> None:
+    paper = PaperRecord(arxiv_id="2609.00001", title=EVIL_TITLE, abstract="We show <b>bold</b> claims & $O(n^2)$.",
+                        authors=['<img src=x onerror="alert(1)">'])
+    rendered = render_digest(content([paper]))
+    doc = parse_html(rendered.html)
+    assert not doc.xpath("//script") and not doc.xpath("//img") and not doc.xpath("//b")
+    assert doc.find_class("title")[0].text_content() == EVIL_TITLE
+    assert "We show <b>bold</b> claims & $O(n^2)$." in doc.find_class("snippet")[0].text_content()
+    assert EVIL_TITLE in rendered.text  # the text part is plain text, not HTML-escaped
+
+
+def test_nothing_matched_shows_labelled_trending_section() -> None:
+    rendered = render_digest(content([], trending=hf_papers()[:3]))
+    assert "Nothing new matched your topics today" in rendered.text
+    assert "Trending on Hugging Face (not picked for your topics)" in rendered.text
+    assert len(parse_html(rendered.html).find_class("card")) == 3
+
+
+def test_css_is_inlined_and_media_queries_kept() -> None:
+    doc = parse_html(render_digest(content(hf_papers()[:2])).html)
+    assert "font-size:17px" in doc.find_class("title")[0].get("style").replace(" ", "")
+    style = doc.xpath("//style")[0].text
+    assert "@media only screen and (max-width: 480px)" in style
+    assert "prefers-color-scheme: dark" in style and "!important" in style
+
+
+def test_per_template_inlining_equals_per_email_inlining_element_by_element() -> None:
+    digest = content(hf_papers()[:10], trending=hf_papers()[10:12])
+    fast, slow = parse_html(render_digest(digest).html), parse_html(inline_per_email(digest))
+    fast_elements, slow_elements = list(fast.iter()), list(slow.iter())
+    assert len(fast_elements) == len(slow_elements) > 100
+    for a, b in zip(fast_elements, slow_elements, strict=True):
+        assert (a.tag, dict(a.attrib), (a.text or "").strip()) == (b.tag, dict(b.attrib), (b.text or "").strip())
+
+
+def test_helpers() -> None:
+    assert shorten_authors(["A", "B", "C", "D"]) == "A, B, C et al."
+    assert shorten_authors(["A", "B"]) == "A, B"
+    assert snippet("word " * 100, 23) == "word word word word…"
+    assert header_value("Hi\r\nBcc: x@evil.org") == "Hi Bcc: x@evil.org"
+
+
+def test_message_parts_and_headers(settings: Settings) -> None:
+    msg = digest_message(content(hf_papers()[:5]), settings, 42, dt.datetime(2026, 11, 23, 7, 0))
+    parsed = message_from_bytes(msg.as_bytes(), policy=default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parsed.iter_parts())
+    assert parsed["Subject"] == "5 new papers on graph neural networks, efficient attention - Nov 23"
+    assert parsed["To"] == "ada@example.org"
+    assert parsed["Date"] == "Mon, 23 Nov 2026 07:00:00 +0000"
+    assert parsed["Message-ID"].startswith("<digest.20261123.42.") and parsed["Message-ID"].endswith("@localhost>")
+    assert parsed["List-Unsubscribe"] == "<https://digest.example.org/unsubscribe/TOKEN-U>"
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["List-Id"] == "Paper Digest <daily.digest.localhost>"
+    again = digest_message(content(hf_papers()[:5]), settings, 42, dt.datetime(2026, 11, 23, 8, 0))
+    assert again["Message-ID"] == msg["Message-ID"], "a resend keeps its Message-ID"
+
+
+def test_subject_with_user_controlled_newlines_stays_one_header(settings: Settings) -> None:
+    digest = content(hf_papers()[:1], topics=("rl\r\nBcc: victim@example.org",))
+    parsed = message_from_bytes(digest_message(digest, settings, 1, dt.datetime(2026, 11, 23)).as_bytes(), policy=default)
+    assert parsed["Bcc"] is None and "Bcc" in parsed["Subject"]
+
+
+def test_unsubscribe_mailto_is_offered_when_configured(settings: Settings) -> None:
+    configured = settings.model_copy(update={"unsubscribe_mailto": "unsubscribe@example.org"})
+    msg = digest_message(content(hf_papers()[:1]), configured, 1, dt.datetime(2026, 11, 23))
+    assert msg["List-Unsubscribe"] == ("<https://digest.example.org/unsubscribe/TOKEN-U>, "
+                                       "<mailto:unsubscribe@example.org?subject=unsubscribe>")
+
+
+def test_confirmation_email() -> None:
+    rendered = render_confirmation(ConfirmationContent("ada@example.org", ("rl",), "https://d.example/confirm/T", 7))
+    assert rendered.subject == "Confirm your Paper Digest subscription"
+    doc = parse_html(rendered.html)
+    assert doc.find_class("button")[0].get("href") == "https://d.example/confirm/T"
+    assert "https://d.example/confirm/T" in rendered.text and "expires in 7 days" in rendered.text

@@ -178,6 +178,7 @@ def make_environment(directory: Path = TEMPLATES_DIR, inline: bool = True) -> En
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates do not change under a running process; saves a stat() per render
     )
 
 

@@ -20,10 +20,20 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
+from digest.delivery import (
+    BatchReport,
+    PermanentError,
+    RateLimiter,
+    TransientError,
+    make_transport,
+    send_deliveries,
+)
 from digest.editions import CANDIDATE_WINDOW, digest_content, digest_message, plan_edition
 from digest.evaluation import load_qrels, score_run
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
+from digest.messages import wire_address
 from digest.models import utcnow
+from digest.pipeline import run_tick
 from digest.ranking import plain_bm25_ranking, rank_profiles
 from digest.rendering import render_digest
 from digest.settings import Settings, SettingsError, load_settings
@@ -479,6 +489,130 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     if eml:
         eml.write_bytes(message.as_bytes())
         click.echo(f"message written to {eml}")
+
+
+# -- the daily run ---------------------------------------------------------------------------
+
+DEMO_SUBSCRIBER = ("demo@example.org", ("large language model agents", "reinforcement learning", "medical imaging"))
+
+
+def _seed_demo_subscriber(app: AppContext) -> None:
+    """The embedded default with no subscribers yet: add one, so the first run shows a digest."""
+    if app.settings.database_url or app.store.count_subscribers():
+        return
+    email, demo_topics = DEMO_SUBSCRIBER
+    app.store.add_subscriber(build_subscriber_input(email, demo_topics), app.defaults)
+    click.echo(f"no subscribers yet: added {email} ({'; '.join(demo_topics)}) to show a digest; "
+               f"remove it with `digest subscribers remove {email} --yes`")
+
+
+@cli.command()
+@click.option("--now", "now_flag", is_flag=True, required=True,
+              help="Run the whole daily job now, in this process (required, to avoid surprises).")
+@click.option("--offline", is_flag=True, help="Do not fetch; use stored papers (or the bundled sample).")
+@pass_app
+def run(app: AppContext, now_flag: bool, offline: bool) -> None:
+    """Fetch, rank, render and send today's digests to every active subscriber, in one process.
+
+    The same pipeline the Celery workers run, without a broker: sends through
+    DIGEST_SMTP_HOST when set, else writes .eml files to the outbox. Safe to re-run: a
+    subscriber gets one digest per day, and papers they were sent are never sent again.
+    """
+    if offline:
+        app.overrides["offline"] = True
+        app.__dict__.pop("settings", None)
+    settings, store = app.settings, app.store
+    _seed_demo_subscriber(app)
+    pending: list[list[int]] = []
+    report = run_tick(store, settings, utcnow(), pending.append, fetch_every=dt.timedelta(0), everyone=True)
+    for source in report.fetched:
+        click.echo(f"fetch: {source.summary()}")
+    totals = BatchReport()
+    transport = make_transport(settings)
+    try:
+        with click.progressbar(pending, label="sending", file=sys.stderr, show_pos=True) as bar:
+            for batch in bar:
+                totals.add(send_deliveries(store, settings, batch, transport,
+                                           RateLimiter(settings.rate_limit_per_second, None)))
+    finally:
+        transport.close()
+    click.echo(f"subscribers due: {report.due}, digests sent: {totals.sent}, skipped: {report.skipped} "
+               f"(nothing to send), failed: {totals.failed + totals.bounced}, to retry: {totals.retried}")
+    for error in totals.errors[:10]:
+        click.echo(f"  error: {error}", err=True)
+    where = (f"SMTP server {settings.smtp_host}:{settings.smtp_port}" if settings.smtp_host
+             else f"the outbox: {settings.outbox_dir.resolve()}")
+    click.echo(f"messages went to {where}; see `digest deliveries` for each one")
+
+
+@cli.command("send-test")
+@click.argument("email")
+@topic_option
+@pass_app
+def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
+    """Send a sample digest to EMAIL now (not recorded as a delivery).
+
+    Uses the subscriber's topics when EMAIL is subscribed, else the --topic options.
+    """
+    settings, store = app.settings, app.store
+    address = normalize_email(email)
+    sub = store.get_subscriber(address)
+    if sub is None:
+        data = build_subscriber_input(address, topics)
+        sub = SubscriberRecord(0, address, "active", data.topics, "UTC", 7, settings.max_papers, utcnow(), None)
+    now = utcnow()
+    plan = plan_edition(store.list_papers(since=now - CANDIDATE_WINDOW), [sub], {}, now, settings.relevance_threshold)
+    content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), app.tokens, settings.base_url)
+    message = digest_message(content, settings, int(now.timestamp()), now)
+    transport = make_transport(settings)
+    try:
+        transport.send(message, settings.sender, wire_address(address))
+    except (TransientError, PermanentError) as exc:
+        raise click.ClickException(f"sending failed: {exc}") from None
+    finally:
+        transport.close()
+    click.echo(f"sent \"{message['Subject']}\" to {address}")
+
+
+@cli.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Only this edition.")
+@click.option("--status", type=click.Choice(["queued", "sending", "sent", "failed", "bounced", "skipped"]))
+@click.option("--limit", type=int, default=100, show_default=True)
+@pass_app
+def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> None:
+    """Delivery status: one line per digest, with attempts and the last error."""
+    edition = day.date() if day else None
+    rows = app.store.list_deliveries(edition=edition, status=status, limit=limit)
+    click.echo(format_table(
+        ["edition", "email", "status", "papers", "attempts", "sent at / next try", "last error"],
+        [[d.edition, d.email, d.status, len(d.picks), d.attempts,
+          f"{d.sent_at:%H:%M:%S}" if d.sent_at else (f"retry {d.next_try_at:%H:%M}" if d.next_try_at else ""),
+          d.last_error or ""] for d in rows],
+    ))
+    counts = app.store.delivery_counts(edition)
+    click.echo("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+
+
+@cli.command("retry-failed")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Only this edition.")
+@pass_app
+def retry_failed(app: AppContext, day: Any) -> None:
+    """Queue failed deliveries again (bounced ones stay bounced); workers or `run --now` send them."""
+    count = app.store.retry_failed(day.date() if day else None)
+    click.echo(f"{count} failed deliveries queued again")
+
+
+@cli.command("smtp-sink")
+@click.option("--port", type=int, default=1025, show_default=True)
+@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path), help="Also keep each message here.")
+def smtp_sink(port: int, maildir: Path | None) -> None:
+    """A local SMTP server that accepts everything (for demos and benchmarks; Ctrl-C stops).
+
+    Point Paper Digest at it with DIGEST_SMTP_HOST=127.0.0.1 DIGEST_SMTP_PORT=1025.
+    """
+    from digest.smtp_sink import run_sink
+
+    run_sink("127.0.0.1", port, maildir)
 
 
 # -- ranking -------------------------------------------------------------------------------

@@ -74,11 +74,12 @@ class Subscriber(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {SUBSCRIBER_STATUSES}", name="status"),
         CheckConstraint("send_hour >= 0 AND send_hour <= 23", name="send_hour"),
+        Index("ix_subscribers_schedule", "status", "timezone", "send_hour"),  # who is due now
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     send_hour: Mapped[int] = mapped_column(Integer, default=7)
     max_papers: Mapped[int] = mapped_column(Integer, default=5)
@@ -136,6 +137,7 @@ class Delivery(Base):
     picks: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_try_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # last handed to a send task
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=5000)
     max_attempts: int = Field(default=6, ge=1, le=50)
+    retry_base_seconds: float = Field(default=60.0, gt=0, description="First retry delay; doubles.")
+    claim_lease_seconds: int = Field(default=600, ge=1, description="A 'sending' row older is stale.")
+    enqueue_lease_seconds: int = Field(default=900, ge=1, description="Re-enqueue queued rows after.")
+    tick_seconds: int = Field(default=300, ge=10, description="How often beat runs the daily job.")
+    fetch_interval_minutes: int = Field(default=60, ge=1)
     bounce_limit: int = Field(default=3, ge=1, description="Hard bounces before 'bounced'.")
     pending_expiry_days: int = Field(default=7, ge=1)
 

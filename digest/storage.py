@@ -17,10 +17,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+import zoneinfo
+
+from sqlalchemy import Engine, and_, create_engine, delete, event, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.models import HttpCache, Paper, SentPaper, Subscriber, SubscriberTopic, Topic, utcnow
+from digest.models import Delivery, HttpCache, Paper, SentPaper, Subscriber, SubscriberTopic, Topic, utcnow
 from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
 from digest.subscriptions import SubscriberInput
 
@@ -63,6 +66,29 @@ class UpsertReport:
 
 
 @dataclass(frozen=True)
+class DeliveryRecord:
+    id: int
+    subscriber_id: int
+    email: str
+    edition: dt.date
+    status: str
+    picks: list[dict[str, object]]
+    attempts: int
+    last_error: str | None
+    message_id: str | None
+    sent_at: dt.datetime | None
+    next_try_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    subscriber_id: int
+    edition: dt.date
+    picks: list[dict[str, object]]
+    status: str = "queued"
+
+
+@dataclass(frozen=True)
 class SubscriberDefaults:
     """What a subscriber gets for the optional fields they did not give."""
 
@@ -95,6 +121,34 @@ def _to_record(sub: Subscriber) -> SubscriberRecord:
         created_at=sub.created_at,
         confirmed_at=sub.confirmed_at,
     )
+
+
+def _paper_record(paper: Paper) -> PaperRecord:
+    return PaperRecord(
+        arxiv_id=paper.arxiv_id,
+        first_seen_at=paper.first_seen_at,
+        **{name: getattr(paper, name) for name in MERGED_FIELDS},
+    )
+
+
+def _to_delivery(delivery: Delivery, email: str) -> DeliveryRecord:
+    return DeliveryRecord(
+        id=delivery.id, subscriber_id=delivery.subscriber_id, email=email, edition=delivery.edition,
+        status=delivery.status, picks=list(delivery.picks), attempts=delivery.attempts,
+        last_error=delivery.last_error, message_id=delivery.message_id, sent_at=delivery.sent_at,
+        next_try_at=delivery.next_try_at,
+    )
+
+
+def _insert_ignoring_duplicates(session: Session, model: type, rows: Sequence[dict[str, object]],
+                                keys: list[str]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING on either backend; returns how many rows were new."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    created = 0
+    for chunk in _chunks(list(rows)):
+        result = session.execute(dialect.insert(model).values(list(chunk)).on_conflict_do_nothing(index_elements=keys))
+        created += max(result.rowcount, 0)
+    return created
 
 
 def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
@@ -501,6 +555,10 @@ class Store:
             row = session.get(HttpCache, url)
             return (row.etag, row.last_modified) if row else (None, None)
 
+    def last_fetched_at(self) -> dt.datetime | None:
+        with self.session() as session:
+            return session.scalar(select(func.max(HttpCache.fetched_at)))
+
     def save_http_validators(self, url: str, etag: str | None, last_modified: str | None) -> None:
         with self.session() as session:
             row = session.get(HttpCache, url) or HttpCache(url=url)
@@ -508,9 +566,157 @@ class Store:
             session.add(row)
 
 
-def _paper_record(paper: Paper) -> PaperRecord:
-    return PaperRecord(
-        arxiv_id=paper.arxiv_id,
-        first_seen_at=paper.first_seen_at,
-        **{name: getattr(paper, name) for name in MERGED_FIELDS},
-    )
+
+    # -- deliveries: the exactly-once state machine -----------------------------------------
+    #   queued --claim--> sending --250--> sent
+    #     ^                  |--4xx / connection--> queued (attempts+1, not before next_try_at)
+    #     |                  |--5xx recipient-----> bounced (hard bounce counted) | failed
+    #     +---- stale claim (worker died) is requeued after the lease, noted in last_error
+
+    def due_subscribers(self, now: dt.datetime, ignore_send_hour: bool = False) -> list[tuple[SubscriberRecord, dt.date]]:
+        """Active subscribers whose local send hour has come and who have no edition for
+        their local date yet. Grouped by (time zone, hour) so the clock maths runs per group,
+        not per subscriber."""
+        aware_now = now.replace(tzinfo=dt.UTC)
+        due: list[tuple[SubscriberRecord, dt.date]] = []
+        with self.session() as session:
+            groups = session.execute(
+                select(Subscriber.timezone, Subscriber.send_hour).where(Subscriber.status == "active").distinct()
+            ).all()
+            for tz_name, hour in groups:
+                local = aware_now.astimezone(_zone(tz_name))
+                if local.hour < hour and not ignore_send_hour:
+                    continue
+                edition = local.date()
+                already = exists().where(and_(Delivery.subscriber_id == Subscriber.id, Delivery.edition == edition))
+                query = select(Subscriber).where(
+                    Subscriber.status == "active", Subscriber.timezone == tz_name, Subscriber.send_hour == hour, ~already
+                ).order_by(Subscriber.id)
+                due.extend((_to_record(sub), edition) for sub in session.scalars(query))
+        return due
+
+    def create_deliveries(self, rows: Sequence[NewDelivery]) -> int:
+        """One row per (subscriber, edition); rows that already exist are left alone."""
+        now = utcnow()
+        values = [{"subscriber_id": r.subscriber_id, "edition": r.edition, "picks": r.picks, "status": r.status,
+                   "attempts": 0, "created_at": now} for r in rows]
+        with self.session() as session:
+            return _insert_ignoring_duplicates(session, Delivery, values, ["subscriber_id", "edition"])
+
+    def take_deliveries_to_send(self, now: dt.datetime, enqueue_lease: dt.timedelta,
+                                edition: dt.date | None = None) -> list[int]:
+        """Queued deliveries that are due and not already in a send task's hands; marks them
+        handed out. A task lost with its queue (Redis restart) is handed out again after the lease."""
+        with self.session() as session:
+            query = select(Delivery.id).where(
+                Delivery.status == "queued",
+                or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= now),
+                or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at <= now - enqueue_lease),
+            ).order_by(Delivery.id)
+            if edition is not None:
+                query = query.where(Delivery.edition == edition)
+            ids = list(session.scalars(query))
+            for chunk in _chunks(ids):
+                session.execute(update(Delivery).where(Delivery.id.in_(chunk)).values(enqueued_at=now))
+            return ids
+
+    def claim_delivery(self, delivery_id: int, now: dt.datetime) -> bool:
+        """Atomically take a queued delivery; False if another worker has it or it is done."""
+        with self.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == "queued",
+                       or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= now))
+                .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
+            )
+            return result.rowcount == 1
+
+    def load_deliveries(self, ids: Sequence[int]) -> list[tuple[DeliveryRecord, SubscriberRecord]]:
+        with self.session() as session:
+            found = []
+            for chunk in _chunks(list(ids)):
+                for delivery in session.scalars(select(Delivery).where(Delivery.id.in_(chunk)).order_by(Delivery.id)):
+                    sub = _to_record(delivery.subscriber)
+                    found.append((_to_delivery(delivery, sub.email), sub))
+            return found
+
+    def mark_sent(self, delivery_id: int, message_id: str, now: dt.datetime, paper_ids: Sequence[str]) -> None:
+        """Record the server's acceptance, and the papers this person has now been sent."""
+        with self.session() as session:
+            row = session.execute(
+                update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "sending")
+                .values(status="sent", sent_at=now, message_id=message_id)  # last_error kept: history
+                .returning(Delivery.subscriber_id)
+            ).first()
+            if row is None:
+                raise StorageError(f"delivery {delivery_id} was not being sent")
+            sent = [{"subscriber_id": row[0], "arxiv_id": pid, "delivery_id": delivery_id, "sent_at": now}
+                    for pid in dict.fromkeys(paper_ids)]
+            _insert_ignoring_duplicates(session, SentPaper, sent, ["subscriber_id", "arxiv_id"])
+
+    def mark_retry(self, delivery_id: int, error: str, next_try_at: dt.datetime) -> None:
+        with self.session() as session:
+            session.execute(
+                update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "sending")
+                .values(status="queued", last_error=error[:2000], next_try_at=next_try_at, enqueued_at=None)
+            )
+
+    def mark_failed(self, delivery_id: int, error: str, hard_bounce: bool, bounce_limit: int) -> None:
+        """A final failure. A hard bounce counts against the address; enough of them and the
+        subscriber is marked bounced, so we stop mailing a dead mailbox."""
+        with self.session() as session:
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None or delivery.status != "sending":
+                return
+            delivery.status = "bounced" if hard_bounce else "failed"
+            delivery.last_error = error[:2000]
+            if hard_bounce:
+                sub = delivery.subscriber
+                sub.hard_bounces += 1
+                if sub.hard_bounces >= bounce_limit and sub.status == "active":
+                    sub.status = "bounced"
+
+    def requeue_stale_claims(self, now: dt.datetime, lease: dt.timedelta) -> int:
+        """'sending' rows whose worker died. The message may or may not have been accepted
+        just before the crash: we resend (no digest is lost) and say so in last_error."""
+        with self.session() as session:
+            result = session.execute(
+                update(Delivery).where(Delivery.status == "sending", Delivery.claimed_at <= now - lease)
+                .values(status="queued", enqueued_at=None, next_try_at=None,
+                        last_error="worker lost while sending; resent (a duplicate is possible)")
+            )
+            return result.rowcount
+
+    def list_deliveries(self, edition: dt.date | None = None, status: str | None = None,
+                        limit: int | None = None) -> list[DeliveryRecord]:
+        with self.session() as session:
+            query = select(Delivery, Subscriber.email).join(Subscriber).order_by(Delivery.edition.desc(), Delivery.id)
+            if edition is not None:
+                query = query.where(Delivery.edition == edition)
+            if status is not None:
+                query = query.where(Delivery.status == status)
+            if limit is not None:
+                query = query.limit(limit)
+            return [_to_delivery(d, email) for d, email in session.execute(query)]
+
+    def delivery_counts(self, edition: dt.date | None = None) -> dict[str, int]:
+        with self.session() as session:
+            query = select(Delivery.status, func.count()).group_by(Delivery.status)
+            if edition is not None:
+                query = query.where(Delivery.edition == edition)
+            return dict(session.execute(query).all())
+
+    def retry_failed(self, edition: dt.date | None = None) -> int:
+        """Put failed (not bounced) deliveries back in the queue with fresh attempts."""
+        with self.session() as session:
+            query = update(Delivery).where(Delivery.status == "failed")
+            if edition is not None:
+                query = query.where(Delivery.edition == edition)
+            return session.execute(query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)).rowcount
+
+
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC

@@ -80,3 +80,13 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return load_settings(data_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real SMTP server (aiosmtpd) on a free port, recording what it accepts."""
+    from digest.smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()

@@ -62,7 +62,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('email', name=op.f('uq_subscribers_email'))
     )
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_subscribers_status'), ['status'], unique=False)
+        batch_op.create_index('ix_subscribers_schedule', ['status', 'timezone', 'send_hour'], unique=False)
 
     op.create_table('topics',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -78,6 +78,7 @@ def upgrade() -> None:
     sa.Column('picks', sa.JSON(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_try_at', sa.DateTime(), nullable=True),
+    sa.Column('enqueued_at', sa.DateTime(), nullable=True),
     sa.Column('claimed_at', sa.DateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('message_id', sa.String(length=255), nullable=True),
@@ -129,7 +130,7 @@ def downgrade() -> None:
     op.drop_table('deliveries')
     op.drop_table('topics')
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_subscribers_status'))
+        batch_op.drop_index('ix_subscribers_schedule')
 
     op.drop_table('subscribers')
     with op.batch_alter_table('papers', schema=None) as batch_op:

@@ -1,0 +1,95 @@
+"""The daily job, wired: fetch -> plan the editions due -> delivery rows -> send batches.
+
+``run_tick`` is what Celery beat triggers every few minutes (workers/tasks.py hands it an
+``enqueue`` that fans batches out to Celery); ``digest run --now`` calls the same pieces in
+one process and sends the batches itself. Every step is idempotent: running a tick twice
+creates no second delivery and sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from digest.editions import CANDIDATE_WINDOW, plan_edition
+from digest.ingestion import SourceReport, fetch_all, ingest_bundled_sample
+from digest.settings import Settings
+from digest.storage import NewDelivery, Store, SubscriberRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    fetched: list[SourceReport] = field(default_factory=list)
+    due: int = 0
+    created: int = 0
+    skipped: int = 0  # due, but nothing to send (no match and nothing trending)
+    requeued_stale: int = 0
+    batches: int = 0
+    enqueued: int = 0
+
+
+def batches(ids: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def fetch_papers(store: Store, settings: Settings, use_sample_when_empty: bool) -> list[SourceReport]:
+    """Live sources unless offline; the bundled sample when nothing could be fetched and the
+    store is empty (the embedded default must work without a network)."""
+    reports = [] if settings.offline else fetch_all(store, settings)
+    landed = any(r.error is None and (r.new or r.updated or r.not_modified) for r in reports)
+    if use_sample_when_empty and not landed and store.count_papers() == 0:
+        log.warning("no papers could be fetched and none are stored: using the bundled sample papers")
+        reports += ingest_bundled_sample(store, settings.announce_types)
+    return reports
+
+
+def plan_deliveries(store: Store, settings: Settings, due: Sequence[tuple[SubscriberRecord, dt.date]],
+                    now: dt.datetime) -> tuple[int, int]:
+    """Rank today's candidates for everyone due and write one delivery row each.
+
+    Returns (created, skipped). A subscriber with nothing to send gets a 'skipped' row, so
+    they are not planned again every tick of the same day.
+    """
+    if not due:
+        return 0, 0
+    papers = store.list_papers(since=now - CANDIDATE_WINDOW)
+    subscribers = [sub for sub, _ in due]
+    sent = store.sent_paper_ids([sub.id for sub in subscribers])
+    plan = plan_edition(papers, subscribers, sent, now, settings.relevance_threshold)
+    rows = [NewDelivery(sub.id, edition, plan.picks[sub.id], "queued" if plan.picks[sub.id] else "skipped")
+            for sub, edition in due]
+    created = store.create_deliveries(rows)
+    return created, sum(1 for row in rows if row.status == "skipped")
+
+
+def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callable[[list[int]], None],
+             fetch_every: dt.timedelta | None = None, everyone: bool = False) -> TickReport:
+    """One wake-up of the daily job.
+
+    Papers are fetched when someone is due and the last successful fetch is older than
+    ``fetch_every`` (default: DIGEST_FETCH_INTERVAL_MINUTES; ``timedelta(0)`` = always).
+    ``everyone`` plans all active subscribers now, whatever their send hour (``run --now``).
+    """
+    if fetch_every is None:
+        fetch_every = dt.timedelta(minutes=settings.fetch_interval_minutes)
+    report = TickReport()
+    report.requeued_stale = store.requeue_stale_claims(now, dt.timedelta(seconds=settings.claim_lease_seconds))
+    if report.requeued_stale:
+        log.warning("requeued %d deliveries whose worker died mid-send", report.requeued_stale)
+    due = store.due_subscribers(now, ignore_send_hour=everyone)
+    last = store.last_fetched_at()
+    if due and (last is None or now - last >= fetch_every):
+        report.fetched = fetch_papers(store, settings, use_sample_when_empty=True)
+    report.due = len(due)
+    report.created, report.skipped = plan_deliveries(store, settings, due, now)
+    ids = store.take_deliveries_to_send(now, dt.timedelta(seconds=settings.enqueue_lease_seconds))
+    for batch in batches(ids, settings.batch_size):
+        enqueue(batch)
+    report.batches, report.enqueued = len(batches(ids, settings.batch_size)), len(ids)
+    log.info("tick: %d due, %d deliveries created, %d skipped, %d enqueued in %d batches",
+             report.due, report.created, report.skipped, report.enqueued, report.batches)
+    return report

@@ -1,0 +1,121 @@
+"""A real SMTP server (aiosmtpd) that accepts and records every message.
+
+Used by the test suite (in-process, with scripted failures), by ``digest smtp-sink`` for
+demos, and by the delivery benchmark. Never a mock: clients talk SMTP to it over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from email.policy import default
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+Reply = Callable[[str], str | None]  # recipient -> SMTP reply to refuse with, or None to accept
+
+
+@dataclass
+class Received:
+    recipient: str
+    data: bytes
+
+    def message(self) -> Message:
+        return message_from_bytes(self.data, policy=default)
+
+
+@dataclass
+class SinkHandler:
+    """Records messages; ``rcpt_reply``/``data_reply`` script refusals; ``drop_after`` closes
+    the connection after that many accepted messages on it (then resets)."""
+
+    maildir: Path | None = None
+    received: list[Received] = field(default_factory=list)
+    rcpt_reply: Reply | None = None
+    data_reply: Reply | None = None
+    drop_every: int = 0
+    delay: float = 0.0  # seconds per accepted message: a slow server, for crash-mid-batch tests
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _count_on_connection: Counter = field(default_factory=Counter)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        reply = self.rcpt_reply(address) if self.rcpt_reply else None
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        recipient = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        reply = self.data_reply(recipient) if self.data_reply else None
+        if reply:
+            return reply
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        connection = id(session)
+        if self.drop_every and self._count_on_connection[connection] >= self.drop_every:
+            self._count_on_connection[connection] = 0
+            server.transport.close()  # the message is NOT accepted: the client sees a disconnect
+            return "421 closing"
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.received.append(Received(rcpt, envelope.original_content or envelope.content))
+        self._count_on_connection[connection] += 1
+        if self.maildir is not None:
+            self.maildir.mkdir(parents=True, exist_ok=True)
+            (self.maildir / f"{time.time_ns()}.eml").write_bytes(envelope.original_content or envelope.content)
+        return "250 Message accepted"
+
+    def by_recipient(self) -> Counter:
+        with self.lock:
+            return Counter(r.recipient for r in self.received)
+
+
+class SmtpSink:
+    """An aiosmtpd server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, port: int = 0, handler: SinkHandler | None = None) -> None:
+        self.handler = handler or SinkHandler()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port(),
+                                     decode_data=False, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024)
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    def start(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_sink(host: str, port: int, maildir: Path | None) -> None:
+    sink = SmtpSink(port, SinkHandler(maildir=maildir)).start()
+    print(f"SMTP sink listening on {host}:{sink.port}; Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(5)
+            print(f"{len(sink.handler.received)} messages received", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.stop()

@@ -1,0 +1,246 @@
+"""Sending against a real in-process SMTP server: exactly one digest per subscriber and edition,
+through 4xx, 5xx, dropped connections, stale claims and database hiccups."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import fakeredis
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from conftest import FEEDS
+from digest.delivery import OutboxTransport, RateLimiter, SmtpTransport, send_deliveries
+from digest.ingestion import ingest_bytes
+from digest.pipeline import run_tick
+from digest.settings import Settings
+from digest.storage import Store, SubscriberDefaults
+from digest.subscriptions import build_subscriber_input
+
+NOW = dt.datetime(2026, 11, 23, 8, 0)
+TOPICS = ["reinforcement learning", "large language model agents", "medical imaging", "diffusion models"]
+
+
+def populate(store: Store, count: int) -> list[str]:
+    ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
+    ingest_bytes(store, (FEEDS / "arxiv_api_cat_cs.AI_OR_cs.LG_2026-07-13.xml").read_bytes(), "api", frozenset({"new"}))
+    rows = [build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 4], TOPICS[(i + 1) % 4]]) for i in range(count)]
+    store.import_subscribers(rows, SubscriberDefaults(send_hour=7))
+    return [r.email for r in rows]
+
+
+def smtp_settings(settings: Settings, sink, **extra) -> Settings:
+    return settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": sink.port, "batch_size": 50, "offline": True,
+                                       "retry_base_seconds": 60, **extra})
+
+
+def tick_and_send(store: Store, settings: Settings, now: dt.datetime, transport=None) -> list:
+    batches: list[list[int]] = []
+    run_tick(store, settings, now, batches.append, fetch_every=dt.timedelta(days=999))
+    transport = transport or SmtpTransport(settings)
+    try:
+        return [send_deliveries(store, settings, batch, transport, clock=lambda: now) for batch in batches]
+    finally:
+        transport.close()
+
+
+def test_each_due_subscriber_gets_exactly_one_digest_and_a_rerun_sends_nothing(store: Store, settings: Settings,
+                                                                              smtp_sink) -> None:
+    emails = populate(store, 200)
+    config = smtp_settings(settings, smtp_sink)
+    reports = tick_and_send(store, config, NOW)
+    assert len(reports) == 4 and sum(r.sent for r in reports) == 200
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails})
+    first = smtp_sink.handler.received[0].message()
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "new paper" in first["Subject"]
+    assert tick_and_send(store, config, NOW + dt.timedelta(minutes=5)) == []
+    assert len(smtp_sink.handler.received) == 200
+    assert store.delivery_counts() == {"sent": 200}
+
+
+def test_papers_already_sent_are_never_sent_again(store: Store, settings: Settings, smtp_sink) -> None:
+    populate(store, 3)
+    config = smtp_settings(settings, smtp_sink)
+    tick_and_send(store, config, NOW)
+    day_one = {d.subscriber_id: {p["arxiv_id"] for p in d.picks} for d in store.list_deliveries()}
+    tick_and_send(store, config, NOW + dt.timedelta(days=1))
+    for delivery in store.list_deliveries(edition=(NOW + dt.timedelta(days=1)).date()):
+        assert not {p["arxiv_id"] for p in delivery.picks} & day_one[delivery.subscriber_id]
+
+
+def test_not_due_before_the_local_send_hour(store: Store, settings: Settings, smtp_sink) -> None:
+    populate(store, 2)
+    store.update_subscriber("user0@example.org", timezone="Asia/Tokyo", send_hour=20)  # 17:00 in Tokyo
+    tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
+    assert smtp_sink.handler.by_recipient() == Counter({"user1@example.org": 1})
+    tick_and_send(store, smtp_settings(settings, smtp_sink), NOW + dt.timedelta(hours=3))  # 20:00 in Tokyo
+    assert smtp_sink.handler.by_recipient() == Counter({"user1@example.org": 1, "user0@example.org": 1})
+
+
+def test_temporary_4xx_is_retried_with_backoff_until_it_recovers(store: Store, settings: Settings, smtp_sink) -> None:
+    emails = populate(store, 20)
+    refusals = {"left": 30}
+
+    def busy(_: str) -> str | None:
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            return "451 4.3.0 Try again later" if refusals["left"] % 2 else "421 4.7.0 Too busy"
+        return None
+
+    smtp_sink.handler.rcpt_reply = busy
+    config = smtp_settings(settings, smtp_sink)
+    now = NOW
+    for _ in range(6):
+        tick_and_send(store, config, now)
+        now += dt.timedelta(hours=1)
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails})
+    assert store.delivery_counts() == {"sent": 20}
+    assert max(d.attempts for d in store.list_deliveries()) >= 2
+
+
+def test_retries_stop_at_the_attempt_cap_and_retry_failed_requeues(store: Store, settings: Settings, smtp_sink) -> None:
+    populate(store, 1)
+    smtp_sink.handler.rcpt_reply = lambda _: "451 4.3.0 Mailbox busy"
+    config = smtp_settings(settings, smtp_sink, max_attempts=3)
+    now = NOW
+    for _ in range(5):
+        tick_and_send(store, config, now)
+        now += dt.timedelta(hours=1)
+    (delivery,) = store.list_deliveries()
+    assert (delivery.status, delivery.attempts) == ("failed", 3)
+    assert "gave up after 3 attempts: 451" in delivery.last_error
+    smtp_sink.handler.rcpt_reply = None
+    assert store.retry_failed() == 1
+    tick_and_send(store, config, now)
+    assert len(smtp_sink.handler.received) == 1
+
+
+def test_550_for_one_address_fails_only_that_delivery(store: Store, settings: Settings, smtp_sink) -> None:
+    emails = populate(store, 10)
+    smtp_sink.handler.rcpt_reply = lambda rcpt: "550 5.1.1 No such user" if rcpt == "user3@example.org" else None
+    tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails if e != "user3@example.org"})
+    bounced = store.list_deliveries(status="bounced")
+    assert [d.email for d in bounced] == ["user3@example.org"] and "550 5.1.1 No such user" in bounced[0].last_error
+    assert store.get_subscriber("user3@example.org").status == "active"
+
+
+def test_repeated_hard_bounces_mark_the_subscriber_bounced(store: Store, settings: Settings, smtp_sink) -> None:
+    populate(store, 2)
+    smtp_sink.handler.rcpt_reply = lambda rcpt: "550 5.1.1 No such user" if rcpt == "user0@example.org" else None
+    config = smtp_settings(settings, smtp_sink, bounce_limit=2)
+    for day in range(3):
+        tick_and_send(store, config, NOW + dt.timedelta(days=day))
+    assert store.get_subscriber("user0@example.org").status == "bounced"
+    assert len(store.list_deliveries(status="bounced")) == 2, "no third attempt at a dead mailbox"
+
+
+def test_server_dropping_the_connection_mid_batch_loses_and_duplicates_nothing(store: Store, settings: Settings,
+                                                                               smtp_sink) -> None:
+    emails = populate(store, 60)
+    smtp_sink.handler.drop_every = 7
+    tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails})
+
+
+def test_server_down_then_back(store: Store, settings: Settings, smtp_sink) -> None:
+    emails = populate(store, 5)
+    down = smtp_settings(settings, smtp_sink, smtp_port=1)  # nothing listens on port 1
+    tick_and_send(store, down, NOW)
+    assert store.delivery_counts() == {"queued": 5}
+    assert "cannot connect to 127.0.0.1:1" in store.list_deliveries()[0].last_error
+    tick_and_send(store, smtp_settings(settings, smtp_sink), NOW + dt.timedelta(hours=1))
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails})
+
+
+def test_a_stale_claim_from_a_dead_worker_is_requeued_and_sent_once(store: Store, settings: Settings, smtp_sink) -> None:
+    emails = populate(store, 3)
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    dead = batches[0][0]
+    assert store.claim_delivery(dead, NOW)  # a worker claimed it, then died before sending
+    transport = SmtpTransport(config)  # the batch is redelivered to another worker
+    report = send_deliveries(store, config, batches[0], transport, clock=lambda: NOW + dt.timedelta(seconds=30))
+    transport.close()
+    assert (report.sent, report.skipped) == (2, 1), "the dead worker's claim is not stolen before its lease ends"
+    tick_and_send(store, config, NOW + dt.timedelta(seconds=config.claim_lease_seconds + 60))
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails})
+    resent = [d for d in store.list_deliveries(status="sent") if d.id == dead][0]
+    assert "worker lost while sending" in resent.last_error, "a possible duplicate stays visible to admins"
+
+
+def test_two_workers_on_the_same_batch_send_each_digest_once(store: Store, settings: Settings, smtp_sink) -> None:
+    emails = populate(store, 40)
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    ids = [i for b in batches for i in b]
+    for _ in range(2):  # a redelivered batch after the first run finished
+        transport = SmtpTransport(config)
+        send_deliveries(store, config, ids, transport, clock=lambda: NOW)
+        transport.close()
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails})
+
+
+class FlakyStore:
+    """The real store, whose 'sent' write fails twice as during a database failover."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.failures = store, 2
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def mark_sent(self, *args, **kwargs) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("UPDATE deliveries", {}, Exception("server closed the connection"))
+        self._store.mark_sent(*args, **kwargs)
+
+
+def test_database_hiccup_when_recording_a_send_is_retried_not_resent(store: Store, settings: Settings,
+                                                                      smtp_sink, monkeypatch) -> None:
+    monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
+    emails = populate(store, 3)
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    flaky = FlakyStore(store)
+    transport = SmtpTransport(config)
+    report = send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW)
+    transport.close()
+    assert report.sent == 3 and flaky.failures == 0
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails})
+    assert store.delivery_counts() == {"sent": 3}
+
+
+def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Settings) -> None:
+    populate(store, 4)
+    tick_and_send(store, settings.model_copy(update={"offline": True}), NOW, transport=OutboxTransport(settings.outbox_dir))
+    files = sorted(settings.outbox_dir.rglob("*.eml"))
+    assert len(files) == 4 and files[0].parent.name == "20261123"
+
+
+def test_shared_rate_limit_caps_messages_per_second() -> None:
+    server = fakeredis.FakeRedis()
+    limiter = RateLimiter(5, server)
+    import time
+
+    start = time.time()
+    for _ in range(12):
+        limiter.wait()
+    assert time.time() - start >= 1.0, "12 messages at 5/s need at least two second boundaries"
+    windows = [int(v) for k, v in ((k, server.get(k)) for k in server.keys("digest:rate:*")) if v]
+    assert all(count <= 5 + 1 for count in windows)
+
+
+def test_rate_limiter_falls_back_to_local_pacing_when_redis_is_down(caplog) -> None:
+    import redis
+
+    limiter = RateLimiter(50, redis.Redis(port=1, socket_connect_timeout=0.2))
+    limiter.wait()
+    limiter.wait()
+    assert "pacing this worker alone" in caplog.text

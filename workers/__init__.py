@@ -1,0 +1,1 @@
+"""Celery shell around digest.pipeline and digest.delivery: the app, the tasks, the beat schedule."""

@@ -1,0 +1,54 @@
+"""Celery tasks: thin wrappers that hand work to digest.pipeline and digest.delivery.
+
+``tick`` (beat, every DIGEST_TICK_SECONDS): requeue stale claims, fetch when due, plan the
+editions of subscribers whose local send hour has come, and fan out ``send_batch`` tasks
+of DIGEST_BATCH_SIZE deliveries. ``send_batch``: one SMTP connection for the batch, the
+shared Redis rate limit, and the delivery state machine; idempotent, so redelivery is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from celery.signals import worker_process_init
+
+from digest.delivery import RateLimiter, make_transport, redis_client, send_deliveries
+from digest.models import utcnow
+from digest.pipeline import run_tick
+from digest.storage import Store
+from workers.celery_app import app, settings
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def store() -> Store:
+    """One engine per worker process (created after fork, never shared across processes)."""
+    instance = Store.from_url(settings.resolved_database_url)
+    instance.ensure_schema(auto_upgrade=settings.resolved_database_url.startswith("sqlite"))
+    return instance
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: object) -> None:
+    store.cache_clear()
+
+
+@app.task(name="workers.tasks.tick")
+def tick() -> dict[str, int]:
+    report = run_tick(store(), settings, utcnow(), lambda batch: send_batch.delay(batch))
+    return {"due": report.due, "created": report.created, "enqueued": report.enqueued}
+
+
+@app.task(name="workers.tasks.send_batch")
+def send_batch(delivery_ids: list[int]) -> dict[str, int]:
+    transport = make_transport(settings)
+    limiter = RateLimiter(settings.rate_limit_per_second, redis_client(settings))
+    try:
+        report = send_deliveries(store(), settings, delivery_ids, transport, limiter)
+    finally:
+        transport.close()
+    log.info("batch of %d: sent %d, retry %d, failed %d, bounced %d, skipped %d", len(delivery_ids),
+             report.sent, report.retried, report.failed, report.bounced, report.skipped)
+    return {"sent": report.sent, "retried": report.retried, "failed": report.failed}

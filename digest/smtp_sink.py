@@ -86,6 +86,7 @@ class SmtpSink:
     def __init__(self, port: int = 0, handler: SinkHandler | None = None) -> None:
         self.handler = handler or SinkHandler()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port(),
+                                     server_hostname="localhost",  # else a reverse DNS lookup per connection
                                      decode_data=False, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024)
 
     @property

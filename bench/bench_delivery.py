@@ -1,0 +1,164 @@
+"""Delivery throughput: queued deliveries -> messages accepted by a local SMTP sink, through real
+Celery workers on Redis (1 and 2 worker processes), beside
+  * the sink's own ceiling (pre-built messages blasted over one connection), and
+  * the naive baseline: one SMTP connection per message, on a sample.
+
+Run: .venv/bin/python -m bench.bench_delivery [--subscribers 10000] [--workers 1 2] [--database-url URL]
+Needs Redis at 127.0.0.1:6379 (uses db 12, flushed). The sink runs in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from celery import Celery
+
+from digest.delivery import SmtpTransport, send_deliveries
+from digest.ingestion import ingest_bundled_sample
+from digest.models import utcnow
+from digest.pipeline import run_tick
+from digest.settings import load_settings
+from digest.storage import Store, SubscriberDefaults
+from digest.subscriptions import build_subscriber_input
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER = "redis://127.0.0.1:6379/12"
+TOPICS = ["reinforcement learning", "large language model agents", "medical imaging", "diffusion models",
+          "speech recognition", "graph neural networks"]
+
+
+def start_sink(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "digest", "smtp-sink", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            smtplib.SMTP("127.0.0.1", port, timeout=1).quit()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the SMTP sink did not start")
+
+
+def sink_ceiling(port: int, sample: bytes, count: int = 2000) -> float:
+    smtp = smtplib.SMTP("127.0.0.1", port)
+    start = time.perf_counter()
+    for n in range(count):
+        smtp.sendmail("digest@localhost", [f"ceiling{n}@example.org"], sample)
+    elapsed = time.perf_counter() - start
+    smtp.quit()
+    return count / elapsed
+
+
+def prepare(url: str, subscribers: int, env: dict[str, str]) -> tuple[Store, list[list[int]], float]:
+    os.environ.update(env)
+    settings = load_settings()
+    store = Store.from_url(url)
+    store.upgrade()
+    ingest_bundled_sample(store, settings.announce_types)
+    rows = [build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 6], TOPICS[(i + 2) % 6]]) for i in range(subscribers)]
+    store.import_subscribers(rows, SubscriberDefaults())
+    batches: list[list[int]] = []
+    start = time.perf_counter()
+    run_tick(store, settings, utcnow(), batches.append, fetch_every=dt.timedelta(days=999), everyone=True)
+    return store, batches, time.perf_counter() - start
+
+
+def naive_rate(store: Store, batches: list[list[int]], sample: int) -> float:
+    """One connection per message, the same send path otherwise (consumes `sample` deliveries)."""
+    settings = load_settings()
+    ids = [i for b in batches for i in b][:sample]
+    start = time.perf_counter()
+    for delivery_id in ids:
+        transport = SmtpTransport(settings)
+        send_deliveries(store, settings, [delivery_id], transport)
+        transport.close()
+    return len(ids) / (time.perf_counter() - start)
+
+
+def celery_rate(store: Store, batches: list[list[int]], workers: int, env: dict[str, str]) -> tuple[float, int]:
+    redis.Redis.from_url(BROKER).flushdb()
+    client = Celery(broker=BROKER)
+    with client.connection_for_write() as conn:
+        for batch in batches:
+            client.send_task("workers.tasks.send_batch", args=[batch], connection=conn)
+    total = sum(len(b) for b in batches)
+    before = store.delivery_counts().get("sent", 0)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                                 f"--concurrency={workers}", "--loglevel=WARNING", "--without-gossip",
+                                 "--without-mingle", "--without-heartbeat"],
+                                cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
+        while store.delivery_counts().get("sent", 0) == before:  # time from the first accepted message
+            time.sleep(0.05)
+        start, first = time.perf_counter(), store.delivery_counts().get("sent", 0)
+        while store.delivery_counts().get("sent", 0) < before + total:
+            time.sleep(0.2)
+            if proc.poll() is not None:
+                raise SystemExit("worker died")
+        elapsed = time.perf_counter() - start
+        proc.terminate()
+        proc.wait(30)
+    return (before + total - first) / elapsed, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--naive-sample", type=int, default=500)
+    parser.add_argument("--database-url", help="default: a fresh SQLite file per worker count")
+    args = parser.parse_args()
+    port = 2600 + os.getpid() % 1000
+    sink = start_sink(port)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+    try:
+        print(f"{args.subscribers:,} subscribers; SMTP sink (aiosmtpd) in its own process; 2-core machine")
+        for workers in args.workers:
+            url = args.database_url or f"sqlite:///{tmp / f'w{workers}.db'}"
+            env = {"DIGEST_DATABASE_URL": url, "DIGEST_DATA_DIR": str(tmp), "DIGEST_REDIS_URL": BROKER,
+                   "DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(port), "DIGEST_OFFLINE": "true",
+                   "DIGEST_RATE_LIMIT_PER_SECOND": "100000", "DIGEST_BATCH_SIZE": "200"}
+            store, batches, planning = prepare(url, args.subscribers, env)
+            if workers == args.workers[0]:
+                sample = store.load_deliveries(batches[0][:1])
+                print(f"planning (rank + delivery rows): {planning:6.1f} s")
+                message = _sample_message(store, sample[0][0].id)
+                print(f"sink ceiling, pre-built messages, 1 connection: {sink_ceiling(port, message):6.0f} msg/s")
+                print(f"naive, 1 connection per message ({args.naive_sample} msgs): "
+                      f"{naive_rate(store, batches, args.naive_sample):6.0f} msg/s")
+                batches = _drop_sent(store, batches)
+            rate, total = celery_rate(store, batches, workers, env)
+            print(f"pipeline, {workers} worker process(es), batches of 200, {total:,} msgs: {rate:6.0f} msg/s")
+            store.engine.dispose()
+    finally:
+        sink.terminate()
+
+
+def _sample_message(store: Store, delivery_id: int) -> bytes:
+    from digest.editions import digest_content, digest_message
+    from digest.tokens import Tokens
+
+    settings = load_settings()
+    ((delivery, sub),) = store.load_deliveries([delivery_id])
+    papers = {p.arxiv_id: p for p in store.list_papers(ids=[p["arxiv_id"] for p in delivery.picks])}
+    content = digest_content(sub, delivery.picks, papers, delivery.edition, Tokens(settings.secret_key), settings.base_url)
+    return digest_message(content, settings, delivery.id, utcnow()).as_bytes()
+
+
+def _drop_sent(store: Store, batches: list[list[int]]) -> list[list[int]]:
+    sent = {d.id for d in store.list_deliveries(status="sent")}
+    return [[i for i in b if i not in sent] for b in batches if any(i not in sent for i in b)]
+
+
+if __name__ == "__main__":
+    main()

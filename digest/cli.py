@@ -615,6 +615,24 @@ def smtp_sink(port: int, maildir: Path | None) -> None:
     run_sink("127.0.0.1", port, maildir)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True)
+@pass_app
+def web(app: AppContext, host: str, port: int, threads: int) -> None:
+    """Serve the subscribe, unsubscribe and preferences pages (waitress, production-ready).
+
+    Links in emails point at DIGEST_BASE_URL: set it to where this server is reachable.
+    """
+    from waitress import serve
+
+    from digest.web import create_app
+
+    click.echo(f"serving on http://{host}:{port} (links in emails use {app.settings.base_url})")
+    serve(create_app(app.settings, app.store), host=host, port=port, threads=threads)
+
+
 # -- ranking -------------------------------------------------------------------------------
 
 

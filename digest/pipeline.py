@@ -77,6 +77,7 @@ def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callab
     if fetch_every is None:
         fetch_every = dt.timedelta(minutes=settings.fetch_interval_minutes)
     report = TickReport()
+    store.delete_expired_pending(now - dt.timedelta(days=settings.pending_expiry_days))
     report.requeued_stale = store.requeue_stale_claims(now, dt.timedelta(seconds=settings.claim_lease_seconds))
     if report.requeued_stale:
         log.warning("requeued %d deliveries whose worker died mid-send", report.requeued_stale)

@@ -341,6 +341,39 @@ class Store:
             session.refresh(sub)
             return _to_record(sub)
 
+    def request_subscription(self, data: SubscriberInput, defaults: SubscriberDefaults) -> tuple[SubscriberRecord, bool]:
+        """A self-service sign-up: returns the subscriber and whether a confirmation is needed.
+
+        New, pending, unsubscribed or bounced addresses become (or stay) pending with the
+        topics just given; an active or paused subscriber is left exactly as it is.
+        """
+        with self.session() as session:
+            sub = session.scalar(select(Subscriber).where(Subscriber.email == data.email))
+            if sub is not None and sub.status in ("active", "paused"):
+                return _to_record(sub), False
+            if sub is None:
+                sub = Subscriber(email=data.email, status="pending")
+                session.add(sub)
+            sub.status = "pending"
+            sub.created_at = sub.created_at or utcnow()
+            sub.timezone = data.timezone or defaults.timezone
+            sub.send_hour = data.send_hour if data.send_hour is not None else defaults.send_hour
+            sub.max_papers = data.max_papers or defaults.max_papers
+            sub.hard_bounces = 0
+            session.flush()
+            self._set_topics(session, {sub.id: data.topics})
+            session.refresh(sub)
+            return _to_record(sub), True
+
+    def delete_expired_pending(self, older_than: dt.datetime) -> int:
+        """Unconfirmed sign-ups expire: we keep no address that never confirmed."""
+        with self.session() as session:
+            result = session.execute(
+                delete(Subscriber).where(Subscriber.status == "pending", Subscriber.updated_at < older_than)
+            )
+            self._drop_unused_topics(session)
+            return result.rowcount
+
     def remove_subscriber(self, email: str) -> None:
         """Delete the subscriber and everything about them (their deliveries cascade)."""
         with self.session() as session:

@@ -3,8 +3,9 @@
     .venv/bin/python scripts/screenshots.py [--out screenshots/]
 
 Renders a sample digest from the bundled real papers and captures it at phone (375 px)
-and desktop (700 px) widths, in light and dark mode. With --web URL it also captures the
-subscribe page and its siblings served at URL (start `digest web` first).
+and desktop (700 px) widths, in light and dark mode; then serves the web app on a
+temporary database and captures each page (subscribe, confirmed, preferences, unsubscribe)
+at both widths.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ def sample_digest() -> DigestContent:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
-    parser.add_argument("--web", metavar="URL", help="also capture the web pages served at URL")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     html_file = args.out / "digest.html"
@@ -71,11 +71,40 @@ def main() -> None:
     for name, width in WIDTHS.items():
         capture(html_file.as_uri(), args.out / f"digest-{name}.png", width)
         capture(html_file.as_uri(), args.out / f"digest-{name}-dark.png", width, dark=True)
-    if args.web:
-        for page in ("", "preferences/demo", "unsubscribe/demo"):
-            for name, width in WIDTHS.items():
-                slug = page.split("/")[0] or "subscribe"
-                capture(f"{args.web.rstrip('/')}/{page}", args.out / f"web-{slug}-{name}.png", width, height=1400)
+    capture_web_pages(args.out)
+
+
+def capture_web_pages(out: Path) -> None:
+    """Serve the real app on a throwaway SQLite database and photograph every page."""
+    import threading
+
+    from waitress.server import create_server
+
+    from digest.settings import Settings
+    from digest.storage import Store, SubscriberDefaults
+    from digest.subscriptions import build_subscriber_input
+    from digest.tokens import Tokens
+    from digest.web import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), secret_key="screenshots")
+        store = Store.from_url(settings.resolved_database_url)
+        store.upgrade()
+        sub = store.add_subscriber(build_subscriber_input("ada@example.org", ["reinforcement learning", "robotics"]),
+                                   SubscriberDefaults())
+        tokens = Tokens(settings.secret_key)
+        server = create_server(create_app(settings, store, redis_conn=None), host="127.0.0.1", port=0)
+        threading.Thread(target=server.run, daemon=True).start()
+        base = f"http://127.0.0.1:{server.effective_port}"
+        pages = {"subscribe": "/", "confirmed": f"/confirm/{tokens.make('confirm', sub.id, sub.email)}",
+                 "preferences": f"/preferences/{tokens.make('preferences', sub.id, sub.email)}",
+                 "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}"}
+        try:
+            for slug, path in pages.items():
+                for name, width in WIDTHS.items():
+                    capture(base + path, out / f"web-{slug}-{name}.png", width, height=1300)
+        finally:
+            server.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,102 @@
+"""A real browser (Debian's chromium, driven by Selenium through chromedriver) subscribes,
+confirms from the email, receives a digest and unsubscribes through its footer link."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+
+from conftest import FEEDS
+from digest.delivery import SmtpTransport, send_deliveries
+from digest.ingestion import ingest_bytes
+from digest.models import utcnow
+from digest.pipeline import run_tick
+from digest.settings import Settings
+from digest.storage import Store
+from digest.web import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                       reason="needs Debian's chromium and chromium-driver (.ci/run installs them)"),
+]
+
+
+@pytest.fixture
+def served(sqlite_url: str, settings: Settings, smtp_sink) -> Iterator[dict]:
+    from waitress.server import create_server
+
+    store = Store.from_url(sqlite_url)
+    store.upgrade()
+    config = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp_sink.port, "offline": True})
+    server = create_server(create_app(config, store, fakeredis.FakeRedis()), host="127.0.0.1", port=0)
+    base = f"http://127.0.0.1:{server.effective_port}"
+    config = config.model_copy(update={"base_url": base})
+    server.application = create_app(config, store, fakeredis.FakeRedis())
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield {"base": base, "store": store, "sink": smtp_sink, "settings": config}
+    server.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=375,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def link_in(text: str, pattern: str) -> str:
+    return re.search(pattern, text).group(0)
+
+
+def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dict, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, store, sink = served["base"], served["store"], served["sink"]
+    browser.get(base + "/")
+    browser.find_element(By.ID, "email").send_keys("ada@example.org")
+    browser.find_element(By.ID, "topics").send_keys("reinforcement learning\nlarge language model agents")
+    assert browser.find_element(By.ID, "timezone").get_attribute("value"), "pre-filled from the browser"
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert "Check your inbox" in browser.find_element(By.TAG_NAME, "h1").text
+    assert store.get_subscriber("ada@example.org").status == "pending"
+
+    confirmation = sink.handler.received[-1].message().get_body(("plain",)).get_content()
+    browser.get(link_in(confirmation, re.escape(base) + r"/confirm/\S+"))
+    assert "You are subscribed" in browser.find_element(By.TAG_NAME, "h1").text
+    assert store.get_subscriber("ada@example.org").status == "active"
+
+    ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
+    batches: list[list[int]] = []
+    run_tick(store, served["settings"], utcnow(), batches.append, fetch_every=dt.timedelta(days=999), everyone=True)
+    transport = SmtpTransport(served["settings"])
+    send_deliveries(store, served["settings"], batches[0], transport)
+    transport.close()
+    digest = sink.handler.received[-1].message()
+    assert "new paper" in digest["Subject"]
+    footer_link = link_in(digest.get_body(("html",)).get_content(), re.escape(base) + r'/unsubscribe/[^"]+')
+
+    browser.get(footer_link)
+    assert "Unsubscribe?" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert "You are unsubscribed" in browser.find_element(By.TAG_NAME, "h1").text
+    assert store.get_subscriber("ada@example.org").status == "unsubscribed"

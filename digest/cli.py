@@ -186,13 +186,16 @@ send_hour_option = click.option("--send-hour", type=int, metavar="H", help="Loca
 max_papers_option = click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
 
 
+def subscriber_options(command: Any) -> Any:
+    """EMAIL plus every per-subscriber option: the shape of `subscribers add` and `set`."""
+    for decorate in (pass_app, max_papers_option, send_hour_option, timezone_option, topic_option,
+                     click.argument("email")):
+        command = decorate(command)
+    return command
+
+
 @subscribers.command("add")
-@click.argument("email")
-@topic_option
-@timezone_option
-@send_hour_option
-@max_papers_option
-@pass_app
+@subscriber_options
 def subscribers_add(app: AppContext, email: str, topics: Sequence[str], timezone: str | None,
                     send_hour: int | None, max_papers: int | None) -> None:
     """Subscribe EMAIL (active at once: admins vouch for the address).
@@ -205,12 +208,7 @@ def subscribers_add(app: AppContext, email: str, topics: Sequence[str], timezone
 
 
 @subscribers.command("set")
-@click.argument("email")
-@topic_option
-@timezone_option
-@send_hour_option
-@max_papers_option
-@pass_app
+@subscriber_options
 def subscribers_set(app: AppContext, email: str, topics: Sequence[str], timezone: str | None,
                     send_hour: int | None, max_papers: int | None) -> None:
     """Change a subscriber's topics (replacing them all), time zone, hour or digest size."""

@@ -102,6 +102,13 @@ def harness(db_url: str, tmp_path: Path, smtp_sink, monkeypatch: pytest.MonkeyPa
     store.engine.dispose()
 
 
+def configure(harness: dict, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """The same settings for this test process and the worker it starts."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+        harness["env"][key] = value
+
+
 def tick(store: Store, settings: Settings, broker: str) -> int:
     client = Celery(broker=broker)
     batches: list[list[int]] = []
@@ -129,8 +136,7 @@ def test_200_subscribers_get_exactly_one_digest_through_a_real_worker(harness) -
 
 def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(harness, monkeypatch) -> None:
     store, sink = harness["store"], harness["sink"]
-    monkeypatch.setenv("DIGEST_CLAIM_LEASE_SECONDS", "3")
-    harness["env"]["DIGEST_CLAIM_LEASE_SECONDS"] = "3"
+    configure(harness, monkeypatch, DIGEST_CLAIM_LEASE_SECONDS="3")
     emails = populate(store, 60)
     sink.handler.delay = 0.05
     worker = Worker(harness["env"], harness["log"], concurrency=1)
@@ -189,9 +195,7 @@ def _pings(port: int) -> bool:
 def test_redis_restart_mid_run_still_completes_exactly_once(harness, private_redis, monkeypatch) -> None:
     store, sink = harness["store"], harness["sink"]
     url = private_redis.url
-    for key, value in {"DIGEST_REDIS_URL": url, "DIGEST_ENQUEUE_LEASE_SECONDS": "2"}.items():
-        monkeypatch.setenv(key, value)
-        harness["env"][key] = value
+    configure(harness, monkeypatch, DIGEST_REDIS_URL=url, DIGEST_ENQUEUE_LEASE_SECONDS="2")
     emails = populate(store, 100)
     sink.handler.delay = 0.02
     worker = Worker(harness["env"], harness["log"], concurrency=1)

@@ -433,12 +433,21 @@ def fetch(app: AppContext, source: str, day: Any, categories: str | None, files:
 
 @cli.command()
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only papers first seen on or after this day.")
+@click.option("--topic", help="Only papers relevant to this topic (same threshold as the digests), best first.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_app
-def papers(app: AppContext, since: Any, limit: int, fmt: str) -> None:
-    """List stored papers, most recently seen first."""
-    found = app.store.list_papers(since=since, limit=limit)
+def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str) -> None:
+    """List stored papers, most recently seen first (or most relevant first with --topic).
+
+    Example: digest papers --since 2026-11-20 --topic "efficient attention"
+    """
+    found = app.store.list_papers(since=since, limit=None if topic else limit)
+    if topic:
+        wanted = normalize_topic(topic)
+        picks = rank_profiles(found, {"topic": [wanted]}, limit, threshold=app.settings.relevance_threshold)["topic"]
+        by_id = {p.arxiv_id: p for p in found}
+        found = [by_id[pick.arxiv_id] for pick in picks]
     if fmt == "json":
         click.echo(json.dumps([paper_json(p) for p in found], indent=2, default=str))
         return

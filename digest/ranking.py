@@ -49,6 +49,20 @@ also while within without between across through over under more most less not n
 how what when where who whose why do does
 """.split())
 WORD = re.compile(r"[a-z0-9]+")
+# Acronyms people type as topics, spelled out so papers that use the long form match too.
+# One direction only: expanding "reinforcement learning" to "rl" was measured to hurt
+# (every paper mentioning an LLM matched "large language model agents").
+ACRONYMS = {
+    "ai": "artificial intelligence", "asr": "automatic speech recognition", "cnn": "convolutional neural network",
+    "cv": "computer vision", "gan": "generative adversarial network", "gnn": "graph neural network",
+    "gnns": "graph neural networks", "hci": "human computer interaction", "ir": "information retrieval",
+    "llm": "large language model", "llms": "large language models", "ml": "machine learning",
+    "moe": "mixture of experts", "mt": "machine translation", "nlp": "natural language processing",
+    "nmt": "neural machine translation", "rag": "retrieval augmented generation", "rl": "reinforcement learning",
+    "rlhf": "reinforcement learning from human feedback", "slam": "simultaneous localization and mapping",
+    "tts": "text to speech", "vae": "variational autoencoder", "vlm": "vision language model",
+    "vqa": "visual question answering", "ssm": "state space model", "nerf": "neural radiance field",
+}
 _stemmer = Stemmer.Stemmer("english")
 
 
@@ -66,6 +80,12 @@ def words(text: str) -> list[str]:
 
 def stems(text: str) -> list[str]:
     return _stemmer.stemWords(words(text))
+
+
+def expand_acronyms(topic: str) -> str:
+    """ "multilingual nlp" -> "multilingual nlp natural language processing"."""
+    extra = [ACRONYMS[w] for w in WORD.findall(topic.lower()) if w in ACRONYMS]
+    return " ".join([topic, *extra])
 
 
 @dataclass(frozen=True)
@@ -102,9 +122,11 @@ class TopicIndex:
     """
 
     def __init__(self, papers: Sequence[PaperText], title_weight: float = TITLE_WEIGHT,
-                 analyzer: Callable[[str], list[str]] = stems) -> None:
+                 analyzer: Callable[[str], list[str]] = stems,
+                 expand: Callable[[str], str] = expand_acronyms) -> None:
         self.title_weight = title_weight
         self.analyze = analyzer
+        self.expand = expand
         self.papers = list(papers)
         self.ids = [p.arxiv_id for p in self.papers]
         self.vocab: dict[str, int] = {}
@@ -144,7 +166,7 @@ class TopicIndex:
     def _query_matrix(self, topics: Sequence[str]) -> sp.csr_matrix:
         rows, cols, values = [], [], []
         for row, topic in enumerate(topics):
-            for stem, count in Counter(self.analyze(topic)).items():
+            for stem, count in Counter(self.analyze(self.expand(topic))).items():
                 col = self.vocab.get(stem)
                 if col is not None:
                     rows.append(row)
@@ -162,7 +184,7 @@ class TopicIndex:
         ideal = np.empty(len(topics))
         for row, topic in enumerate(topics):
             total = 0.0
-            for stem, count in Counter(self.analyze(topic)).items():
+            for stem, count in Counter(self.analyze(self.expand(topic))).items():
                 col = self.vocab.get(stem)
                 total += count * (self.idf[col] if col is not None else unseen_idf)
             ideal[row] = total * (K1 + 1)
@@ -182,7 +204,7 @@ class TopicIndex:
         paper = self.papers[paper_index]
         present = set(self.weights.getrow(paper_index).indices)
         matched, in_title = [], []
-        for word in dict.fromkeys(words(topic)):
+        for word in dict.fromkeys(words(self.expand(topic))):
             found = [stem for stem in self.analyze(word) if self.vocab.get(stem) in present]
             if found:
                 matched.append(word)
@@ -364,7 +386,7 @@ def plain_bm25_ranking(papers: Sequence[PaperText], profiles: dict[str, Sequence
                        top: int) -> dict[str, list[str]]:
     """The baseline every change is judged against: Okapi BM25 over title + abstract, no
     stemming, no field weights, the profile's topics as one query."""
-    index = TopicIndex(papers, title_weight=1.0, analyzer=words)
+    index = TopicIndex(papers, title_weight=1.0, analyzer=words, expand=str)
     queries = [" ".join(topics) for topics in profiles.values()]
     scores = index.score_topics(queries)
     ranked = {}

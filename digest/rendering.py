@@ -54,12 +54,7 @@ class PaperItem:
     upvotes: int | None
     topic: str | None
     reason: str | None
-
-    @property
-    def upvotes_label(self) -> str:
-        if self.upvotes is None:
-            return ""
-        return f"{self.upvotes} upvote{'s' if self.upvotes != 1 else ''}"
+    upvotes_label: str = ""  # "12 upvotes"; precomputed, templates read it several times per paper
 
 
 @dataclass(frozen=True)
@@ -118,6 +113,7 @@ def paper_item(paper: PaperRecord, pick: Pick | None = None) -> PaperItem:
         upvotes=paper.upvotes,
         topic=pick.topic if pick else None,
         reason=pick.reason if pick else None,
+        upvotes_label="" if paper.upvotes is None else f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}",
     )
 
 

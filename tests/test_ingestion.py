@@ -148,3 +148,16 @@ def test_cli_fetch_from_files_prints_per_source_lines_and_fails_on_errors(settin
     assert "fetched 185, new 111, updated 0, skipped 74" in bad.output
     listing = runner.invoke(cli, ["papers", "--format", "json", "--limit", "500"], env=env)
     assert len(__import__("json").loads(listing.output)) == 25 + 111
+
+
+def test_cli_papers_filters_by_topic_relevance(settings: Settings) -> None:
+    import json
+
+    runner = CliRunner()
+    env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
+    runner.invoke(cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env)
+    result = runner.invoke(cli, ["papers", "--topic", "Reinforcement Learning", "--format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert 0 < len(found) < 25, "a topic filter, not the whole store"
+    assert all("reinforcement" in (p["title"] + p["abstract"]).lower() for p in found)

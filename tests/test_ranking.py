@@ -145,3 +145,9 @@ def test_rank_cli_rejects_a_bad_papers_file(tmp_path) -> None:
     bad.write_text('[{"title": "no id"}]')
     result = CliRunner().invoke(cli, ["rank", "--papers", str(bad), "--profiles", str(DEV / "topics.json")])
     assert result.exit_code == 1 and "paper #0 needs an 'id' and a 'title'" in result.output
+
+
+def test_acronym_topics_match_papers_that_spell_them_out() -> None:
+    picks = run_picks(["GNN"])
+    assert {p.arxiv_id for p in picks} == {"1", "3"}
+    assert picks[0].reason.startswith('matches "GNN": graph (title), neural (title), network')

@@ -64,6 +64,15 @@ def browser() -> Iterator[object]:
     driver.quit()
 
 
+def heading_says(browser, text: str) -> None:
+    """Wait for the next page: reading <h1> right after a click can catch the old page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 15).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), text))
+
+
 def link_in(text: str, pattern: str) -> str:
     return re.search(pattern, text).group(0)
 
@@ -77,12 +86,12 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     browser.find_element(By.ID, "topics").send_keys("reinforcement learning\nlarge language model agents")
     assert browser.find_element(By.ID, "timezone").get_attribute("value"), "pre-filled from the browser"
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "Check your inbox" in browser.find_element(By.TAG_NAME, "h1").text
+    heading_says(browser, "Check your inbox")
     assert store.get_subscriber("ada@example.org").status == "pending"
 
     confirmation = sink.handler.received[-1].message().get_body(("plain",)).get_content()
     browser.get(link_in(confirmation, re.escape(base) + r"/confirm/\S+"))
-    assert "You are subscribed" in browser.find_element(By.TAG_NAME, "h1").text
+    heading_says(browser, "You are subscribed")
     assert store.get_subscriber("ada@example.org").status == "active"
 
     ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
@@ -96,7 +105,7 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     footer_link = link_in(digest.get_body(("html",)).get_content(), re.escape(base) + r'/unsubscribe/[^"]+')
 
     browser.get(footer_link)
-    assert "Unsubscribe?" in browser.find_element(By.TAG_NAME, "h1").text
+    heading_says(browser, "Unsubscribe?")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "You are unsubscribed" in browser.find_element(By.TAG_NAME, "h1").text
+    heading_says(browser, "You are unsubscribed")
     assert store.get_subscriber("ada@example.org").status == "unsubscribed"

@@ -28,7 +28,6 @@ app.conf.update(
     accept_content=["json"],
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": 4 * 3600},
-    worker_hijack_root_logger=False,
     timezone="UTC",
     beat_schedule={
         "daily-job-tick": {"task": "workers.tasks.tick", "schedule": float(settings.tick_seconds)},

@@ -34,6 +34,7 @@ from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.messages import wire_address
 from digest.models import utcnow
 from digest.pipeline import run_tick
+from digest import semantic
 from digest.ranking import plain_bm25_ranking, rank_profiles
 from digest.rendering import render_digest
 from digest.settings import Settings, SettingsError, load_settings
@@ -707,7 +708,9 @@ def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str) -> None:
 @profiles_file
 @click.option("--qrels", "qrels_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="Judgments file or directory of them: {qid: {paper id: grade 0-2}}.")
-def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path) -> None:
+@click.option("--semantic/--no-semantic", "semantic_row", default=True, show_default=True,
+              help="Add the optional MiniLM mix (the `semantic` extra) as its own columns when installed.")
+def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, semantic_row: bool) -> None:
     """Measure ranking quality: nDCG@10, recall@10 and precision@5 per profile and their mean,
     beside a plain BM25 baseline computed in the same run.
 
@@ -720,12 +723,17 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path) -> None:
         "digest": {q: [p.arxiv_id for p in ps] for q, ps in rank_profiles(papers_list, profiles, 10).items()},
         "plain-bm25": plain_bm25_ranking(papers_list, profiles, 10),
     }
+    extra = semantic.unavailable_reason() if semantic_row else None
+    if semantic_row and extra is None:
+        runs["minilm-mix"] = semantic.hybrid_rankings(papers_list, profiles, 10, semantic.MiniLM())
     results = {name: score_run(run, {q: qrels.get(q, {}) for q in profiles}) for name, run in runs.items()}
     rows = []
     for qid in [*profiles, "mean"]:
         rows.append([qid, *(f"{getattr(results[n][qid], f):.3f}" for n in runs for f in ("ndcg10", "recall10", "precision5"))])
     headers = ["profile", *(f"{n} {m}" for n in runs for m in ("nDCG@10", "R@10", "P@5"))]
     click.echo(format_table(headers, rows))
+    if extra:
+        click.echo(f"(no minilm-mix column: {extra})")
 
 
 # -- helpers -------------------------------------------------------------------------------

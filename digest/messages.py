@@ -82,5 +82,6 @@ def build_message(
 def transfer_encoding(body: str) -> str:
     """8bit (no re-encoding: ~2x cheaper than quoted-printable) while every line fits SMTP's
     998-octet limit, which our templates keep; quoted-printable for anything longer."""
-    fits = all(len(line.encode("utf-8")) <= MAX_8BIT_LINE for line in body.splitlines())
+    fits = all(len(line) * 4 <= MAX_8BIT_LINE or len(line.encode("utf-8")) <= MAX_8BIT_LINE
+               for line in body.splitlines())  # a UTF-8 character is at most 4 bytes: encode only long lines
     return "8bit" if fits else "quoted-printable"

@@ -108,24 +108,22 @@ def validate_timezone(raw: str) -> str:
     return name
 
 
-def validate_send_hour(raw: int | str) -> int:
+def _whole_number(raw: int | str, low: int, high: int, what: str) -> int:
     try:
-        hour = int(raw)
+        value = int(raw)
     except (TypeError, ValueError):
-        raise InvalidInput(f"send hour {raw!r} is not a whole number 0-23") from None
-    if not 0 <= hour <= 23:
-        raise InvalidInput(f"send hour {hour} is outside 0-23")
-    return hour
+        raise InvalidInput(f"{what} {raw!r} is not a whole number {low}-{high}") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{what} {value} is outside {low}-{high}")
+    return value
+
+
+def validate_send_hour(raw: int | str) -> int:
+    return _whole_number(raw, 0, 23, "send hour")
 
 
 def validate_max_papers(raw: int | str) -> int:
-    try:
-        count = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"max papers {raw!r} is not a whole number") from None
-    if not 1 <= count <= MAX_PAPERS_LIMIT:
-        raise InvalidInput(f"max papers {count} is outside 1-{MAX_PAPERS_LIMIT}")
-    return count
+    return _whole_number(raw, 1, MAX_PAPERS_LIMIT, "max papers")
 
 
 def build_subscriber_input(

@@ -219,11 +219,11 @@ def retry_delay(settings: Settings, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=settings.retry_base_seconds * 2 ** max(attempts - 1, 0))
 
 
-def _record(action: Callable[[], None], what: str) -> None:
+def _record(what: str, action: Callable[..., None], *args: object) -> None:
     """Database writes after a send are retried with backoff: failing them risks a duplicate."""
     for attempt in range(1, DB_WRITE_RETRIES + 1):
         try:
-            action()
+            action(*args)
             return
         except StorageError:
             raise
@@ -258,14 +258,13 @@ def send_deliveries(store: Store, settings: Settings, delivery_ids: Sequence[int
             _handle_transient(store, settings, delivery.id, delivery.attempts + 1, str(exc), now, report)
             continue
         except PermanentError as exc:
-            _record(lambda: store.mark_failed(delivery.id, str(exc), True, settings.bounce_limit), "mark bounced")
+            _record("mark bounced", store.mark_failed, delivery.id, str(exc), True, settings.bounce_limit)
             report.bounced += 1
             report.errors.append(f"{subscriber.email}: {exc}")
             log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
             continue
         msg_id = make_message_id(delivery.id, delivery.edition, settings.secret_key, domain)
-        _record(lambda: store.mark_sent(delivery.id, msg_id, clock(), [p["arxiv_id"] for p in delivery.picks]),
-                "mark sent")
+        _record("mark sent", store.mark_sent, delivery.id, msg_id, clock(), [p["arxiv_id"] for p in delivery.picks])
         report.sent += 1
     return report
 
@@ -273,13 +272,13 @@ def send_deliveries(store: Store, settings: Settings, delivery_ids: Sequence[int
 def _handle_transient(store: Store, settings: Settings, delivery_id: int, attempts: int, error: str,
                       now: dt.datetime, report: BatchReport) -> None:
     if attempts >= settings.max_attempts:
-        _record(lambda: store.mark_failed(delivery_id, f"gave up after {attempts} attempts: {error}", False,
-                                          settings.bounce_limit), "mark failed")
+        _record("mark failed", store.mark_failed, delivery_id, f"gave up after {attempts} attempts: {error}", False,
+                settings.bounce_limit)
         report.failed += 1
         log.error("delivery %d failed for good after %d attempts: %s", delivery_id, attempts, error)
     else:
         next_try = now + retry_delay(settings, attempts)
-        _record(lambda: store.mark_retry(delivery_id, error, next_try), "mark retry")
+        _record("mark retry", store.mark_retry, delivery_id, error, next_try)
         report.retried += 1
         log.info("delivery %d: temporary failure (%s); retry at %s", delivery_id, error, next_try)
     report.errors.append(error)

@@ -7,7 +7,6 @@ import datetime as dt
 from collections import Counter
 
 import fakeredis
-import pytest
 from sqlalchemy.exc import OperationalError
 
 from conftest import FEEDS

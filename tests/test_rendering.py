@@ -6,7 +6,6 @@ import datetime as dt
 from email import message_from_bytes
 from email.policy import default
 
-import pytest
 from lxml import html as lxml_html
 
 from conftest import FEEDS

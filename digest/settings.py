@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET_KEY
 
-    relevance_threshold: float = Field(default=0.25, ge=0, le=1, description="Min topic match 0..1.")
+    relevance_threshold: float = Field(default=0.30, ge=0, le=1, description="Min topic match 0..1.")
     send_hour: int = Field(default=7, ge=0, le=23, description="Default local hour to send.")
     max_papers: int = Field(default=5, ge=1, le=50)
     rate_limit_per_second: float = Field(default=50.0, gt=0)

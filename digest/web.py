@@ -10,6 +10,7 @@ Routes
                                "List-Unsubscribe=One-Click" here and get a plain 200
   GET  /preferences/<token>    topics, hour, time zone, digest size, pause, unsubscribe
   POST /preferences/<token>
+  GET  /preview?topics=...     JSON: today's papers the typed topics would get (the form shows it live)
   GET  /healthz                database reachable?
 
 The signed token is the credential on /confirm, /unsubscribe and /preferences; every form
@@ -25,14 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from flask import Flask, Response, render_template, request, url_for
+from flask import Flask, Response, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import OperationalError
 
+from digest.editions import CANDIDATE_WINDOW
 from digest.delivery import PermanentError, TransientError, Transport, make_transport, redis_client
 from digest.messages import build_message, message_id, sender_domain, wire_address
 from digest.models import utcnow
+from digest.ranking import rank_profiles
 from digest.rendering import TEMPLATES_DIR, ConfirmationContent, render_confirmation
 from digest.settings import Settings
 from digest.storage import Store, StorageError, SubscriberDefaults, SubscriberRecord
@@ -41,6 +44,7 @@ from digest.subscriptions import (
     MAX_TOPICS,
     InvalidInput,
     build_subscriber_input,
+    normalize_topics,
     validate_max_papers,
     validate_send_hour,
     validate_timezone,
@@ -54,6 +58,8 @@ POPULAR_TOPICS = ("large language models", "reinforcement learning", "diffusion 
 MAX_FORM_BYTES = 16 * 1024
 PER_ADDRESS_PER_DAY = 3  # confirmation emails to one address
 PER_IP_PER_HOUR = 20  # sign-up attempts from one client
+PREVIEWS_PER_MINUTE = 30  # live previews from one client (each ranks the day's papers)
+PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -237,6 +243,22 @@ def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
         return _page("preferences.html", 400 if errors else 200, sub=sub, errors=errors, saved=saved,
                      max_topics=MAX_TOPICS, max_papers_limit=MAX_PAPERS_LIMIT,
                      unsubscribe_url=url_for("unsubscribe_page", token=unsubscribe_token))
+
+    @app.get("/preview")
+    def preview() -> tuple[Response, int] | Response:
+        raw_topics = [t for t in request.args.get("topics", "").replace(",", "\n").splitlines() if t.strip()]
+        try:
+            topics = normalize_topics(raw_topics)
+        except InvalidInput as exc:
+            return jsonify({"error": str(exc), "papers": []}), 400
+        if not ctx.throttle.allow(f"preview:{_client_ip()}", PREVIEWS_PER_MINUTE, 60):
+            return jsonify({"error": "too many previews; wait a minute", "papers": []}), 429
+        papers = ctx.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)
+        picks = rank_profiles(papers, {"you": list(topics)}, PREVIEW_PAPERS,
+                              threshold=ctx.settings.relevance_threshold)["you"] if papers else []
+        by_id = {p.arxiv_id: p for p in papers}
+        return jsonify({"papers": [{"title": by_id[p.arxiv_id].title, "url": by_id[p.arxiv_id].hf_url
+                                    or by_id[p.arxiv_id].abs_url, "reason": p.reason} for p in picks]})
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -80,11 +80,16 @@ def link_in(text: str, pattern: str) -> str:
 def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dict, browser) -> None:
     from selenium.webdriver.common.by import By
 
+    from selenium.webdriver.support.ui import WebDriverWait
+
     base, store, sink = served["base"], served["store"], served["sink"]
+    ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
     browser.get(base + "/")
     browser.find_element(By.ID, "email").send_keys("ada@example.org")
     browser.find_element(By.ID, "topics").send_keys("reinforcement learning\nlarge language model agents")
     assert browser.find_element(By.ID, "timezone").get_attribute("value"), "pre-filled from the browser"
+    previews = WebDriverWait(browser, 15).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#preview-list li"))
+    assert "matches" in previews[0].text, "the live preview lists today's papers with their reasons"
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "Check your inbox")
     assert store.get_subscriber("ada@example.org").status == "pending"
@@ -94,7 +99,6 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     heading_says(browser, "You are subscribed")
     assert store.get_subscriber("ada@example.org").status == "active"
 
-    ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
     batches: list[list[int]] = []
     run_tick(store, served["settings"], utcnow(), batches.append, fetch_every=dt.timedelta(days=999), everyone=True)
     transport = SmtpTransport(served["settings"])

@@ -212,3 +212,16 @@ def test_pending_subscriptions_expire(web: dict) -> None:
     assert store.delete_expired_pending(dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=7)) == 0
     assert store.delete_expired_pending(dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)) == 1
     assert active(store) is None
+
+
+def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
+    from conftest import FEEDS
+    from digest.ingestion import ingest_bytes
+
+    ingest_bytes(web["store"], (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
+    data = web["client"].get("/preview?topics=reinforcement%20learning").get_json()
+    assert 0 < len(data["papers"]) <= 5
+    assert all(p["url"].startswith("https://") and "reinforcement learning" in p["reason"] for p in data["papers"])
+    bad = web["client"].get("/preview?topics=" + "x" * 100)
+    assert bad.status_code == 400 and "longer than" in bad.get_json()["error"]
+    assert web["client"].get("/preview?topics=medieval%20poetry").get_json() == {"papers": []}

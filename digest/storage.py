@@ -19,7 +19,20 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 import zoneinfo
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +42,26 @@ from digest.subscriptions import SubscriberInput
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable limit
+
+
+# The two statements every sent message runs, built once: constructing them per call cost
+# about as much as executing them.
+CLAIM = (
+    update(Delivery.__table__)
+    .where(Delivery.id == bindparam("p_id"), Delivery.status == "queued",
+           or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= bindparam("p_now")))
+    .values(status="sending", claimed_at=bindparam("p_now"), attempts=Delivery.attempts + 1)
+)
+MARK_SENT = (
+    update(Delivery.__table__)
+    .where(Delivery.id == bindparam("p_id"), Delivery.status == "sending")
+    .values(status="sent", sent_at=bindparam("p_now"), message_id=bindparam("p_message_id"))  # last_error kept
+    .returning(Delivery.subscriber_id)
+)
+RECORD_SENT_PAPERS = {
+    name: dialect.insert(SentPaper.__table__).on_conflict_do_nothing(index_elements=["subscriber_id", "arxiv_id"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 class StorageError(Exception):
@@ -660,13 +693,7 @@ class Store:
         (no ORM session): about half the per-message database cost.
         """
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(Delivery.__table__)
-                .where(Delivery.id == delivery_id, Delivery.status == "queued",
-                       or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= now))
-                .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
-            )
-            return result.rowcount == 1
+            return conn.execute(CLAIM, {"p_id": delivery_id, "p_now": now}).rowcount == 1
 
     def load_deliveries(self, ids: Sequence[int]) -> list[tuple[DeliveryRecord, SubscriberRecord]]:
         with self.session() as session:
@@ -680,19 +707,13 @@ class Store:
     def mark_sent(self, delivery_id: int, message_id: str, now: dt.datetime, paper_ids: Sequence[str]) -> None:
         """Record the server's acceptance, and the papers this person has now been sent."""
         with self.engine.begin() as conn:
-            row = conn.execute(
-                update(Delivery.__table__).where(Delivery.id == delivery_id, Delivery.status == "sending")
-                .values(status="sent", sent_at=now, message_id=message_id)  # last_error kept: history
-                .returning(Delivery.subscriber_id)
-            ).first()
+            row = conn.execute(MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_message_id": message_id}).first()
             if row is None:
                 raise StorageError(f"delivery {delivery_id} was not being sent")
             sent = [{"subscriber_id": row[0], "arxiv_id": pid, "delivery_id": delivery_id, "sent_at": now}
                     for pid in dict.fromkeys(paper_ids)]
             if sent:
-                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-                conn.execute(dialect.insert(SentPaper.__table__).values(sent)
-                             .on_conflict_do_nothing(index_elements=["subscriber_id", "arxiv_id"]))
+                conn.execute(RECORD_SENT_PAPERS[conn.dialect.name], sent)
 
     def mark_retry(self, delivery_id: int, error: str, next_try_at: dt.datetime) -> None:
         with self.session() as session:

@@ -236,6 +236,22 @@ def test_shared_rate_limit_caps_messages_per_second() -> None:
     assert all(count <= 5 + 1 for count in windows)
 
 
+def test_permits_reserved_in_chunks_never_exceed_the_limit_across_workers() -> None:
+    import time
+
+    server = fakeredis.FakeRedis()
+    workers = [RateLimiter(100, server) for _ in range(3)]  # chunks of 10
+    used_in = {}
+    start = time.time()
+    while time.time() - start < 2.5:
+        for limiter in workers:
+            limiter.wait()
+            second = int(time.time())
+            used_in[second] = used_in.get(second, 0) + 1
+    assert max(used_in.values()) <= 100
+    assert sum(used_in.values()) >= 150, "the limiter still lets the allowed rate through"
+
+
 def test_rate_limiter_falls_back_to_local_pacing_when_redis_is_down(caplog) -> None:
     import redis
 

@@ -526,10 +526,8 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     DIGEST_SMTP_HOST when set, else writes .eml files to the outbox. Safe to re-run: a
     subscriber gets one digest per day, and papers they were sent are never sent again.
     """
-    if offline:
-        app.overrides["offline"] = True
-        app.__dict__.pop("settings", None)
-    settings, store = app.settings, app.store
+    settings = app.settings.model_copy(update={"offline": True}) if offline else app.settings
+    store = app.store
     _seed_demo_subscriber(app)
     pending: list[list[int]] = []
     report = run_tick(store, settings, utcnow(), pending.append, fetch_every=dt.timedelta(0), everyone=True)

@@ -88,9 +88,10 @@ def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callab
     report.due = len(due)
     report.created, report.skipped = plan_deliveries(store, settings, due, now)
     ids = store.take_deliveries_to_send(now, dt.timedelta(seconds=settings.enqueue_lease_seconds))
-    for batch in batches(ids, settings.batch_size):
+    planned = batches(ids, settings.batch_size)
+    for batch in planned:
         enqueue(batch)
-    report.batches, report.enqueued = len(batches(ids, settings.batch_size)), len(ids)
+    report.batches, report.enqueued = len(planned), len(ids)
     log.info("tick: %d due, %d deliveries created, %d skipped, %d enqueued in %d batches",
              report.due, report.created, report.skipped, report.enqueued, report.batches)
     return report

@@ -38,7 +38,7 @@ PG_SKIP_REASON = _postgres_available()
 def pg_url() -> Iterator[str]:
     """A brand-new PostgreSQL database for one test, dropped afterwards."""
     if PG_SKIP_REASON:
-        pytest.skip(PG_SKIP_REASON)
+        pytest.skip(reason=PG_SKIP_REASON)
     name = f"digest_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

@@ -158,7 +158,7 @@ def test_rank_eval_says_how_to_get_the_semantic_row_when_the_extra_is_missing() 
     from digest import semantic
 
     if semantic.unavailable_reason() is None:
-        pytest.skip("the semantic extra is installed here; see the next test")
+        pytest.skip(reason="the semantic extra is installed here; see the next test")
     args = ["--papers", str(DEV / "papers.json"), "--profiles", str(DEV / "topics.json"), "--qrels", str(DEV / "qrels")]
     out = CliRunner().invoke(cli, ["rank-eval", *args]).output
     assert "minilm-mix" not in out.splitlines()[0]
@@ -169,7 +169,7 @@ def test_semantic_mix_ranks_the_dev_set_when_installed() -> None:
     from digest import semantic
 
     if reason := semantic.unavailable_reason():
-        pytest.skip(reason)
+        pytest.skip(reason=reason)
     papers = load_papers_file(DEV / "papers.json")
     profiles = load_profiles_file(DEV / "topics.json")
     run = semantic.hybrid_rankings(papers, profiles, 10, semantic.MiniLM())

@@ -163,7 +163,7 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[[], None]]:
     """A redis-server of our own on a free port, with a restart() to simulate an outage."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed: cannot run a private instance")
+        pytest.skip(reason="redis-server is not installed: cannot run a private instance")
     port = free_port()
 
     def start() -> subprocess.Popen:

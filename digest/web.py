@@ -193,6 +193,9 @@ def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
         except TokenError as exc:
             return _notice("This link does not work", f"Sorry, {exc}. You can subscribe again to get a new one.", 400,
                            link=(url_for("subscribe_form"), "Subscribe again"))
+        if sub.status in ("unsubscribed", "bounced"):
+            return _notice("This link does not work", "This subscription was cancelled after the link was sent. "
+                           "Subscribe again to get a new link.", 400, link=(url_for("subscribe_form"), "Subscribe again"))
         if sub.status == "pending":
             sub = ctx.store.set_status(sub.email, "active", allowed_from=("pending",))
         prefs = ctx.tokens.make("preferences", sub.id, sub.email)

@@ -225,3 +225,20 @@ def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
     bad = web["client"].get("/preview?topics=" + "x" * 100)
     assert bad.status_code == 400 and "longer than" in bad.get_json()["error"]
     assert web["client"].get("/preview?topics=medieval%20poetry").get_json() == {"papers": []}
+
+
+def test_an_old_confirmation_link_cannot_claim_a_cancelled_subscription_is_active(web: dict) -> None:
+    subscribe(web)
+    link = confirmation_link(web)
+    web["client"].get(link)
+    web["store"].set_status("ada@example.org", "unsubscribed")
+    response = web["client"].get(link)
+    assert response.status_code == 400 and "cancelled after the link was sent" in response.get_data(as_text=True)
+    assert active(web["store"]) == "unsubscribed"
+
+
+def test_preferences_of_an_unsubscribed_address_offer_to_subscribe_again(web: dict) -> None:
+    sub = web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    web["store"].set_status("ada@example.org", "unsubscribed")
+    page = web["client"].get(f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}").get_data(as_text=True)
+    assert "Subscribe again" in page and 'value="pause"' not in page and 'value="resume"' not in page

@@ -255,7 +255,11 @@ def send_deliveries(store: Store, settings: Settings, delivery_ids: Sequence[int
     domain = sender_domain(settings.sender)
     for delivery, subscriber in loaded:
         now = clock()
-        if subscriber.status != "active" or not store.claim_delivery(delivery.id, now):
+        if subscriber.status != "active":
+            store.skip_delivery(delivery.id, f"not sent: the subscriber is {subscriber.status}")
+            report.skipped += 1
+            continue
+        if not store.claim_delivery(delivery.id, now):
             report.skipped += 1
             continue
         content = digest_content(subscriber, delivery.picks, papers, delivery.edition, tokens, settings.base_url)

@@ -715,6 +715,16 @@ class Store:
             if sent:
                 conn.execute(RECORD_SENT_PAPERS[conn.dialect.name], sent)
 
+    def skip_delivery(self, delivery_id: int, reason: str) -> bool:
+        """A queued digest that must not go out (the subscriber paused or left since it was
+        planned): closed as 'skipped' so no later tick hands it out again."""
+        with self.session() as session:
+            result = session.execute(
+                update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "queued")
+                .values(status="skipped", last_error=reason)
+            )
+            return result.rowcount == 1
+
     def mark_retry(self, delivery_id: int, error: str, next_try_at: dt.datetime) -> None:
         with self.session() as session:
             session.execute(

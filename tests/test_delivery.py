@@ -171,6 +171,22 @@ def test_a_stale_claim_from_a_dead_worker_is_requeued_and_sent_once(store: Store
     assert "worker lost while sending" in resent.last_error, "a possible duplicate stays visible to admins"
 
 
+def test_a_subscriber_who_pauses_after_planning_gets_nothing_and_is_not_retried(store: Store, settings: Settings,
+                                                                             smtp_sink) -> None:
+    populate(store, 3)
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    store.set_status("user1@example.org", "paused")
+    transport = SmtpTransport(config)
+    send_deliveries(store, config, batches[0], transport, clock=lambda: NOW)
+    transport.close()
+    assert "user1@example.org" not in smtp_sink.handler.by_recipient()
+    (skipped,) = store.list_deliveries(status="skipped")
+    assert skipped.email == "user1@example.org" and skipped.last_error == "not sent: the subscriber is paused"
+    assert store.take_deliveries_to_send(NOW + dt.timedelta(days=1), dt.timedelta(0)) == []
+
+
 def test_two_workers_on_the_same_batch_send_each_digest_once(store: Store, settings: Settings, smtp_sink) -> None:
     emails = populate(store, 40)
     config = smtp_settings(settings, smtp_sink)

@@ -26,6 +26,7 @@ from typing import Any
 
 import premailer
 from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from digest.ranking import Pick
 from digest.sources import PaperRecord
@@ -166,8 +167,29 @@ def _restore_jinja_in_urls(html: str) -> str:
     return re.sub(r"%7B%7B(.*?)%7D%7D", lambda m: "{{" + m.group(1).replace("%20", " ") + "}}", html)
 
 
+class FragmentCache:
+    """``{% call cached(key) %}...{% endcall %}``: render a block once per key.
+
+    A paper card depends only on its PaperItem (paper, topic, reason), and at scale
+    thousands of subscribers get the same cards, so each is rendered once per process.
+    Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, maxsize: int = 20_000) -> None:
+        self.maxsize = maxsize
+        self._fragments: dict[object, Markup] = {}
+
+    def __call__(self, *key: object, caller: Callable[[], str]) -> Markup:
+        fragment = self._fragments.get(key)
+        if fragment is None:
+            if len(self._fragments) >= self.maxsize:
+                self._fragments.pop(next(iter(self._fragments)))
+            fragment = self._fragments[key] = Markup(caller())
+        return fragment
+
+
 def make_environment(directory: Path = TEMPLATES_DIR, inline: bool = True) -> Environment:
-    return Environment(
+    env = Environment(
         loader=_ExpandedLoader(directory, inline),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
@@ -176,6 +198,8 @@ def make_environment(directory: Path = TEMPLATES_DIR, inline: bool = True) -> En
         keep_trailing_newline=True,
         auto_reload=False,  # templates do not change under a running process; saves a stat() per render
     )
+    env.globals["cached"] = FragmentCache()
+    return env
 
 
 @lru_cache(maxsize=4)

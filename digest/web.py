@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import zoneinfo
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,5 +336,7 @@ def _register_errors(app: Flask) -> None:
         return _notice("Something went wrong", "An error occurred on our side and has been logged.", 500)
 
 
-def timezone_names() -> list[str]:
-    return sorted(zoneinfo.available_timezones())
+@lru_cache(maxsize=1)
+def timezone_names() -> tuple[str, ...]:
+    """The time zone suggestions; listing the tz database costs milliseconds, so once."""
+    return tuple(sorted(zoneinfo.available_timezones()))

@@ -17,7 +17,6 @@ from lxml import html as lxml_html
 
 from bench.corpus import real_papers
 from digest.editions import digest_message
-from digest.ranking import Pick
 from digest.rendering import DigestContent, inline_per_email, paper_item, render_digest
 from digest.settings import Settings
 
@@ -27,8 +26,7 @@ def sample_digests(count: int) -> list[DigestContent]:
     digests = []
     for n in range(count):
         chosen = [papers[(n * 7 + i) % len(papers)] for i in range(10)]
-        items = tuple(paper_item(p, Pick(p.arxiv_id, 0.5, 0.5, "efficient attention", 'matches "efficient attention": attention'))
-                      for p in chosen)
+        items = tuple(paper_item(p, "efficient attention", 'matches "efficient attention": attention') for p in chosen)
         digests.append(DigestContent(dt.date(2026, 11, 23), f"user{n}@example.org", ("efficient attention", "rl"),
                                      items, (), f"https://d.example/preferences/p{n}", f"https://d.example/unsubscribe/u{n}"))
     return digests

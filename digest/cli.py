@@ -36,7 +36,7 @@ from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest import semantic
 from digest.ranking import plain_bm25_ranking, rank_profiles
-from digest.rendering import render_digest
+from digest.rendering import DigestContent, render_digest
 from digest.settings import Settings, SettingsError, load_settings
 from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
 from digest.sources import HF_RSS, PaperRecord
@@ -78,6 +78,15 @@ class AppContext:
     @cached_property
     def tokens(self) -> Tokens:
         return Tokens(self.settings.secret_key, self.settings.pending_expiry_days)
+
+    def todays_digest(self, sub: SubscriberRecord, now: dt.datetime,
+                      already_sent: dict[int, set[str]]) -> tuple[DigestContent, int]:
+        """What ``sub`` would get from the stored papers at ``now``, and from how many
+        candidates: preview and send-test."""
+        candidates = self.store.list_papers(since=now - CANDIDATE_WINDOW)
+        plan = plan_edition(candidates, [sub], already_sent, now, self.settings.relevance_threshold)
+        content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), self.tokens, self.settings.base_url)
+        return content, len(candidates)
 
     @property
     def defaults(self) -> SubscriberDefaults:
@@ -482,12 +491,10 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     if sub is None:
         raise StorageError(f"no subscriber with email {normalize_email(email)}")
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
-    papers_list = store.list_papers(since=now - CANDIDATE_WINDOW)
-    plan = plan_edition(papers_list, [sub], store.sent_paper_ids([sub.id]), now, settings.relevance_threshold)
-    content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), app.tokens, settings.base_url)
+    content, candidates = app.todays_digest(sub, now, store.sent_paper_ids([sub.id]))
     message = digest_message(content, settings, 0, now)
     click.echo(f"Subject: {message['Subject']}")
-    click.echo(f"{len(content.items)} matched paper(s) from {len(papers_list)} candidate(s)"
+    click.echo(f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
                + (f", {len(content.trending)} trending shown instead" if content.trending and not content.items else ""))
     for n, item in enumerate(content.items, 1):
         click.echo(f"  {n}. {item.title[:80]}\n     {item.reason}")
@@ -567,9 +574,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
         data = build_subscriber_input(address, topics)
         sub = SubscriberRecord(0, address, "active", data.topics, "UTC", 7, settings.max_papers, utcnow(), None)
     now = utcnow()
-    plan = plan_edition(store.list_papers(since=now - CANDIDATE_WINDOW), [sub], {}, now, settings.relevance_threshold)
-    content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), app.tokens, settings.base_url)
-    message = digest_message(content, settings, int(now.timestamp()), now)
+    message = digest_message(app.todays_digest(sub, now, {})[0], settings, int(now.timestamp()), now)
     transport = make_transport(settings)
     try:
         transport.send(message, settings.sender, wire_address(address))

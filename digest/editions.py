@@ -104,8 +104,7 @@ def digest_content(
         if paper is None:
             continue
         if pick.get("topic"):
-            matched.append(paper_item(paper, Pick(pick["arxiv_id"], pick.get("score", 0.0), 0.0,
-                                                  pick["topic"], pick.get("reason") or "")))
+            matched.append(paper_item(paper, pick["topic"], pick.get("reason") or ""))
         else:
             trending.append(paper_item(paper))
     prefs, unsub = subscriber_links(subscriber, tokens, base_url)

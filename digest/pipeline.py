@@ -36,12 +36,12 @@ def batches(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-def fetch_papers(store: Store, settings: Settings, use_sample_when_empty: bool) -> list[SourceReport]:
+def fetch_papers(store: Store, settings: Settings) -> list[SourceReport]:
     """Live sources unless offline; the bundled sample when nothing could be fetched and the
     store is empty (the embedded default must work without a network)."""
     reports = [] if settings.offline else fetch_all(store, settings)
     landed = any(r.error is None and (r.new or r.updated or r.not_modified) for r in reports)
-    if use_sample_when_empty and not landed and store.count_papers() == 0:
+    if not landed and store.count_papers() == 0:
         log.warning("no papers could be fetched and none are stored: using the bundled sample papers")
         reports += ingest_bundled_sample(store, settings.announce_types)
     return reports
@@ -84,7 +84,7 @@ def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callab
     due = store.due_subscribers(now, ignore_send_hour=everyone)
     last = store.last_fetched_at()
     if due and (last is None or now - last >= fetch_every):
-        report.fetched = fetch_papers(store, settings, use_sample_when_empty=True)
+        report.fetched = fetch_papers(store, settings)
     report.due = len(due)
     report.created, report.skipped = plan_deliveries(store, settings, due, now)
     ids = store.take_deliveries_to_send(now, dt.timedelta(seconds=settings.enqueue_lease_seconds))

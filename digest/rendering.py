@@ -28,7 +28,6 @@ import premailer
 from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from digest.ranking import Pick
 from digest.sources import PaperRecord
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -101,7 +100,8 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return cut + "…"
 
 
-def paper_item(paper: PaperRecord, pick: Pick | None = None) -> PaperItem:
+def paper_item(paper: PaperRecord, topic: str | None = None, reason: str | None = None) -> PaperItem:
+    """A paper as the email shows it; without a topic it is a "trending" entry."""
     return PaperItem(
         arxiv_id=paper.arxiv_id,
         title=paper.title,
@@ -112,8 +112,8 @@ def paper_item(paper: PaperRecord, pick: Pick | None = None) -> PaperItem:
         authors=shorten_authors(paper.authors),
         snippet=snippet(paper.abstract or paper.ai_summary or ""),
         upvotes=paper.upvotes,
-        topic=pick.topic if pick else None,
-        reason=pick.reason if pick else None,
+        topic=topic,
+        reason=reason,
         upvotes_label="" if paper.upvotes is None else f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}",
     )
 

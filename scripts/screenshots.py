@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 from bench.corpus import real_papers  # noqa: E402
 from digest.editions import plan_edition  # noqa: E402
 from digest.rendering import DigestContent, paper_item, render_digest  # noqa: E402
-from digest.ranking import Pick  # noqa: E402
 from digest.storage import SubscriberRecord  # noqa: E402
 
 WIDTHS = {"phone": 375, "desktop": 700}
@@ -55,8 +54,7 @@ def sample_digest() -> DigestContent:
     sub = SubscriberRecord(1, "ada@example.org", "active", ("reinforcement learning", "large language model agents"),
                            "UTC", 7, 5, dt.datetime(2026, 11, 1), None)
     plan = plan_edition(papers, [sub], {}, dt.datetime(2026, 7, 14))
-    items = tuple(paper_item(plan.papers[p["arxiv_id"]], Pick(p["arxiv_id"], p["score"], 0, p["topic"], p["reason"]))
-                  for p in plan.picks[sub.id])
+    items = tuple(paper_item(plan.papers[p["arxiv_id"]], p["topic"], p["reason"]) for p in plan.picks[sub.id])
     return DigestContent(dt.date(2026, 7, 14), sub.email, sub.topics, items, (),
                          "https://digest.example.org/preferences/TOKEN", "https://digest.example.org/unsubscribe/TOKEN")
 

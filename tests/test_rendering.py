@@ -10,7 +10,6 @@ from lxml import html as lxml_html
 
 from conftest import FEEDS
 from digest.messages import header_value
-from digest.ranking import Pick
 from digest.rendering import (
     ConfirmationContent,
     DigestContent,
@@ -35,7 +34,7 @@ def hf_papers() -> list[PaperRecord]:
 
 def content(papers: list[PaperRecord], topics=("graph neural networks", "efficient attention"),
             trending: list[PaperRecord] | None = None) -> DigestContent:
-    items = tuple(paper_item(p, Pick(p.arxiv_id, 0.5, 0.5, topics[i % len(topics)], f'matches "{topics[i % len(topics)]}": graph'))
+    items = tuple(paper_item(p, topics[i % len(topics)], f'matches "{topics[i % len(topics)]}": graph')
                   for i, p in enumerate(papers))
     return DigestContent(EDITION, "ada@example.org", tuple(topics), items,
                          tuple(paper_item(p) for p in trending or []),

@@ -154,6 +154,11 @@ def _subscriber_for(ctx: WebContext, purpose: str, token: str) -> SubscriberReco
     return sub
 
 
+def topic_lines(raw: str) -> list[str]:
+    """The topics field: one per line, commas also accepted; blank lines ignored."""
+    return [t for t in raw.replace(",", "\n").splitlines() if t.strip()]
+
+
 def _client_ip() -> str:
     return request.remote_addr or "unknown"
 
@@ -167,7 +172,7 @@ def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
     @app.post("/subscribe")
     def subscribe() -> tuple[str, int]:
         form = request.form
-        raw_topics = [t for t in form.get("topics", "").replace(",", "\n").splitlines() if t.strip()]
+        raw_topics = topic_lines(form.get("topics", ""))
         try:
             data = build_subscriber_input(form.get("email", ""), raw_topics, form.get("timezone") or None,
                                           form.get("send_hour") or None)
@@ -250,7 +255,7 @@ def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
 
     @app.get("/preview")
     def preview() -> tuple[Response, int] | Response:
-        raw_topics = [t for t in request.args.get("topics", "").replace(",", "\n").splitlines() if t.strip()]
+        raw_topics = topic_lines(request.args.get("topics", ""))
         try:
             topics = normalize_topics(raw_topics)
         except InvalidInput as exc:
@@ -276,7 +281,7 @@ def _apply_preferences(ctx: WebContext, sub: SubscriberRecord, form: Any) -> Sub
         return ctx.store.set_status(sub.email, "paused", allowed_from=("active", "paused"))
     if action == "resume":
         return ctx.store.set_status(sub.email, "active", allowed_from=("paused", "active"))
-    topics = [t for t in form.get("topics", "").replace(",", "\n").splitlines() if t.strip()]
+    topics = topic_lines(form.get("topics", ""))
     data = build_subscriber_input(sub.email, topics)
     return ctx.store.update_subscriber(
         sub.email, topics=list(data.topics), timezone=validate_timezone(form.get("timezone", "UTC")),

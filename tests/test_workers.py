@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -134,15 +135,25 @@ def test_200_subscribers_get_exactly_one_digest_through_a_real_worker(harness) -
         worker.stop()
 
 
+@contextmanager
+def sending_under_way(harness: dict, subscribers: int, delay: float, started_after: int,
+                      broker: str = SHARED_REDIS) -> Iterator[tuple[Worker, list[str]]]:
+    """A one-process worker sending to a slow sink, stopped however the test ends."""
+    emails = populate(harness["store"], subscribers)
+    harness["sink"].handler.delay = delay
+    worker = Worker(harness["env"], harness["log"], concurrency=1)
+    try:
+        tick(harness["store"], load_settings(), broker)
+        wait_for(lambda: len(harness["sink"].handler.received) >= started_after, 60, "sending to start")
+        yield worker, emails
+    finally:
+        worker.stop()
+
+
 def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(harness, monkeypatch) -> None:
     store, sink = harness["store"], harness["sink"]
     configure(harness, monkeypatch, DIGEST_CLAIM_LEASE_SECONDS="3")
-    emails = populate(store, 60)
-    sink.handler.delay = 0.05
-    worker = Worker(harness["env"], harness["log"], concurrency=1)
-    try:
-        tick(store, load_settings(), SHARED_REDIS)
-        wait_for(lambda: len(sink.handler.received) >= 10, 60, "the batch to be under way")
+    with sending_under_way(harness, subscribers=60, delay=0.05, started_after=10) as (worker, emails):
         (child,) = worker.pool_children()
         os.kill(child, signal.SIGKILL)
         wait_for(lambda: store.delivery_counts().get("queued", 0) == 0, 90, "the redelivered batches to finish")
@@ -154,8 +165,6 @@ def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(harnes
         duplicates = sum(n - 1 for n in counts.values())
         assert duplicates <= 1, f"at most the one message in flight at the kill is repeated, got {duplicates}"
         assert b"WorkerLostError" in harness["log"].read_bytes() or b"SIGKILL" in harness["log"].read_bytes()
-    finally:
-        worker.stop()
 
 
 @pytest.fixture
@@ -196,20 +205,13 @@ def test_redis_restart_mid_run_still_completes_exactly_once(harness, private_red
     store, sink = harness["store"], harness["sink"]
     url = private_redis.url
     configure(harness, monkeypatch, DIGEST_REDIS_URL=url, DIGEST_ENQUEUE_LEASE_SECONDS="2")
-    emails = populate(store, 100)
-    sink.handler.delay = 0.02
-    worker = Worker(harness["env"], harness["log"], concurrency=1)
-    try:
-        tick(store, load_settings(), url)
-        wait_for(lambda: len(sink.handler.received) >= 5, 60, "sending to start")
+    with sending_under_way(harness, subscribers=100, delay=0.02, started_after=5, broker=url) as (_, emails):
         private_redis()  # queued batches vanish with it (no persistence)
         wait_for(lambda: store.delivery_counts().get("sending", 0) == 0, 30, "the in-flight batch to end")
         time.sleep(2.5)  # past the enqueue lease: the next tick hands lost deliveries out again
         wait_for(lambda: _resend(store, url) or store.delivery_counts() == {"sent": 100}, 120,
                  "every delivery sent after the restart")
         assert sink.handler.by_recipient() == Counter({e: 1 for e in emails})
-    finally:
-        worker.stop()
 
 
 def _resend(store: Store, url: str) -> bool:

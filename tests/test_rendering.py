@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from email import message_from_bytes
 from email.policy import default
 
 from lxml import html as lxml_html
+from markupsafe import Markup
 
 from conftest import FEEDS
 from digest.messages import header_value
 from digest.rendering import (
     ConfirmationContent,
     DigestContent,
+    FragmentCache,
+    FragmentCacheExtension,
     inline_per_email,
+    make_environment,
     paper_item,
     render_confirmation,
     render_digest,
@@ -119,6 +124,25 @@ def test_per_template_inlining_equals_per_email_inlining_element_by_element() ->
     assert len(fast_elements) == len(slow_elements) > 100
     for a, b in zip(fast_elements, slow_elements, strict=True):
         assert (a.tag, dict(a.attrib), (a.text or "").strip()) == (b.tag, dict(b.attrib), (b.text or "").strip())
+
+
+def test_cached_cards_equal_fresh_renders_and_follow_changed_papers() -> None:
+    env = make_environment()
+    papers = hf_papers()[:4]
+    first = render_digest(content(papers), env)
+    again = render_digest(content(papers), env)  # every card now comes from the cache
+    assert again == first == render_digest(content(papers), make_environment())
+    assert len(env.extensions[FragmentCacheExtension.identifier].cache.fragments) == 4 * 2  # html + text card
+    upvoted = [replace(papers[0], upvotes=(papers[0].upvotes or 0) + 1000), *papers[1:]]
+    html = render_digest(content(upvoted), env).html
+    assert f"{(papers[0].upvotes or 0) + 1000} upvotes" in html  # a new value is a new key, not a stale card
+
+
+def test_fragment_cache_is_bounded_oldest_first() -> None:
+    cache = FragmentCache(maxsize=2)
+    for key in "abc":
+        cache.keep(Markup(key.upper()), key)
+    assert list(cache.fragments) == ["b", "c"]
 
 
 def test_helpers() -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from email import message_from_bytes
+from email.message import EmailMessage
 from email.policy import default
 
+import pytest
 from lxml import html as lxml_html
 from markupsafe import Markup
 
 from conftest import FEEDS
-from digest.messages import header_value
+from digest.messages import WIRE, header_value
 from digest.rendering import (
     ConfirmationContent,
     DigestContent,
@@ -173,6 +175,23 @@ def test_subject_with_user_controlled_newlines_stays_one_header(settings: Settin
     digest = content(hf_papers()[:1], topics=("rl\r\nBcc: victim@example.org",))
     parsed = message_from_bytes(digest_message(digest, settings, 1, dt.datetime(2026, 11, 23)).as_bytes(), policy=default)
     assert parsed["Bcc"] is None and "Bcc" in parsed["Subject"]
+
+
+def test_non_ascii_subject_is_encoded_and_long_headers_are_folded(settings: Settings) -> None:
+    digest = content(hf_papers()[:2], topics=("réseaux de neurones", "グラフ"))
+    digest = replace(digest, unsubscribe_url="https://digest.example.org/unsubscribe/" + "T" * 1200)
+    raw = digest_message(digest, settings, 7, dt.datetime(2026, 11, 23)).as_bytes()
+    assert raw.isascii() and b"=?utf-8?" in raw  # RFC 2047, not raw UTF-8, without SMTPUTF8
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    parsed = message_from_bytes(raw, policy=default)
+    assert parsed["Subject"] == "2 new papers on réseaux de neurones, グラフ - Nov 23"
+    assert parsed["List-Unsubscribe"] == f"<{digest.unsubscribe_url}>"
+
+
+def test_wire_policy_still_refuses_header_newlines() -> None:
+    msg = EmailMessage(policy=WIRE)
+    with pytest.raises(ValueError):
+        msg["Subject"] = "hi\r\nBcc: victim@example.org"
 
 
 def test_unsubscribe_mailto_is_offered_when_configured(settings: Settings) -> None:

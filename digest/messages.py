@@ -23,7 +23,7 @@ _BREAKS = re.compile(r"[\r\n\x00]+")
 # Headers whose values this module writes itself, already one line (header_value), and
 # in a form that needs no parsing to be correct on the wire: a bare address, a date from
 # format_datetime, <angle-bracketed> ids and URLs, plain text.
-_VERBATIM_HEADERS = frozenset({"subject", "to", "date", "message-id", "auto-submitted", "list-id",
+_VERBATIM_HEADERS = frozenset({"mime-version", "content-transfer-encoding", "subject", "to", "date", "message-id", "auto-submitted", "list-id",
                                "list-unsubscribe", "list-unsubscribe-post"})
 
 
@@ -86,6 +86,7 @@ def sender_header(sender: str) -> object:
     return WIRE.header_factory("From", header_value(sender))
 
 
+@lru_cache(maxsize=8)
 def sender_domain(sender: str) -> str:
     address = parseaddr(sender)[1]
     return address.rsplit("@", 1)[-1] if "@" in address else "localhost"

@@ -19,8 +19,9 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,10 @@ class PaperItem:
 
     @cached_property
     def _hash(self) -> int:
-        return hash(astuple(self))
+        return hash(_item_values(self))
+
+
+_item_values = attrgetter(*(f.name for f in fields(PaperItem)))  # astuple() would deep-copy every field
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ class FragmentCache:
 
     def keep(self, fragment: Markup, key: object) -> Markup:
         if len(self.fragments) >= self.maxsize:
-            self.fragments.pop(next(iter(self.fragments)))
+            self.fragments.pop(next(iter(self.fragments)), None)
         self.fragments[key] = fragment
         return fragment
 

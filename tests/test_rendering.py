@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import replace
 from email import message_from_bytes
 from email.message import EmailMessage
-from email.policy import default
+from email.policy import SMTP, default
 
 import pytest
 from lxml import html as lxml_html
 from markupsafe import Markup
 
 from conftest import FEEDS
+from digest import messages
 from digest.messages import WIRE, header_value
 from digest.rendering import (
     ConfirmationContent,
@@ -186,6 +188,15 @@ def test_non_ascii_subject_is_encoded_and_long_headers_are_folded(settings: Sett
     parsed = message_from_bytes(raw, policy=default)
     assert parsed["Subject"] == "2 new papers on réseaux de neurones, グラフ - Nov 23"
     assert parsed["List-Unsubscribe"] == f"<{digest.unsubscribe_url}>"
+
+
+@pytest.mark.parametrize("topics", [("graph neural networks",), ("réseaux de neurones", "グラフ")])
+def test_wire_policy_writes_exactly_what_the_stock_policy_writes(settings: Settings, monkeypatch, topics) -> None:
+    digest = content(hf_papers()[:3], topics=topics)
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "ab" * n)  # the same MIME boundary in both
+    fast = digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7)).as_bytes()
+    monkeypatch.setattr(messages, "WIRE", SMTP.clone(max_line_length=998))
+    assert digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7)).as_bytes() == fast
 
 
 def test_wire_policy_still_refuses_header_newlines() -> None:

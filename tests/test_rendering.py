@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from dataclasses import replace
 from email import message_from_bytes
@@ -21,6 +22,8 @@ from digest.rendering import (
     DigestContent,
     FragmentCache,
     FragmentCacheExtension,
+    TEMPLATES_DIR,
+    compact_css,
     inline_per_email,
     make_environment,
     paper_item,
@@ -147,6 +150,15 @@ def test_fragment_cache_is_bounded_oldest_first() -> None:
     for key in "abc":
         cache.keep(Markup(key.upper()), key)
     assert list(cache.fragments) == ["b", "c"]
+
+
+def test_compact_css_keeps_every_rule_in_few_lines() -> None:
+    css = (TEMPLATES_DIR / "email" / "email.css").read_text()
+    compact = compact_css(css, width=400)
+    assert "/*" not in compact and len(compact.splitlines()) < len(css.splitlines()) / 4
+    assert all(len(line) <= 400 or line.count("}") == 1 for line in compact.splitlines())
+    words = lambda text: "".join(re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL).split())  # noqa: E731
+    assert words(compact) == words(css)
 
 
 def test_helpers() -> None:

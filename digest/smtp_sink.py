@@ -34,10 +34,13 @@ class Received:
 
 @dataclass
 class SinkHandler:
-    """Records messages; ``rcpt_reply``/``data_reply`` script refusals; ``drop_after`` closes
-    the connection after that many accepted messages on it (then resets)."""
+    """Records messages; ``rcpt_reply``/``data_reply`` script refusals; ``drop_every`` closes
+    the connection after that many accepted messages on it (then resets). With ``keep=False``
+    (the long-running ``digest smtp-sink``) it only counts them, so memory stays flat."""
 
     maildir: Path | None = None
+    keep: bool = True
+    accepted: int = 0
     received: list[Received] = field(default_factory=list)
     rcpt_reply: Reply | None = None
     data_reply: Reply | None = None
@@ -67,8 +70,10 @@ class SinkHandler:
             server.transport.close()  # the message is NOT accepted: the client sees a disconnect
             return "421 closing"
         with self.lock:
-            for rcpt in envelope.rcpt_tos:
-                self.received.append(Received(rcpt, envelope.original_content or envelope.content))
+            self.accepted += len(envelope.rcpt_tos)
+            if self.keep:
+                self.received.extend(Received(rcpt, envelope.original_content or envelope.content)
+                                     for rcpt in envelope.rcpt_tos)
         self._count_on_connection[connection] += 1
         if self.maildir is not None:
             self.maildir.mkdir(parents=True, exist_ok=True)
@@ -110,12 +115,12 @@ def _free_port() -> int:
 
 
 def run_sink(host: str, port: int, maildir: Path | None) -> None:
-    sink = SmtpSink(port, SinkHandler(maildir=maildir)).start()
+    sink = SmtpSink(port, SinkHandler(maildir=maildir, keep=False)).start()
     print(f"SMTP sink listening on {host}:{sink.port}; Ctrl-C to stop")
     try:
         while True:
             time.sleep(5)
-            print(f"{len(sink.handler.received)} messages received", flush=True)
+            print(f"{sink.handler.accepted} messages received", flush=True)
     except KeyboardInterrupt:
         pass
     finally:

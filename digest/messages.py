@@ -22,9 +22,9 @@ MAX_8BIT_LINE = 990
 _BREAKS = re.compile(r"[\r\n\x00]+")
 # Headers whose values this module writes itself, already one line (header_value), and
 # in a form that needs no parsing to be correct on the wire: a bare address, a date from
-# format_datetime, <angle-bracketed> ids and URLs, plain text.
-_VERBATIM_HEADERS = frozenset({"mime-version", "content-transfer-encoding", "subject", "to", "date", "message-id", "auto-submitted", "list-id",
-                               "list-unsubscribe", "list-unsubscribe-post"})
+# format_datetime, <angle-bracketed> ids and URLs, plain text; and the two fixed MIME values.
+_VERBATIM_HEADERS = frozenset({"subject", "to", "date", "message-id", "auto-submitted", "list-id", "list-unsubscribe",
+                               "list-unsubscribe-post", "mime-version", "content-transfer-encoding"})
 
 
 class _HeaderClasses(HeaderRegistry):

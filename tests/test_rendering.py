@@ -1,22 +1,15 @@
-"""Rendered digests parsed back with the email package: parts, headers, escaping, links."""
+"""Rendered digests: what each paper shows, escaping, CSS inlining and the card cache."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 from dataclasses import replace
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import SMTP, default
 
-import pytest
 from lxml import html as lxml_html
 from markupsafe import Markup
 
 from conftest import FEEDS
-from digest import messages
-from digest.messages import WIRE, header_value
 from digest.rendering import (
     ConfirmationContent,
     DigestContent,
@@ -32,8 +25,6 @@ from digest.rendering import (
     shorten_authors,
     snippet,
 )
-from digest.settings import Settings
-from digest.editions import digest_message
 from digest.sources import PaperRecord, parse_response
 
 EDITION = dt.date(2026, 11, 23)
@@ -165,63 +156,6 @@ def test_helpers() -> None:
     assert shorten_authors(["A", "B", "C", "D"]) == "A, B, C et al."
     assert shorten_authors(["A", "B"]) == "A, B"
     assert snippet("word " * 100, 23) == "word word word word…"
-    assert header_value("Hi\r\nBcc: x@evil.org") == "Hi Bcc: x@evil.org"
-
-
-def test_message_parts_and_headers(settings: Settings) -> None:
-    msg = digest_message(content(hf_papers()[:5]), settings, 42, dt.datetime(2026, 11, 23, 7, 0))
-    parsed = message_from_bytes(msg.as_bytes(), policy=default)
-    assert parsed.get_content_type() == "multipart/alternative"
-    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
-    assert all(p.get_content_charset() == "utf-8" for p in parsed.iter_parts())
-    assert parsed["Subject"] == "5 new papers on graph neural networks, efficient attention - Nov 23"
-    assert parsed["To"] == "ada@example.org"
-    assert parsed["Date"] == "Mon, 23 Nov 2026 07:00:00 +0000"
-    assert parsed["Message-ID"].startswith("<digest.20261123.42.") and parsed["Message-ID"].endswith("@localhost>")
-    assert parsed["List-Unsubscribe"] == "<https://digest.example.org/unsubscribe/TOKEN-U>"
-    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert parsed["List-Id"] == "Paper Digest <daily.digest.localhost>"
-    again = digest_message(content(hf_papers()[:5]), settings, 42, dt.datetime(2026, 11, 23, 8, 0))
-    assert again["Message-ID"] == msg["Message-ID"], "a resend keeps its Message-ID"
-
-
-def test_subject_with_user_controlled_newlines_stays_one_header(settings: Settings) -> None:
-    digest = content(hf_papers()[:1], topics=("rl\r\nBcc: victim@example.org",))
-    parsed = message_from_bytes(digest_message(digest, settings, 1, dt.datetime(2026, 11, 23)).as_bytes(), policy=default)
-    assert parsed["Bcc"] is None and "Bcc" in parsed["Subject"]
-
-
-def test_non_ascii_subject_is_encoded_and_long_headers_are_folded(settings: Settings) -> None:
-    digest = content(hf_papers()[:2], topics=("réseaux de neurones", "グラフ"))
-    digest = replace(digest, unsubscribe_url="https://digest.example.org/unsubscribe/" + "T" * 1200)
-    raw = digest_message(digest, settings, 7, dt.datetime(2026, 11, 23)).as_bytes()
-    assert raw.isascii() and b"=?utf-8?" in raw  # RFC 2047, not raw UTF-8, without SMTPUTF8
-    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
-    parsed = message_from_bytes(raw, policy=default)
-    assert parsed["Subject"] == "2 new papers on réseaux de neurones, グラフ - Nov 23"
-    assert parsed["List-Unsubscribe"] == f"<{digest.unsubscribe_url}>"
-
-
-@pytest.mark.parametrize("topics", [("graph neural networks",), ("réseaux de neurones", "グラフ")])
-def test_wire_policy_writes_exactly_what_the_stock_policy_writes(settings: Settings, monkeypatch, topics) -> None:
-    digest = content(hf_papers()[:3], topics=topics)
-    monkeypatch.setattr(secrets, "token_hex", lambda n: "ab" * n)  # the same MIME boundary in both
-    fast = digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7)).as_bytes()
-    monkeypatch.setattr(messages, "WIRE", SMTP.clone(max_line_length=998))
-    assert digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7)).as_bytes() == fast
-
-
-def test_wire_policy_still_refuses_header_newlines() -> None:
-    msg = EmailMessage(policy=WIRE)
-    with pytest.raises(ValueError):
-        msg["Subject"] = "hi\r\nBcc: victim@example.org"
-
-
-def test_unsubscribe_mailto_is_offered_when_configured(settings: Settings) -> None:
-    configured = settings.model_copy(update={"unsubscribe_mailto": "unsubscribe@example.org"})
-    msg = digest_message(content(hf_papers()[:1]), configured, 1, dt.datetime(2026, 11, 23))
-    assert msg["List-Unsubscribe"] == ("<https://digest.example.org/unsubscribe/TOKEN-U>, "
-                                       "<mailto:unsubscribe@example.org?subject=unsubscribe>")
 
 
 def test_confirmation_email() -> None:

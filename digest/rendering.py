@@ -29,7 +29,6 @@ import premailer
 from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, nodes, select_autoescape
 from jinja2.ext import Extension
 from jinja2.parser import Parser
-from markupsafe import Markup
 
 from digest.sources import PaperRecord
 
@@ -204,13 +203,14 @@ def _restore_jinja_in_urls(html: str) -> str:
 
 
 class FragmentCache:
-    """A bounded map from a fragment's key to its rendered HTML; the oldest entries go first."""
+    """A bounded map from a fragment's key to its rendered text (Markup in HTML templates);
+    the oldest entries go first."""
 
     def __init__(self, maxsize: int = 20_000) -> None:
         self.maxsize = maxsize
-        self.fragments: dict[object, Markup] = {}
+        self.fragments: dict[object, str] = {}
 
-    def keep(self, fragment: Markup, key: object) -> Markup:
+    def keep(self, fragment: str, key: object) -> str:
         if len(self.fragments) >= self.maxsize:
             self.fragments.pop(next(iter(self.fragments)), None)
         self.fragments[key] = fragment

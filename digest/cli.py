@@ -34,8 +34,9 @@ from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.messages import wire_address
 from digest.models import utcnow
 from digest.pipeline import run_tick
+from digest.semantic import ranking_mode
 from digest import semantic
-from digest.ranking import plain_bm25_ranking, rank_profiles
+from digest.ranking import Encoder, plain_bm25_ranking, rank_profiles
 from digest.rendering import DigestContent, render_digest
 from digest.settings import Settings, SettingsError, load_settings
 from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
@@ -84,9 +85,15 @@ class AppContext:
         """What ``sub`` would get from the stored papers at ``now``, and from how many
         candidates: preview and send-test."""
         candidates = self.store.list_papers(since=now - CANDIDATE_WINDOW)
-        plan = plan_edition(candidates, [sub], already_sent, now, self.settings.relevance_threshold)
+        plan = plan_edition(candidates, [sub], already_sent, now, *self.ranking)
         content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), self.tokens, self.settings.base_url)
         return content, len(candidates)
+
+    @cached_property
+    def ranking(self) -> tuple[float, Encoder | None]:
+        """(threshold, encoder) for ranking stored papers, as the daily run does."""
+        encoder, threshold = ranking_mode(self.settings)
+        return threshold, encoder
 
     @property
     def defaults(self) -> SubscriberDefaults:
@@ -455,7 +462,8 @@ def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str)
     found = app.store.list_papers(since=since, limit=None if topic else limit)
     if topic:
         wanted = normalize_topic(topic)
-        picks = rank_profiles(found, {"topic": [wanted]}, limit, threshold=app.settings.relevance_threshold)["topic"]
+        threshold, encoder = app.ranking
+        picks = rank_profiles(found, {"topic": [wanted]}, limit, threshold, encoder)["topic"]
         by_id = {p.arxiv_id: p for p in found}
         found = [by_id[pick.arxiv_id] for pick in picks]
     if fmt == "json":
@@ -676,6 +684,9 @@ def _load_json(path: Path) -> Any:
         raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
 
 
+semantic_option = click.option(
+    "--semantic/--no-semantic", "use_semantic", default=True, show_default=True,
+    help="Add MiniLM topic-paper similarity to word matching, as the daily run does (DIGEST_SEMANTIC).")
 papers_file = click.option("--papers", "papers_path", required=True,
                            type=click.Path(exists=True, dir_okay=False, path_type=Path),
                            help="JSON list of papers: {id, title, abstract, ...}.")
@@ -689,14 +700,16 @@ profiles_file = click.option("--profiles", "profiles_path", required=True,
 @profiles_file
 @click.option("--top", type=int, default=10, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
-def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str) -> None:
+@semantic_option
+def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str, use_semantic: bool) -> None:
     """Rank a papers file for each topic profile (no database needed).
 
     With --format json prints {qid: [paper ids, best first]}.
 
     Example: digest rank --papers papers.json --profiles topics.json --format json
     """
-    picks = rank_profiles(load_papers_file(papers_path), load_profiles_file(profiles_path), top)
+    encoder = semantic.load_encoder() if use_semantic else None
+    picks = rank_profiles(load_papers_file(papers_path), load_profiles_file(profiles_path), top, encoder=encoder)
     if fmt == "json":
         click.echo(json.dumps({q: [p.arxiv_id for p in ps] for q, ps in picks.items()}, indent=1))
         return
@@ -711,32 +724,31 @@ def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str) -> None:
 @profiles_file
 @click.option("--qrels", "qrels_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="Judgments file or directory of them: {qid: {paper id: grade 0-2}}.")
-@click.option("--semantic/--no-semantic", "semantic_row", default=True, show_default=True,
-              help="Add the optional MiniLM mix (the `semantic` extra) as its own columns when installed.")
-def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, semantic_row: bool) -> None:
+@semantic_option
+def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_semantic: bool) -> None:
     """Measure ranking quality: nDCG@10, recall@10 and precision@5 per profile and their mean,
-    beside a plain BM25 baseline computed in the same run.
+    for the digest's ranking (words + MiniLM), its words-only half, and a plain BM25 baseline,
+    all computed in the same run.
 
     Example: digest rank-eval --papers ranking-dev/papers.json --profiles ranking-dev/topics.json --qrels ranking-dev/qrels
     """
     papers_list = load_papers_file(papers_path)
     profiles = load_profiles_file(profiles_path)
     qrels = load_qrels(qrels_path)
-    runs = {
-        "digest": {q: [p.arxiv_id for p in ps] for q, ps in rank_profiles(papers_list, profiles, 10).items()},
-        "plain-bm25": plain_bm25_ranking(papers_list, profiles, 10),
-    }
-    extra = semantic.unavailable_reason() if semantic_row else None
-    if semantic_row and extra is None:
-        runs["minilm-mix"] = semantic.hybrid_rankings(papers_list, profiles, 10, semantic.MiniLM())
+    encoder = semantic.load_encoder() if use_semantic else None
+    runs = {"digest": rank_profiles(papers_list, profiles, 10, encoder=encoder)}
+    if encoder is not None:
+        runs["words-only"] = rank_profiles(papers_list, profiles, 10)
+    runs = {name: {q: [p.arxiv_id for p in ps] for q, ps in run.items()} for name, run in runs.items()}
+    runs["plain-bm25"] = plain_bm25_ranking(papers_list, profiles, 10)
     results = {name: score_run(run, {q: qrels.get(q, {}) for q in profiles}) for name, run in runs.items()}
     rows = []
     for qid in [*profiles, "mean"]:
         rows.append([qid, *(f"{getattr(results[n][qid], f):.3f}" for n in runs for f in ("ndcg10", "recall10", "precision5"))])
     headers = ["profile", *(f"{n} {m}" for n in runs for m in ("nDCG@10", "R@10", "P@5"))]
     click.echo(format_table(headers, rows))
-    if extra:
-        click.echo(f"(no minilm-mix column: {extra})")
+    if encoder is None:
+        click.echo(f"(digest ranked by words only: {semantic.unavailable_reason() or '--no-semantic'})")
 
 
 # -- helpers -------------------------------------------------------------------------------

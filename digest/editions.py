@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from digest.ranking import (
-    DEFAULT_THRESHOLD,
+    LEXICAL_THRESHOLD,
+    Encoder,
     Explainer,
     Pick,
     SubscriberRequest,
@@ -63,10 +64,13 @@ def plan_edition(
     subscribers: Sequence[SubscriberRecord],
     already_sent: Mapping[int, set[str]],
     now: dt.datetime,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = LEXICAL_THRESHOLD,
+    encoder: Encoder | None = None,
 ) -> EditionPlan:
-    """Rank the candidates for every subscriber at once (distinct topics scored once)."""
-    index = TopicIndex(papers)
+    """Rank the candidates for every subscriber at once (distinct topics scored once).
+
+    ``threshold`` must suit ``encoder`` (see :func:`digest.semantic.ranking_mode`)."""
+    index = TopicIndex(papers, encoder=encoder)
     topics = sorted({t for sub in subscribers for t in sub.topics})
     row_of = {t: i for i, t in enumerate(topics)}
     requests = [

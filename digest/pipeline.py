@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from digest.editions import CANDIDATE_WINDOW, plan_edition
 from digest.ingestion import SourceReport, fetch_all, ingest_bundled_sample
+from digest.semantic import ranking_mode
 from digest.settings import Settings
 from digest.storage import NewDelivery, Store, SubscriberRecord
 
@@ -59,7 +60,8 @@ def plan_deliveries(store: Store, settings: Settings, due: Sequence[tuple[Subscr
     papers = store.list_papers(since=now - CANDIDATE_WINDOW)
     subscribers = [sub for sub, _ in due]
     sent = store.sent_paper_ids([sub.id for sub in subscribers])
-    plan = plan_edition(papers, subscribers, sent, now, settings.relevance_threshold)
+    encoder, threshold = ranking_mode(settings)
+    plan = plan_edition(papers, subscribers, sent, now, threshold, encoder)
     rows = [NewDelivery(sub.id, edition, plan.picks[sub.id], "queued" if plan.picks[sub.id] else "skipped")
             for sub, edition in due]
     created = store.create_deliveries(rows)

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET_KEY
 
-    relevance_threshold: float = Field(default=0.30, ge=0, le=1, description="Min topic match 0..1.")
+    semantic: bool = Field(default=True, description="Add MiniLM similarity to word matching.")
+    relevance_threshold: float | None = Field(
+        default=None, ge=0, le=2, description="Min topic score; unset: 0.50 with semantic, 0.30 without.")
     send_hour: int = Field(default=7, ge=0, le=23, description="Default local hour to send.")
     max_papers: int = Field(default=5, ge=1, le=50)
     rate_limit_per_second: float = Field(default=50.0, gt=0)
@@ -66,6 +68,11 @@ class Settings(BaseSettings):
     arxiv_announce_types: str = "new,cross"
     http_timeout: float = Field(default=20.0, gt=0)
     offline: bool = Field(default=False, description="Skip live fetching; use stored papers.")
+
+    @field_validator("relevance_threshold", mode="before")
+    @classmethod
+    def _blank_threshold_means_the_modes_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("base_url")
     @classmethod

@@ -37,6 +37,7 @@ from digest.delivery import PermanentError, TransientError, Transport, make_tran
 from digest.messages import build_message, message_id, sender_domain, wire_address
 from digest.models import utcnow
 from digest.ranking import rank_profiles
+from digest.semantic import ranking_mode
 from digest.rendering import TEMPLATES_DIR, ConfirmationContent, render_confirmation
 from digest.settings import Settings
 from digest.storage import Store, StorageError, SubscriberDefaults, SubscriberRecord
@@ -263,8 +264,8 @@ def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
         if not ctx.throttle.allow(f"preview:{_client_ip()}", PREVIEWS_PER_MINUTE, 60):
             return jsonify({"error": "too many previews; wait a minute", "papers": []}), 429
         papers = ctx.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)
-        picks = rank_profiles(papers, {"you": list(topics)}, PREVIEW_PAPERS,
-                              threshold=ctx.settings.relevance_threshold)["you"] if papers else []
+        encoder, threshold = ranking_mode(ctx.settings)
+        picks = rank_profiles(papers, {"you": list(topics)}, PREVIEW_PAPERS, threshold, encoder)["you"] if papers else []
         by_id = {p.arxiv_id: p for p in papers}
         return jsonify({"papers": [{"title": by_id[p.arxiv_id].title, "url": by_id[p.arxiv_id].hf_url
                                     or by_id[p.arxiv_id].abs_url, "reason": p.reason} for p in picks]})

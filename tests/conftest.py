@@ -90,3 +90,13 @@ def smtp_sink():
     sink = SmtpSink().start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The MiniLM encoder the daily run uses; skipped, saying what to install, where it is absent."""
+    from digest import semantic
+
+    if reason := semantic.unavailable_reason():
+        pytest.skip(reason=reason)
+    return semantic.load_encoder()

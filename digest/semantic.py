@@ -18,10 +18,12 @@ vectors it computed, so a web process or worker embeds each paper and topic text
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from scipy.special import erf
@@ -35,6 +37,7 @@ MAX_TOKENS = 256  # the model's own limit (sentence_bert_config.json); longer te
 BATCH = 32  # texts per forward pass; sorted by length so a batch pads little
 CACHE_SIZE = 50_000  # vectors kept per process (~75 MB): a day's papers plus every topic
 LAYER_NORM_EPS = 1e-12
+MODEL_ID = f"all-MiniLM-L6-v2/{MAX_TOKENS}"  # part of every stored vector's key
 
 
 class ModelUnavailable(RuntimeError):
@@ -157,6 +160,43 @@ class MiniLM:
         return centred * scale * self.weights[f"{name}.weight"] + self.weights[f"{name}.bias"]
 
 
+class VectorStore(Protocol):
+    """Where vectors outlive a process (:class:`digest.storage.Store`)."""
+
+    def load_vectors(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+
+    def save_vectors(self, vectors: dict[str, bytes]) -> None: ...
+
+
+def vector_key(text: str) -> str:
+    return hashlib.sha256(f"{MODEL_ID}\n{text}".encode()).hexdigest()
+
+
+class StoredEncoder:
+    """The model behind a shared store: each paper and topic is embedded once, by whichever
+    worker meets it first, and every later ranking run reads it back (a row read is ~1000x
+    cheaper than a forward pass). Papers arrive through the day, topics when subscribers pick
+    them, so the daily run embeds only what is new."""
+
+    def __init__(self, model: MiniLM, store: VectorStore) -> None:
+        self.model = model
+        self.store = store
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [vector_key(t) for t in texts]
+        found = {k: np.frombuffer(v, dtype="<f4") for k, v in self.store.load_vectors(keys).items()}
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
+        if missing:
+            computed = self.model.encode(missing)
+            fresh = {vector_key(t): v.astype("<f4") for t, v in zip(missing, computed, strict=True)}
+            self.store.save_vectors({k: v.tobytes() for k, v in fresh.items()})
+            found.update(fresh)
+            log.info("embedded %d new texts (%d read from the store)", len(missing), len(set(keys)) - len(missing))
+        if not texts:
+            return np.zeros((0, self.model.dimensions), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32)
+
+
 @functools.cache
 def load_encoder() -> MiniLM | None:
     """The process's one model, or None (logged once) when its files are not installed."""
@@ -178,13 +218,15 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def ranking_mode(settings: Settings) -> tuple[Encoder | None, float]:
+def ranking_mode(settings: Settings, store: VectorStore | None = None) -> tuple[Encoder | None, float]:
     """The encoder to rank with (None: words only) and the relevance threshold that goes with it.
 
-    The two scales differ (word match 0..1, word match plus cosine 0..2), so an unset
-    ``DIGEST_RELEVANCE_THRESHOLD`` takes the default measured for the mode in use.
+    With a ``store``, vectors are read from and saved to it. The two scales differ (word
+    match 0..1, word match plus cosine 0..2), so an unset ``DIGEST_RELEVANCE_THRESHOLD``
+    takes the default measured for the mode in use.
     """
-    encoder = load_encoder() if settings.semantic else None
+    model = load_encoder() if settings.semantic else None
+    encoder: Encoder | None = StoredEncoder(model, store) if model is not None and store is not None else model
     default = SEMANTIC_THRESHOLD if encoder is not None else LEXICAL_THRESHOLD
     threshold = settings.relevance_threshold if settings.relevance_threshold is not None else default
     return encoder, threshold

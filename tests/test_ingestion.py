@@ -161,3 +161,15 @@ def test_cli_papers_filters_by_topic_relevance(settings: Settings) -> None:
     found = json.loads(result.output)
     assert 0 < len(found) < 25, "a topic filter, not the whole store"
     assert all("reinforcement" in (p["title"] + p["abstract"]).lower() for p in found)
+
+
+def test_cli_fetch_embeds_the_new_candidates_once_so_ranking_only_reads_them(settings: Settings, encoder) -> None:
+    from digest import semantic
+    from digest.ranking import paper_passage
+
+    env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
+    result = CliRunner().invoke(cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env)
+    assert result.exit_code == 0, result.output
+    store = Store.from_url(settings.resolved_database_url)
+    keys = [semantic.vector_key(paper_passage(p)) for p in store.list_papers()]
+    assert len(keys) == 25 and len(store.load_vectors(keys)) == 25

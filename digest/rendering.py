@@ -92,6 +92,16 @@ class ConfirmationContent:
 
 
 @dataclass(frozen=True)
+class AlreadySubscribedContent:
+    """For a sign-up of an address that is already active or paused: a way in, not a change."""
+
+    recipient: str
+    topics: tuple[str, ...]
+    preferences_url: str
+    paused: bool
+
+
+@dataclass(frozen=True)
 class RenderedEmail:
     subject: str
     text: str
@@ -303,6 +313,10 @@ def render_digest(content: DigestContent, env: Environment | None = None) -> Ren
 
 def render_confirmation(content: ConfirmationContent, env: Environment | None = None) -> RenderedEmail:
     return _render_triple(env or default_environment(), "confirm", dict(vars(content)))
+
+
+def render_already_subscribed(content: AlreadySubscribedContent, env: Environment | None = None) -> RenderedEmail:
+    return _render_triple(env or default_environment(), "already-subscribed", dict(vars(content)))
 
 
 def inline_per_email(content: DigestContent) -> str:

@@ -38,7 +38,14 @@ from digest.messages import build_message, message_id, sender_domain, wire_addre
 from digest.models import utcnow
 from digest.ranking import rank_profiles
 from digest.semantic import ranking_mode
-from digest.rendering import TEMPLATES_DIR, ConfirmationContent, render_confirmation
+from digest.rendering import (
+    TEMPLATES_DIR,
+    AlreadySubscribedContent,
+    ConfirmationContent,
+    RenderedEmail,
+    render_already_subscribed,
+    render_confirmation,
+)
 from digest.settings import Settings
 from digest.storage import Store, StorageError, SubscriberDefaults, SubscriberRecord
 from digest.subscriptions import (
@@ -183,10 +190,13 @@ def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
         if not ctx.throttle.allow(f"ip:{_client_ip()}", PER_IP_PER_HOUR, 3600):
             return _notice("Too many requests", "Too many sign-ups from your network. Please try again in an hour.", 429)
         sub, needs_confirmation = ctx.store.request_subscription(data, ctx.defaults)
-        if needs_confirmation and ctx.throttle.allow(f"email:{sub.email}", PER_ADDRESS_PER_DAY, 86400):
-            if not _send_confirmation(ctx, sub):
+        if ctx.throttle.allow(f"email:{sub.email}", PER_ADDRESS_PER_DAY, 86400):
+            # An active or paused subscriber who forgot is sent a way to their preferences instead
+            # (nothing changes): from the page alone, nobody can tell which of the two was sent.
+            email = confirmation_email(ctx, sub) if needs_confirmation else already_subscribed_email(ctx, sub)
+            if not _send_account_email(ctx, sub, email):
                 return _notice("Please try again later",
-                               "We could not send the confirmation email just now. Nothing was lost: "
+                               "We could not send the email just now. Nothing was lost: "
                                "submit the form again in a few minutes.", 503)
         # The same answer whether the address is new, pending or already subscribed.
         return _notice("Check your inbox",
@@ -295,19 +305,31 @@ def _suggestions(ctx: WebContext) -> list[str]:
     return list(dict.fromkeys([*popular, *POPULAR_TOPICS]))
 
 
-def _send_confirmation(ctx: WebContext, sub: SubscriberRecord) -> bool:
+def confirmation_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
     settings = ctx.settings
     token = ctx.tokens.make("confirm", sub.id, sub.email)
-    content = ConfirmationContent(sub.email, sub.topics, f"{settings.base_url}/confirm/{token}", settings.pending_expiry_days)
+    return render_confirmation(ConfirmationContent(sub.email, sub.topics, f"{settings.base_url}/confirm/{token}",
+                                                   settings.pending_expiry_days))
+
+
+def already_subscribed_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
+    token = ctx.tokens.make("preferences", sub.id, sub.email)
+    return render_already_subscribed(AlreadySubscribedContent(
+        sub.email, sub.topics, f"{ctx.settings.base_url}/preferences/{token}", sub.status == "paused"))
+
+
+def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedEmail) -> bool:
+    """Sends a sign-up email at once (the visitor is waiting for it); False if SMTP failed."""
+    settings = ctx.settings
     now = utcnow()
-    message = build_message(render_confirmation(content), sender=settings.sender, recipient=sub.email,
-                            msg_id=message_id(sub.id, now.date(), f"confirm:{now.timestamp()}", sender_domain(settings.sender)),
+    message = build_message(email, sender=settings.sender, recipient=sub.email,
+                            msg_id=message_id(sub.id, now.date(), f"account:{now.timestamp()}", sender_domain(settings.sender)),
                             date=now)
     transport: Transport = ctx.transport_factory()
     try:
         transport.send(message, settings.sender, wire_address(sub.email))
     except (TransientError, PermanentError) as exc:
-        log.error("confirmation email to subscriber %d failed: %s", sub.id, exc)
+        log.error("%r email to subscriber %d failed: %s", email.subject, sub.id, exc)
         return False
     finally:
         transport.close()

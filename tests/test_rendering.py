@@ -12,6 +12,7 @@ from markupsafe import Markup
 from conftest import FEEDS
 from digest.rendering import (
     ConfirmationContent,
+    AlreadySubscribedContent,
     DigestContent,
     FragmentCache,
     FragmentCacheExtension,
@@ -20,6 +21,7 @@ from digest.rendering import (
     inline_per_email,
     make_environment,
     paper_item,
+    render_already_subscribed,
     render_confirmation,
     render_digest,
     shorten_authors,
@@ -164,3 +166,14 @@ def test_confirmation_email() -> None:
     doc = parse_html(rendered.html)
     assert doc.find_class("button")[0].get("href") == "https://d.example/confirm/T"
     assert "https://d.example/confirm/T" in rendered.text and "expires in 7 days" in rendered.text
+
+
+def test_already_subscribed_email_links_to_preferences_and_escapes_topics() -> None:
+    rendered = render_already_subscribed(AlreadySubscribedContent(
+        "ada@example.org", ("rl", "<b>gnn</b>"), "https://d.example/preferences/T", paused=True))
+    assert rendered.subject == "You already have a Paper Digest subscription"
+    doc = parse_html(rendered.html)
+    assert doc.find_class("button")[0].get("href") == "https://d.example/preferences/T"
+    assert "&lt;b&gt;gnn&lt;/b&gt;" in rendered.html and "<b>gnn</b>" not in rendered.html
+    assert 'style="' in rendered.html, "CSS inlined like every other email"
+    assert "(paused at the moment)" in rendered.text and "https://d.example/preferences/T" in rendered.text

@@ -75,13 +75,30 @@ def test_double_opt_in_end_to_end(web: dict) -> None:
     assert web["client"].get(confirmation_link(web)).status_code == 200, "opening the link twice is harmless"
 
 
-def test_existing_address_gets_the_same_answer_and_no_mail(web: dict) -> None:
+def test_an_existing_subscriber_gets_the_same_answer_and_a_way_to_their_preferences(web: dict) -> None:
     web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
     new = subscribe(web, email="new@example.org").get_data(as_text=True)
     existing = subscribe(web).get_data(as_text=True)
     assert new.replace("new@example.org", "X") == existing.replace("ada@example.org", "X")
-    assert [m.recipient for m in web["sink"].handler.received] == ["new@example.org"]
+    assert [m.recipient for m in web["sink"].handler.received] == ["new@example.org", "ada@example.org"]
+    mail = web["sink"].handler.received[-1].message()
+    assert mail["Subject"] == "You already have a Paper Digest subscription"
+    text = mail.get_body(("plain",)).get_content()
+    assert "already gets a digest on: rl" in text and "paused" not in text
+    link = re.search(r"https://digest\.example\.org(/preferences/\S+)", text).group(1)
+    page = web["client"].get(link)
+    assert page.status_code == 200 and ">rl</textarea>" in page.get_data(as_text=True)
     assert web["store"].get_subscriber("ada@example.org").topics == ("rl",), "an active subscription is untouched"
+    assert active(web["store"]) == "active"
+
+
+def test_a_paused_subscriber_is_told_how_to_resume_and_stays_paused(web: dict) -> None:
+    web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    web["store"].set_status("ada@example.org", "paused")
+    assert subscribe(web).status_code == 200
+    text = web["sink"].handler.received[-1].message().get_body(("plain",)).get_content()
+    assert "(paused at the moment)" in text and "or to resume" in text
+    assert active(web["store"]) == "paused"
 
 
 def test_resubmitting_does_not_burst_confirmation_mails(web: dict) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -66,24 +67,24 @@ class MiniLM:
         self.tokenizer.enable_truncation(max_tokens)
         weights = load_file(str(directory / "model.safetensors"))
         # Linear layers are stored (out, in); keep them (in, out) and contiguous for BLAS.
-        self.weights = {name: np.ascontiguousarray(w.T) if name.endswith("dense.weight") or
-                        name.endswith(("query.weight", "key.weight", "value.weight")) else w
+        self.weights = {name: np.ascontiguousarray(w.T)
+                        if name.endswith(("dense.weight", "query.weight", "key.weight", "value.weight")) else w
                         for name, w in weights.items()}
-        self.layers = sum(1 for name in weights if name.endswith("attention.self.query.weight"))
-        self.heads = 12
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        self.layers = int(config["num_hidden_layers"])
+        self.heads = int(config["num_attention_heads"])
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts) x 384) unit vectors; texts seen before come from the cache."""
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
-        for text, vector in zip(missing, self._encode_uncached(missing), strict=True):
-            self.cache[text] = vector
+        fresh = dict(zip(missing, self._encode_uncached(missing), strict=True))
+        vectors = [fresh[t] if t in fresh else self.cache[t] for t in texts]  # before any eviction
+        self.cache.update(fresh)
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
-        if not texts:
-            return np.zeros((0, self.dimensions), dtype=np.float32)
-        return np.stack([self.cache[t] for t in texts])
+        return np.stack(vectors) if vectors else np.zeros((0, self.dimensions), dtype=np.float32)
 
     @property
     def dimensions(self) -> int:

@@ -52,6 +52,8 @@ def test_vectors_are_cached_and_the_cache_is_bounded() -> None:
     assert list(model.cache) == ["privacy", "robotics"]  # oldest dropped
     assert np.array_equal(model.encode(["privacy"])[0], first[1])
     assert model.encode([]).shape == (0, 384)
+    many = model.encode(["a", "b", "c", "privacy"])  # more new texts in one call than the cache holds
+    assert many.shape == (4, 384) and np.array_equal(many[3], first[1]) and len(model.cache) == 2
 
 
 def test_a_paper_about_the_topic_in_other_words_is_found_and_says_why(encoder) -> None:

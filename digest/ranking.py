@@ -155,6 +155,7 @@ class TopicIndex:
         self._title_stems: list[set[str]] = []
         self.weights, self.idf = self._build()
         self.vectors = encoder.encode([paper_passage(p) for p in self.papers]) if encoder and self.papers else None
+        self._topic_vectors: dict[str, np.ndarray] = {}  # evidence asks again per (topic, paper)
 
     def _build(self) -> tuple[sp.csr_matrix, np.ndarray]:
         rows: list[int] = []
@@ -227,9 +228,12 @@ class TopicIndex:
         return ratio.astype(np.float32)
 
     def similarities(self, topics: Sequence[str]) -> np.ndarray:
-        """(topics x papers) cosine similarity; needs an encoder."""
+        """(topics x papers) cosine similarity; needs an encoder. Each topic is encoded once."""
         assert self.encoder is not None and self.vectors is not None
-        return self.encoder.encode(list(topics)) @ self.vectors.T
+        new = [t for t in dict.fromkeys(topics) if t not in self._topic_vectors]
+        if new:
+            self._topic_vectors.update(zip(new, self.encoder.encode(new), strict=True))
+        return np.stack([self._topic_vectors[t] for t in topics]) @ self.vectors.T
 
     def evidence(self, topic: str, paper_index: int) -> Evidence:
         paper = self.papers[paper_index]

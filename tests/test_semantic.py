@@ -11,7 +11,7 @@ import pytest
 from conftest import FIXTURES
 from digest import semantic
 from digest.cli import load_papers_file, load_profiles_file
-from digest.ranking import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, TopicIndex, rank_profiles
+from digest.ranking import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, TopicIndex, paper_passage, rank_profiles
 from digest.settings import Settings
 from digest.sources import PaperRecord
 
@@ -100,3 +100,19 @@ def test_identical_input_gives_identical_output_with_fresh_models() -> None:
     first = rank_profiles(papers, profiles, 10, SEMANTIC_THRESHOLD, semantic.MiniLM(semantic.model_dir()))
     second = rank_profiles(list(papers), dict(profiles), 10, SEMANTIC_THRESHOLD, semantic.MiniLM(semantic.model_dir()))
     assert first == second and any(first.values())
+
+
+def test_explaining_picks_reuses_the_topic_vectors_of_the_scoring(encoder) -> None:
+    """Reasons are built per (topic, paper); encoding the topic again each time would be a
+    database read per pick in the daily run."""
+    calls: list[list[str]] = []
+
+    class CountingEncoder:
+        def encode(self, texts):
+            calls.append(list(texts))
+            return encoder.encode(texts)
+
+    papers = [SPEECH, STREETS, TAXES]
+    picks = rank_profiles(papers, {"q": ["speech recognition"]}, 5, SEMANTIC_THRESHOLD, CountingEncoder())["q"]
+    assert picks and "similarity" in picks[0].reason
+    assert calls == [[paper_passage(p) for p in papers], ["speech recognition"]]

@@ -86,15 +86,15 @@ class AppContext:
         """What ``sub`` would get from the stored papers at ``now``, and from how many
         candidates: preview and send-test."""
         candidates = self.store.list_papers(since=now - CANDIDATE_WINDOW)
-        plan = plan_edition(candidates, [sub], already_sent, now, *self.ranking)
+        encoder, threshold = self.ranking
+        plan = plan_edition(candidates, [sub], already_sent, now, threshold, encoder)
         content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), self.tokens, self.settings.base_url)
         return content, len(candidates)
 
     @cached_property
-    def ranking(self) -> tuple[float, Encoder | None]:
-        """(threshold, encoder) for ranking stored papers, as the daily run does."""
-        encoder, threshold = ranking_mode(self.settings, self.store)
-        return threshold, encoder
+    def ranking(self) -> tuple[Encoder | None, float]:
+        """(encoder, threshold) for ranking stored papers, as the daily run does."""
+        return ranking_mode(self.settings, self.store)
 
     @property
     def defaults(self) -> SubscriberDefaults:
@@ -453,7 +453,7 @@ def fetch(app: AppContext, source: str, day: Any, categories: str | None, files:
 def embed_candidates(app: AppContext) -> None:
     """Embed the candidate papers now (once each; stored), so the next daily run and the
     web preview only read vectors instead of spending ~70 ms of CPU per new paper."""
-    _, encoder = app.ranking
+    encoder, _ = app.ranking
     if encoder is None:
         return
     passages = [paper_passage(p) for p in app.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)]
@@ -477,7 +477,7 @@ def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str)
     found = app.store.list_papers(since=since, limit=None if topic else limit)
     if topic:
         wanted = normalize_topic(topic)
-        threshold, encoder = app.ranking
+        encoder, threshold = app.ranking
         picks = rank_profiles(found, {"topic": [wanted]}, limit, threshold, encoder)["topic"]
         by_id = {p.arxiv_id: p for p in found}
         found = [by_id[pick.arxiv_id] for pick in picks]

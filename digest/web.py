@@ -32,7 +32,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import OperationalError
 
-from digest.editions import CANDIDATE_WINDOW
+from digest.editions import CANDIDATE_WINDOW, subscriber_links
 from digest.delivery import PermanentError, TransientError, Transport, make_transport, redis_client
 from digest.messages import build_message, message_id, sender_domain, wire_address
 from digest.models import utcnow
@@ -313,9 +313,9 @@ def confirmation_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
 
 
 def already_subscribed_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
-    token = ctx.tokens.make("preferences", sub.id, sub.email)
-    return render_already_subscribed(AlreadySubscribedContent(
-        sub.email, sub.topics, f"{ctx.settings.base_url}/preferences/{token}", sub.status == "paused"))
+    preferences_url, _ = subscriber_links(sub, ctx.tokens, ctx.settings.base_url)
+    return render_already_subscribed(AlreadySubscribedContent(sub.email, sub.topics, preferences_url,
+                                                              sub.status == "paused"))
 
 
 def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedEmail) -> bool:

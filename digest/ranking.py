@@ -228,12 +228,17 @@ class TopicIndex:
         return ratio.astype(np.float32)
 
     def similarities(self, topics: Sequence[str]) -> np.ndarray:
-        """(topics x papers) cosine similarity; needs an encoder. Each topic is encoded once."""
-        assert self.encoder is not None and self.vectors is not None
+        """(topics x papers) cosine similarity; needs an encoder."""
+        assert self.vectors is not None
+        return self._topic_matrix(topics) @ self.vectors.T
+
+    def _topic_matrix(self, topics: Sequence[str]) -> np.ndarray:
+        """The topics' vectors, each topic encoded once per index (new ones in one batch)."""
+        assert self.encoder is not None
         new = [t for t in dict.fromkeys(topics) if t not in self._topic_vectors]
         if new:
             self._topic_vectors.update(zip(new, self.encoder.encode(new), strict=True))
-        return np.stack([self._topic_vectors[t] for t in topics]) @ self.vectors.T
+        return np.stack([self._topic_vectors[t] for t in topics])
 
     def evidence(self, topic: str, paper_index: int) -> Evidence:
         paper = self.papers[paper_index]
@@ -248,7 +253,7 @@ class TopicIndex:
         phrase = " ".join(topic.lower().split())
         phrase_in = ("title" if phrase in paper.title.lower()
                      else "abstract" if phrase in " ".join(paper.abstract.lower().split()) else None)
-        similarity = (round(float(self.similarities([topic])[0, paper_index]), 2)
+        similarity = (round(float(self._topic_matrix([topic])[0] @ self.vectors[paper_index]), 2)
                       if self.vectors is not None else None)
         return Evidence(topic, tuple(matched), tuple(in_title), phrase_in, similarity)
 

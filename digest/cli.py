@@ -34,7 +34,6 @@ from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.messages import wire_address
 from digest.models import utcnow
 from digest.pipeline import run_tick
-from digest.semantic import ranking_mode
 from digest import semantic
 from digest.ranking import Encoder, paper_passage, plain_bm25_ranking, rank_profiles
 from digest.rendering import DigestContent, render_digest
@@ -94,7 +93,7 @@ class AppContext:
     @cached_property
     def ranking(self) -> tuple[Encoder | None, float]:
         """(encoder, threshold) for ranking stored papers, as the daily run does."""
-        return ranking_mode(self.settings, self.store)
+        return semantic.ranking_mode(self.settings, self.store)
 
     @property
     def defaults(self) -> SubscriberDefaults:

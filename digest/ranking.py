@@ -138,7 +138,7 @@ class TopicIndex:
 
     ``title_weight`` and ``analyzer`` exist so the evaluation can build the plain BM25
     baseline (title = abstract, no stemming) from the very same code. With an ``encoder``,
-    each paper's title and abstract are embedded once here, each topic once per scoring.
+    each paper's title and abstract are embedded once here, each topic once per index.
     """
 
     def __init__(self, papers: Sequence[PaperText], title_weight: float = TITLE_WEIGHT,

@@ -23,12 +23,12 @@ from sqlalchemy.exc import OperationalError
 from digest.delivery import (
     BatchReport,
     PermanentError,
-    RateLimiter,
     TransientError,
     make_transport,
     send_deliveries,
 )
 from digest.editions import CANDIDATE_WINDOW, digest_content, digest_message, plan_edition
+from digest.limits import RateLimiter
 from digest.evaluation import load_qrels, score_run
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.messages import wire_address
@@ -68,8 +68,12 @@ class AppContext:
 
     @cached_property
     def store(self) -> Store:
+        return self.open_store()
+
+    def open_store(self, statement_timeout: float | None = None) -> Store:
+        """A store on the configured database, its schema checked (on SQLite, brought up to date)."""
         url = self.settings.resolved_database_url
-        store = Store.from_url(url)
+        store = Store.from_url(url, self.settings.db_connect_timeout, statement_timeout)
         try:
             store.ensure_schema(auto_upgrade=url.startswith("sqlite"))
         except OperationalError as exc:
@@ -662,8 +666,9 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
 
     from digest.web import create_app
 
+    application = create_app(app.settings, app.open_store(statement_timeout=app.settings.web_db_timeout))
     click.echo(f"serving on http://{host}:{port} (links in emails use {app.settings.base_url})")
-    serve(create_app(app.settings, app.store), host=host, port=port, threads=threads)
+    serve(application, host=host, port=port, threads=threads)
 
 
 # -- ranking -------------------------------------------------------------------------------

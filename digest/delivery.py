@@ -19,7 +19,6 @@ import logging
 import re
 import smtplib
 import ssl
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,9 +26,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-import redis
-
 from digest.editions import digest_content, digest_message
+from digest.limits import RateLimiter
 from digest.messages import message_id as make_message_id
 from digest.messages import sender_domain, wire_address
 from digest.models import utcnow
@@ -154,62 +152,6 @@ def _error_for(code: int, reply: bytes | str) -> Exception:
     return PermanentError(message) if 500 <= code < 600 else TransientError(message)
 
 
-class RateLimiter:
-    """At most ``per_second`` messages per second across every worker, counted in Redis.
-
-    A fixed one-second window per key. Each worker reserves a few permits per round trip
-    (INCRBY), up to a tenth of the limit, and only uses those that fit under the limit, so
-    the total per second still never exceeds it. If Redis is unreachable the limiter
-    falls back to pacing this process alone (and says so), rather than stopping the sends.
-    """
-
-    def __init__(self, per_second: float, client: redis.Redis | None, key: str = "digest:rate") -> None:
-        self.per_second = per_second
-        self.client = client
-        self.key = key
-        self.chunk = max(1, min(20, int(per_second) // 10))
-        self._window = -1
-        self._permits = 0
-        self._local_next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if self.client is not None:
-            try:
-                self._wait_shared()
-                return
-            except redis.RedisError as exc:
-                log.warning("rate limiter: Redis unavailable (%s); pacing this worker alone", exc)
-        self._wait_local()
-
-    def _wait_shared(self) -> None:
-        limit = max(int(self.per_second), 1)
-        while True:
-            now = time.time()
-            window = int(now)
-            if window == self._window and self._permits > 0:
-                self._permits -= 1
-                return
-            key = f"{self.key}:{window}"
-            pipe = self.client.pipeline()
-            pipe.incrby(key, self.chunk)
-            pipe.expire(key, 2)
-            count = pipe.execute()[0]
-            granted = min(self.chunk, limit - (count - self.chunk))
-            if granted > 0:
-                self._window, self._permits = window, granted - 1
-                return
-            time.sleep(max(window + 1 - now, 0.001))
-
-    def _wait_local(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            wait = self._local_next - now
-            self._local_next = max(now, self._local_next) + 1.0 / self.per_second
-        if wait > 0:
-            time.sleep(wait)
-
-
 @dataclass
 class BatchReport:
     sent: int = 0
@@ -301,8 +243,4 @@ def _handle_transient(store: Store, settings: Settings, delivery_id: int, attemp
 def make_transport(settings: Settings) -> Transport:
     """SMTP when DIGEST_SMTP_HOST is set, else the local outbox."""
     return SmtpTransport(settings) if settings.smtp_host else OutboxTransport(settings.outbox_dir)
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
 

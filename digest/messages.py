@@ -99,6 +99,11 @@ def message_id(delivery_id: int, edition: dt.date, secret: str, domain: str) -> 
     return f"<digest.{edition:%Y%m%d}.{delivery_id}.{tag}@{domain}>"
 
 
+def account_message_id(sender: str) -> str:
+    """A sign-up or reminder email is sent once, so its Message-ID only has to be unique."""
+    return f"<account.{secrets.token_hex(16)}@{sender_domain(sender)}>"
+
+
 def build_message(
     rendered: RenderedEmail,
     *,

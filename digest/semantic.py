@@ -180,9 +180,10 @@ class StoredEncoder:
     cheaper than a forward pass). Papers arrive through the day, topics when subscribers pick
     them, so the daily run embeds only what is new."""
 
-    def __init__(self, model: MiniLM, store: VectorStore) -> None:
+    def __init__(self, model: MiniLM, store: VectorStore, remember: bool = True) -> None:
         self.model = model
         self.store = store
+        self.remember = remember
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [vector_key(t) for t in texts]
@@ -191,7 +192,8 @@ class StoredEncoder:
         if missing:
             computed = self.model.encode(missing)
             fresh = {vector_key(t): v.astype("<f4") for t, v in zip(missing, computed, strict=True)}
-            self.store.save_vectors({k: v.tobytes() for k, v in fresh.items()})
+            if self.remember:
+                self.store.save_vectors({k: v.tobytes() for k, v in fresh.items()})
             found.update(fresh)
             log.info("embedded %d new texts (%d read from the store)", len(missing), len(set(keys)) - len(missing))
         if not texts:
@@ -220,15 +222,17 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def ranking_mode(settings: Settings, store: VectorStore | None = None) -> tuple[Encoder | None, float]:
+def ranking_mode(settings: Settings, store: VectorStore | None = None,
+                 remember: bool = True) -> tuple[Encoder | None, float]:
     """The encoder to rank with (None: words only) and the relevance threshold that goes with it.
 
-    With a ``store``, vectors are read from and saved to it. The two scales differ (word
+    With a ``store``, vectors are read from it, and saved to it unless ``remember`` is off
+    (the web preview: what anonymous visitors type must cost nothing lasting). The two scales differ (word
     match 0..1, word match plus cosine 0..2), so an unset ``DIGEST_RELEVANCE_THRESHOLD``
     takes the default measured for the mode in use.
     """
     model = load_encoder() if settings.semantic else None
-    encoder: Encoder | None = StoredEncoder(model, store) if model is not None and store is not None else model
+    encoder: Encoder | None = StoredEncoder(model, store, remember) if model is not None and store is not None else model
     default = SEMANTIC_THRESHOLD if encoder is not None else LEXICAL_THRESHOLD
     threshold = settings.relevance_threshold if settings.relevance_threshold is not None else default
     return encoder, threshold

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str = Field(default="", description="mailto target for List-Unsubscribe.")
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET_KEY
+    trusted_proxies: int = Field(default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`.")
+    signup_answer_seconds: float = Field(
+        default=1.0, ge=0, le=10, description="The sign-up answer comes no sooner: it must not reveal if an address exists.")
+    db_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a database connection.")
+    web_db_timeout: float = Field(default=5.0, gt=0, description="Longest database statement of a web request.")
 
     semantic: bool = Field(default=True, description="Add MiniLM similarity to word matching.")
     relevance_threshold: float | None = Field(

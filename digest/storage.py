@@ -8,6 +8,7 @@ method is one short transaction.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,13 +200,18 @@ def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine with the per-backend settings that matter for concurrent workers."""
+def make_engine(url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Engine:
+    """Create an engine with the per-backend settings that matter for concurrent workers.
+
+    A database that hangs instead of refusing must not hang its callers: connecting gives up
+    after ``connect_timeout`` seconds, and with a ``statement_timeout`` (the web app) so does
+    any statement, lock waits included (SQLite: its busy wait).
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": statement_timeout or 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -216,7 +222,11 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    connect_args: dict[str, object] = {"connect_timeout": max(1, math.ceil(connect_timeout))}
+    if statement_timeout:
+        connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=connect_timeout,
+                         connect_args=connect_args)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -234,8 +244,8 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Store:
+        return cls(make_engine(url, connect_timeout, statement_timeout))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -387,26 +397,62 @@ class Store:
     def request_subscription(self, data: SubscriberInput, defaults: SubscriberDefaults) -> tuple[SubscriberRecord, bool]:
         """A self-service sign-up: returns the subscriber and whether a confirmation is needed.
 
-        New, pending, unsubscribed or bounced addresses become (or stay) pending with the
-        topics just given; an active or paused subscriber is left exactly as it is.
+        A new or still pending address is (or stays) pending with the settings just given. An
+        unsubscribed or bounced row is left exactly as it is, history included: the record
+        that this person opted out must survive anyone re-typing their address, so the new
+        settings travel in the confirmation link and apply only when it is used
+        (:meth:`confirm_subscription`). An active or paused subscriber is left as it is too.
         """
         with self.session() as session:
             sub = session.scalar(select(Subscriber).where(Subscriber.email == data.email))
-            if sub is not None and sub.status in ("active", "paused"):
-                return _to_record(sub), False
+            if sub is not None and sub.status != "pending":
+                return _to_record(sub), sub.status in ("unsubscribed", "bounced")
             if sub is None:
-                sub = Subscriber(email=data.email, status="pending")
+                sub = Subscriber(email=data.email, status="pending", created_at=utcnow())
                 session.add(sub)
-            sub.status = "pending"
-            sub.created_at = sub.created_at or utcnow()
-            sub.timezone = data.timezone or defaults.timezone
-            sub.send_hour = data.send_hour if data.send_hour is not None else defaults.send_hour
-            sub.max_papers = data.max_papers or defaults.max_papers
-            sub.hard_bounces = 0
+            self._apply_input(sub, data, defaults)
             session.flush()
             self._set_topics(session, {sub.id: data.topics})
             session.refresh(sub)
             return _to_record(sub), True
+
+    @staticmethod
+    def _apply_input(sub: Subscriber, data: SubscriberInput, defaults: SubscriberDefaults) -> None:
+        sub.timezone = data.timezone or defaults.timezone
+        sub.send_hour = data.send_hour if data.send_hour is not None else defaults.send_hour
+        sub.max_papers = data.max_papers or defaults.max_papers
+
+    def confirm_subscription(self, subscriber_id: int, data: SubscriberInput, defaults: SubscriberDefaults,
+                             link_issued_at: dt.datetime) -> SubscriberRecord | None:
+        """Activate a sign-up from its confirmation link, with the settings the link carries.
+
+        One conditional UPDATE decides, so two confirmations at once (a person and a mail
+        scanner, say) both see an active subscription and only one applies it. A link older
+        than the subscriber's last unsubscribe or bounce changes nothing: only a link sent
+        after it is fresh consent. Returns the subscriber as it now is (None if gone).
+        """
+        now = utcnow()
+        consent = or_(
+            Subscriber.status == "pending",
+            and_(Subscriber.status.in_(("unsubscribed", "bounced")),
+                 or_(Subscriber.unsubscribed_at.is_(None),
+                     Subscriber.unsubscribed_at < link_issued_at)),
+        )
+        with self.session() as session:
+            activated = session.execute(
+                update(Subscriber).where(Subscriber.id == subscriber_id, consent)
+                .values(status="active", confirmed_at=now, updated_at=now, hard_bounces=0,
+                        timezone=data.timezone or defaults.timezone,
+                        send_hour=data.send_hour if data.send_hour is not None else defaults.send_hour,
+                        max_papers=data.max_papers or defaults.max_papers)
+            ).rowcount
+            if activated:
+                self._set_topics(session, {subscriber_id: data.topics})
+            sub = session.get(Subscriber, subscriber_id)
+            if sub is None:
+                return None
+            session.refresh(sub)
+            return _to_record(sub)
 
     def delete_expired_pending(self, older_than: dt.datetime) -> int:
         """Unconfirmed sign-ups expire: we keep no address that never confirmed."""
@@ -778,6 +824,7 @@ class Store:
                 sub.hard_bounces += 1
                 if sub.hard_bounces >= bounce_limit and sub.status == "active":
                     sub.status = "bounced"
+                    sub.unsubscribed_at = utcnow()
 
     def requeue_stale_claims(self, now: dt.datetime, lease: dt.timedelta) -> int:
         """'sending' rows whose worker died. The message may or may not have been accepted

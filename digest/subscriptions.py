@@ -68,6 +68,13 @@ def normalize_email(raw: str) -> str:
     return result.normalized.lower()
 
 
+def mailbox_of(email: str) -> str:
+    """The mailbox an address delivers to: ``Ada+news@Example.org`` and ``ada@example.org``
+    reach the same person, so per-person limits count them together."""
+    local, _, domain = email.casefold().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
 _SPACES = re.compile(r"\s+")
 
 
@@ -84,18 +91,19 @@ def normalize_topic(raw: str) -> str:
 
 
 def normalize_topics(raw_topics: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Normalise, drop duplicates (keeping order) and enforce 1..MAX_TOPICS topics."""
-    topics: list[str] = []
+    """Normalise, drop duplicates (keeping order) and enforce 1..MAX_TOPICS topics.
+
+    Stops at the first topic past the limit, so a request with thousands of them costs no
+    more than one with six."""
+    topics: dict[str, None] = {}
     for raw in raw_topics:
         if not raw or not raw.strip():
             continue
-        topic = normalize_topic(raw)
-        if topic not in topics:
-            topics.append(topic)
+        topics[normalize_topic(raw)] = None
+        if len(topics) > MAX_TOPICS:
+            raise InvalidInput(f"more than {MAX_TOPICS} topics given, at most {MAX_TOPICS} are allowed")
     if not topics:
         raise InvalidInput("at least one topic is required")
-    if len(topics) > MAX_TOPICS:
-        raise InvalidInput(f"{len(topics)} topics given, at most {MAX_TOPICS} are allowed")
     return tuple(topics)
 
 

@@ -8,8 +8,11 @@ cannot be replayed as a preferences token.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -19,14 +22,25 @@ DAY = 24 * 3600
 MAX_AGE = {"unsubscribe": None, "preferences": 180 * DAY, "confirm": 7 * DAY}
 
 
+INVALID_LINK = "this link does not work: it may be incomplete, expired or no longer valid"
+
+
 class TokenError(Exception):
-    """The link is not valid; the message is safe to show to the person who clicked it."""
+    """The link is not valid. Whatever the reason (cut, forged, expired, for another purpose
+    or another person), the message shown is the same: a different message per reason would
+    tell someone probing links which of their guesses came close."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(INVALID_LINK)
+        self.reason = reason  # for the log only
 
 
 @dataclass(frozen=True)
 class TokenData:
     subscriber_id: int
     email_hash: str
+    issued_at: dt.datetime | None = None  # naive UTC, to the microsecond; links with a payload only
+    payload: dict[str, Any] = field(default_factory=dict)  # what the link asks for (a sign-up's settings)
 
     def belongs_to(self, email: str) -> bool:
         return self.email_hash == email_fingerprint(email)
@@ -46,17 +60,23 @@ class Tokens:
             raise ValueError(f"unknown token purpose {purpose!r}")
         return URLSafeTimedSerializer(self.secret_key, salt=f"paper-digest.{purpose}")
 
-    def make(self, purpose: str, subscriber_id: int, email: str) -> str:
-        return self._serializer(purpose).dumps({"s": subscriber_id, "h": email_fingerprint(email)})
+    def make(self, purpose: str, subscriber_id: int, email: str, payload: dict[str, Any] | None = None) -> str:
+        """A signed link token. With a ``payload`` it also records when it was issued, to the
+        microsecond, so a sign-up link can be told apart from an unsubscribe a moment later."""
+        data: dict[str, Any] = {"s": subscriber_id, "h": email_fingerprint(email)}
+        if payload is not None:
+            data.update(p=payload, i=time.time())
+        return self._serializer(purpose).dumps(data)
 
     def read(self, purpose: str, token: str) -> TokenData:
         try:
             data = self._serializer(purpose).loads(token, max_age=self.max_age[purpose])
         except SignatureExpired:
-            raise TokenError("this link has expired") from None
+            raise TokenError("expired") from None
         except BadSignature:
-            raise TokenError("this link is not valid (it may have been cut or changed)") from None
+            raise TokenError("bad signature") from None
         try:
-            return TokenData(int(data["s"]), str(data["h"]))
-        except (KeyError, TypeError, ValueError):
-            raise TokenError("this link is not valid") from None
+            issued = dt.datetime.fromtimestamp(float(data["i"]), dt.UTC).replace(tzinfo=None) if "i" in data else None
+            return TokenData(int(data["s"]), str(data["h"]), issued, dict(data.get("p") or {}))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise TokenError("malformed payload") from None

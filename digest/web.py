@@ -3,9 +3,10 @@
 
 Routes
   GET  /                       subscribe form
-  POST /subscribe              always the same answer, whether or not the address exists
-  GET  /confirm/<token>        activates a pending subscription
-  GET  /unsubscribe/<token>    a confirmation page with one button (link scanners only GET)
+  POST /subscribe              always the same answer, in the same time, whether or not the address exists
+  GET  /confirm/<token>        a page with one button (mail gateways open every link with a GET)
+  POST /confirm/<token>        activates the subscription
+  GET  /unsubscribe/<token>    a confirmation page with one button
   POST /unsubscribe/<token>    unsubscribes at once; mail providers POST
                                "List-Unsubscribe=One-Click" here and get a plain 200
   GET  /preferences/<token>    topics, hour, time zone, digest size, pause, unsubscribe
@@ -15,29 +16,35 @@ Routes
 
 The signed token is the credential on /confirm, /unsubscribe and /preferences; every form
 also carries a CSRF token (Flask-WTF), except the unsubscribe POST, which mail providers
-must be able to make without one (the token in the URL authorises it).
+must be able to make without one (the token in the URL authorises it). What the app defends
+against, and how, is in the README ("The subscribe page").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 import zoneinfo
-from functools import lru_cache
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache, wraps
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from digest.delivery import PermanentError, TransientError, make_transport
 from digest.editions import CANDIDATE_WINDOW, subscriber_links
-from digest.delivery import PermanentError, TransientError, Transport, make_transport, redis_client
-from digest.messages import build_message, message_id, sender_domain, wire_address
+from digest.limits import Limit, RateLimiter, Throttle, redis_client
+from digest.messages import account_message_id, build_message, wire_address
 from digest.models import utcnow
 from digest.ranking import rank_profiles
-from digest.semantic import ranking_mode
 from digest.rendering import (
     TEMPLATES_DIR,
     AlreadySubscribedContent,
@@ -46,58 +53,52 @@ from digest.rendering import (
     render_already_subscribed,
     render_confirmation,
 )
-from digest.settings import Settings
+from digest.semantic import ranking_mode
+from digest.settings import Settings, SettingsError
 from digest.storage import Store, StorageError, SubscriberDefaults, SubscriberRecord
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
     MAX_TOPICS,
     InvalidInput,
+    SubscriberInput,
     build_subscriber_input,
+    mailbox_of,
     normalize_topics,
     validate_max_papers,
     validate_send_hour,
     validate_timezone,
 )
-from digest.tokens import TokenData, TokenError, Tokens
+from digest.tokens import INVALID_LINK, Tokens, TokenError
 
 log = logging.getLogger(__name__)
 
 POPULAR_TOPICS = ("large language models", "reinforcement learning", "diffusion models", "computer vision",
                   "graph neural networks", "efficient attention", "robotics", "speech recognition")
 MAX_FORM_BYTES = 16 * 1024
-PER_ADDRESS_PER_DAY = 3  # confirmation emails to one address
-PER_IP_PER_HOUR = 20  # sign-up attempts from one client
-PREVIEWS_PER_MINUTE = 30  # live previews from one client (each ranks the day's papers)
+MAX_PREVIEW_QUERY_BYTES = 1024  # five topics of 80 characters, percent-encoded, fit with room to spare
+SIGNUPS_PER_CLIENT = Limit("client", 20, 3600)
+MAILS_PER_ADDRESS = Limit("address", 3, 86400)  # confirmation or reminder emails to one address
+MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400)  # ... and to one mailbox: ada+1@, ada+2@ are one person
+PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
+ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
 PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # links carry tokens: never leak them to other sites
+    # Links carry tokens: never send them to another site. Same-origin requests keep their
+    # Referer, which Flask-WTF's CSRF check demands on every HTTPS form POST.
+    "Referrer-Policy": "same-origin",
     "Permissions-Policy": "interest-cohort=()",
 }
+HSTS = "max-age=31536000"
 
+# A confirmation link from before links recorded when they were issued: older than anything.
+LINK_OF_UNKNOWN_AGE = dt.datetime(1970, 1, 1)
 
-class Throttle:
-    """Fixed-window counters in Redis. If Redis is down it lets requests through and logs
-    it: a sign-up page that fails closed would turn a cache outage into lost subscribers."""
-
-    def __init__(self, client: redis.Redis | None) -> None:
-        self.client = client
-
-    def allow(self, key: str, limit: int, window_seconds: int) -> bool:
-        if self.client is None:
-            return True
-        try:
-            pipe = self.client.pipeline()
-            pipe.incr(f"digest:throttle:{key}")
-            pipe.expire(f"digest:throttle:{key}", window_seconds, nx=True)
-            count = pipe.execute()[0]
-        except redis.RedisError as exc:
-            log.warning("throttle unavailable (%s); allowing %s", exc, key)
-            return True
-        return int(count) <= limit
+pages = Blueprint("pages", __name__)
+csrf = CSRFProtect()
 
 
 @dataclass
@@ -106,7 +107,10 @@ class WebContext:
     store: Store
     tokens: Tokens
     throttle: Throttle
-    transport_factory: Any
+    limiter: RateLimiter  # the send rate shared with the digest workers
+    transport_factory: Callable[[], Any]
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
     @property
     def defaults(self) -> SubscriberDefaults:
@@ -114,35 +118,59 @@ class WebContext:
 
 
 def create_app(settings: Settings, store: Store | None = None, redis_conn: redis.Redis | None = None,
-               transport_factory: Any = None) -> Flask:
+               transport_factory: Callable[[], Any] | None = None) -> Flask:
     """Build the app; tests pass their own store, Redis and transport."""
+    refuse_insecure_production(settings)
     app = Flask(__name__, static_folder=str(TEMPLATES_DIR / "static"), static_url_path="/static")
     app.jinja_loader = FileSystemLoader(str(TEMPLATES_DIR))
+    https = settings.base_url.startswith("https://")
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_FORM_BYTES, WTF_CSRF_TIME_LIMIT=None,
-                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_SECURE=settings.base_url.startswith("https"))
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=https)
     if settings.uses_dev_secret:
         log.warning("DIGEST_SECRET_KEY is not set: links and forms are signed with a development key")
-    csrf = CSRFProtect(app)
+    client = redis_conn if redis_conn is not None else redis_client(settings)
+    account_settings = settings.model_copy(update={"smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT)})
     ctx = WebContext(
         settings=settings,
-        store=store or Store.from_url(settings.resolved_database_url),
+        store=store or Store.from_url(settings.resolved_database_url, connect_timeout=settings.db_connect_timeout,
+                                      statement_timeout=settings.web_db_timeout),
         tokens=Tokens(settings.secret_key, settings.pending_expiry_days),
-        throttle=Throttle(redis_conn if redis_conn is not None else redis_client(settings)),
-        transport_factory=transport_factory or (lambda: make_transport(settings)),
+        throttle=Throttle(client),
+        limiter=RateLimiter(settings.rate_limit_per_second, client),
+        transport_factory=transport_factory or (lambda: make_transport(account_settings)),
     )
     app.extensions["digest"] = ctx
-    _register_routes(app, ctx, csrf)
+    csrf.init_app(app)
+    app.register_blueprint(pages)
     _register_errors(app)
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
+        if https:
+            response.headers["Strict-Transport-Security"] = HSTS
         if request.path.startswith(("/confirm", "/unsubscribe", "/preferences")):
             response.headers["Cache-Control"] = "no-store"
         return response
 
     return app
+
+
+def refuse_insecure_production(settings: Settings) -> None:
+    """A public (https) site signed with the published development key would let anyone
+    forge unsubscribe and preferences links: refuse to serve it at all."""
+    if settings.uses_dev_secret and settings.base_url.startswith("https://"):
+        raise SettingsError(
+            f"DIGEST_SECRET_KEY is not set, and DIGEST_BASE_URL ({settings.base_url}) is public: anyone could forge "
+            "links with the development key. Set DIGEST_SECRET_KEY, e.g. to the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+
+
+def _ctx() -> WebContext:
+    return current_app.extensions["digest"]
 
 
 def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
@@ -153,13 +181,32 @@ def _notice(title: str, message: str, status: int = 200, link: tuple[str, str] |
     return _page("notice.html", status, title=title, message=message, link=link)
 
 
-def _subscriber_for(ctx: WebContext, purpose: str, token: str) -> SubscriberRecord:
-    """The subscriber a link belongs to, or a TokenError with a message fit to show."""
-    data: TokenData = ctx.tokens.read(purpose, token)
-    sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
-    if sub is None or not data.belongs_to(sub.email):
-        raise TokenError("this link no longer matches a subscription")
-    return sub
+def _invalid_link(reason: str) -> tuple[str, int]:
+    log.info("refused a link: %s", reason)
+    return _notice("This link does not work", f"Sorry, {INVALID_LINK}.", 400,
+                   link=(url_for("pages.subscribe_form"), "Go to the subscribe page"))
+
+
+def with_subscriber(purpose: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view whose URL carries a ``purpose`` token gets the subscriber it names (and the
+    token's data), or the one "this link does not work" page, whatever was wrong with it."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(token: str) -> Any:
+            ctx = _ctx()
+            try:
+                data = ctx.tokens.read(purpose, token)
+            except TokenError as exc:
+                return _invalid_link(exc.reason)
+            sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
+            if sub is None or not data.belongs_to(sub.email):
+                return _invalid_link("no such subscriber")
+            return view(sub, data, token)
+
+        return wrapper
+
+    return decorate
 
 
 def topic_lines(raw: str) -> list[str]:
@@ -167,123 +214,170 @@ def topic_lines(raw: str) -> list[str]:
     return [t for t in raw.replace(",", "\n").splitlines() if t.strip()]
 
 
-def _client_ip() -> str:
+def _client() -> str:
+    """The client's address: behind DIGEST_TRUSTED_PROXIES proxies, the one they forwarded."""
     return request.remote_addr or "unknown"
 
 
-def _register_routes(app: Flask, ctx: WebContext, csrf: CSRFProtect) -> None:
-    @app.get("/")
-    def subscribe_form() -> tuple[str, int]:
-        return _page("subscribe.html", suggestions=_suggestions(ctx), form={}, errors=[], max_topics=MAX_TOPICS,
-                     default_hour=ctx.settings.send_hour)
+def _subscribe_form(ctx: WebContext, status: int = 200, form: Any = None, errors: list[str] | None = None) -> tuple[str, int]:
+    return _page("subscribe.html", status, suggestions=_suggestions(ctx), form=form or {}, errors=errors or [],
+                 max_topics=MAX_TOPICS, default_hour=ctx.settings.send_hour)
 
-    @app.post("/subscribe")
-    def subscribe() -> tuple[str, int]:
-        form = request.form
-        raw_topics = topic_lines(form.get("topics", ""))
+
+@pages.get("/")
+def subscribe_form() -> tuple[str, int]:
+    return _subscribe_form(_ctx())
+
+
+@pages.post("/subscribe")
+def subscribe() -> tuple[str, int]:
+    ctx = _ctx()
+    if not ctx.throttle.reserve((SIGNUPS_PER_CLIENT, _client())):
+        return _notice("Too many requests", "Too many sign-ups from your network. Please try again in an hour.", 429)
+    form = request.form
+    try:
+        data = build_subscriber_input(form.get("email", ""), topic_lines(form.get("topics", "")),
+                                      form.get("timezone") or None, form.get("send_hour") or None)
+    except InvalidInput as exc:
+        return _subscribe_form(ctx, 400, form, [str(exc)])
+    answer_by = ctx.clock() + ctx.settings.signup_answer_seconds
+    if not _mail_sign_up(ctx, data):
+        return _notice("Please try again later", "We could not send the email just now. Nothing was lost: "
+                       "submit the form again in a few minutes.", 503)
+    # The same answer, no sooner than the same moment, whether the address is new, pending,
+    # already subscribed or over its mail limit: neither the page nor its timing tells.
+    ctx.sleep(max(answer_by - ctx.clock(), 0.0))
+    return _notice("Check your inbox",
+                   f"If {data.email} can receive our emails, a message is on its way. Open the link in it "
+                   f"within {ctx.settings.pending_expiry_days} days to start your daily digest.")
+
+
+def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
+    """Record the sign-up and mail the address, within its per-address and per-mailbox
+    limits. False only when the mail could not be sent (and then it is not counted)."""
+    sub, needs_confirmation = ctx.store.request_subscription(data, ctx.defaults)
+    quota = ((MAILS_PER_ADDRESS, sub.email), (MAILS_PER_MAILBOX, mailbox_of(sub.email)))
+    if not ctx.throttle.reserve(*quota):
+        log.info("sign-up mail to subscriber %d not sent: over the per-address or per-mailbox limit", sub.id)
+        return True
+    # An active or paused subscriber who forgot is sent a way to their preferences instead
+    # (nothing changes): from the page alone, nobody can tell which of the two was sent.
+    email = confirmation_email(ctx, sub, data) if needs_confirmation else already_subscribed_email(ctx, sub)
+    if _send_account_email(ctx, sub, email):
+        return True
+    ctx.throttle.release(*quota)
+    return False
+
+
+@pages.get("/confirm/<token>")
+@with_subscriber("confirm")
+def confirm_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    return _page("confirm.html", topics=data.payload.get("t") or sub.topics, email=sub.email)
+
+
+@pages.post("/confirm/<token>")
+@with_subscriber("confirm")
+def confirm(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    ctx = _ctx()
+    confirmed = ctx.store.confirm_subscription(sub.id, _requested_settings(sub, data.payload), ctx.defaults,
+                                               data.issued_at or LINK_OF_UNKNOWN_AGE)
+    if confirmed is None:
+        return _invalid_link("subscriber removed")
+    if confirmed.status in ("unsubscribed", "bounced"):
+        return _notice("This link does not work", "This subscription was cancelled after the link was sent. "
+                       "Subscribe again to get a new link.", 400, link=(url_for("pages.subscribe_form"), "Subscribe again"))
+    prefs = ctx.tokens.make("preferences", confirmed.id, confirmed.email)
+    return _notice("You are subscribed", f"Your first digest on {', '.join(confirmed.topics)} arrives at "
+                   f"{confirmed.send_hour:02d}:00 ({confirmed.timezone}).",
+                   link=(url_for("pages.preferences", token=prefs), "Manage preferences"))
+
+
+def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> SubscriberInput:
+    """What the confirmation link asks for; a link without it confirms the row as stored."""
+    if not payload:
+        return SubscriberInput(sub.email, sub.topics, sub.timezone, sub.send_hour, sub.max_papers)
+    return build_subscriber_input(sub.email, payload.get("t") or [], payload.get("z"), payload.get("H"),
+                                  payload.get("m"))
+
+
+@pages.get("/unsubscribe/<token>")
+@with_subscriber("unsubscribe")
+def unsubscribe_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    return _page("unsubscribe.html", email=sub.email, done=sub.status == "unsubscribed")
+
+
+@pages.post("/unsubscribe/<token>")
+@csrf.exempt
+def unsubscribe(token: str) -> tuple[str, int] | Response:
+    """RFC 8058: mail providers POST without our cookies; the signed token authorises it."""
+    one_click = request.form.get("List-Unsubscribe") == "One-Click" and "from_page" not in request.form
+    ctx = _ctx()
+    try:
+        data = ctx.tokens.read("unsubscribe", token)
+    except TokenError as exc:
+        return _unsubscribe_refused(one_click, exc.reason)
+    sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
+    if sub is None or not data.belongs_to(sub.email):
+        return _unsubscribe_refused(one_click, "no such subscriber")
+    if sub.status != "unsubscribed":
+        ctx.store.set_status(sub.email, "unsubscribed")
+        log.info("unsubscribed subscriber %d (%s)", sub.id, "one-click" if one_click else "page")
+    if one_click:
+        return Response("unsubscribed\n", 200, mimetype="text/plain")
+    return _page("unsubscribe.html", email=sub.email, done=True)
+
+
+def _unsubscribe_refused(one_click: bool, reason: str) -> tuple[str, int] | Response:
+    if one_click:
+        return Response(f"{INVALID_LINK}\n", 400, mimetype="text/plain")
+    return _invalid_link(reason)
+
+
+@pages.route("/preferences/<token>", methods=["GET", "POST"])
+@with_subscriber("preferences")
+def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    ctx = _ctx()
+    errors: list[str] = []
+    saved = False
+    if request.method == "POST":
         try:
-            data = build_subscriber_input(form.get("email", ""), raw_topics, form.get("timezone") or None,
-                                          form.get("send_hour") or None)
+            sub = _apply_preferences(ctx, sub, request.form)
+            saved = True
         except InvalidInput as exc:
-            return _page("subscribe.html", 400, suggestions=_suggestions(ctx), form=form, errors=[str(exc)],
-                         max_topics=MAX_TOPICS, default_hour=ctx.settings.send_hour)
-        if not ctx.throttle.allow(f"ip:{_client_ip()}", PER_IP_PER_HOUR, 3600):
-            return _notice("Too many requests", "Too many sign-ups from your network. Please try again in an hour.", 429)
-        sub, needs_confirmation = ctx.store.request_subscription(data, ctx.defaults)
-        if ctx.throttle.allow(f"email:{sub.email}", PER_ADDRESS_PER_DAY, 86400):
-            # An active or paused subscriber who forgot is sent a way to their preferences instead
-            # (nothing changes): from the page alone, nobody can tell which of the two was sent.
-            email = confirmation_email(ctx, sub) if needs_confirmation else already_subscribed_email(ctx, sub)
-            if not _send_account_email(ctx, sub, email):
-                return _notice("Please try again later",
-                               "We could not send the email just now. Nothing was lost: "
-                               "submit the form again in a few minutes.", 503)
-        # The same answer whether the address is new, pending or already subscribed.
-        return _notice("Check your inbox",
-                       f"If {data.email} can receive our emails, a message is on its way. Open the link in it "
-                       f"within {ctx.settings.pending_expiry_days} days to start your daily digest.")
+            errors.append(str(exc))
+    unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
+    return _page("preferences.html", 400 if errors else 200, sub=sub, errors=errors, saved=saved,
+                 max_topics=MAX_TOPICS, max_papers_limit=MAX_PAPERS_LIMIT,
+                 unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token))
 
-    @app.get("/confirm/<token>")
-    def confirm(token: str) -> tuple[str, int]:
-        try:
-            sub = _subscriber_for(ctx, "confirm", token)
-        except TokenError as exc:
-            return _notice("This link does not work", f"Sorry, {exc}. You can subscribe again to get a new one.", 400,
-                           link=(url_for("subscribe_form"), "Subscribe again"))
-        if sub.status in ("unsubscribed", "bounced"):
-            return _notice("This link does not work", "This subscription was cancelled after the link was sent. "
-                           "Subscribe again to get a new link.", 400, link=(url_for("subscribe_form"), "Subscribe again"))
-        if sub.status == "pending":
-            sub = ctx.store.set_status(sub.email, "active", allowed_from=("pending",))
-        prefs = ctx.tokens.make("preferences", sub.id, sub.email)
-        return _notice("You are subscribed", f"Your first digest on {', '.join(sub.topics)} arrives at "
-                       f"{sub.send_hour:02d}:00 ({sub.timezone}).",
-                       link=(url_for("preferences", token=prefs), "Manage preferences"))
 
-    @app.get("/unsubscribe/<token>")
-    def unsubscribe_page(token: str) -> tuple[str, int]:
-        try:
-            sub = _subscriber_for(ctx, "unsubscribe", token)
-        except TokenError as exc:
-            return _notice("This link does not work", f"Sorry, {exc}.", 400)
-        return _page("unsubscribe.html", email=sub.email, done=sub.status == "unsubscribed")
+@pages.get("/preview")
+def preview() -> tuple[Response, int] | Response:
+    """Today's papers for typed topics. Bounded before any work: the raw query's size first,
+    then the client's rate, then the topics themselves; nothing it computes is stored."""
+    ctx = _ctx()
+    if len(request.query_string) > MAX_PREVIEW_QUERY_BYTES:
+        return jsonify({"error": "too many or too long topics", "papers": []}), 400
+    if not ctx.throttle.reserve((PREVIEWS_PER_CLIENT, _client())):
+        return jsonify({"error": "too many previews; wait a minute", "papers": []}), 429
+    try:
+        topics = normalize_topics(topic_lines(request.args.get("topics", "")))
+    except InvalidInput as exc:
+        return jsonify({"error": str(exc), "papers": []}), 400
+    papers = ctx.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)
+    if not papers:
+        return jsonify({"papers": []})
+    encoder, threshold = ranking_mode(ctx.settings, ctx.store, remember=False)
+    picks = rank_profiles(papers, {"you": list(topics)}, PREVIEW_PAPERS, threshold, encoder)["you"]
+    by_id = {p.arxiv_id: p for p in papers}
+    return jsonify({"papers": [{"title": by_id[p.arxiv_id].title, "url": by_id[p.arxiv_id].hf_url
+                                or by_id[p.arxiv_id].abs_url, "reason": p.reason} for p in picks]})
 
-    @app.post("/unsubscribe/<token>")
-    @csrf.exempt  # RFC 8058: mail providers POST without our cookies; the signed token authorises it
-    def unsubscribe(token: str) -> tuple[str, int] | Response:
-        one_click = request.form.get("List-Unsubscribe") == "One-Click" and "from_page" not in request.form
-        try:
-            sub = _subscriber_for(ctx, "unsubscribe", token)
-        except TokenError as exc:
-            if one_click:
-                return Response(f"invalid link: {exc}\n", 400, mimetype="text/plain")
-            return _notice("This link does not work", f"Sorry, {exc}.", 400)
-        if sub.status != "unsubscribed":
-            ctx.store.set_status(sub.email, "unsubscribed")
-            log.info("unsubscribed subscriber %d (%s)", sub.id, "one-click" if one_click else "page")
-        if one_click:
-            return Response("unsubscribed\n", 200, mimetype="text/plain")
-        return _page("unsubscribe.html", email=sub.email, done=True)
 
-    @app.route("/preferences/<token>", methods=["GET", "POST"])
-    def preferences(token: str) -> tuple[str, int]:
-        try:
-            sub = _subscriber_for(ctx, "preferences", token)
-        except TokenError as exc:
-            return _notice("This link does not work", f"Sorry, {exc}.", 400)
-        errors: list[str] = []
-        saved = False
-        if request.method == "POST":
-            try:
-                sub = _apply_preferences(ctx, sub, request.form)
-                saved = True
-            except InvalidInput as exc:
-                errors.append(str(exc))
-        unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
-        return _page("preferences.html", 400 if errors else 200, sub=sub, errors=errors, saved=saved,
-                     max_topics=MAX_TOPICS, max_papers_limit=MAX_PAPERS_LIMIT,
-                     unsubscribe_url=url_for("unsubscribe_page", token=unsubscribe_token))
-
-    @app.get("/preview")
-    def preview() -> tuple[Response, int] | Response:
-        raw_topics = topic_lines(request.args.get("topics", ""))
-        try:
-            topics = normalize_topics(raw_topics)
-        except InvalidInput as exc:
-            return jsonify({"error": str(exc), "papers": []}), 400
-        if not ctx.throttle.allow(f"preview:{_client_ip()}", PREVIEWS_PER_MINUTE, 60):
-            return jsonify({"error": "too many previews; wait a minute", "papers": []}), 429
-        papers = ctx.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)
-        encoder, threshold = ranking_mode(ctx.settings, ctx.store)
-        picks = rank_profiles(papers, {"you": list(topics)}, PREVIEW_PAPERS, threshold, encoder)["you"] if papers else []
-        by_id = {p.arxiv_id: p for p in papers}
-        return jsonify({"papers": [{"title": by_id[p.arxiv_id].title, "url": by_id[p.arxiv_id].hf_url
-                                    or by_id[p.arxiv_id].abs_url, "reason": p.reason} for p in picks]})
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        ctx.store.count_papers()
-        return Response("ok\n", mimetype="text/plain")
+@pages.get("/healthz")
+def healthz() -> Response:
+    _ctx().store.count_papers()
+    return Response("ok\n", mimetype="text/plain")
 
 
 def _apply_preferences(ctx: WebContext, sub: SubscriberRecord, form: Any) -> SubscriberRecord:
@@ -305,11 +399,13 @@ def _suggestions(ctx: WebContext) -> list[str]:
     return list(dict.fromkeys([*popular, *POPULAR_TOPICS]))
 
 
-def confirmation_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
-    settings = ctx.settings
-    token = ctx.tokens.make("confirm", sub.id, sub.email)
-    return render_confirmation(ConfirmationContent(sub.email, sub.topics, f"{settings.base_url}/confirm/{token}",
-                                                   settings.pending_expiry_days))
+def confirmation_email(ctx: WebContext, sub: SubscriberRecord, data: SubscriberInput) -> RenderedEmail:
+    """The link carries the settings asked for, applied only when it is used: an unsubscribed
+    address keeps its record of opting out until its owner confirms again."""
+    payload = {"t": list(data.topics), "z": data.timezone, "H": data.send_hour, "m": data.max_papers}
+    token = ctx.tokens.make("confirm", sub.id, sub.email, payload)
+    return render_confirmation(ConfirmationContent(sub.email, data.topics, f"{ctx.settings.base_url}/confirm/{token}",
+                                                   ctx.settings.pending_expiry_days))
 
 
 def already_subscribed_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
@@ -319,13 +415,14 @@ def already_subscribed_email(ctx: WebContext, sub: SubscriberRecord) -> Rendered
 
 
 def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedEmail) -> bool:
-    """Sends a sign-up email at once (the visitor is waiting for it); False if SMTP failed."""
+    """Sends a sign-up email at once (the visitor is waiting for it), within the send rate the
+    digests share; False if SMTP failed."""
     settings = ctx.settings
     now = utcnow()
     message = build_message(email, sender=settings.sender, recipient=sub.email,
-                            msg_id=message_id(sub.id, now.date(), f"account:{now.timestamp()}", sender_domain(settings.sender)),
-                            date=now)
-    transport: Transport = ctx.transport_factory()
+                            msg_id=account_message_id(settings.sender), date=now)
+    ctx.limiter.wait()
+    transport = ctx.transport_factory()
     try:
         transport.send(message, settings.sender, wire_address(sub.email))
     except (TransientError, PermanentError) as exc:
@@ -339,6 +436,7 @@ def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedE
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> tuple[str, int]:
+        log.info("CSRF check failed: %s", exc.description)
         return _notice("Please try again", "The form expired or was sent from another page. Reload it and submit again.", 400)
 
     @app.errorhandler(404)
@@ -350,6 +448,7 @@ def _register_errors(app: Flask) -> None:
         return _notice("Too much data", "That form was larger than we accept.", 413)
 
     @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
     def _database_down(exc: Exception) -> tuple[str, int]:
         log.error("database unavailable: %s", exc)
         return _notice("Temporarily unavailable", "We cannot reach our database right now. Nothing was changed; "

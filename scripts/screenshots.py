@@ -94,7 +94,7 @@ def capture_web_pages(out: Path) -> None:
         server = create_server(create_app(settings, store, redis_conn=None), host="127.0.0.1", port=0)
         threading.Thread(target=server.run, daemon=True).start()
         base = f"http://127.0.0.1:{server.effective_port}"
-        pages = {"subscribe": "/", "confirmed": f"/confirm/{tokens.make('confirm', sub.id, sub.email)}",
+        pages = {"subscribe": "/", "confirm": f"/confirm/{tokens.make('confirm', sub.id, sub.email, {})}",
                  "preferences": f"/preferences/{tokens.make('preferences', sub.id, sub.email)}",
                  "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}"}
         try:

@@ -51,6 +51,37 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
+SHARED_REDIS = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def redis_skip_reason() -> str | None:
+    """None when the shared Redis answers, else the reason to skip."""
+    import redis
+
+    try:
+        redis.Redis.from_url(SHARED_REDIS, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"Redis is not reachable at {SHARED_REDIS}: {exc}"
+    return None
+
+
+def unreachable_redis():
+    """A client for a Redis that is down: nothing listens on port 1."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared Redis server (a database of its own); tests use keys no other test uses."""
+    if reason := redis_skip_reason():
+        pytest.skip(reason=reason)
+    return SHARED_REDIS
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'digest.db'}"

@@ -36,7 +36,8 @@ def served(sqlite_url: str, settings: Settings, smtp_sink) -> Iterator[dict]:
 
     store = Store.from_url(sqlite_url)
     store.upgrade()
-    config = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp_sink.port, "offline": True})
+    config = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp_sink.port, "offline": True,
+                                         "signup_answer_seconds": 0})
     server = create_server(create_app(config, store, fakeredis.FakeRedis()), host="127.0.0.1", port=0)
     base = f"http://127.0.0.1:{server.effective_port}"
     config = config.model_copy(update={"base_url": base})
@@ -96,6 +97,9 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
 
     confirmation = sink.handler.received[-1].message().get_body(("plain",)).get_content()
     browser.get(link_in(confirmation, re.escape(base) + r"/confirm/\S+"))
+    heading_says(browser, "Confirm your subscription")
+    assert store.get_subscriber("ada@example.org").status == "pending", "opening the link is not consent"
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "You are subscribed")
     assert store.get_subscriber("ada@example.org").status == "active"
 

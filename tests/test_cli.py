@@ -110,7 +110,7 @@ def test_import_10k_rows_reports_every_rejection_and_reimport_changes_nothing(ru
     rejection_lines = [line for line in first.stderr.splitlines() if ": rejected: " in line]
     assert len(rejection_lines) == rejected
     assert sum("duplicate of line" in line for line in rejection_lines) == expected["duplicate"]
-    assert sum("6 topics given" in line for line in rejection_lines) == expected["too_many_topics"]
+    assert sum("more than 5 topics given" in line for line in rejection_lines) == expected["too_many_topics"]
     assert sum("invalid email" in line for line in rejection_lines) == expected["bad_syntax"]
     # line numbers are the file's: header is line 1, user0 line 2, user1 line 3, its bad twin line 4
     assert rejection_lines[0].startswith("line 4: rejected: invalid email 'user1@@example.org'")
@@ -133,3 +133,10 @@ def test_import_rejects_non_utf8_file(run, tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes("email,topics\nj\xe9r\xf4me@example.org,rl\n".encode("latin-1"))
     assert "is not UTF-8 text" in run("subscribers", "import", str(path), code=1).output
+
+
+def test_web_refuses_to_serve_a_public_site_with_the_development_key(settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["web", "--port", "0"], env={
+        "DIGEST_DATA_DIR": str(settings.data_dir), "DIGEST_BASE_URL": "https://digest.example.org"})
+    assert result.exit_code == 1 and "serving on" not in result.output
+    assert result.output.startswith("Error: DIGEST_SECRET_KEY is not set")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-import fakeredis
 from sqlalchemy.exc import OperationalError
 
 from conftest import FEEDS
-from digest.delivery import OutboxTransport, RateLimiter, SmtpTransport, send_deliveries
+from digest.delivery import OutboxTransport, SmtpTransport, send_deliveries
 from digest.ingestion import ingest_bytes
 from digest.pipeline import run_tick
 from digest.settings import Settings
@@ -237,41 +236,3 @@ def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Sett
     tick_and_send(store, settings.model_copy(update={"offline": True}), NOW, transport=OutboxTransport(settings.outbox_dir))
     files = sorted(settings.outbox_dir.rglob("*.eml"))
     assert len(files) == 4 and files[0].parent.name == "20261123"
-
-
-def test_shared_rate_limit_caps_messages_per_second() -> None:
-    server = fakeredis.FakeRedis()
-    limiter = RateLimiter(5, server)
-    import time
-
-    start = time.time()
-    for _ in range(12):
-        limiter.wait()
-    assert time.time() - start >= 1.0, "12 messages at 5/s need at least two second boundaries"
-    windows = [int(v) for k, v in ((k, server.get(k)) for k in server.keys("digest:rate:*")) if v]
-    assert all(count <= 5 + 1 for count in windows)
-
-
-def test_permits_reserved_in_chunks_never_exceed_the_limit_across_workers() -> None:
-    import time
-
-    server = fakeredis.FakeRedis()
-    workers = [RateLimiter(100, server) for _ in range(3)]  # chunks of 10
-    used_in = {}
-    start = time.time()
-    while time.time() - start < 2.5:
-        for limiter in workers:
-            limiter.wait()
-            second = int(time.time())
-            used_in[second] = used_in.get(second, 0) + 1
-    assert max(used_in.values()) <= 100
-    assert sum(used_in.values()) >= 150, "the limiter still lets the allowed rate through"
-
-
-def test_rate_limiter_falls_back_to_local_pacing_when_redis_is_down(caplog) -> None:
-    import redis
-
-    limiter = RateLimiter(50, redis.Redis(port=1, socket_connect_timeout=0.2))
-    limiter.wait()
-    limiter.wait()
-    assert "pacing this worker alone" in caplog.text

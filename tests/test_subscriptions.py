@@ -81,7 +81,7 @@ def test_csv_with_bom_crlf_blank_lines_duplicates_and_bad_rows() -> None:
     assert sorted(reasons) == [4, 5, 6, 7, 8, 9]
     assert "invalid email" in reasons[4]
     assert reasons[5] == "duplicate of line 2 (ada@example.org)"
-    assert "6 topics given" in reasons[6]
+    assert "more than 5 topics given" in reasons[6]
     assert "at least one topic" in reasons[7]
     assert "unknown time zone" in reasons[8]
     assert "more fields" in reasons[9]

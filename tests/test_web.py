@@ -11,11 +11,12 @@ import pytest
 from itsdangerous import TimestampSigner
 from sqlalchemy.exc import OperationalError
 
+from conftest import unreachable_redis
 from digest.settings import Settings
 from digest.storage import Store, SubscriberDefaults
 from digest.subscriptions import build_subscriber_input
-from digest.tokens import Tokens
-from digest.web import PER_ADDRESS_PER_DAY, create_app
+from digest.tokens import INVALID_LINK, Tokens
+from digest.web import MAILS_PER_ADDRESS, create_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -23,7 +24,8 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 @pytest.fixture
 def web(store: Store, settings: Settings, smtp_sink) -> Iterator[dict]:
     config = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp_sink.port,
-                                         "base_url": "https://digest.example.org", "secret_key": "web-test-secret"})
+                                         "base_url": "https://digest.example.org", "secret_key": "web-test-secret",
+                                         "signup_answer_seconds": 0})
     app = create_app(config, store, fakeredis.FakeRedis())
     app.config["TESTING"] = True
     yield {"client": app.test_client(), "store": store, "sink": smtp_sink, "tokens": Tokens("web-test-secret"),
@@ -47,6 +49,14 @@ def confirmation_link(web: dict, index: int = -1) -> str:
     return re.search(r"https://digest\.example\.org(/confirm/\S+)", text).group(1)
 
 
+def confirm(web: dict, link: str):
+    """What a person does: open the link, press the one button."""
+    client = web["client"]
+    page = client.get(link)
+    assert page.status_code == 200 and "Yes, start my digest" in page.get_data(as_text=True)
+    return client.post(link, data={"csrf_token": CSRF.search(page.get_data(as_text=True)).group(1)})
+
+
 def active(store: Store, email: str = "ada@example.org") -> str | None:
     sub = store.get_subscriber(email)
     return sub.status if sub else None
@@ -67,12 +77,12 @@ def test_double_opt_in_end_to_end(web: dict) -> None:
     assert active(web["store"]) == "pending"
     (mail,) = web["sink"].handler.received
     assert mail.recipient == "ada@example.org" and mail.message()["Subject"] == "Confirm your Paper Digest subscription"
-    page = web["client"].get(confirmation_link(web))
+    page = confirm(web, confirmation_link(web))
     assert page.status_code == 200 and "You are subscribed" in page.get_data(as_text=True)
     sub = web["store"].get_subscriber("ada@example.org")
     assert (sub.status, sub.topics, sub.timezone, sub.send_hour) == (
         "active", ("graph neural networks", "efficient attention"), "Europe/Paris", 8)
-    assert web["client"].get(confirmation_link(web)).status_code == 200, "opening the link twice is harmless"
+    assert confirm(web, confirmation_link(web)).status_code == 200, "using the link twice is harmless"
 
 
 def test_an_existing_subscriber_gets_the_same_answer_and_a_way_to_their_preferences(web: dict) -> None:
@@ -102,9 +112,9 @@ def test_a_paused_subscriber_is_told_how_to_resume_and_stays_paused(web: dict) -
 
 
 def test_resubmitting_does_not_burst_confirmation_mails(web: dict) -> None:
-    for _ in range(PER_ADDRESS_PER_DAY + 3):
+    for _ in range(MAILS_PER_ADDRESS.count + 3):
         assert subscribe(web).status_code == 200
-    assert len(web["sink"].handler.received) == PER_ADDRESS_PER_DAY
+    assert len(web["sink"].handler.received) == MAILS_PER_ADDRESS.count
 
 
 def test_one_client_is_rate_limited(web: dict) -> None:
@@ -116,7 +126,7 @@ def test_invalid_input_is_shown_on_the_form(web: dict) -> None:
     response = subscribe(web, email="not-an-email")
     assert response.status_code == 400 and "invalid email" in response.get_data(as_text=True)
     response = subscribe(web, topics="t1\nt2\nt3\nt4\nt5\nt6")
-    assert response.status_code == 400 and "6 topics given, at most 5" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "more than 5 topics given" in response.get_data(as_text=True)
     assert web["sink"].handler.received == []
 
 
@@ -133,11 +143,11 @@ def test_expired_and_tampered_confirmation_links(web: dict, monkeypatch: pytest.
     subscribe(web)
     link = confirmation_link(web)
     tampered = web["client"].get(link[:-3] + "xyz")
-    assert tampered.status_code == 400 and "not valid" in tampered.get_data(as_text=True)
+    assert tampered.status_code == 400 and INVALID_LINK in tampered.get_data(as_text=True)
     later = int(time.time()) + 8 * 24 * 3600
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: later)
     expired = web["client"].get(link)
-    assert expired.status_code == 400 and "expired" in expired.get_data(as_text=True)
+    assert expired.status_code == 400 and INVALID_LINK in expired.get_data(as_text=True)
     assert active(web["store"]) == "pending"
 
 
@@ -199,7 +209,7 @@ def test_security_headers_and_no_stack_traces(web: dict) -> None:
     assert response.status_code == 400
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
-    assert response.headers["Referrer-Policy"] == "no-referrer" and response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Cache-Control"] == "no-store"
     missing = web["client"].get("/nope")
     assert missing.status_code == 404 and "Traceback" not in missing.get_data(as_text=True)
     huge = web["client"].post("/subscribe", data={"email": "a@example.org", "topics": "x" * 20000})
@@ -247,9 +257,9 @@ def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
 def test_an_old_confirmation_link_cannot_claim_a_cancelled_subscription_is_active(web: dict) -> None:
     subscribe(web)
     link = confirmation_link(web)
-    web["client"].get(link)
+    confirm(web, link)
     web["store"].set_status("ada@example.org", "unsubscribed")
-    response = web["client"].get(link)
+    response = confirm(web, link)
     assert response.status_code == 400 and "cancelled after the link was sent" in response.get_data(as_text=True)
     assert active(web["store"]) == "unsubscribed"
 
@@ -259,3 +269,287 @@ def test_preferences_of_an_unsubscribed_address_offer_to_subscribe_again(web: di
     web["store"].set_status("ada@example.org", "unsubscribed")
     page = web["client"].get(f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}").get_data(as_text=True)
     assert "Subscribe again" in page and 'value="pause"' not in page and 'value="resume"' not in page
+
+
+# -- abuse: each of these reproduces a way the public pages could be misused -----------------
+
+def make_app(web: dict, redis_conn=None, **overrides):
+    """Another app over the same store and SMTP sink, with some settings changed."""
+    config = web["app"].extensions["digest"].settings.model_copy(update=overrides)
+    app = create_app(config, web["store"], redis_conn if redis_conn is not None else fakeredis.FakeRedis())
+    app.config["TESTING"] = True
+    return app
+
+
+def test_an_oversized_preview_is_refused_before_any_work(web: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.web
+
+    parsed = []
+    monkeypatch.setattr(digest.web, "normalize_topics", lambda raw: parsed.append(raw) or ("x",))
+    topics = "%0A".join(f"t{i}" for i in range(40_000))  # ~190 KB: a WSGI server accepts it
+    response = web["client"].get(f"/preview?topics={topics}")
+    assert response.status_code == 400 and parsed == [], "refused on its raw size, nothing parsed"
+
+
+def test_previews_are_throttled_before_their_input_is_validated(web: dict) -> None:
+    statuses = {web["client"].get("/preview?topics=" + "x" * 100).status_code for _ in range(30)}
+    assert statuses == {400}
+    assert web["client"].get("/preview?topics=rl").status_code == 429, "invalid previews count too"
+
+
+def test_topics_typed_into_a_preview_store_nothing(web: dict, encoder) -> None:
+    from conftest import FEEDS
+    from sqlalchemy import func, select
+
+    from digest.ingestion import ingest_bytes
+    from digest.models import TextVector
+    from digest.ranking import paper_passage
+    from digest.semantic import StoredEncoder
+
+    store = web["store"]
+    ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
+    StoredEncoder(encoder, store).encode([paper_passage(p) for p in store.list_papers()])  # as `digest fetch` does
+
+    def stored_vectors() -> int:
+        with store.session() as session:
+            return session.scalar(select(func.count()).select_from(TextVector))
+
+    before = stored_vectors()
+    assert web["client"].get("/preview?topics=an%20unusual%20anonymous%20topic").status_code == 200
+    assert stored_vectors() == before
+
+
+def test_a_link_scanner_opening_the_confirmation_link_confirms_nothing(web: dict) -> None:
+    subscribe(web)
+    link = confirmation_link(web)
+    for method in ("get", "head"):
+        assert getattr(web["client"], method)(link).status_code == 200
+    assert active(web["store"]) == "pending"
+    assert "You are subscribed" in confirm(web, link).get_data(as_text=True)
+    assert active(web["store"]) == "active"
+
+
+def test_two_confirmations_at_once_both_end_well(web: dict) -> None:
+    import threading
+
+    subscribe(web)
+    link = confirmation_link(web)
+    forms = []
+    for _ in range(2):
+        client = web["app"].test_client()
+        page = client.get(link).get_data(as_text=True)
+        forms.append((client, CSRF.search(page).group(1)))
+    barrier, answers = threading.Barrier(2), []
+
+    def press(client, token: str) -> None:
+        barrier.wait()
+        answers.append(client.post(link, data={"csrf_token": token}))
+
+    threads = [threading.Thread(target=press, args=form) for form in forms]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("You are subscribed" in a.get_data(as_text=True) for a in answers)
+    assert active(web["store"]) == "active"
+
+
+def test_sub_addresses_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
+    for n in range(1, 7):
+        subscribe(web, email=f"Victim+{n}@example.org")
+    assert len(web["sink"].handler.received) == 3
+
+
+@pytest.mark.parametrize("redis_conn", [
+    pytest.param(unreachable_redis, id="redis-down"),
+    pytest.param(lambda: fakeredis.FakeRedis(version=(6,)), id="redis-6"),
+])
+def test_the_mail_limit_holds_when_redis_is_down_or_old(web: dict, redis_conn) -> None:
+    web["client"] = make_app(web, redis_conn()).test_client()
+    for _ in range(6):
+        assert subscribe(web).status_code == 200
+    assert len(web["sink"].handler.received) == MAILS_PER_ADDRESS.count
+
+
+def test_sign_up_mails_take_permits_from_the_shared_send_rate(web: dict) -> None:
+    server = fakeredis.FakeRedis()
+    web["client"] = make_app(web, server).test_client()
+    subscribe(web)
+    assert sum(int(server.get(key)) for key in server.keys("digest:rate:*")) >= 1
+
+
+def test_a_failed_send_does_not_use_up_the_address_quota(web: dict) -> None:
+    web["sink"].handler.rcpt_reply = lambda _: "451 4.3.0 try later"
+    for _ in range(MAILS_PER_ADDRESS.count):
+        assert subscribe(web).status_code == 503
+    web["sink"].handler.rcpt_reply = None
+    assert subscribe(web).status_code == 200
+    assert [m.recipient for m in web["sink"].handler.received] == ["ada@example.org"]
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_limit(web: dict) -> None:
+    def sign_ups(client, forwarded_for: str, count: int) -> list[int]:
+        token = csrf_token(client)
+        return [client.post("/subscribe", data={"email": f"u{i}@example.org", "topics": "rl", "csrf_token": token},
+                            headers={"X-Forwarded-For": forwarded_for}).status_code for i in range(count)]
+
+    proxied = make_app(web, trusted_proxies=1)
+    assert sign_ups(proxied.test_client(), "198.51.100.1", 21)[-1] == 429
+    assert sign_ups(proxied.test_client(), "198.51.100.2", 1) == [200], "another client behind the same proxy"
+    direct = make_app(web).test_client()
+    assert sign_ups(direct, "198.51.100.1", 21)[-1] == 429
+    assert sign_ups(direct, "198.51.100.3", 1) == [429], "without a trusted proxy the header is not believed"
+
+
+def referer_for(response, page_url: str) -> dict[str, str]:
+    """The Referer a browser sends on a same-origin form POST under the page's policy."""
+    policy = response.headers.get("Referrer-Policy", "strict-origin-when-cross-origin")
+    if policy in ("no-referrer",):
+        return {}
+    if policy in ("origin", "strict-origin"):
+        return {"Referer": page_url.split("/", 3)[0] + "//" + page_url.split("/", 3)[2] + "/"}
+    return {"Referer": page_url}
+
+
+def test_forms_work_over_https_and_the_site_asks_for_https_only(web: dict) -> None:
+    app = make_app(web)
+    client = app.test_client()
+    base = "https://digest.example.org"
+    page = client.get("/", base_url=base)
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    token = CSRF.search(page.get_data(as_text=True)).group(1)
+    answer = client.post("/subscribe", base_url=base, headers=referer_for(page, base + "/"),
+                         data={"email": "ada@example.org", "topics": "rl", "csrf_token": token})
+    assert answer.status_code == 200 and "Check your inbox" in answer.get_data(as_text=True)
+    assert client.post("/subscribe", base_url=base, data={"email": "ada@example.org", "topics": "rl",
+                                                          "csrf_token": token}).status_code == 400, \
+        "the strict referrer check is still on"
+    plain = make_app(web, base_url="http://127.0.0.1:8000").test_client().get("/")
+    assert "Strict-Transport-Security" not in plain.headers
+
+
+class Blackhole:
+    """A TCP server that accepts connections and never answers: a database that hangs."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_hanging_database_gets_a_503_within_seconds(settings: Settings) -> None:
+    hole = Blackhole()
+    try:
+        config = settings.model_copy(update={"database_url": f"postgresql+psycopg://u@127.0.0.1:{hole.port}/db",
+                                             "db_connect_timeout": 1.0})
+        client = create_app(config, None, fakeredis.FakeRedis()).test_client()
+        started = time.monotonic()
+        assert client.get("/healthz").status_code == 503
+        assert client.get("/").status_code == 503
+        assert time.monotonic() - started < 20, "each request gave up after its connect timeout"
+    finally:
+        hole.close()
+
+
+@pytest.mark.postgres
+def test_a_statement_stuck_on_a_lock_gets_a_503(pg_url: str, settings: Settings) -> None:
+    from sqlalchemy import text
+
+    Store.from_url(pg_url).upgrade()
+    config = settings.model_copy(update={"database_url": pg_url, "web_db_timeout": 1.0})
+    client = create_app(config, None, fakeredis.FakeRedis()).test_client()
+    locker = Store.from_url(pg_url).engine.connect()
+    try:
+        locker.execute(text("LOCK TABLE subscribers IN ACCESS EXCLUSIVE MODE"))
+        assert client.get("/").status_code == 503
+    finally:
+        locker.rollback()
+        locker.close()
+    assert client.get("/").status_code == 200, "and the page is back once the lock is gone"
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced"])
+def test_an_opt_out_survives_a_new_sign_up_until_its_owner_confirms(web: dict, status: str) -> None:
+    import datetime as dt
+
+    store = web["store"]
+    store.add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    store.set_status("ada@example.org", status)
+    before = store.get_subscriber("ada@example.org")
+    subscribe(web, topics="cheap pills")
+    after = store.get_subscriber("ada@example.org")
+    assert (after.status, after.topics) == (status, ("rl",)), "a sign-up by anyone changes nothing"
+    far_future = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=365)
+    store.delete_expired_pending(far_future)
+    assert store.get_subscriber("ada@example.org") == before, "the opt-out is kept, not expired"
+    assert "cheap pills" in web["sink"].handler.received[-1].message().get_body(("plain",)).get_content()
+    confirm(web, confirmation_link(web))
+    renewed = store.get_subscriber("ada@example.org")
+    assert (renewed.status, renewed.topics) == ("active", ("cheap pills",)), "the owner's own consent"
+
+
+def test_bounce_history_survives_a_new_sign_up(web: dict) -> None:
+    from digest.models import Subscriber
+
+    store = web["store"]
+    sub = store.add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    with store.session() as session:
+        row = session.get(Subscriber, sub.id)
+        row.status, row.hard_bounces = "bounced", 3
+    subscribe(web)
+    with store.session() as session:
+        assert session.get(Subscriber, sub.id).hard_bounces == 3
+
+
+def test_the_development_key_is_refused_on_a_public_site(settings: Settings) -> None:
+    from digest.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="DIGEST_SECRET_KEY"):
+        create_app(settings.model_copy(update={"base_url": "https://digest.example.org"}), None, fakeredis.FakeRedis())
+    create_app(settings, None, fakeredis.FakeRedis())  # a local http site may use it
+
+
+def test_every_invalid_link_gets_the_same_page(web: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    sub = store.add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    good = tokens.make("preferences", sub.id, sub.email)
+    pages = {
+        "tampered": client.get(f"/preferences/{good[:-3]}xyz"),
+        "another person": client.get(f"/preferences/{tokens.make('preferences', sub.id, 'eve@example.org')}"),
+        "no such id": client.get(f"/preferences/{tokens.make('preferences', 999, 'eve@example.org')}"),
+        "another purpose": client.get(f"/preferences/{tokens.make('unsubscribe', sub.id, sub.email)}"),
+    }
+    later = int(time.time()) + 200 * 24 * 3600
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: later)
+    pages["expired"] = client.get(f"/preferences/{good}")
+    bodies = {name: (page.status_code, page.get_data(as_text=True)) for name, page in pages.items()}
+    assert len(set(bodies.values())) == 1, bodies.keys()
+
+
+def test_the_sign_up_answer_takes_as_long_whether_or_not_the_address_exists(web: dict) -> None:
+    """On a fake clock: the database and SMTP work of each path advance it differently."""
+    ctx = web["app"].extensions["digest"]
+    now = [0.0]
+    ctx.clock, ctx.sleep = (lambda: now[0]), (lambda seconds: now.__setitem__(0, now[0] + seconds))
+    ctx.settings = ctx.settings.model_copy(update={"signup_answer_seconds": 1.0})
+    real = ctx.store.request_subscription
+
+    def costly(data, defaults):  # a new address writes rows; an existing one only reads
+        now[0] += 0.05 if ctx.store.get_subscriber(data.email) else 0.4
+        return real(data, defaults)
+
+    ctx.store.request_subscription = costly
+    web["store"].add_subscriber(build_subscriber_input("old@example.org", ["rl"]), SubscriberDefaults())
+    took = {}
+    for email in ("new@example.org", "old@example.org"):
+        now[0] = 0.0
+        assert subscribe(web, email=email).status_code == 200
+        took[email] = now[0]
+    assert took["new@example.org"] == took["old@example.org"] == 1.0

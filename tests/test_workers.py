@@ -27,19 +27,10 @@ from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.settings import Settings, load_settings
 from digest.storage import Store
+from conftest import SHARED_REDIS, redis_skip_reason
 from test_delivery import populate
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_REDIS = "redis://127.0.0.1:6379/13"
-
-
-def redis_skip_reason() -> str | None:
-    try:
-        redis.Redis.from_url(SHARED_REDIS, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        return f"Redis is not reachable at {SHARED_REDIS}: {exc}"
-    return None
-
 
 pytestmark = [pytest.mark.redis, pytest.mark.skipif(bool(redis_skip_reason()), reason=str(redis_skip_reason()))]
 

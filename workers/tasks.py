@@ -13,7 +13,8 @@ from functools import lru_cache
 
 from celery.signals import worker_process_init
 
-from digest.delivery import RateLimiter, make_transport, redis_client, send_deliveries
+from digest.delivery import make_transport, send_deliveries
+from digest.limits import RateLimiter, redis_client
 from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.storage import Store

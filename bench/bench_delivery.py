@@ -22,12 +22,14 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from digest.delivery import SmtpTransport, send_deliveries
+from digest.delivery import send_deliveries
+from digest.transports import SmtpTransport
 from digest.ingestion import ingest_bundled_sample
 from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.settings import load_settings
-from digest.storage import Store, SubscriberDefaults
+from digest.records import SubscriberDefaults
+from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,9 +81,8 @@ def naive_rate(store: Store, batches: list[list[int]], sample: int) -> float:
     ids = [i for b in batches for i in b][:sample]
     start = time.perf_counter()
     for delivery_id in ids:
-        transport = SmtpTransport(settings)
-        send_deliveries(store, settings, [delivery_id], transport)
-        transport.close()
+        with SmtpTransport(settings) as transport:
+            send_deliveries(store, settings, [delivery_id], transport)
     return len(ids) / (time.perf_counter() - start)
 
 

@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from digest.storage import ImportReport, Store, SubscriberDefaults
+from digest.records import ChangeReport, SubscriberDefaults
+from digest.storage import Store
 from digest.subscriptions import parse_subscriber_csv
 
 BATCH = 1000  # what the CLI uses
@@ -28,10 +29,10 @@ def make_csv(rows: int, prefix: str = "user") -> str:
     return "\ufeff" + "\r\n".join(lines) + "\r\n"
 
 
-def bulk_import(store: Store, text: str) -> tuple[float, ImportReport, int]:
+def bulk_import(store: Store, text: str) -> tuple[float, ChangeReport, int]:
     start = time.perf_counter()
     parsed = parse_subscriber_csv(text)
-    total = ImportReport()
+    total = ChangeReport()
     for i in range(0, len(parsed.rows), BATCH):
         total.add(store.import_subscribers(parsed.rows[i : i + BATCH], SubscriberDefaults()))
     return time.perf_counter() - start, total, len(parsed.rejections)

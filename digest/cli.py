@@ -20,13 +20,8 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from digest.delivery import (
-    BatchReport,
-    PermanentError,
-    TransientError,
-    make_transport,
-    send_deliveries,
-)
+from digest.delivery import BatchReport, send_deliveries
+from digest.transports import PermanentError, TransientError, make_transport
 from digest.editions import CANDIDATE_WINDOW, digest_content, digest_message, plan_edition
 from digest.limits import RateLimiter
 from digest.evaluation import load_qrels, score_run
@@ -38,7 +33,8 @@ from digest import semantic
 from digest.ranking import Encoder, paper_passage, plain_bm25_ranking, rank_profiles
 from digest.rendering import DigestContent, render_digest
 from digest.settings import Settings, SettingsError, load_settings
-from digest.storage import ImportReport, Store, StorageError, SubscriberDefaults, SubscriberRecord
+from digest.records import ChangeReport, SubscriberDefaults, SubscriberRecord
+from digest.storage import Store, StorageError
 from digest.sources import HF_RSS, PaperRecord
 from digest.tokens import Tokens
 from digest.subscriptions import (
@@ -351,7 +347,7 @@ def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
         raise InvalidInput(f"{csv_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     parsed = parse_subscriber_csv(text)
     store = app.store
-    total = ImportReport()
+    total = ChangeReport()
     batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
     with click.progressbar(batches, label="importing", file=sys.stderr,
                            item_show_func=lambda b: f"{len(b)} rows" if b else "") as bar:
@@ -567,14 +563,11 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     for source in report.fetched:
         click.echo(f"fetch: {source.summary()}")
     totals = BatchReport()
-    transport = make_transport(settings)
-    try:
-        with click.progressbar(pending, label="sending", file=sys.stderr, show_pos=True) as bar:
-            for batch in bar:
-                totals.add(send_deliveries(store, settings, batch, transport,
-                                           RateLimiter(settings.rate_limit_per_second, None)))
-    finally:
-        transport.close()
+    with make_transport(settings) as transport, \
+            click.progressbar(pending, label="sending", file=sys.stderr, show_pos=True) as bar:
+        for batch in bar:
+            totals.add(send_deliveries(store, settings, batch, transport,
+                                       RateLimiter(settings.rate_limit_per_second, None)))
     click.echo(f"subscribers due: {report.due}, digests sent: {totals.sent}, skipped: {report.skipped} "
                f"(nothing to send), failed: {totals.failed + totals.bounced}, to retry: {totals.retried}")
     for error in totals.errors[:10]:
@@ -601,13 +594,11 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
         sub = SubscriberRecord(0, address, "active", data.topics, "UTC", 7, settings.max_papers, utcnow(), None)
     now = utcnow()
     message = digest_message(app.todays_digest(sub, now, {})[0], settings, int(now.timestamp()), now)
-    transport = make_transport(settings)
     try:
-        transport.send(message, settings.sender, wire_address(address))
+        with make_transport(settings) as transport:
+            transport.send(message, settings.sender, wire_address(address))
     except (TransientError, PermanentError) as exc:
         raise click.ClickException(f"sending failed: {exc}") from None
-    finally:
-        transport.close()
     click.echo(f"sent \"{message['Subject']}\" to {address}")
 
 

@@ -29,7 +29,7 @@ from digest.messages import build_message, message_id, sender_domain
 from digest.rendering import DigestContent, paper_item, render_digest
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.storage import SubscriberRecord
+from digest.records import SubscriberRecord
 from digest.tokens import Tokens
 
 CANDIDATE_WINDOW = dt.timedelta(days=2)  # papers first seen this recently are "new"

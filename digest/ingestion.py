@@ -80,7 +80,7 @@ def store_parsed(store: Store, report: SourceReport, parsed: ParseResult, announ
     upsert = store.upsert_papers(papers)
     report.fetched = len(parsed.papers) + len(parsed.skipped)
     report.skipped = len(parsed.skipped) + unwanted
-    report.new, report.updated = upsert.new, upsert.updated
+    report.new, report.updated = upsert.created, upsert.updated
 
 
 def ingest_bytes(store: Store, body: bytes, label: str, announce_types: frozenset[str],

@@ -17,7 +17,8 @@ from digest.editions import CANDIDATE_WINDOW, plan_edition
 from digest.ingestion import SourceReport, fetch_all, ingest_bundled_sample
 from digest.semantic import ranking_mode
 from digest.settings import Settings
-from digest.storage import NewDelivery, Store, SubscriberRecord
+from digest.records import NewDelivery, SubscriberRecord
+from digest.storage import Store
 
 VECTOR_RETENTION = dt.timedelta(days=30)  # stored embeddings: papers are candidates for 2 days
 

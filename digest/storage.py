@@ -11,7 +11,6 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -49,6 +48,13 @@ from digest.models import (
     utcnow,
 )
 from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
+from digest.records import (
+    ChangeReport,
+    DeliveryRecord,
+    NewDelivery,
+    SubscriberDefaults,
+    SubscriberRecord,
+)
 from digest.subscriptions import SubscriberInput
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -77,80 +83,6 @@ RECORD_SENT_PAPERS = {
 
 class StorageError(Exception):
     """A user-facing storage problem (unknown subscriber, schema out of date, ...)."""
-
-
-@dataclass(frozen=True)
-class SubscriberRecord:
-    id: int
-    email: str
-    status: str
-    topics: tuple[str, ...]
-    timezone: str
-    send_hour: int
-    max_papers: int
-    created_at: dt.datetime
-    confirmed_at: dt.datetime | None
-
-    def as_row(self) -> dict[str, object]:
-        return {
-            "email": self.email,
-            "topics": list(self.topics),
-            "timezone": self.timezone,
-            "send_hour": self.send_hour,
-            "max_papers": self.max_papers,
-            "status": self.status,
-        }
-
-
-@dataclass
-class UpsertReport:
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    id: int
-    subscriber_id: int
-    email: str
-    edition: dt.date
-    status: str
-    picks: list[dict[str, object]]
-    attempts: int
-    last_error: str | None
-    message_id: str | None
-    sent_at: dt.datetime | None
-    next_try_at: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class NewDelivery:
-    subscriber_id: int
-    edition: dt.date
-    picks: list[dict[str, object]]
-    status: str = "queued"
-
-
-@dataclass(frozen=True)
-class SubscriberDefaults:
-    """What a subscriber gets for the optional fields they did not give."""
-
-    timezone: str = "UTC"
-    send_hour: int = 7
-    max_papers: int = 5
-
-
-@dataclass
-class ImportReport:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-
-    def add(self, other: ImportReport) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
 
 
 def _to_record(sub: Subscriber) -> SubscriberRecord:
@@ -380,14 +312,8 @@ class Store:
                 raise StorageError(
                     f"{data.email} is already subscribed (use `digest subscribers set` to change it)"
                 )
-            sub = Subscriber(
-                email=data.email,
-                status=status,
-                timezone=data.timezone or defaults.timezone,
-                send_hour=data.send_hour if data.send_hour is not None else defaults.send_hour,
-                max_papers=data.max_papers or defaults.max_papers,
-                confirmed_at=utcnow() if status == "active" else None,
-            )
+            sub = Subscriber(email=data.email, status=status, confirmed_at=utcnow() if status == "active" else None,
+                             **defaults.schedule_of(data))
             session.add(sub)
             session.flush()
             self._set_topics(session, {sub.id: data.topics})
@@ -410,17 +336,12 @@ class Store:
             if sub is None:
                 sub = Subscriber(email=data.email, status="pending", created_at=utcnow())
                 session.add(sub)
-            self._apply_input(sub, data, defaults)
+            for name, value in defaults.schedule_of(data).items():
+                setattr(sub, name, value)
             session.flush()
             self._set_topics(session, {sub.id: data.topics})
             session.refresh(sub)
             return _to_record(sub), True
-
-    @staticmethod
-    def _apply_input(sub: Subscriber, data: SubscriberInput, defaults: SubscriberDefaults) -> None:
-        sub.timezone = data.timezone or defaults.timezone
-        sub.send_hour = data.send_hour if data.send_hour is not None else defaults.send_hour
-        sub.max_papers = data.max_papers or defaults.max_papers
 
     def confirm_subscription(self, subscriber_id: int, data: SubscriberInput, defaults: SubscriberDefaults,
                              link_issued_at: dt.datetime) -> SubscriberRecord | None:
@@ -442,9 +363,7 @@ class Store:
             activated = session.execute(
                 update(Subscriber).where(Subscriber.id == subscriber_id, consent)
                 .values(status="active", confirmed_at=now, updated_at=now, hard_bounces=0,
-                        timezone=data.timezone or defaults.timezone,
-                        send_hour=data.send_hour if data.send_hour is not None else defaults.send_hour,
-                        max_papers=data.max_papers or defaults.max_papers)
+                        **defaults.schedule_of(data))
             ).rowcount
             if activated:
                 self._set_topics(session, {subscriber_id: data.topics})
@@ -522,13 +441,13 @@ class Store:
 
     def import_subscribers(
         self, rows: Sequence[SubscriberInput], defaults: SubscriberDefaults, dry_run: bool = False
-    ) -> ImportReport:
+    ) -> ChangeReport:
         """Create new subscribers and update changed ones, in bulk; identical rows are no-ops.
 
         A row's blank optional fields leave an existing subscriber's value alone. With
         ``dry_run`` the transaction is rolled back, so the report shows what would happen.
         """
-        report = ImportReport()
+        report = ChangeReport()
         session = self._sessions()
         try:
             existing = self._existing_by_email(session, [row.email for row in rows])
@@ -588,9 +507,7 @@ class Store:
             {
                 "email": row.email,
                 "status": "active",
-                "timezone": row.timezone or defaults.timezone,
-                "send_hour": row.send_hour if row.send_hour is not None else defaults.send_hour,
-                "max_papers": row.max_papers or defaults.max_papers,
+                **defaults.schedule_of(row),
                 "hard_bounces": 0,
                 "created_at": now,
                 "updated_at": now,
@@ -618,10 +535,10 @@ class Store:
 
     # -- papers ---------------------------------------------------------------------------
 
-    def upsert_papers(self, records: Sequence[PaperRecord]) -> UpsertReport:
+    def upsert_papers(self, records: Sequence[PaperRecord]) -> ChangeReport:
         """Insert new papers and merge new facts into known ones; re-running changes nothing."""
         merged: dict[str, dict[str, object]] = {}
-        report = UpsertReport()
+        report = ChangeReport()
         with self.session() as session:
             existing = self._papers_by_id(session, list(dict.fromkeys(r.arxiv_id for r in records)))
             for record in records:
@@ -632,7 +549,7 @@ class Store:
                         for pid, values in merged.items() if pid not in existing]
             for chunk in _chunks(new_rows):
                 session.execute(insert(Paper), list(chunk))
-            report.new = len(new_rows)
+            report.created = len(new_rows)
             for pid, values in merged.items():
                 if pid not in existing:
                     continue

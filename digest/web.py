@@ -39,7 +39,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from digest.delivery import PermanentError, TransientError, make_transport
 from digest.editions import CANDIDATE_WINDOW, subscriber_links
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import account_message_id, build_message, wire_address
@@ -55,7 +54,8 @@ from digest.rendering import (
 )
 from digest.semantic import ranking_mode
 from digest.settings import Settings, SettingsError
-from digest.storage import Store, StorageError, SubscriberDefaults, SubscriberRecord
+from digest.records import SubscriberDefaults, SubscriberRecord
+from digest.storage import Store, StorageError
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
     MAX_TOPICS,
@@ -69,6 +69,7 @@ from digest.subscriptions import (
     validate_timezone,
 )
 from digest.tokens import INVALID_LINK, Tokens, TokenError
+from digest.transports import PermanentError, TransientError, make_transport
 
 log = logging.getLogger(__name__)
 
@@ -422,14 +423,12 @@ def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedE
     message = build_message(email, sender=settings.sender, recipient=sub.email,
                             msg_id=account_message_id(settings.sender), date=now)
     ctx.limiter.wait()
-    transport = ctx.transport_factory()
     try:
-        transport.send(message, settings.sender, wire_address(sub.email))
+        with ctx.transport_factory() as transport:
+            transport.send(message, settings.sender, wire_address(sub.email))
     except (TransientError, PermanentError) as exc:
         log.error("%r email to subscriber %d failed: %s", email.subject, sub.id, exc)
         return False
-    finally:
-        transport.close()
     return True
 
 

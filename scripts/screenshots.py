@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from bench.corpus import real_papers  # noqa: E402
 from digest.editions import plan_edition  # noqa: E402
 from digest.rendering import DigestContent, paper_item, render_digest  # noqa: E402
-from digest.storage import SubscriberRecord  # noqa: E402
+from digest.records import SubscriberRecord  # noqa: E402
 
 WIDTHS = {"phone": 375, "desktop": 700}
 
@@ -79,7 +79,8 @@ def capture_web_pages(out: Path) -> None:
     from waitress.server import create_server
 
     from digest.settings import Settings
-    from digest.storage import Store, SubscriberDefaults
+    from digest.records import SubscriberDefaults
+    from digest.storage import Store
     from digest.subscriptions import build_subscriber_input
     from digest.tokens import Tokens
     from digest.web import create_app

@@ -13,7 +13,8 @@ import fakeredis
 import pytest
 
 from conftest import FEEDS
-from digest.delivery import SmtpTransport, send_deliveries
+from digest.delivery import send_deliveries
+from digest.transports import SmtpTransport
 from digest.ingestion import ingest_bytes
 from digest.models import utcnow
 from digest.pipeline import run_tick

@@ -9,11 +9,13 @@ from collections import Counter
 from sqlalchemy.exc import OperationalError
 
 from conftest import FEEDS
-from digest.delivery import OutboxTransport, SmtpTransport, send_deliveries
+from digest.delivery import send_deliveries
+from digest.transports import OutboxTransport, SmtpTransport
 from digest.ingestion import ingest_bytes
 from digest.pipeline import run_tick
 from digest.settings import Settings
-from digest.storage import Store, SubscriberDefaults
+from digest.records import SubscriberDefaults
+from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
 
 NOW = dt.datetime(2026, 11, 23, 8, 0)
@@ -36,11 +38,8 @@ def smtp_settings(settings: Settings, sink, **extra) -> Settings:
 def tick_and_send(store: Store, settings: Settings, now: dt.datetime, transport=None) -> list:
     batches: list[list[int]] = []
     run_tick(store, settings, now, batches.append, fetch_every=dt.timedelta(days=999))
-    transport = transport or SmtpTransport(settings)
-    try:
-        return [send_deliveries(store, settings, batch, transport, clock=lambda: now) for batch in batches]
-    finally:
-        transport.close()
+    with transport or SmtpTransport(settings) as sender:
+        return [send_deliveries(store, settings, batch, sender, clock=lambda: now) for batch in batches]
 
 
 def test_each_due_subscriber_gets_exactly_one_digest_and_a_rerun_sends_nothing(store: Store, settings: Settings,

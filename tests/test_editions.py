@@ -15,7 +15,7 @@ from conftest import FEEDS, FIXTURES
 from digest.editions import digest_content, digest_message, plan_edition
 from digest.settings import Settings
 from digest.sources import parse_response
-from digest.storage import SubscriberRecord
+from digest.records import SubscriberRecord
 from digest.tokens import Tokens
 
 GOLDEN = FIXTURES / "golden" / "digests-2026-07-13.json"

@@ -7,7 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from digest.models import Base
-from digest.storage import Store, StorageError, SubscriberDefaults
+from digest.records import SubscriberDefaults
+from digest.storage import Store, StorageError
 from digest.subscriptions import build_subscriber_input
 
 DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)

@@ -13,7 +13,8 @@ from sqlalchemy.exc import OperationalError
 
 from conftest import unreachable_redis
 from digest.settings import Settings
-from digest.storage import Store, SubscriberDefaults
+from digest.records import SubscriberDefaults
+from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
 from digest.tokens import INVALID_LINK, Tokens
 from digest.web import MAILS_PER_ADDRESS, create_app

@@ -13,11 +13,12 @@ from functools import lru_cache
 
 from celery.signals import worker_process_init
 
-from digest.delivery import make_transport, send_deliveries
+from digest.delivery import send_deliveries
 from digest.limits import RateLimiter, redis_client
 from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.storage import Store
+from digest.transports import make_transport
 from workers.celery_app import app, settings
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,9 @@ def tick() -> dict[str, int]:
 
 @app.task(name="workers.tasks.send_batch")
 def send_batch(delivery_ids: list[int]) -> dict[str, int]:
-    transport = make_transport(settings)
     limiter = RateLimiter(settings.rate_limit_per_second, redis_client(settings))
-    try:
+    with make_transport(settings) as transport:
         report = send_deliveries(store(), settings, delivery_ids, transport, limiter)
-    finally:
-        transport.close()
     log.info("batch of %d: sent %d, retry %d, failed %d, bounced %d, skipped %d", len(delivery_ids),
              report.sent, report.retried, report.failed, report.bounced, report.skipped)
     return {"sent": report.sent, "retried": report.retried, "failed": report.failed}

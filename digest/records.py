@@ -1,0 +1,91 @@
+"""The plain records every layer passes around: subscribers, deliveries, change counts.
+
+Storage fills them from SQL and the pure modules (editions, rendering) read them, so they
+live here, apart from both: importing a record never imports a database driver.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from digest.subscriptions import SubscriberInput
+
+
+@dataclass(frozen=True)
+class SubscriberRecord:
+    id: int
+    email: str
+    status: str
+    topics: tuple[str, ...]
+    timezone: str
+    send_hour: int
+    max_papers: int
+    created_at: dt.datetime
+    confirmed_at: dt.datetime | None
+
+    def as_row(self) -> dict[str, object]:
+        """The export format's columns (and the JSON listing)."""
+        return {
+            "email": self.email,
+            "topics": list(self.topics),
+            "timezone": self.timezone,
+            "send_hour": self.send_hour,
+            "max_papers": self.max_papers,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class SubscriberDefaults:
+    """What a subscriber gets for the optional fields they did not give."""
+
+    timezone: str = "UTC"
+    send_hour: int = 7
+    max_papers: int = 5
+
+    def schedule_of(self, data: SubscriberInput) -> dict[str, Any]:
+        """The time zone, send hour and digest size to store for ``data``: its own, or ours."""
+        return {
+            "timezone": data.timezone or self.timezone,
+            "send_hour": data.send_hour if data.send_hour is not None else self.send_hour,
+            "max_papers": data.max_papers or self.max_papers,
+        }
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    id: int
+    subscriber_id: int
+    email: str
+    edition: dt.date
+    status: str
+    picks: list[dict[str, object]]
+    attempts: int
+    last_error: str | None
+    message_id: str | None
+    sent_at: dt.datetime | None
+    next_try_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    subscriber_id: int
+    edition: dt.date
+    picks: list[dict[str, object]]
+    status: str = "queued"
+
+
+@dataclass
+class ChangeReport:
+    """What a bulk write did: rows created, changed, and found already as given."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: ChangeReport) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged

@@ -22,21 +22,20 @@ from sqlalchemy.exc import OperationalError
 
 from digest.delivery import BatchReport, send_deliveries
 from digest.transports import PermanentError, TransientError, make_transport
-from digest.editions import CANDIDATE_WINDOW, digest_content, digest_message, plan_edition
+from digest.editions import digest_message
 from digest.limits import RateLimiter
 from digest.evaluation import load_qrels, score_run
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.messages import wire_address
 from digest.models import utcnow
-from digest.pipeline import run_tick
+from digest.pipeline import candidate_papers, embed_papers, run_tick, todays_digest
 from digest import semantic
-from digest.ranking import Encoder, paper_passage, plain_bm25_ranking, rank_profiles
-from digest.rendering import DigestContent, render_digest
+from digest.ranking import Encoder, plain_bm25_ranking, rank_profiles
+from digest.rendering import render_digest
 from digest.settings import Settings, SettingsError, load_settings
-from digest.records import ChangeReport, SubscriberDefaults, SubscriberRecord
+from digest.records import ChangeReport, SubscriberRecord
 from digest.storage import Store, StorageError
 from digest.sources import HF_RSS, PaperRecord
-from digest.tokens import Tokens
 from digest.subscriptions import (
     InvalidInput,
     build_subscriber_input,
@@ -48,7 +47,6 @@ from digest.subscriptions import (
 
 log = logging.getLogger("digest.cli")
 IMPORT_BATCH = 1000
-EMBED_CHUNK = 64  # papers per progress-bar step when embedding after a fetch
 USER_ERRORS = (InvalidInput, StorageError, SettingsError)
 
 
@@ -77,27 +75,9 @@ class AppContext:
         return store
 
     @cached_property
-    def tokens(self) -> Tokens:
-        return Tokens(self.settings.secret_key, self.settings.pending_expiry_days)
-
-    def todays_digest(self, sub: SubscriberRecord, now: dt.datetime,
-                      already_sent: dict[int, set[str]]) -> tuple[DigestContent, int]:
-        """What ``sub`` would get from the stored papers at ``now``, and from how many
-        candidates: preview and send-test."""
-        candidates = self.store.list_papers(since=now - CANDIDATE_WINDOW)
-        encoder, threshold = self.ranking
-        plan = plan_edition(candidates, [sub], already_sent, now, threshold, encoder)
-        content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), self.tokens, self.settings.base_url)
-        return content, len(candidates)
-
-    @cached_property
     def ranking(self) -> tuple[Encoder | None, float]:
         """(encoder, threshold) for ranking stored papers, as the daily run does."""
         return semantic.ranking_mode(self.settings, self.store)
-
-    @property
-    def defaults(self) -> SubscriberDefaults:
-        return SubscriberDefaults(send_hour=self.settings.send_hour, max_papers=self.settings.max_papers)
 
 
 class DigestGroup(click.Group):
@@ -220,7 +200,7 @@ def subscribers_add(app: AppContext, email: str, topics: Sequence[str], timezone
     Example: digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
     """
     data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
-    sub = app.store.add_subscriber(data, app.defaults)
+    sub = app.store.add_subscriber(data, app.settings.subscriber_defaults)
     click.echo(f"added {sub.email} with topics: {'; '.join(sub.topics)}")
 
 
@@ -352,7 +332,7 @@ def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
     with click.progressbar(batches, label="importing", file=sys.stderr,
                            item_show_func=lambda b: f"{len(b)} rows" if b else "") as bar:
         for batch in bar:
-            report = store.import_subscribers(batch, app.defaults, dry_run=dry_run)
+            report = store.import_subscribers(batch, app.settings.subscriber_defaults, dry_run=dry_run)
             total.add(report)
     for rejection in parsed.rejections:
         click.echo(f"line {rejection.line}: rejected: {rejection.reason}", err=True)
@@ -444,22 +424,11 @@ def fetch(app: AppContext, source: str, day: Any, categories: str | None, files:
         reports = fetch_all(store, settings, wanted, day.date() if day else None, cats)
     for report in reports:
         click.echo(report.summary())
-    embed_candidates(app)
+    candidates = candidate_papers(app.store, utcnow())
+    with click.progressbar(length=len(candidates), label="embedding candidate papers", file=sys.stderr) as bar:
+        embed_papers(app.store, app.settings, candidates, bar.update)
     if any(report.error for report in reports):
         sys.exit(1)
-
-
-def embed_candidates(app: AppContext) -> None:
-    """Embed the candidate papers now (once each; stored), so the next daily run and the
-    web preview only read vectors instead of spending ~70 ms of CPU per new paper."""
-    encoder, _ = app.ranking
-    if encoder is None:
-        return
-    passages = [paper_passage(p) for p in app.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)]
-    with click.progressbar(length=len(passages), label="embedding candidate papers", file=sys.stderr) as bar:
-        for start in range(0, len(passages), EMBED_CHUNK):
-            encoder.encode(passages[start : start + EMBED_CHUNK])
-            bar.update(min(EMBED_CHUNK, len(passages) - start))
 
 
 @cli.command()
@@ -513,7 +482,7 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     if sub is None:
         raise StorageError(f"no subscriber with email {normalize_email(email)}")
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
-    content, candidates = app.todays_digest(sub, now, store.sent_paper_ids([sub.id]))
+    content, candidates = todays_digest(store, settings, sub, now, store.sent_paper_ids([sub.id]))
     message = digest_message(content, settings, 0, now)
     click.echo(f"Subject: {message['Subject']}")
     click.echo(f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
@@ -538,7 +507,7 @@ def _seed_demo_subscriber(app: AppContext) -> None:
     if app.settings.database_url or app.store.count_subscribers():
         return
     email, demo_topics = DEMO_SUBSCRIBER
-    app.store.add_subscriber(build_subscriber_input(email, demo_topics), app.defaults)
+    app.store.add_subscriber(build_subscriber_input(email, demo_topics), app.settings.subscriber_defaults)
     click.echo(f"no subscribers yet: added {email} ({'; '.join(demo_topics)}) to show a digest; "
                f"remove it with `digest subscribers remove {email} --yes`")
 
@@ -593,7 +562,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
         data = build_subscriber_input(address, topics)
         sub = SubscriberRecord(0, address, "active", data.topics, "UTC", 7, settings.max_papers, utcnow(), None)
     now = utcnow()
-    message = digest_message(app.todays_digest(sub, now, {})[0], settings, int(now.timestamp()), now)
+    message = digest_message(todays_digest(store, settings, sub, now, {})[0], settings, int(now.timestamp()), now)
     try:
         with make_transport(settings) as transport:
             transport.send(message, settings.sender, wire_address(address))

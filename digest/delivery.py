@@ -25,7 +25,6 @@ from digest.messages import wire_address
 from digest.models import utcnow
 from digest.settings import Settings
 from digest.storage import StorageError, Store
-from digest.tokens import Tokens
 from digest.transports import PermanentError, TransientError, Transport
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def send_deliveries(store: Store, settings: Settings, delivery_ids: Sequence[int
                     limiter: RateLimiter | None = None, clock: Callable[[], dt.datetime] = utcnow) -> BatchReport:
     """Send every claimable delivery of a batch; one bad address never stops the others."""
     report = BatchReport()
-    tokens = Tokens(settings.secret_key, settings.pending_expiry_days)
+    tokens = settings.tokens
     loaded = store.load_deliveries(delivery_ids)
     paper_ids = {pick["arxiv_id"] for delivery, _ in loaded for pick in delivery.picks}
     papers = {p.arxiv_id: p for p in store.list_papers(ids=sorted(paper_ids))} if paper_ids else {}

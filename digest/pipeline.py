@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from digest.editions import CANDIDATE_WINDOW, plan_edition
+from digest.editions import CANDIDATE_WINDOW, EditionPlan, digest_content, plan_edition
 from digest.ingestion import SourceReport, fetch_all, ingest_bundled_sample
+from digest.ranking import paper_passage
+from digest.records import NewDelivery, SubscriberRecord
+from digest.rendering import DigestContent
 from digest.semantic import ranking_mode
 from digest.settings import Settings
-from digest.records import NewDelivery, SubscriberRecord
+from digest.sources import PaperRecord
 from digest.storage import Store
 
 VECTOR_RETENTION = dt.timedelta(days=30)  # stored embeddings: papers are candidates for 2 days
@@ -51,6 +54,42 @@ def fetch_papers(store: Store, settings: Settings) -> list[SourceReport]:
     return reports
 
 
+def candidate_papers(store: Store, now: dt.datetime) -> list[PaperRecord]:
+    """Today's candidates: the papers first seen within the candidate window."""
+    return store.list_papers(since=now - CANDIDATE_WINDOW)
+
+
+def rank_today(store: Store, settings: Settings, subscribers: Sequence[SubscriberRecord], now: dt.datetime,
+               already_sent: Mapping[int, set[str]], remember: bool = True) -> EditionPlan:
+    """Every subscriber's picks among today's candidates, as the daily run makes them: the
+    tick, `preview`, `send-test` and the web preview all rank through here. ``remember``
+    off: embeddings of new texts are not stored (anonymous web previews)."""
+    encoder, threshold = ranking_mode(settings, store, remember)
+    return plan_edition(candidate_papers(store, now), subscribers, already_sent, now, threshold, encoder)
+
+
+def todays_digest(store: Store, settings: Settings, sub: SubscriberRecord, now: dt.datetime,
+                  already_sent: Mapping[int, set[str]]) -> tuple[DigestContent, int]:
+    """What ``sub`` would get from the stored papers at ``now``, and from how many candidates."""
+    plan = rank_today(store, settings, [sub], now, already_sent)
+    content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), settings.tokens, settings.base_url)
+    return content, len(plan.papers)
+
+
+def embed_papers(store: Store, settings: Settings, papers: Sequence[PaperRecord],
+                 progress: Callable[[int], None] = lambda _done: None, chunk: int = 64) -> None:
+    """Embed papers now (once each, stored), so the next daily run and the web preview only
+    read vectors instead of spending ~70 ms of CPU per new paper; ``progress`` hears of
+    each chunk of papers done."""
+    encoder, _ = ranking_mode(settings, store)
+    if encoder is None:
+        return
+    passages = [paper_passage(p) for p in papers]
+    for start in range(0, len(passages), chunk):
+        encoder.encode(passages[start : start + chunk])
+        progress(min(chunk, len(passages) - start))
+
+
 def plan_deliveries(store: Store, settings: Settings, due: Sequence[tuple[SubscriberRecord, dt.date]],
                     now: dt.datetime) -> tuple[int, int]:
     """Rank today's candidates for everyone due and write one delivery row each.
@@ -60,11 +99,8 @@ def plan_deliveries(store: Store, settings: Settings, due: Sequence[tuple[Subscr
     """
     if not due:
         return 0, 0
-    papers = store.list_papers(since=now - CANDIDATE_WINDOW)
     subscribers = [sub for sub, _ in due]
-    sent = store.sent_paper_ids([sub.id for sub in subscribers])
-    encoder, threshold = ranking_mode(settings, store)
-    plan = plan_edition(papers, subscribers, sent, now, threshold, encoder)
+    plan = rank_today(store, settings, subscribers, now, store.sent_paper_ids([sub.id for sub in subscribers]))
     rows = [NewDelivery(sub.id, edition, plan.picks[sub.id], "queued" if plan.picks[sub.id] else "skipped")
             for sub, edition in due]
     created = store.create_deliveries(rows)

@@ -14,6 +14,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digest.records import SubscriberDefaults
+from digest.tokens import Tokens
+
 ENV_PREFIX = "DIGEST_"
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 
@@ -111,6 +114,15 @@ class Settings(BaseSettings):
     @property
     def uses_dev_secret(self) -> bool:
         return self.secret_key == DEV_SECRET_KEY
+
+    @property
+    def tokens(self) -> Tokens:
+        """The signer of every link in every email and page."""
+        return Tokens(self.secret_key, self.pending_expiry_days)
+
+    @property
+    def subscriber_defaults(self) -> SubscriberDefaults:
+        return SubscriberDefaults(send_hour=self.send_hour, max_papers=self.max_papers)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -39,11 +39,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from digest.editions import CANDIDATE_WINDOW, subscriber_links
+from digest.editions import subscriber_links
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import account_message_id, build_message, wire_address
 from digest.models import utcnow
-from digest.ranking import rank_profiles
 from digest.rendering import (
     TEMPLATES_DIR,
     AlreadySubscribedContent,
@@ -52,7 +51,7 @@ from digest.rendering import (
     render_already_subscribed,
     render_confirmation,
 )
-from digest.semantic import ranking_mode
+from digest.pipeline import rank_today
 from digest.settings import Settings, SettingsError
 from digest.records import SubscriberDefaults, SubscriberRecord
 from digest.storage import Store, StorageError
@@ -115,7 +114,7 @@ class WebContext:
 
     @property
     def defaults(self) -> SubscriberDefaults:
-        return SubscriberDefaults(send_hour=self.settings.send_hour, max_papers=self.settings.max_papers)
+        return self.settings.subscriber_defaults
 
 
 def create_app(settings: Settings, store: Store | None = None, redis_conn: redis.Redis | None = None,
@@ -135,7 +134,7 @@ def create_app(settings: Settings, store: Store | None = None, redis_conn: redis
         settings=settings,
         store=store or Store.from_url(settings.resolved_database_url, connect_timeout=settings.db_connect_timeout,
                                       statement_timeout=settings.web_db_timeout),
-        tokens=Tokens(settings.secret_key, settings.pending_expiry_days),
+        tokens=settings.tokens,
         throttle=Throttle(client),
         limiter=RateLimiter(settings.rate_limit_per_second, client),
         transport_factory=transport_factory or (lambda: make_transport(account_settings)),
@@ -365,14 +364,12 @@ def preview() -> tuple[Response, int] | Response:
         topics = normalize_topics(topic_lines(request.args.get("topics", "")))
     except InvalidInput as exc:
         return jsonify({"error": str(exc), "papers": []}), 400
-    papers = ctx.store.list_papers(since=utcnow() - CANDIDATE_WINDOW)
-    if not papers:
-        return jsonify({"papers": []})
-    encoder, threshold = ranking_mode(ctx.settings, ctx.store, remember=False)
-    picks = rank_profiles(papers, {"you": list(topics)}, PREVIEW_PAPERS, threshold, encoder)["you"]
-    by_id = {p.arxiv_id: p for p in papers}
-    return jsonify({"papers": [{"title": by_id[p.arxiv_id].title, "url": by_id[p.arxiv_id].hf_url
-                                or by_id[p.arxiv_id].abs_url, "reason": p.reason} for p in picks]})
+    now = utcnow()
+    visitor = SubscriberRecord(0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None)
+    plan = rank_today(ctx.store, ctx.settings, [visitor], now, {}, remember=False)
+    papers = [(plan.papers[pick["arxiv_id"]], pick["reason"]) for pick in plan.picks[0] if pick["topic"]]
+    return jsonify({"papers": [{"title": paper.title, "url": paper.hf_url or paper.abs_url, "reason": reason}
+                               for paper, reason in papers]})
 
 
 @pages.get("/healthz")

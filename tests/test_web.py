@@ -246,6 +246,7 @@ def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
     from conftest import FEEDS
     from digest.ingestion import ingest_bytes
 
+    assert web["client"].get("/preview?topics=rl").get_json() == {"papers": []}, "no papers stored yet"
     ingest_bytes(web["store"], (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
     data = web["client"].get("/preview?topics=reinforcement%20learning").get_json()
     assert 0 < len(data["papers"]) <= 5

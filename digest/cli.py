@@ -24,10 +24,10 @@ from digest.delivery import BatchReport, send_deliveries
 from digest.transports import PermanentError, TransientError, make_transport
 from digest.editions import digest_message
 from digest.limits import RateLimiter
-from digest.evaluation import load_qrels, score_run
+from digest.evaluation import load_papers_file, load_profiles_file, load_qrels, score_run
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.messages import wire_address
-from digest.models import utcnow
+from digest.models import DELIVERY_STATUSES, SUBSCRIBER_STATUSES, utcnow
 from digest.pipeline import candidate_papers, embed_papers, run_tick, todays_digest
 from digest import semantic
 from digest.ranking import Encoder, plain_bm25_ranking, rank_profiles
@@ -65,14 +65,7 @@ class AppContext:
         return self.open_store()
 
     def open_store(self, statement_timeout: float | None = None) -> Store:
-        """A store on the configured database, its schema checked (on SQLite, brought up to date)."""
-        url = self.settings.resolved_database_url
-        store = Store.from_url(url, self.settings.db_connect_timeout, statement_timeout)
-        try:
-            store.ensure_schema(auto_upgrade=url.startswith("sqlite"))
-        except OperationalError as exc:
-            raise StorageError(f"cannot reach the database at {store.engine.url!r}: {exc.orig}") from None
-        return store
+        return Store.open(self.settings.resolved_database_url, self.settings.db_connect_timeout, statement_timeout)
 
     @cached_property
     def ranking(self) -> tuple[Encoder | None, float]:
@@ -209,9 +202,7 @@ def subscribers_add(app: AppContext, email: str, topics: Sequence[str], timezone
 def subscribers_set(app: AppContext, email: str, topics: Sequence[str], timezone: str | None,
                     send_hour: int | None, max_papers: int | None) -> None:
     """Change a subscriber's topics (replacing them all), time zone, hour or digest size."""
-    current = app.store.get_subscriber(normalize_email(email))
-    if current is None:
-        raise StorageError(f"no subscriber with email {normalize_email(email)}")
+    current = app.store.require_subscriber(normalize_email(email))
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
     sub = app.store.update_subscriber(
         data.email, list(data.topics) if topics else None, data.timezone, data.send_hour, data.max_papers
@@ -255,10 +246,7 @@ def subscribers_resume(app: AppContext, email: str) -> None:
 @pass_app
 def subscribers_show(app: AppContext, email: str) -> None:
     """Show one subscriber."""
-    sub = app.store.get_subscriber(normalize_email(email))
-    if sub is None:
-        raise StorageError(f"no subscriber with email {normalize_email(email)}")
-    _echo_subscriber(sub)
+    _echo_subscriber(app.store.require_subscriber(normalize_email(email)))
 
 
 FORMATS = click.Choice(["table", "csv", "json"])
@@ -279,7 +267,7 @@ def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
 
 
 @subscribers.command("list")
-@click.option("--status", type=click.Choice(["pending", "active", "paused", "unsubscribed", "bounced"]))
+@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES))
 @click.option("--topic", help="Only subscribers following this topic.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @pass_app
@@ -291,7 +279,7 @@ def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt
 
 @subscribers.command("export")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout).")
-@click.option("--status", type=click.Choice(["pending", "active", "paused", "unsubscribed", "bounced"]))
+@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES))
 @pass_app
 def subscribers_export(app: AppContext, output: Path | None, status: str | None) -> None:
     """Export subscribers as CSV in the format `import` reads back."""
@@ -478,9 +466,7 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     Example: digest preview ada@example.org --out /tmp/digest.html --eml /tmp/digest.eml
     """
     settings, store = app.settings, app.store
-    sub = store.get_subscriber(normalize_email(email))
-    if sub is None:
-        raise StorageError(f"no subscriber with email {normalize_email(email)}")
+    sub = store.require_subscriber(normalize_email(email))
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
     content, candidates = todays_digest(store, settings, sub, now, store.sent_paper_ids([sub.id]))
     message = digest_message(content, settings, 0, now)
@@ -573,7 +559,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
 
 @cli.command()
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Only this edition.")
-@click.option("--status", type=click.Choice(["queued", "sending", "sent", "failed", "bounced", "skipped"]))
+@click.option("--status", type=click.Choice(DELIVERY_STATUSES))
 @click.option("--limit", type=int, default=100, show_default=True)
 @pass_app
 def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> None:
@@ -632,35 +618,6 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
 
 
 # -- ranking -------------------------------------------------------------------------------
-
-
-def load_papers_file(path: Path) -> list[PaperRecord]:
-    """A JSON list of {id or arxiv_id, title, abstract, ...}; names the first bad entry."""
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise InvalidInput(f"{path}: expected a JSON list of papers")
-    papers = []
-    for n, item in enumerate(data):
-        pid = isinstance(item, dict) and (item.get("arxiv_id") or item.get("id"))
-        if not pid or not item.get("title"):
-            raise InvalidInput(f"{path}: paper #{n} needs an 'id' and a 'title'")
-        papers.append(PaperRecord(arxiv_id=str(pid), title=item["title"], abstract=item.get("abstract", ""),
-                                  ai_keywords=item.get("ai_keywords") or [], ai_summary=item.get("ai_summary")))
-    return papers
-
-
-def load_profiles_file(path: Path) -> dict[str, list[str]]:
-    data = _load_json(path)
-    if not isinstance(data, list) or not all(isinstance(p, dict) and p.get("qid") and p.get("topics") for p in data):
-        raise InvalidInput(f"{path}: expected a JSON list of {{\"qid\": ..., \"topics\": [...]}}")
-    return {str(p["qid"]): [str(t) for t in p["topics"]] for p in data}
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
 
 
 semantic_option = click.option(

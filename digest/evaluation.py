@@ -7,6 +7,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from digest.sources import PaperRecord
+from digest.subscriptions import InvalidInput
 
 Qrels = dict[str, dict[str, int]]
 
@@ -48,5 +52,35 @@ def load_qrels(path: Path) -> Qrels:
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     qrels: Qrels = {}
     for file in files:
-        qrels.update(json.loads(file.read_text(encoding="utf-8")))
+        qrels.update(_load_json(file))
     return qrels
+
+
+def load_papers_file(path: Path) -> list[PaperRecord]:
+    """A JSON list of {id or arxiv_id, title, abstract, ...}; names the first bad entry."""
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise InvalidInput(f"{path}: expected a JSON list of papers")
+    papers = []
+    for n, item in enumerate(data):
+        pid = isinstance(item, dict) and (item.get("arxiv_id") or item.get("id"))
+        if not pid or not item.get("title"):
+            raise InvalidInput(f"{path}: paper #{n} needs an 'id' and a 'title'")
+        papers.append(PaperRecord(arxiv_id=str(pid), title=item["title"], abstract=item.get("abstract", ""),
+                                  ai_keywords=item.get("ai_keywords") or [], ai_summary=item.get("ai_summary")))
+    return papers
+
+
+def load_profiles_file(path: Path) -> dict[str, list[str]]:
+    data = _load_json(path)
+    if not isinstance(data, list) or not all(isinstance(p, dict) and p.get("qid") and p.get("topics") for p in data):
+        raise InvalidInput(f"{path}: expected a JSON list of {{\"qid\": ..., \"topics\": [...]}}")
+    return {str(p["qid"]): [str(t) for t in p["topics"]] for p in data}
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+

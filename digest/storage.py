@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.models import (
@@ -179,6 +180,17 @@ class Store:
     def from_url(cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Store:
         return cls(make_engine(url, connect_timeout, statement_timeout))
 
+    @classmethod
+    def open(cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Store:
+        """A store ready for work: the embedded SQLite database brings its own schema up to
+        date; any other must have been migrated by `digest db upgrade` first."""
+        store = cls.from_url(url, connect_timeout, statement_timeout)
+        try:
+            store.ensure_schema(auto_upgrade=url.startswith("sqlite"))
+        except OperationalError as exc:
+            raise StorageError(f"cannot reach the database at {store.engine.url!r}: {exc.orig}") from None
+        return store
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
@@ -298,6 +310,11 @@ class Store:
         with self.session() as session:
             sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
             return _to_record(sub) if sub else None
+
+    def require_subscriber(self, email: str) -> SubscriberRecord:
+        """The subscriber, or a StorageError that says there is none."""
+        with self.session() as session:
+            return _to_record(self._get(session, email))
 
     def get_subscriber_by_id(self, subscriber_id: int) -> SubscriberRecord | None:
         with self.session() as session:

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import FIXTURES
-from digest.cli import cli, load_papers_file, load_profiles_file
+from digest.cli import cli
+from digest.evaluation import load_papers_file, load_profiles_file
 from digest.evaluation import load_qrels, ndcg, score_run
 from digest.ranking import (
     Explainer,

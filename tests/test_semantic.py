@@ -10,7 +10,7 @@ import pytest
 
 from conftest import FIXTURES
 from digest import semantic
-from digest.cli import load_papers_file, load_profiles_file
+from digest.evaluation import load_papers_file, load_profiles_file
 from digest.ranking import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, TopicIndex, paper_passage, rank_profiles
 from digest.settings import Settings
 from digest.sources import PaperRecord

@@ -27,9 +27,7 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def store() -> Store:
     """One engine per worker process (created after fork, never shared across processes)."""
-    instance = Store.from_url(settings.resolved_database_url)
-    instance.ensure_schema(auto_upgrade=settings.resolved_database_url.startswith("sqlite"))
-    return instance
+    return Store.open(settings.resolved_database_url, settings.db_connect_timeout)
 
 
 @worker_process_init.connect

@@ -23,24 +23,33 @@ import redis
 from celery import Celery
 
 from digest.delivery import send_deliveries
-from digest.transports import SmtpTransport
 from digest.ingestion import ingest_bundled_sample
 from digest.models import utcnow
 from digest.pipeline import run_tick
-from digest.settings import load_settings
 from digest.records import SubscriberDefaults
+from digest.settings import load_settings
 from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
+from digest.transports import SmtpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER = "redis://127.0.0.1:6379/12"
-TOPICS = ["reinforcement learning", "large language model agents", "medical imaging", "diffusion models",
-          "speech recognition", "graph neural networks"]
+TOPICS = [
+    "reinforcement learning",
+    "large language model agents",
+    "medical imaging",
+    "diffusion models",
+    "speech recognition",
+    "graph neural networks",
+]
 
 
 def start_sink(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "digest", "smtp-sink", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "smtp-sink", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 20
     while time.time() < deadline:
         try:
@@ -61,17 +70,24 @@ def sink_ceiling(port: int, sample: bytes, count: int = 2000) -> float:
     return count / elapsed
 
 
-def prepare(url: str, subscribers: int, env: dict[str, str]) -> tuple[Store, list[list[int]], float]:
+def prepare(
+    url: str, subscribers: int, env: dict[str, str]
+) -> tuple[Store, list[list[int]], float]:
     os.environ.update(env)
     settings = load_settings()
     store = Store.from_url(url)
     store.upgrade()
     ingest_bundled_sample(store, settings.announce_types)
-    rows = [build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 6], TOPICS[(i + 2) % 6]]) for i in range(subscribers)]
+    rows = [
+        build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 6], TOPICS[(i + 2) % 6]])
+        for i in range(subscribers)
+    ]
     store.import_subscribers(rows, SubscriberDefaults())
     batches: list[list[int]] = []
     start = time.perf_counter()
-    run_tick(store, settings, utcnow(), batches.append, fetch_every=dt.timedelta(days=999), everyone=True)
+    run_tick(
+        store, settings, utcnow(), batches.append, fetch_every=dt.timedelta(days=999), everyone=True
+    )
     return store, batches, time.perf_counter() - start
 
 
@@ -86,7 +102,9 @@ def naive_rate(store: Store, batches: list[list[int]], sample: int) -> float:
     return len(ids) / (time.perf_counter() - start)
 
 
-def celery_rate(store: Store, batches: list[list[int]], workers: int, env: dict[str, str]) -> tuple[float, int]:
+def celery_rate(
+    store: Store, batches: list[list[int]], workers: int, env: dict[str, str]
+) -> tuple[float, int]:
     redis.Redis.from_url(BROKER).flushdb()
     client = Celery(broker=BROKER)
     with client.connection_for_write() as conn:
@@ -95,11 +113,28 @@ def celery_rate(store: Store, batches: list[list[int]], workers: int, env: dict[
     total = sum(len(b) for b in batches)
     before = store.delivery_counts().get("sent", 0)
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                                 f"--concurrency={workers}", "--loglevel=WARNING", "--without-gossip",
-                                 "--without-mingle", "--without-heartbeat"],
-                                cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
-        while store.delivery_counts().get("sent", 0) == before:  # time from the first accepted message
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                f"--concurrency={workers}",
+                "--loglevel=WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+        )
+        while (
+            store.delivery_counts().get("sent", 0) == before
+        ):  # time from the first accepted message
             time.sleep(0.05)
         start, first = time.perf_counter(), store.delivery_counts().get("sent", 0)
         while store.delivery_counts().get("sent", 0) < before + total:
@@ -123,23 +158,38 @@ def main() -> None:
     sink = start_sink(port)
     tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
     try:
-        print(f"{args.subscribers:,} subscribers; SMTP sink (aiosmtpd) in its own process; 2-core machine")
+        print(
+            f"{args.subscribers:,} subscribers; SMTP sink (aiosmtpd) in its own process; 2-core machine"
+        )
         for workers in args.workers:
             url = args.database_url or f"sqlite:///{tmp / f'w{workers}.db'}"
-            env = {"DIGEST_DATABASE_URL": url, "DIGEST_DATA_DIR": str(tmp), "DIGEST_REDIS_URL": BROKER,
-                   "DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(port), "DIGEST_OFFLINE": "true",
-                   "DIGEST_RATE_LIMIT_PER_SECOND": "100000", "DIGEST_BATCH_SIZE": "200"}
+            env = {
+                "DIGEST_DATABASE_URL": url,
+                "DIGEST_DATA_DIR": str(tmp),
+                "DIGEST_REDIS_URL": BROKER,
+                "DIGEST_SMTP_HOST": "127.0.0.1",
+                "DIGEST_SMTP_PORT": str(port),
+                "DIGEST_OFFLINE": "true",
+                "DIGEST_RATE_LIMIT_PER_SECOND": "100000",
+                "DIGEST_BATCH_SIZE": "200",
+            }
             store, batches, planning = prepare(url, args.subscribers, env)
             if workers == args.workers[0]:
                 sample = store.load_deliveries(batches[0][:1])
                 print(f"planning (rank + delivery rows): {planning:6.1f} s")
                 message = _sample_message(store, sample[0][0].id)
-                print(f"sink ceiling, pre-built messages, 1 connection: {sink_ceiling(port, message):6.0f} msg/s")
-                print(f"naive, 1 connection per message ({args.naive_sample} msgs): "
-                      f"{naive_rate(store, batches, args.naive_sample):6.0f} msg/s")
+                print(
+                    f"sink ceiling, pre-built messages, 1 connection: {sink_ceiling(port, message):6.0f} msg/s"
+                )
+                print(
+                    f"naive, 1 connection per message ({args.naive_sample} msgs): "
+                    f"{naive_rate(store, batches, args.naive_sample):6.0f} msg/s"
+                )
                 batches = _drop_sent(store, batches)
             rate, total = celery_rate(store, batches, workers, env)
-            print(f"pipeline, {workers} worker process(es), batches of 200, {total:,} msgs: {rate:6.0f} msg/s")
+            print(
+                f"pipeline, {workers} worker process(es), batches of 200, {total:,} msgs: {rate:6.0f} msg/s"
+            )
             store.engine.dispose()
     finally:
         sink.terminate()
@@ -152,7 +202,14 @@ def _sample_message(store: Store, delivery_id: int) -> bytes:
     settings = load_settings()
     ((delivery, sub),) = store.load_deliveries([delivery_id])
     papers = {p.arxiv_id: p for p in store.list_papers(ids=[p["arxiv_id"] for p in delivery.picks])}
-    content = digest_content(sub, delivery.picks, papers, delivery.edition, Tokens(settings.secret_key), settings.base_url)
+    content = digest_content(
+        sub,
+        delivery.picks,
+        papers,
+        delivery.edition,
+        Tokens(settings.secret_key),
+        settings.base_url,
+    )
     return digest_message(content, settings, delivery.id, utcnow()).as_bytes()
 
 

@@ -21,7 +21,9 @@ BATCH = 1000  # what the CLI uses
 def make_csv(rows: int, prefix: str = "user") -> str:
     lines = ["email,topics,timezone,send_hour,max_papers"]
     for i in range(rows):
-        lines.append(f"{prefix}{i}@example.org,topic {i % 300};graph neural networks,UTC,{i % 24},5")
+        lines.append(
+            f"{prefix}{i}@example.org,topic {i % 300};graph neural networks,UTC,{i % 24},5"
+        )
         if i % 50 == 1:
             lines.append(f"{prefix}{i}@@example.org,rl,,,")
         if i % 50 == 2:
@@ -53,15 +55,19 @@ def main() -> None:
         print(f"{args.rows:,} valid rows + {rejected} bad rows on {store.engine.dialect.name}")
         print(f"bulk import:      {seconds:6.2f} s  created {report.created}, rejected {rejected}")
         again, report, _ = bulk_import(store, text)
-        print(f"re-import:        {again:6.2f} s  created {report.created}, updated {report.updated}, "
-              f"unchanged {report.unchanged}")
+        print(
+            f"re-import:        {again:6.2f} s  created {report.created}, updated {report.updated}, "
+            f"unchanged {report.unchanged}"
+        )
         sample = parse_subscriber_csv(make_csv(args.sample, prefix="other")).rows
         start = time.perf_counter()
         for row in sample:
             store.add_subscriber(row, SubscriberDefaults())
         per_row = (time.perf_counter() - start) / len(sample)
-        print(f"one add per row:  {per_row * args.rows:6.2f} s projected ({per_row * 1000:.1f} ms/row on "
-              f"{len(sample)}): bulk is {per_row * args.rows / seconds:.0f}x faster")
+        print(
+            f"one add per row:  {per_row * args.rows:6.2f} s projected ({per_row * 1000:.1f} ms/row on "
+            f"{len(sample)}): bulk is {per_row * args.rows / seconds:.0f}x faster"
+        )
         store.engine.dispose()
 
 

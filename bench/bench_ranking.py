@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from bench.corpus import papers as make_papers
 from bench.corpus import topics as make_topics
 from digest import semantic
-from digest.ranking import Encoder, SubscriberRequest, TopicIndex, paper_passage, paper_signals, pick_papers
+from digest.ranking import (
+    Encoder,
+    SubscriberRequest,
+    TopicIndex,
+    paper_passage,
+    paper_signals,
+    pick_papers,
+)
 from digest.sources import PaperRecord
 from digest.storage import Store
 
@@ -39,9 +46,13 @@ def main() -> None:
     rng = random.Random(3)
     papers = make_papers(args.papers)
     topics = make_topics(args.topics)
-    requests = [SubscriberRequest(n, tuple(rng.sample(range(len(topics)), rng.randint(1, 5))), 10)
-                for n in range(args.subscribers)]
-    print(f"{args.subscribers:,} subscribers, {len(topics):,} distinct topics, {len(papers):,} papers, top-10 each")
+    requests = [
+        SubscriberRequest(n, tuple(rng.sample(range(len(topics)), rng.randint(1, 5))), 10)
+        for n in range(args.subscribers)
+    ]
+    print(
+        f"{args.subscribers:,} subscribers, {len(topics):,} distinct topics, {len(papers):,} papers, top-10 each"
+    )
 
     signals = paper_signals([p.upvotes for p in papers], [0.0] * len(papers))
     vectorised = daily_run("words only", papers, topics, requests, signals, None)
@@ -54,32 +65,58 @@ def main() -> None:
             semantic.StoredEncoder(model, store).encode([paper_passage(p) for p in papers])
             embedded_papers = time.perf_counter()
             semantic.StoredEncoder(model, store).encode(topics)
-            print(f"first sight: embedding {len(papers):,} papers {embedded_papers - start:6.2f} s, "
-                  f"{len(topics):,} topics {time.perf_counter() - embedded_papers:6.2f} s (once per text, stored)")
+            print(
+                f"first sight: embedding {len(papers):,} papers {embedded_papers - start:6.2f} s, "
+                f"{len(topics):,} topics {time.perf_counter() - embedded_papers:6.2f} s (once per text, stored)"
+            )
             fresh = semantic.MiniLM(semantic.model_dir())  # a new worker: nothing in memory
-            slowest = max(slowest, daily_run("words + MiniLM", papers, topics, requests, signals,
-                                             semantic.StoredEncoder(fresh, store)))
+            slowest = max(
+                slowest,
+                daily_run(
+                    "words + MiniLM",
+                    papers,
+                    topics,
+                    requests,
+                    signals,
+                    semantic.StoredEncoder(fresh, store),
+                ),
+            )
             assert not fresh.cache, "the daily run recomputed vectors instead of reading them"
     else:
         print(f"(no semantic figures: {semantic.unavailable_reason()})")
 
     sample = requests[: args.naive_sample]
     start = time.perf_counter()
-    for request in sample:  # what a per-subscriber implementation does: score every paper for every topic
+    for (
+        request
+    ) in sample:  # what a per-subscriber implementation does: score every paper for every topic
         own = [topics[t] for t in request.topic_rows]
         own_index = TopicIndex(papers)
-        pick_papers(own, own_index.score_topics(own), [SubscriberRequest(0, tuple(range(len(own))), 10)], signals)
+        pick_papers(
+            own,
+            own_index.score_topics(own),
+            [SubscriberRequest(0, tuple(range(len(own))), 10)],
+            signals,
+        )
     per_subscriber = (time.perf_counter() - start) / len(sample)
     naive_total = per_subscriber * args.subscribers
-    print(f"naive loop: {per_subscriber * 1000:6.1f} ms per subscriber on a sample of {len(sample)}, "
-          f"{naive_total:,.0f} s projected for {args.subscribers:,}")
+    print(
+        f"naive loop: {per_subscriber * 1000:6.1f} ms per subscriber on a sample of {len(sample)}, "
+        f"{naive_total:,.0f} s projected for {args.subscribers:,}"
+    )
     print(f"ratio: vectorised is {naive_total / vectorised:,.0f}x faster than the naive loop")
     target = "met" if slowest < 60 and peak_rss_mb() < 4096 else "NOT met"
     print(f"target (each daily run < 60 s, < 4 GB): {target}")
 
 
-def daily_run(label: str, papers: Sequence[PaperRecord], topics: Sequence[str],
-              requests: Sequence[SubscriberRequest], signals, encoder: Encoder | None) -> float:
+def daily_run(
+    label: str,
+    papers: Sequence[PaperRecord],
+    topics: Sequence[str],
+    requests: Sequence[SubscriberRequest],
+    signals,
+    encoder: Encoder | None,
+) -> float:
     """Index, score every distinct topic, pick for every subscriber; prints and returns seconds."""
     start = time.perf_counter()
     index = TopicIndex(papers, encoder=encoder)
@@ -87,8 +124,10 @@ def daily_run(label: str, papers: Sequence[PaperRecord], topics: Sequence[str],
     scored = time.perf_counter()
     table = pick_papers(topics, scores, requests, signals)
     done = time.perf_counter()
-    print(f"{label}: index+score topics {scored - start:6.2f} s, picks {done - scored:6.2f} s, "
-          f"total {done - start:6.2f} s, {int((table.papers >= 0).sum()):,} picks, peak RSS {peak_rss_mb():,.0f} MB")
+    print(
+        f"{label}: index+score topics {scored - start:6.2f} s, picks {done - scored:6.2f} s, "
+        f"total {done - start:6.2f} s, {int((table.papers >= 0).sum()):,} picks, peak RSS {peak_rss_mb():,.0f} MB"
+    )
     return done - start
 
 

@@ -26,15 +26,23 @@ def papers(count: int, seed: int = 7) -> list[PaperRecord]:
     out = list(base[:count])
     while len(out) < count:
         a, b = rng.choice(base), rng.choice(base)
-        out.append(PaperRecord(arxiv_id=f"9999.{len(out):05d}", title=a.title, abstract=b.abstract,
-                               upvotes=rng.choice([None, 0, 3, 12, 48])))
+        out.append(
+            PaperRecord(
+                arxiv_id=f"9999.{len(out):05d}",
+                title=a.title,
+                abstract=b.abstract,
+                upvotes=rng.choice([None, 0, 3, 12, 48]),
+            )
+        )
     return out
 
 
 def topics(count: int, seed: int = 11) -> list[str]:
     """``count`` distinct 1-3 word topics drawn from real title words."""
     rng = random.Random(seed)
-    vocab = sorted({w.lower().strip(".,:;()") for p in real_papers() for w in p.title.split() if len(w) > 3})
+    vocab = sorted(
+        {w.lower().strip(".,:;()") for p in real_papers() for w in p.title.split() if len(w) > 3}
+    )
     found: set[str] = set()
     while len(found) < count:
         found.add(" ".join(rng.sample(vocab, rng.randint(1, 3))))

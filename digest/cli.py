@@ -20,22 +20,21 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
+from digest import semantic
 from digest.delivery import BatchReport, send_deliveries
-from digest.transports import PermanentError, TransientError, make_transport
 from digest.editions import digest_message
-from digest.limits import RateLimiter
 from digest.evaluation import load_papers_file, load_profiles_file, load_qrels, score_run
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
+from digest.limits import RateLimiter
 from digest.messages import wire_address
 from digest.models import DELIVERY_STATUSES, SUBSCRIBER_STATUSES, utcnow
 from digest.pipeline import candidate_papers, embed_papers, run_tick, todays_digest
-from digest import semantic
 from digest.ranking import Encoder, plain_bm25_ranking, rank_profiles
+from digest.records import ChangeReport, SubscriberRecord
 from digest.rendering import render_digest
 from digest.settings import Settings, SettingsError, load_settings
-from digest.records import ChangeReport, SubscriberRecord
-from digest.storage import Store, StorageError
 from digest.sources import HF_RSS, PaperRecord
+from digest.storage import StorageError, Store
 from digest.subscriptions import (
     InvalidInput,
     build_subscriber_input,
@@ -44,6 +43,7 @@ from digest.subscriptions import (
     normalize_topic,
     parse_subscriber_csv,
 )
+from digest.transports import PermanentError, TransientError, make_transport
 
 log = logging.getLogger("digest.cli")
 IMPORT_BATCH = 1000
@@ -65,7 +65,9 @@ class AppContext:
         return self.open_store()
 
     def open_store(self, statement_timeout: float | None = None) -> Store:
-        return Store.open(self.settings.resolved_database_url, self.settings.db_connect_timeout, statement_timeout)
+        return Store.open(
+            self.settings.resolved_database_url, self.settings.db_connect_timeout, statement_timeout
+        )
 
     @cached_property
     def ranking(self) -> tuple[Encoder | None, float]:
@@ -90,12 +92,16 @@ pass_app = click.make_pass_decorator(AppContext)
 
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
-@click.option("--database-url", metavar="URL", help="Override DIGEST_DATABASE_URL for this command.")
+@click.option(
+    "--database-url", metavar="URL", help="Override DIGEST_DATABASE_URL for this command."
+)
 @click.version_option(package_name="paper-digest")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, database_url: str | None) -> None:
@@ -168,26 +174,48 @@ def _echo_subscriber(sub: SubscriberRecord) -> None:
 
 
 topic_option = click.option(
-    "--topic", "-t", "topics", multiple=True, metavar="TOPIC",
+    "--topic",
+    "-t",
+    "topics",
+    multiple=True,
+    metavar="TOPIC",
     help='A topic, e.g. -t "graph neural networks". Repeat for several.',
 )
-timezone_option = click.option("--timezone", metavar="TZ", help="IANA time zone, e.g. Europe/Paris.")
-send_hour_option = click.option("--send-hour", type=int, metavar="H", help="Local hour 0-23 to send.")
-max_papers_option = click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
+timezone_option = click.option(
+    "--timezone", metavar="TZ", help="IANA time zone, e.g. Europe/Paris."
+)
+send_hour_option = click.option(
+    "--send-hour", type=int, metavar="H", help="Local hour 0-23 to send."
+)
+max_papers_option = click.option(
+    "--max-papers", type=int, metavar="N", help="Papers per digest, 1-50."
+)
 
 
 def subscriber_options(command: Any) -> Any:
     """EMAIL plus every per-subscriber option: the shape of `subscribers add` and `set`."""
-    for decorate in (pass_app, max_papers_option, send_hour_option, timezone_option, topic_option,
-                     click.argument("email")):
+    for decorate in (
+        pass_app,
+        max_papers_option,
+        send_hour_option,
+        timezone_option,
+        topic_option,
+        click.argument("email"),
+    ):
         command = decorate(command)
     return command
 
 
 @subscribers.command("add")
 @subscriber_options
-def subscribers_add(app: AppContext, email: str, topics: Sequence[str], timezone: str | None,
-                    send_hour: int | None, max_papers: int | None) -> None:
+def subscribers_add(
+    app: AppContext,
+    email: str,
+    topics: Sequence[str],
+    timezone: str | None,
+    send_hour: int | None,
+    max_papers: int | None,
+) -> None:
     """Subscribe EMAIL (active at once: admins vouch for the address).
 
     Example: digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
@@ -199,13 +227,23 @@ def subscribers_add(app: AppContext, email: str, topics: Sequence[str], timezone
 
 @subscribers.command("set")
 @subscriber_options
-def subscribers_set(app: AppContext, email: str, topics: Sequence[str], timezone: str | None,
-                    send_hour: int | None, max_papers: int | None) -> None:
+def subscribers_set(
+    app: AppContext,
+    email: str,
+    topics: Sequence[str],
+    timezone: str | None,
+    send_hour: int | None,
+    max_papers: int | None,
+) -> None:
     """Change a subscriber's topics (replacing them all), time zone, hour or digest size."""
     current = app.store.require_subscriber(normalize_email(email))
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
     sub = app.store.update_subscriber(
-        data.email, list(data.topics) if topics else None, data.timezone, data.send_hour, data.max_papers
+        data.email,
+        list(data.topics) if topics else None,
+        data.timezone,
+        data.send_hour,
+        data.max_papers,
     )
     _echo_subscriber(sub)
 
@@ -259,10 +297,15 @@ def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
     elif fmt == "csv":
         click.echo(format_subscriber_csv(rows), nl=False)
     else:
-        click.echo(format_table(
-            ["email", "status", "topics", "tz", "hour", "max"],
-            [[s.email, s.status, "; ".join(s.topics), s.timezone, s.send_hour, s.max_papers] for s in subs],
-        ))
+        click.echo(
+            format_table(
+                ["email", "status", "topics", "tz", "hour", "max"],
+                [
+                    [s.email, s.status, "; ".join(s.topics), s.timezone, s.send_hour, s.max_papers]
+                    for s in subs
+                ],
+            )
+        )
         click.echo(f"{len(subs)} subscriber(s)")
 
 
@@ -273,17 +316,23 @@ def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
 @pass_app
 def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt: str) -> None:
     """List subscribers, optionally filtered by status and topic."""
-    subs = app.store.list_subscribers(status=status, topic=normalize_topic(topic) if topic else None)
+    subs = app.store.list_subscribers(
+        status=status, topic=normalize_topic(topic) if topic else None
+    )
     _print_subscribers(subs, fmt)
 
 
 @subscribers.command("export")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout)."
+)
 @click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES))
 @pass_app
 def subscribers_export(app: AppContext, output: Path | None, status: str | None) -> None:
     """Export subscribers as CSV in the format `import` reads back."""
-    text = format_subscriber_csv([sub.as_row() for sub in app.store.list_subscribers(status=status)])
+    text = format_subscriber_csv(
+        [sub.as_row() for sub in app.store.list_subscribers(status=status)]
+    )
     if output:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {text.count(chr(10)) - 1} subscriber(s) to {output}", err=True)
@@ -312,15 +361,23 @@ def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
     try:
         text = csv_file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{csv_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise InvalidInput(
+            f"{csv_file} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     parsed = parse_subscriber_csv(text)
     store = app.store
     total = ChangeReport()
     batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
-    with click.progressbar(batches, label="importing", file=sys.stderr,
-                           item_show_func=lambda b: f"{len(b)} rows" if b else "") as bar:
+    with click.progressbar(
+        batches,
+        label="importing",
+        file=sys.stderr,
+        item_show_func=lambda b: f"{len(b)} rows" if b else "",
+    ) as bar:
         for batch in bar:
-            report = store.import_subscribers(batch, app.settings.subscriber_defaults, dry_run=dry_run)
+            report = store.import_subscribers(
+                batch, app.settings.subscriber_defaults, dry_run=dry_run
+            )
             total.add(report)
     for rejection in parsed.rejections:
         click.echo(f"line {rejection.line}: rejected: {rejection.reason}", err=True)
@@ -384,14 +441,31 @@ def topics_merge(app: AppContext, sources: Sequence[str], target: str) -> None:
 
 
 @cli.command()
-@click.option("--source", "source", type=click.Choice(["all", *LIVE_SOURCES, HF_RSS]), default="all",
-              show_default=True, help="Which source to fetch; with --from-file, forces the format.")
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Papers of this day (default: latest).")
-@click.option("--categories", help="arXiv categories joined by '+', e.g. cs.LG+cs.CL (default: settings).")
-@click.option("--from-file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Ingest a saved response instead of fetching; repeatable.")
+@click.option(
+    "--source",
+    "source",
+    type=click.Choice(["all", *LIVE_SOURCES, HF_RSS]),
+    default="all",
+    show_default=True,
+    help="Which source to fetch; with --from-file, forces the format.",
+)
+@click.option(
+    "--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Papers of this day (default: latest)."
+)
+@click.option(
+    "--categories", help="arXiv categories joined by '+', e.g. cs.LG+cs.CL (default: settings)."
+)
+@click.option(
+    "--from-file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ingest a saved response instead of fetching; repeatable.",
+)
 @pass_app
-def fetch(app: AppContext, source: str, day: Any, categories: str | None, files: Sequence[Path]) -> None:
+def fetch(
+    app: AppContext, source: str, day: Any, categories: str | None, files: Sequence[Path]
+) -> None:
     """Fetch new papers and merge them into the store (by arXiv id; re-running is safe).
 
     \b
@@ -405,7 +479,10 @@ def fetch(app: AppContext, source: str, day: Any, categories: str | None, files:
     settings, store = app.settings, app.store
     forced = None if source == "all" else source
     if files:
-        reports = [ingest_bytes(store, f.read_bytes(), f.name, settings.announce_types, forced) for f in files]
+        reports = [
+            ingest_bytes(store, f.read_bytes(), f.name, settings.announce_types, forced)
+            for f in files
+        ]
     else:
         wanted = LIVE_SOURCES if source == "all" else (source,)
         cats = [c for c in categories.split("+") if c] if categories else None
@@ -413,17 +490,28 @@ def fetch(app: AppContext, source: str, day: Any, categories: str | None, files:
     for report in reports:
         click.echo(report.summary())
     candidates = candidate_papers(app.store, utcnow())
-    with click.progressbar(length=len(candidates), label="embedding candidate papers", file=sys.stderr) as bar:
+    with click.progressbar(
+        length=len(candidates), label="embedding candidate papers", file=sys.stderr
+    ) as bar:
         embed_papers(app.store, app.settings, candidates, bar.update)
     if any(report.error for report in reports):
         sys.exit(1)
 
 
 @cli.command()
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only papers first seen on or after this day.")
-@click.option("--topic", help="Only papers relevant to this topic (same threshold as the digests), best first.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Only papers first seen on or after this day.",
+)
+@click.option(
+    "--topic",
+    help="Only papers relevant to this topic (same threshold as the digests), best first.",
+)
 @click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @pass_app
 def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str) -> None:
     """List stored papers, most recently seen first (or most relevant first with --topic).
@@ -440,10 +528,15 @@ def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str)
     if fmt == "json":
         click.echo(json.dumps([paper_json(p) for p in found], indent=2, default=str))
         return
-    click.echo(format_table(
-        ["arxiv id", "upvotes", "sources", "title"],
-        [[p.arxiv_id, "" if p.upvotes is None else p.upvotes, ",".join(p.sources), p.title] for p in found],
-    ))
+    click.echo(
+        format_table(
+            ["arxiv id", "upvotes", "sources", "title"],
+            [
+                [p.arxiv_id, "" if p.upvotes is None else p.upvotes, ",".join(p.sources), p.title]
+                for p in found
+            ],
+        )
+    )
     click.echo(f"{len(found)} paper(s) shown, {app.store.count_papers()} stored")
 
 
@@ -456,9 +549,17 @@ def paper_json(paper: PaperRecord) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("email")
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today, UTC).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML part here.")
-@click.option("--eml", type=click.Path(dir_okay=False, path_type=Path), help="Write the whole message (.eml) here.")
+@click.option(
+    "--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today, UTC)."
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML part here."
+)
+@click.option(
+    "--eml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the whole message (.eml) here.",
+)
 @pass_app
 def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path | None) -> None:
     """Show the digest EMAIL would get from the stored papers, without sending or recording it.
@@ -471,8 +572,14 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     content, candidates = todays_digest(store, settings, sub, now, store.sent_paper_ids([sub.id]))
     message = digest_message(content, settings, 0, now)
     click.echo(f"Subject: {message['Subject']}")
-    click.echo(f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
-               + (f", {len(content.trending)} trending shown instead" if content.trending and not content.items else ""))
+    click.echo(
+        f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
+        + (
+            f", {len(content.trending)} trending shown instead"
+            if content.trending and not content.items
+            else ""
+        )
+    )
     for n, item in enumerate(content.items, 1):
         click.echo(f"  {n}. {item.title[:80]}\n     {item.reason}")
     if out:
@@ -485,7 +592,10 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
 
 # -- the daily run ---------------------------------------------------------------------------
 
-DEMO_SUBSCRIBER = ("demo@example.org", ("large language model agents", "reinforcement learning", "medical imaging"))
+DEMO_SUBSCRIBER = (
+    "demo@example.org",
+    ("large language model agents", "reinforcement learning", "medical imaging"),
+)
 
 
 def _seed_demo_subscriber(app: AppContext) -> None:
@@ -493,15 +603,26 @@ def _seed_demo_subscriber(app: AppContext) -> None:
     if app.settings.database_url or app.store.count_subscribers():
         return
     email, demo_topics = DEMO_SUBSCRIBER
-    app.store.add_subscriber(build_subscriber_input(email, demo_topics), app.settings.subscriber_defaults)
-    click.echo(f"no subscribers yet: added {email} ({'; '.join(demo_topics)}) to show a digest; "
-               f"remove it with `digest subscribers remove {email} --yes`")
+    app.store.add_subscriber(
+        build_subscriber_input(email, demo_topics), app.settings.subscriber_defaults
+    )
+    click.echo(
+        f"no subscribers yet: added {email} ({'; '.join(demo_topics)}) to show a digest; "
+        f"remove it with `digest subscribers remove {email} --yes`"
+    )
 
 
 @cli.command()
-@click.option("--now", "now_flag", is_flag=True, required=True,
-              help="Run the whole daily job now, in this process (required, to avoid surprises).")
-@click.option("--offline", is_flag=True, help="Do not fetch; use stored papers (or the bundled sample).")
+@click.option(
+    "--now",
+    "now_flag",
+    is_flag=True,
+    required=True,
+    help="Run the whole daily job now, in this process (required, to avoid surprises).",
+)
+@click.option(
+    "--offline", is_flag=True, help="Do not fetch; use stored papers (or the bundled sample)."
+)
 @pass_app
 def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     """Fetch, rank, render and send today's digests to every active subscriber, in one process.
@@ -514,21 +635,37 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     store = app.store
     _seed_demo_subscriber(app)
     pending: list[list[int]] = []
-    report = run_tick(store, settings, utcnow(), pending.append, fetch_every=dt.timedelta(0), everyone=True)
+    report = run_tick(
+        store, settings, utcnow(), pending.append, fetch_every=dt.timedelta(0), everyone=True
+    )
     for source in report.fetched:
         click.echo(f"fetch: {source.summary()}")
     totals = BatchReport()
-    with make_transport(settings) as transport, \
-            click.progressbar(pending, label="sending", file=sys.stderr, show_pos=True) as bar:
+    with (
+        make_transport(settings) as transport,
+        click.progressbar(pending, label="sending", file=sys.stderr, show_pos=True) as bar,
+    ):
         for batch in bar:
-            totals.add(send_deliveries(store, settings, batch, transport,
-                                       RateLimiter(settings.rate_limit_per_second, None)))
-    click.echo(f"subscribers due: {report.due}, digests sent: {totals.sent}, skipped: {report.skipped} "
-               f"(nothing to send), failed: {totals.failed + totals.bounced}, to retry: {totals.retried}")
+            totals.add(
+                send_deliveries(
+                    store,
+                    settings,
+                    batch,
+                    transport,
+                    RateLimiter(settings.rate_limit_per_second, None),
+                )
+            )
+    click.echo(
+        f"subscribers due: {report.due}, digests sent: {totals.sent}, skipped: {report.skipped} "
+        f"(nothing to send), failed: {totals.failed + totals.bounced}, to retry: {totals.retried}"
+    )
     for error in totals.errors[:10]:
         click.echo(f"  error: {error}", err=True)
-    where = (f"SMTP server {settings.smtp_host}:{settings.smtp_port}" if settings.smtp_host
-             else f"the outbox: {settings.outbox_dir.resolve()}")
+    where = (
+        f"SMTP server {settings.smtp_host}:{settings.smtp_port}"
+        if settings.smtp_host
+        else f"the outbox: {settings.outbox_dir.resolve()}"
+    )
     click.echo(f"messages went to {where}; see `digest deliveries` for each one")
 
 
@@ -546,15 +683,19 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
     sub = store.get_subscriber(address)
     if sub is None:
         data = build_subscriber_input(address, topics)
-        sub = SubscriberRecord(0, address, "active", data.topics, "UTC", 7, settings.max_papers, utcnow(), None)
+        sub = SubscriberRecord(
+            0, address, "active", data.topics, "UTC", 7, settings.max_papers, utcnow(), None
+        )
     now = utcnow()
-    message = digest_message(todays_digest(store, settings, sub, now, {})[0], settings, int(now.timestamp()), now)
+    message = digest_message(
+        todays_digest(store, settings, sub, now, {})[0], settings, int(now.timestamp()), now
+    )
     try:
         with make_transport(settings) as transport:
             transport.send(message, settings.sender, wire_address(address))
     except (TransientError, PermanentError) as exc:
         raise click.ClickException(f"sending failed: {exc}") from None
-    click.echo(f"sent \"{message['Subject']}\" to {address}")
+    click.echo(f'sent "{message["Subject"]}" to {address}')
 
 
 @cli.command()
@@ -566,12 +707,33 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
     """Delivery status: one line per digest, with attempts and the last error."""
     edition = day.date() if day else None
     rows = app.store.list_deliveries(edition=edition, status=status, limit=limit)
-    click.echo(format_table(
-        ["edition", "email", "status", "papers", "attempts", "sent at / next try", "last error"],
-        [[d.edition, d.email, d.status, len(d.picks), d.attempts,
-          f"{d.sent_at:%H:%M:%S}" if d.sent_at else (f"retry {d.next_try_at:%H:%M}" if d.next_try_at else ""),
-          d.last_error or ""] for d in rows],
-    ))
+    click.echo(
+        format_table(
+            [
+                "edition",
+                "email",
+                "status",
+                "papers",
+                "attempts",
+                "sent at / next try",
+                "last error",
+            ],
+            [
+                [
+                    d.edition,
+                    d.email,
+                    d.status,
+                    len(d.picks),
+                    d.attempts,
+                    f"{d.sent_at:%H:%M:%S}"
+                    if d.sent_at
+                    else (f"retry {d.next_try_at:%H:%M}" if d.next_try_at else ""),
+                    d.last_error or "",
+                ]
+                for d in rows
+            ],
+        )
+    )
     counts = app.store.delivery_counts(edition)
     click.echo("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
@@ -587,7 +749,11 @@ def retry_failed(app: AppContext, day: Any) -> None:
 
 @cli.command("smtp-sink")
 @click.option("--port", type=int, default=1025, show_default=True)
-@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path), help="Also keep each message here.")
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also keep each message here.",
+)
 def smtp_sink(port: int, maildir: Path | None) -> None:
     """A local SMTP server that accepts everything (for demos and benchmarks; Ctrl-C stops).
 
@@ -612,7 +778,9 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
 
     from digest.web import create_app
 
-    application = create_app(app.settings, app.open_store(statement_timeout=app.settings.web_db_timeout))
+    application = create_app(
+        app.settings, app.open_store(statement_timeout=app.settings.web_db_timeout)
+    )
     click.echo(f"serving on http://{host}:{port} (links in emails use {app.settings.base_url})")
     serve(application, host=host, port=port, threads=threads)
 
@@ -621,21 +789,35 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
 
 
 semantic_option = click.option(
-    "--semantic/--no-semantic", "use_semantic", default=True, show_default=True,
-    help="Add MiniLM topic-paper similarity to word matching, as the daily run does (DIGEST_SEMANTIC).")
-papers_file = click.option("--papers", "papers_path", required=True,
-                           type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                           help="JSON list of papers: {id, title, abstract, ...}.")
-profiles_file = click.option("--profiles", "profiles_path", required=True,
-                             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                             help='JSON list of profiles: {"qid": "D01", "topics": ["..."]}.')
+    "--semantic/--no-semantic",
+    "use_semantic",
+    default=True,
+    show_default=True,
+    help="Add MiniLM topic-paper similarity to word matching, as the daily run does (DIGEST_SEMANTIC).",
+)
+papers_file = click.option(
+    "--papers",
+    "papers_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON list of papers: {id, title, abstract, ...}.",
+)
+profiles_file = click.option(
+    "--profiles",
+    "profiles_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON list of profiles: {"qid": "D01", "topics": ["..."]}.',
+)
 
 
 @cli.command()
 @papers_file
 @profiles_file
 @click.option("--top", type=int, default=10, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
+)
 @semantic_option
 def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str, use_semantic: bool) -> None:
     """Rank a papers file for each topic profile (no database needed).
@@ -645,21 +827,32 @@ def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str, use_semanti
     Example: digest rank --papers papers.json --profiles topics.json --format json
     """
     encoder = semantic.load_encoder() if use_semantic else None
-    picks = rank_profiles(load_papers_file(papers_path), load_profiles_file(profiles_path), top, encoder=encoder)
+    picks = rank_profiles(
+        load_papers_file(papers_path), load_profiles_file(profiles_path), top, encoder=encoder
+    )
     if fmt == "json":
         click.echo(json.dumps({q: [p.arxiv_id for p in ps] for q, ps in picks.items()}, indent=1))
         return
     for qid, ps in picks.items():
         click.echo(f"{qid}:")
-        click.echo(format_table(["#", "arxiv id", "score", "why"],
-                                [[n + 1, p.arxiv_id, f"{p.score:.3f}", p.reason] for n, p in enumerate(ps)]))
+        click.echo(
+            format_table(
+                ["#", "arxiv id", "score", "why"],
+                [[n + 1, p.arxiv_id, f"{p.score:.3f}", p.reason] for n, p in enumerate(ps)],
+            )
+        )
 
 
 @cli.command("rank-eval")
 @papers_file
 @profiles_file
-@click.option("--qrels", "qrels_path", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Judgments file or directory of them: {qid: {paper id: grade 0-2}}.")
+@click.option(
+    "--qrels",
+    "qrels_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Judgments file or directory of them: {qid: {paper id: grade 0-2}}.",
+)
 @semantic_option
 def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_semantic: bool) -> None:
     """Measure ranking quality: nDCG@10, recall@10 and precision@5 per profile and their mean,
@@ -675,16 +868,31 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_sema
     runs = {"digest": rank_profiles(papers_list, profiles, 10, encoder=encoder)}
     if encoder is not None:
         runs["words-only"] = rank_profiles(papers_list, profiles, 10)
-    runs = {name: {q: [p.arxiv_id for p in ps] for q, ps in run.items()} for name, run in runs.items()}
+    runs = {
+        name: {q: [p.arxiv_id for p in ps] for q, ps in run.items()} for name, run in runs.items()
+    }
     runs["plain-bm25"] = plain_bm25_ranking(papers_list, profiles, 10)
-    results = {name: score_run(run, {q: qrels.get(q, {}) for q in profiles}) for name, run in runs.items()}
+    results = {
+        name: score_run(run, {q: qrels.get(q, {}) for q in profiles}) for name, run in runs.items()
+    }
     rows = []
     for qid in [*profiles, "mean"]:
-        rows.append([qid, *(f"{getattr(results[n][qid], f):.3f}" for n in runs for f in ("ndcg10", "recall10", "precision5"))])
+        rows.append(
+            [
+                qid,
+                *(
+                    f"{getattr(results[n][qid], f):.3f}"
+                    for n in runs
+                    for f in ("ndcg10", "recall10", "precision5")
+                ),
+            ]
+        )
     headers = ["profile", *(f"{n} {m}" for n in runs for m in ("nDCG@10", "R@10", "P@5"))]
     click.echo(format_table(headers, rows))
     if encoder is None:
-        click.echo(f"(digest ranked by words only: {semantic.unavailable_reason() or '--no-semantic'})")
+        click.echo(
+            f"(digest ranked by words only: {semantic.unavailable_reason() or '--no-semantic'})"
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------

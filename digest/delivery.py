@@ -66,8 +66,14 @@ def _record(what: str, action: Callable[..., None], *args: object) -> None:
             time.sleep(0.2 * 2**attempt)
 
 
-def send_deliveries(store: Store, settings: Settings, delivery_ids: Sequence[int], transport: Transport,
-                    limiter: RateLimiter | None = None, clock: Callable[[], dt.datetime] = utcnow) -> BatchReport:
+def send_deliveries(
+    store: Store,
+    settings: Settings,
+    delivery_ids: Sequence[int],
+    transport: Transport,
+    limiter: RateLimiter | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> BatchReport:
     """Send every claimable delivery of a batch; one bad address never stops the others."""
     report = BatchReport()
     tokens = settings.tokens
@@ -83,32 +89,62 @@ def send_deliveries(store: Store, settings: Settings, delivery_ids: Sequence[int
         if not store.claim_delivery(delivery.id, now):
             report.skipped += 1
             continue
-        content = digest_content(subscriber, delivery.picks, papers, delivery.edition, tokens, settings.base_url)
+        content = digest_content(
+            subscriber, delivery.picks, papers, delivery.edition, tokens, settings.base_url
+        )
         message = digest_message(content, settings, delivery.id, now)
         if limiter is not None:
             limiter.wait()
         try:
             transport.send(message, settings.sender, wire_address(subscriber.email))
         except TransientError as exc:
-            _handle_transient(store, settings, delivery.id, delivery.attempts + 1, str(exc), now, report)
+            _handle_transient(
+                store, settings, delivery.id, delivery.attempts + 1, str(exc), now, report
+            )
             continue
         except PermanentError as exc:
-            _record("mark bounced", store.mark_failed, delivery.id, str(exc), True, settings.bounce_limit)
+            _record(
+                "mark bounced",
+                store.mark_failed,
+                delivery.id,
+                str(exc),
+                True,
+                settings.bounce_limit,
+            )
             report.bounced += 1
             report.errors.append(f"{subscriber.email}: {exc}")
             log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
             continue
-        _record("mark sent", store.mark_sent, delivery.id, message["Message-ID"], clock(),
-                [p["arxiv_id"] for p in delivery.picks])
+        _record(
+            "mark sent",
+            store.mark_sent,
+            delivery.id,
+            message["Message-ID"],
+            clock(),
+            [p["arxiv_id"] for p in delivery.picks],
+        )
         report.sent += 1
     return report
 
 
-def _handle_transient(store: Store, settings: Settings, delivery_id: int, attempts: int, error: str,
-                      now: dt.datetime, report: BatchReport) -> None:
+def _handle_transient(
+    store: Store,
+    settings: Settings,
+    delivery_id: int,
+    attempts: int,
+    error: str,
+    now: dt.datetime,
+    report: BatchReport,
+) -> None:
     if attempts >= settings.max_attempts:
-        _record("mark failed", store.mark_failed, delivery_id, f"gave up after {attempts} attempts: {error}", False,
-                settings.bounce_limit)
+        _record(
+            "mark failed",
+            store.mark_failed,
+            delivery_id,
+            f"gave up after {attempts} attempts: {error}",
+            False,
+            settings.bounce_limit,
+        )
         report.failed += 1
         log.error("delivery %d failed for good after %d attempts: %s", delivery_id, attempts, error)
     else:
@@ -117,4 +153,3 @@ def _handle_transient(store: Store, settings: Settings, delivery_id: int, attemp
         report.retried += 1
         log.info("delivery %d: temporary failure (%s); retry at %s", delivery_id, error, next_try)
     report.errors.append(error)
-

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from digest.messages import build_message, message_id, sender_domain
 from digest.ranking import (
     LEXICAL_THRESHOLD,
     Encoder,
@@ -25,11 +26,10 @@ from digest.ranking import (
     paper_signals,
     pick_papers,
 )
-from digest.messages import build_message, message_id, sender_domain
+from digest.records import SubscriberRecord
 from digest.rendering import DigestContent, paper_item, render_digest
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.records import SubscriberRecord
 from digest.tokens import Tokens
 
 CANDIDATE_WINDOW = dt.timedelta(days=2)  # papers first seen this recently are "new"
@@ -49,14 +49,21 @@ def paper_age_days(paper: PaperRecord, now: dt.datetime) -> float:
     return max((now - seen).total_seconds() / 86400, 0.0)
 
 
-def trending_papers(papers: Sequence[PaperRecord], exclude: set[str], count: int = TRENDING_COUNT) -> list[PaperRecord]:
+def trending_papers(
+    papers: Sequence[PaperRecord], exclude: set[str], count: int = TRENDING_COUNT
+) -> list[PaperRecord]:
     """The most upvoted of today's papers, for the "nothing matched" section."""
     voted = [p for p in papers if (p.upvotes or 0) > 0 and p.arxiv_id not in exclude]
     return sorted(voted, key=lambda p: (-(p.upvotes or 0), p.arxiv_id))[:count]
 
 
 def pick_to_json(pick: Pick) -> dict[str, Any]:
-    return {"arxiv_id": pick.arxiv_id, "topic": pick.topic, "reason": pick.reason, "score": pick.score}
+    return {
+        "arxiv_id": pick.arxiv_id,
+        "topic": pick.topic,
+        "reason": pick.reason,
+        "score": pick.score,
+    }
 
 
 def plan_edition(
@@ -74,8 +81,12 @@ def plan_edition(
     topics = sorted({t for sub in subscribers for t in sub.topics})
     row_of = {t: i for i, t in enumerate(topics)}
     requests = [
-        SubscriberRequest(sub.id, tuple(row_of[t] for t in sub.topics), sub.max_papers,
-                          frozenset(already_sent.get(sub.id, ())))
+        SubscriberRequest(
+            sub.id,
+            tuple(row_of[t] for t in sub.topics),
+            sub.max_papers,
+            frozenset(already_sent.get(sub.id, ())),
+        )
         for sub in subscribers
     ]
     scores = index.score_topics(topics) if topics else np.zeros((0, len(papers)), dtype=np.float32)
@@ -87,8 +98,10 @@ def plan_edition(
         picks = [pick_to_json(p) for p in explainer.picks(row)]
         if not picks:
             sent = set(already_sent.get(sub.id, ()))
-            picks = [{"arxiv_id": p.arxiv_id, "topic": None, "reason": None, "score": 0.0}
-                     for p in trending_papers(papers, sent)]
+            picks = [
+                {"arxiv_id": p.arxiv_id, "topic": None, "reason": None, "score": 0.0}
+                for p in trending_papers(papers, sent)
+            ]
         plan[sub.id] = picks
     return EditionPlan({p.arxiv_id: p for p in papers}, plan)
 
@@ -112,17 +125,23 @@ def digest_content(
         else:
             trending.append(paper_item(paper))
     prefs, unsub = subscriber_links(subscriber, tokens, base_url)
-    return DigestContent(edition, subscriber.email, subscriber.topics, tuple(matched), tuple(trending), prefs, unsub)
+    return DigestContent(
+        edition, subscriber.email, subscriber.topics, tuple(matched), tuple(trending), prefs, unsub
+    )
 
 
-def subscriber_links(subscriber: SubscriberRecord, tokens: Tokens, base_url: str) -> tuple[str, str]:
+def subscriber_links(
+    subscriber: SubscriberRecord, tokens: Tokens, base_url: str
+) -> tuple[str, str]:
     """(preferences URL, unsubscribe URL), each with its own signed token."""
     prefs = tokens.make("preferences", subscriber.id, subscriber.email)
     unsub = tokens.make("unsubscribe", subscriber.id, subscriber.email)
     return f"{base_url}/preferences/{prefs}", f"{base_url}/unsubscribe/{unsub}"
 
 
-def digest_message(content: DigestContent, settings: Settings, delivery_id: int, now: dt.datetime) -> EmailMessage:
+def digest_message(
+    content: DigestContent, settings: Settings, delivery_id: int, now: dt.datetime
+) -> EmailMessage:
     """Render and wrap one digest with every header a bulk sender needs (RFC 8058 included)."""
     domain = sender_domain(settings.sender)
     return build_message(

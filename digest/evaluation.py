@@ -40,10 +40,17 @@ def precision(ranked: Sequence[str], grades: Mapping[str, int], k: int = 5) -> f
 
 def score_run(run: Mapping[str, Sequence[str]], qrels: Qrels) -> dict[str, Scores]:
     """Per-profile scores plus their mean under the key ``mean``."""
-    per = {q: Scores(ndcg(run.get(q, []), g), recall(run.get(q, []), g), precision(run.get(q, []), g))
-           for q, g in qrels.items()}
+    per = {
+        q: Scores(ndcg(run.get(q, []), g), recall(run.get(q, []), g), precision(run.get(q, []), g))
+        for q, g in qrels.items()
+    }
     n = len(per) or 1
-    per["mean"] = Scores(*(sum(getattr(s, f) for s in per.values()) / n for f in ("ndcg10", "recall10", "precision5")))
+    per["mean"] = Scores(
+        *(
+            sum(getattr(s, f) for s in per.values()) / n
+            for f in ("ndcg10", "recall10", "precision5")
+        )
+    )
     return per
 
 
@@ -66,15 +73,24 @@ def load_papers_file(path: Path) -> list[PaperRecord]:
         pid = isinstance(item, dict) and (item.get("arxiv_id") or item.get("id"))
         if not pid or not item.get("title"):
             raise InvalidInput(f"{path}: paper #{n} needs an 'id' and a 'title'")
-        papers.append(PaperRecord(arxiv_id=str(pid), title=item["title"], abstract=item.get("abstract", ""),
-                                  ai_keywords=item.get("ai_keywords") or [], ai_summary=item.get("ai_summary")))
+        papers.append(
+            PaperRecord(
+                arxiv_id=str(pid),
+                title=item["title"],
+                abstract=item.get("abstract", ""),
+                ai_keywords=item.get("ai_keywords") or [],
+                ai_summary=item.get("ai_summary"),
+            )
+        )
     return papers
 
 
 def load_profiles_file(path: Path) -> dict[str, list[str]]:
     data = _load_json(path)
-    if not isinstance(data, list) or not all(isinstance(p, dict) and p.get("qid") and p.get("topics") for p in data):
-        raise InvalidInput(f"{path}: expected a JSON list of {{\"qid\": ..., \"topics\": [...]}}")
+    if not isinstance(data, list) or not all(
+        isinstance(p, dict) and p.get("qid") and p.get("topics") for p in data
+    ):
+        raise InvalidInput(f'{path}: expected a JSON list of {{"qid": ..., "topics": [...]}}')
     return {str(p["qid"]): [str(t) for t in p["topics"]] for p in data}
 
 
@@ -83,4 +99,3 @@ def _load_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
-

@@ -109,7 +109,9 @@ class Fetcher:
                 self._sleep(wait)
             self._last_request[host] = time.monotonic()
 
-    def get(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+    def get(
+        self, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
         """GET with retries on network errors, 429 and 5xx; returns any other status as is."""
         headers = {}
         if etag:
@@ -141,7 +143,16 @@ class Fetcher:
             if attempt > self.retries:
                 break
             if wait > self.max_wait:
-                raise FetchError(f"{problem}; server asks to wait {wait:.0f}s, more than {self.max_wait:.0f}s")
-            log.info("GET %s failed (%s); retry %d/%d in %.1fs", url, problem, attempt, self.retries, wait)
+                raise FetchError(
+                    f"{problem}; server asks to wait {wait:.0f}s, more than {self.max_wait:.0f}s"
+                )
+            log.info(
+                "GET %s failed (%s); retry %d/%d in %.1fs",
+                url,
+                problem,
+                attempt,
+                self.retries,
+                wait,
+            )
             self._sleep(wait)
         raise FetchError(f"{problem} after {self.retries + 1} attempts")

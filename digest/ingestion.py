@@ -18,8 +18,8 @@ from digest.sources import (
     ARXIV_API,
     ARXIV_RSS,
     HF,
-    ParseResult,
     PaperRecord,
+    ParseResult,
     SourceError,
     parse_response,
 )
@@ -48,8 +48,10 @@ class SourceReport:
             return f"{self.source:<10} ERROR {self.error}"
         if self.not_modified:
             return f"{self.source:<10} not modified since the last fetch"
-        return (f"{self.source:<10} fetched {self.fetched}, new {self.new}, updated {self.updated}, "
-                f"skipped {self.skipped}")
+        return (
+            f"{self.source:<10} fetched {self.fetched}, new {self.new}, updated {self.updated}, "
+            f"skipped {self.skipped}"
+        )
 
 
 def source_url(settings: Settings, source: str, date: dt.date | None, categories: list[str]) -> str:
@@ -63,19 +65,28 @@ def source_url(settings: Settings, source: str, date: dt.date | None, categories
         if date:
             day = date.strftime("%Y%m%d")
             query = f"({query}) AND submittedDate:[{day}0000 TO {day}2359]"
-        params = {"search_query": query, "sortBy": "submittedDate", "sortOrder": "descending",
-                  "start": 0, "max_results": settings.arxiv_api_max_results}
+        params = {
+            "search_query": query,
+            "sortBy": "submittedDate",
+            "sortOrder": "descending",
+            "start": 0,
+            "max_results": settings.arxiv_api_max_results,
+        }
         return f"{settings.arxiv_api_url}?{urlencode(params)}"
     raise SourceError(f"unknown source {source!r}; expected one of {', '.join(LIVE_SOURCES)}")
 
 
-def keep_announced(records: list[PaperRecord], announce_types: frozenset[str]) -> tuple[list[PaperRecord], int]:
+def keep_announced(
+    records: list[PaperRecord], announce_types: frozenset[str]
+) -> tuple[list[PaperRecord], int]:
     """Drop feed items whose announce type is not wanted (by default: replacements)."""
     kept = [r for r in records if r.announce_type is None or r.announce_type in announce_types]
     return kept, len(records) - len(kept)
 
 
-def store_parsed(store: Store, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]) -> None:
+def store_parsed(
+    store: Store, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
+) -> None:
     papers, unwanted = keep_announced(parsed.papers, announce_types)
     upsert = store.upsert_papers(papers)
     report.fetched = len(parsed.papers) + len(parsed.skipped)
@@ -83,8 +94,9 @@ def store_parsed(store: Store, report: SourceReport, parsed: ParseResult, announ
     report.new, report.updated = upsert.created, upsert.updated
 
 
-def ingest_bytes(store: Store, body: bytes, label: str, announce_types: frozenset[str],
-                 source: str | None = None) -> SourceReport:
+def ingest_bytes(
+    store: Store, body: bytes, label: str, announce_types: frozenset[str], source: str | None = None
+) -> SourceReport:
     """Parse a response (format detected unless forced) and merge it; errors go in the report."""
     report = SourceReport(source=label)
     try:
@@ -95,8 +107,14 @@ def ingest_bytes(store: Store, body: bytes, label: str, announce_types: frozense
     return report
 
 
-def fetch_source(store: Store, fetcher: Fetcher, settings: Settings, source: str,
-                 date: dt.date | None, categories: list[str]) -> SourceReport:
+def fetch_source(
+    store: Store,
+    fetcher: Fetcher,
+    settings: Settings,
+    source: str,
+    date: dt.date | None,
+    categories: list[str],
+) -> SourceReport:
     """One live source end to end, with conditional GET; never raises for source trouble."""
     report = SourceReport(source=source)
     try:
@@ -126,15 +144,24 @@ def _http_error_reason(status: int, body: bytes, source: str) -> str:
     return f"HTTP {status}"
 
 
-def fetch_all(store: Store, settings: Settings, sources: tuple[str, ...] = LIVE_SOURCES,
-              date: dt.date | None = None, categories: list[str] | None = None,
-              fetcher: Fetcher | None = None) -> list[SourceReport]:
+def fetch_all(
+    store: Store,
+    settings: Settings,
+    sources: tuple[str, ...] = LIVE_SOURCES,
+    date: dt.date | None = None,
+    categories: list[str] | None = None,
+    fetcher: Fetcher | None = None,
+) -> list[SourceReport]:
     """Fetch every requested source in turn; one failing source never stops the others."""
     owned = fetcher is None
     fetcher = fetcher or Fetcher(timeout=settings.http_timeout)
     try:
-        return [fetch_source(store, fetcher, settings, source, date, categories or settings.category_list)
-                for source in sources]
+        return [
+            fetch_source(
+                store, fetcher, settings, source, date, categories or settings.category_list
+            )
+            for source in sources
+        ]
     finally:
         if owned:
             fetcher.close()
@@ -145,5 +172,7 @@ def ingest_bundled_sample(store: Store, announce_types: frozenset[str]) -> list[
     reports = []
     for item in sorted(resources.files(SAMPLE_PACKAGE).iterdir(), key=lambda f: f.name):
         if item.name.endswith((".json", ".xml")):
-            reports.append(ingest_bytes(store, item.read_bytes(), f"sample:{item.name}", announce_types))
+            reports.append(
+                ingest_bytes(store, item.read_bytes(), f"sample:{item.name}", announce_types)
+            )
     return reports

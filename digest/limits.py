@@ -33,8 +33,9 @@ REDIS_RETRY_AFTER = 30.0  # seconds of counting locally after Redis failed, befo
 def redis_client(settings: Settings) -> redis.Redis:
     """A client that fails fast: redis-py's default retries take seconds per call, and a
     limit consulted on every request or message must not stall while Redis is away."""
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                retry=Retry(NoBackoff(), 0))
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+    )
 
 
 class LocalCounters:
@@ -59,7 +60,9 @@ class WindowCounters:
     instead of paying a failed connection on every call; then it tries Redis again.
     """
 
-    def __init__(self, client: redis.Redis | None, clock: Callable[[], float], fallback_note: str) -> None:
+    def __init__(
+        self, client: redis.Redis | None, clock: Callable[[], float], fallback_note: str
+    ) -> None:
         self.client = client
         self.clock = clock
         self.fallback_note = fallback_note
@@ -73,7 +76,12 @@ class WindowCounters:
                 return self._add_in_redis(key, amount, window_seconds)
             except redis.RedisError as exc:
                 self._redis_down_until = self.clock() + REDIS_RETRY_AFTER
-                log.warning("Redis unavailable (%s); %s for %.0f s", exc, self.fallback_note, REDIS_RETRY_AFTER)
+                log.warning(
+                    "Redis unavailable (%s); %s for %.0f s",
+                    exc,
+                    self.fallback_note,
+                    REDIS_RETRY_AFTER,
+                )
         return self.local.add(key, amount)
 
     def _add_in_redis(self, key: str, amount: int, window_seconds: float) -> int:
@@ -140,8 +148,14 @@ class RateLimiter:
     unreachable the limiter counts this process alone (and says so) rather than stopping.
     """
 
-    def __init__(self, per_second: float, client: redis.Redis | None, key: str = "digest:rate",
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        client: redis.Redis | None,
+        key: str = "digest:rate",
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.key = key
         self.clock, self.sleep = clock, sleep
         self.window_seconds = max(1.0, 1.0 / per_second)
@@ -161,7 +175,9 @@ class RateLimiter:
                 if window == self._window and self._permits > 0:
                     self._permits -= 1
                     return
-                count = self.counters.add(f"{self.key}:{window}", self.chunk, self.window_seconds + 1)
+                count = self.counters.add(
+                    f"{self.key}:{window}", self.chunk, self.window_seconds + 1
+                )
                 granted = min(self.chunk, self.per_window - (count - self.chunk))
                 if granted > 0:
                     self._window, self._permits = window, granted - 1

@@ -10,8 +10,8 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-from email.message import EmailMessage
 from email.headerregistry import HeaderRegistry
+from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
@@ -23,8 +23,20 @@ _BREAKS = re.compile(r"[\r\n\x00]+")
 # Headers whose values this module writes itself, already one line (header_value), and
 # in a form that needs no parsing to be correct on the wire: a bare address, a date from
 # format_datetime, <angle-bracketed> ids and URLs, plain text; and the two fixed MIME values.
-_VERBATIM_HEADERS = frozenset({"subject", "to", "date", "message-id", "auto-submitted", "list-id", "list-unsubscribe",
-                               "list-unsubscribe-post", "mime-version", "content-transfer-encoding"})
+_VERBATIM_HEADERS = frozenset(
+    {
+        "subject",
+        "to",
+        "date",
+        "message-id",
+        "auto-submitted",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "mime-version",
+        "content-transfer-encoding",
+    }
+)
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -53,8 +65,12 @@ class WirePolicy(EmailPolicy):
     """
 
     def header_store_parse(self, name: str, value: object) -> tuple[str, object]:
-        if (isinstance(value, str) and name.lower() in _VERBATIM_HEADERS and value.isascii()
-                and not _BREAKS.search(value)):
+        if (
+            isinstance(value, str)
+            and name.lower() in _VERBATIM_HEADERS
+            and value.isascii()
+            and not _BREAKS.search(value)
+        ):
             return (name, value)
         return super().header_store_parse(name, value)
 
@@ -134,7 +150,9 @@ def build_message(
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
     msg.set_content(rendered.text, charset="utf-8", cte=transfer_encoding(rendered.text))
     msg.make_alternative(boundary=boundary_for(rendered))
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=transfer_encoding(rendered.html))
+    msg.add_alternative(
+        rendered.html, subtype="html", charset="utf-8", cte=transfer_encoding(rendered.html)
+    )
     return msg
 
 

@@ -161,7 +161,9 @@ class SentPaper(Base):
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
     )
     arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -49,7 +49,9 @@ def fetch_papers(store: Store, settings: Settings) -> list[SourceReport]:
     reports = [] if settings.offline else fetch_all(store, settings)
     landed = any(r.error is None and (r.new or r.updated or r.not_modified) for r in reports)
     if not landed and store.count_papers() == 0:
-        log.warning("no papers could be fetched and none are stored: using the bundled sample papers")
+        log.warning(
+            "no papers could be fetched and none are stored: using the bundled sample papers"
+        )
         reports += ingest_bundled_sample(store, settings.announce_types)
     return reports
 
@@ -59,25 +61,45 @@ def candidate_papers(store: Store, now: dt.datetime) -> list[PaperRecord]:
     return store.list_papers(since=now - CANDIDATE_WINDOW)
 
 
-def rank_today(store: Store, settings: Settings, subscribers: Sequence[SubscriberRecord], now: dt.datetime,
-               already_sent: Mapping[int, set[str]], remember: bool = True) -> EditionPlan:
+def rank_today(
+    store: Store,
+    settings: Settings,
+    subscribers: Sequence[SubscriberRecord],
+    now: dt.datetime,
+    already_sent: Mapping[int, set[str]],
+    remember: bool = True,
+) -> EditionPlan:
     """Every subscriber's picks among today's candidates, as the daily run makes them: the
     tick, `preview`, `send-test` and the web preview all rank through here. ``remember``
     off: embeddings of new texts are not stored (anonymous web previews)."""
     encoder, threshold = ranking_mode(settings, store, remember)
-    return plan_edition(candidate_papers(store, now), subscribers, already_sent, now, threshold, encoder)
+    return plan_edition(
+        candidate_papers(store, now), subscribers, already_sent, now, threshold, encoder
+    )
 
 
-def todays_digest(store: Store, settings: Settings, sub: SubscriberRecord, now: dt.datetime,
-                  already_sent: Mapping[int, set[str]]) -> tuple[DigestContent, int]:
+def todays_digest(
+    store: Store,
+    settings: Settings,
+    sub: SubscriberRecord,
+    now: dt.datetime,
+    already_sent: Mapping[int, set[str]],
+) -> tuple[DigestContent, int]:
     """What ``sub`` would get from the stored papers at ``now``, and from how many candidates."""
     plan = rank_today(store, settings, [sub], now, already_sent)
-    content = digest_content(sub, plan.picks[sub.id], plan.papers, now.date(), settings.tokens, settings.base_url)
+    content = digest_content(
+        sub, plan.picks[sub.id], plan.papers, now.date(), settings.tokens, settings.base_url
+    )
     return content, len(plan.papers)
 
 
-def embed_papers(store: Store, settings: Settings, papers: Sequence[PaperRecord],
-                 progress: Callable[[int], None] = lambda _done: None, chunk: int = 64) -> None:
+def embed_papers(
+    store: Store,
+    settings: Settings,
+    papers: Sequence[PaperRecord],
+    progress: Callable[[int], None] = lambda _done: None,
+    chunk: int = 64,
+) -> None:
     """Embed papers now (once each, stored), so the next daily run and the web preview only
     read vectors instead of spending ~70 ms of CPU per new paper; ``progress`` hears of
     each chunk of papers done."""
@@ -90,8 +112,12 @@ def embed_papers(store: Store, settings: Settings, papers: Sequence[PaperRecord]
         progress(min(chunk, len(passages) - start))
 
 
-def plan_deliveries(store: Store, settings: Settings, due: Sequence[tuple[SubscriberRecord, dt.date]],
-                    now: dt.datetime) -> tuple[int, int]:
+def plan_deliveries(
+    store: Store,
+    settings: Settings,
+    due: Sequence[tuple[SubscriberRecord, dt.date]],
+    now: dt.datetime,
+) -> tuple[int, int]:
     """Rank today's candidates for everyone due and write one delivery row each.
 
     Returns (created, skipped). A subscriber with nothing to send gets a 'skipped' row, so
@@ -100,15 +126,27 @@ def plan_deliveries(store: Store, settings: Settings, due: Sequence[tuple[Subscr
     if not due:
         return 0, 0
     subscribers = [sub for sub, _ in due]
-    plan = rank_today(store, settings, subscribers, now, store.sent_paper_ids([sub.id for sub in subscribers]))
-    rows = [NewDelivery(sub.id, edition, plan.picks[sub.id], "queued" if plan.picks[sub.id] else "skipped")
-            for sub, edition in due]
+    plan = rank_today(
+        store, settings, subscribers, now, store.sent_paper_ids([sub.id for sub in subscribers])
+    )
+    rows = [
+        NewDelivery(
+            sub.id, edition, plan.picks[sub.id], "queued" if plan.picks[sub.id] else "skipped"
+        )
+        for sub, edition in due
+    ]
     created = store.create_deliveries(rows)
     return created, sum(1 for row in rows if row.status == "skipped")
 
 
-def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callable[[list[int]], None],
-             fetch_every: dt.timedelta | None = None, everyone: bool = False) -> TickReport:
+def run_tick(
+    store: Store,
+    settings: Settings,
+    now: dt.datetime,
+    enqueue: Callable[[list[int]], None],
+    fetch_every: dt.timedelta | None = None,
+    everyone: bool = False,
+) -> TickReport:
     """One wake-up of the daily job.
 
     Papers are fetched when someone is due and the last successful fetch is older than
@@ -120,7 +158,9 @@ def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callab
     report = TickReport()
     store.delete_expired_pending(now - dt.timedelta(days=settings.pending_expiry_days))
     store.prune_vectors(now - VECTOR_RETENTION)
-    report.requeued_stale = store.requeue_stale_claims(now, dt.timedelta(seconds=settings.claim_lease_seconds))
+    report.requeued_stale = store.requeue_stale_claims(
+        now, dt.timedelta(seconds=settings.claim_lease_seconds)
+    )
     if report.requeued_stale:
         log.warning("requeued %d deliveries whose worker died mid-send", report.requeued_stale)
     due = store.due_subscribers(now, ignore_send_hour=everyone)
@@ -134,6 +174,12 @@ def run_tick(store: Store, settings: Settings, now: dt.datetime, enqueue: Callab
     for batch in planned:
         enqueue(batch)
     report.batches, report.enqueued = len(planned), len(ids)
-    log.info("tick: %d due, %d deliveries created, %d skipped, %d enqueued in %d batches",
-             report.due, report.created, report.skipped, report.enqueued, report.batches)
+    log.info(
+        "tick: %d due, %d deliveries created, %d skipped, %d enqueued in %d batches",
+        report.due,
+        report.created,
+        report.skipped,
+        report.enqueued,
+        report.batches,
+    )
     return report

@@ -18,7 +18,7 @@ How it works, and why:
   relevant papers but cannot lift an irrelevant one, which the threshold already removed.
 * Each pick names the topic that contributed most and the topic words found in the paper.
 
-Measured on shared/ranking-dev (see README): the choices above (title weight, normalisation,
+Measured on the development set in tests/fixtures/ranking-dev (README, Ranking): the choices above (title weight, normalisation,
 sum over topics, cosine added unweighted) are the ones that held up there; bigram phrases,
 corpus acronym expansion, pseudo-relevance feedback, LSA, neighbour smoothing and static
 word vectors did not help and are left out.
@@ -45,31 +45,119 @@ B = 0.75
 # on topic and drops 95.5 % of the irrelevant ones; words + cosine, 0.50 keeps 90 % and drops 95.6 %.
 LEXICAL_THRESHOLD = 0.30
 SEMANTIC_THRESHOLD = 0.50
-SEMANTIC_WEIGHT = 1.0  # cosine added as is: 0.7-1.5 all measured 0.851-0.864, 1.0 is the plain choice
+SEMANTIC_WEIGHT = (
+    1.0  # cosine added as is: 0.7-1.5 all measured 0.851-0.864, 1.0 is the plain choice
+)
 TRENDING_BOOST = 0.10
 FRESHNESS_BOOST = 0.05
 PICK_CHUNK = 10_000  # subscribers per block when picking; bounds memory to chunk x papers
 
-STOP_WORDS = frozenset("""
-a an and are as at be by for from has have in into is it its of on or that the their this to was
-were which with we our us via using use based towards toward new can these those than such both
-also while within without between across through over under more most less not no but each other
-how what when where who whose why do does
-""".split())
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "this",
+        "to",
+        "was",
+        "were",
+        "which",
+        "with",
+        "we",
+        "our",
+        "us",
+        "via",
+        "using",
+        "use",
+        "based",
+        "towards",
+        "toward",
+        "new",
+        "can",
+        "these",
+        "those",
+        "than",
+        "such",
+        "both",
+        "also",
+        "while",
+        "within",
+        "without",
+        "between",
+        "across",
+        "through",
+        "over",
+        "under",
+        "more",
+        "most",
+        "less",
+        "not",
+        "no",
+        "but",
+        "each",
+        "other",
+        "how",
+        "what",
+        "when",
+        "where",
+        "who",
+        "whose",
+        "why",
+        "do",
+        "does",
+    ]
+)
 WORD = re.compile(r"[a-z0-9]+")
 # Acronyms people type as topics, spelled out so papers that use the long form match too.
 # One direction only: expanding "reinforcement learning" to "rl" was measured to hurt
 # (every paper mentioning an LLM matched "large language model agents").
 ACRONYMS = {
-    "ai": "artificial intelligence", "asr": "automatic speech recognition", "cnn": "convolutional neural network",
-    "cv": "computer vision", "gan": "generative adversarial network", "gnn": "graph neural network",
-    "gnns": "graph neural networks", "hci": "human computer interaction", "ir": "information retrieval",
-    "llm": "large language model", "llms": "large language models", "ml": "machine learning",
-    "moe": "mixture of experts", "mt": "machine translation", "nlp": "natural language processing",
-    "nmt": "neural machine translation", "rag": "retrieval augmented generation", "rl": "reinforcement learning",
-    "rlhf": "reinforcement learning from human feedback", "slam": "simultaneous localization and mapping",
-    "tts": "text to speech", "vae": "variational autoencoder", "vlm": "vision language model",
-    "vqa": "visual question answering", "ssm": "state space model", "nerf": "neural radiance field",
+    "ai": "artificial intelligence",
+    "asr": "automatic speech recognition",
+    "cnn": "convolutional neural network",
+    "cv": "computer vision",
+    "gan": "generative adversarial network",
+    "gnn": "graph neural network",
+    "gnns": "graph neural networks",
+    "hci": "human computer interaction",
+    "ir": "information retrieval",
+    "llm": "large language model",
+    "llms": "large language models",
+    "ml": "machine learning",
+    "moe": "mixture of experts",
+    "mt": "machine translation",
+    "nlp": "natural language processing",
+    "nmt": "neural machine translation",
+    "rag": "retrieval augmented generation",
+    "rl": "reinforcement learning",
+    "rlhf": "reinforcement learning from human feedback",
+    "slam": "simultaneous localization and mapping",
+    "tts": "text to speech",
+    "vae": "variational autoencoder",
+    "vlm": "vision language model",
+    "vqa": "visual question answering",
+    "ssm": "state space model",
+    "nerf": "neural radiance field",
 }
 _stemmer = Stemmer.Stemmer("english")
 
@@ -141,10 +229,14 @@ class TopicIndex:
     each paper's title and abstract are embedded once here, each topic once per index.
     """
 
-    def __init__(self, papers: Sequence[PaperText], title_weight: float = TITLE_WEIGHT,
-                 analyzer: Callable[[str], list[str]] = stems,
-                 expand: Callable[[str], str] = expand_acronyms,
-                 encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        papers: Sequence[PaperText],
+        title_weight: float = TITLE_WEIGHT,
+        analyzer: Callable[[str], list[str]] = stems,
+        expand: Callable[[str], str] = expand_acronyms,
+        encoder: Encoder | None = None,
+    ) -> None:
         self.title_weight = title_weight
         self.analyze = analyzer
         self.expand = expand
@@ -154,7 +246,11 @@ class TopicIndex:
         self.vocab: dict[str, int] = {}
         self._title_stems: list[set[str]] = []
         self.weights, self.idf = self._build()
-        self.vectors = encoder.encode([paper_passage(p) for p in self.papers]) if encoder and self.papers else None
+        self.vectors = (
+            encoder.encode([paper_passage(p) for p in self.papers])
+            if encoder and self.papers
+            else None
+        )
         self._topic_vectors: dict[str, np.ndarray] = {}  # evidence asks again per (topic, paper)
 
     def _build(self) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -251,10 +347,18 @@ class TopicIndex:
                 if any(stem in self._title_stems[paper_index] for stem in found):
                     in_title.append(word)
         phrase = " ".join(topic.lower().split())
-        phrase_in = ("title" if phrase in paper.title.lower()
-                     else "abstract" if phrase in " ".join(paper.abstract.lower().split()) else None)
-        similarity = (round(float(self._topic_matrix([topic])[0] @ self.vectors[paper_index]), 2)
-                      if self.vectors is not None else None)
+        phrase_in = (
+            "title"
+            if phrase in paper.title.lower()
+            else "abstract"
+            if phrase in " ".join(paper.abstract.lower().split())
+            else None
+        )
+        similarity = (
+            round(float(self._topic_matrix([topic])[0] @ self.vectors[paper_index]), 2)
+            if self.vectors is not None
+            else None
+        )
         return Evidence(topic, tuple(matched), tuple(in_title), phrase_in, similarity)
 
 
@@ -330,8 +434,10 @@ def pick_papers(
     padded_scores = np.vstack([scores, np.zeros((1, scores.shape[1]), dtype=scores.dtype)])
     position = {pid: i for i, pid in enumerate(paper_ids or [])}
     k = min(max((r.max_papers for r in requests), default=0), scores.shape[1])
-    parts = [_pick_block(requests[s : s + PICK_CHUNK], passing, padded_scores, boost, k, position)
-             for s in range(0, len(requests), PICK_CHUNK)]
+    parts = [
+        _pick_block(requests[s : s + PICK_CHUNK], passing, padded_scores, boost, k, position)
+        for s in range(0, len(requests), PICK_CHUNK)
+    ]
     empty = np.zeros((0, k), dtype=np.int32)
     return PickTable(
         keys=[r.key for r in requests],
@@ -342,8 +448,14 @@ def pick_papers(
     )
 
 
-def _pick_block(block: Sequence[SubscriberRequest], passing: np.ndarray, padded_scores: np.ndarray,
-                boost: np.ndarray, k: int, position: dict[str, int]) -> tuple[np.ndarray, ...]:
+def _pick_block(
+    block: Sequence[SubscriberRequest],
+    passing: np.ndarray,
+    padded_scores: np.ndarray,
+    boost: np.ndarray,
+    k: int,
+    position: dict[str, int],
+) -> tuple[np.ndarray, ...]:
     n_topics = passing.shape[0]
     relevance = np.asarray(_membership(block, n_topics) @ passing)
     final = relevance * boost
@@ -354,8 +466,11 @@ def _pick_block(block: Sequence[SubscriberRequest], passing: np.ndarray, padded_
     if k == 0:
         shape = (len(block), 0)
         return (np.zeros(shape, np.int32),) * 2 + (np.zeros(shape, np.float32),) * 2
-    top = np.argpartition(-final, k - 1, axis=1)[:, :k] if k < final.shape[1] else np.tile(
-        np.arange(final.shape[1]), (len(block), 1))
+    top = (
+        np.argpartition(-final, k - 1, axis=1)[:, :k]
+        if k < final.shape[1]
+        else np.tile(np.arange(final.shape[1]), (len(block), 1))
+    )
     top_scores = np.take_along_axis(final, top, axis=1)
     order = np.lexsort((top, -top_scores), axis=1)  # best first; ties by paper position
     papers = np.take_along_axis(top, order, axis=1).astype(np.int32)
@@ -370,14 +485,22 @@ def _pick_block(block: Sequence[SubscriberRequest], passing: np.ndarray, padded_
     best = np.take_along_axis(own, contribution.argmax(axis=2), axis=1).astype(np.int32)
     papers[empty] = -1
     best[empty] = -1
-    return papers, best, np.where(empty, 0, picked).astype(np.float32), np.where(
-        empty, 0, np.take_along_axis(relevance, np.where(empty, 0, papers), axis=1)).astype(np.float32)
+    return (
+        papers,
+        best,
+        np.where(empty, 0, picked).astype(np.float32),
+        np.where(
+            empty, 0, np.take_along_axis(relevance, np.where(empty, 0, papers), axis=1)
+        ).astype(np.float32),
+    )
 
 
 def _membership(block: Sequence[SubscriberRequest], n_topics: int) -> sp.csr_matrix:
     indptr = np.zeros(len(block) + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([len(r.topic_rows) for r in block])
-    indices = np.fromiter((t for r in block for t in r.topic_rows), dtype=np.int64, count=int(indptr[-1]))
+    indices = np.fromiter(
+        (t for r in block for t in r.topic_rows), dtype=np.int64, count=int(indptr[-1])
+    )
     data = np.ones(len(indices), dtype=np.float32)
     return sp.csr_matrix((data, indices, indptr), shape=(len(block), n_topics))
 
@@ -403,20 +526,29 @@ class Explainer:
             topic = int(self.table.topics[row, slot])
             evidence = self._cache.get((topic, int(paper)))
             if evidence is None:
-                evidence = self._cache[(topic, int(paper))] = self.index.evidence(self.topics[topic], int(paper))
-            result.append(Pick(
-                arxiv_id=self.index.ids[paper],
-                score=round(float(self.table.scores[row, slot]), 6),
-                relevance=round(float(self.table.relevance[row, slot]), 6),
-                topic=self.topics[topic],
-                reason=evidence.sentence(),
-                matched=evidence.matched,
-            ))
+                evidence = self._cache[(topic, int(paper))] = self.index.evidence(
+                    self.topics[topic], int(paper)
+                )
+            result.append(
+                Pick(
+                    arxiv_id=self.index.ids[paper],
+                    score=round(float(self.table.scores[row, slot]), 6),
+                    relevance=round(float(self.table.relevance[row, slot]), 6),
+                    topic=self.topics[topic],
+                    reason=evidence.sentence(),
+                    matched=evidence.matched,
+                )
+            )
         return result
 
 
-def rank_profiles(papers: Sequence[PaperText], profiles: dict[str, Sequence[str]], top: int,
-                  threshold: float = 0.0, encoder: Encoder | None = None) -> dict[str, list[Pick]]:
+def rank_profiles(
+    papers: Sequence[PaperText],
+    profiles: dict[str, Sequence[str]],
+    top: int,
+    threshold: float = 0.0,
+    encoder: Encoder | None = None,
+) -> dict[str, list[Pick]]:
     """Rank a papers file for each named profile (the ``digest rank`` command and evaluation)."""
     index = TopicIndex(papers, encoder=encoder)
     profiles = {q: [" ".join(t.lower().split()) for t in ts] for q, ts in profiles.items()}
@@ -424,13 +556,16 @@ def rank_profiles(papers: Sequence[PaperText], profiles: dict[str, Sequence[str]
     row_of = {t: i for i, t in enumerate(topics)}
     scores = index.score_topics(topics)
     keys = list(profiles)
-    requests = [SubscriberRequest(n, tuple(row_of[t] for t in profiles[q]), top) for n, q in enumerate(keys)]
+    requests = [
+        SubscriberRequest(n, tuple(row_of[t] for t in profiles[q]), top) for n, q in enumerate(keys)
+    ]
     explainer = Explainer(index, topics, pick_papers(topics, scores, requests, threshold=threshold))
     return {q: explainer.picks(n) for n, q in enumerate(keys)}
 
 
-def plain_bm25_ranking(papers: Sequence[PaperText], profiles: dict[str, Sequence[str]],
-                       top: int) -> dict[str, list[str]]:
+def plain_bm25_ranking(
+    papers: Sequence[PaperText], profiles: dict[str, Sequence[str]], top: int
+) -> dict[str, list[str]]:
     """The baseline every change is judged against: Okapi BM25 over title + abstract, no
     stemming, no field weights, the profile's topics as one query."""
     index = TopicIndex(papers, title_weight=1.0, analyzer=words, expand=str)

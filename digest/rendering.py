@@ -6,10 +6,11 @@ come from the internet.
 
 CSS inlining (premailer) costs ~19 ms per email, so it runs once per *template*, at load
 time: static ``{% include %}``s are expanded textually first so premailer sees the whole
-document, then the inlined source is compiled by Jinja. Rules for templates, learned the
-hard way (see shared/notes/measured-facts.md): write URL attributes as ``{{x.url}}``
-without spaces, never put Jinja inside a ``class`` attribute, and keep ``!important`` in
-``@media`` rules. :func:`inline_per_email` keeps the slow path available so tests and the
+document, then the inlined source is compiled by Jinja. Rules for templates, because
+premailer rewrites what it parses: write URL attributes as ``{{x.url}}`` without spaces
+(it would percent-encode them), never put Jinja inside a ``class`` attribute (the class
+would no longer match its rule), and keep ``!important`` in ``@media`` rules (inlined
+styles would win over them otherwise). :func:`inline_per_email` keeps the slow path available so tests and the
 benchmark can prove both give identical output.
 """
 
@@ -26,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import premailer
-from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, nodes, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    nodes,
+    select_autoescape,
+)
 from jinja2.ext import Extension
 from jinja2.parser import Parser
 
@@ -69,7 +77,9 @@ class PaperItem:
         return hash(_item_values(self))
 
 
-_item_values = attrgetter(*(f.name for f in fields(PaperItem)))  # astuple() would deep-copy every field
+_item_values = attrgetter(
+    *(f.name for f in fields(PaperItem))
+)  # astuple() would deep-copy every field
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,9 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return cut + "…"
 
 
-def paper_item(paper: PaperRecord, topic: str | None = None, reason: str | None = None) -> PaperItem:
+def paper_item(
+    paper: PaperRecord, topic: str | None = None, reason: str | None = None
+) -> PaperItem:
     """A paper as the email shows it; without a topic it is a "trending" entry."""
     return PaperItem(
         arxiv_id=paper.arxiv_id,
@@ -139,7 +151,9 @@ def paper_item(paper: PaperRecord, topic: str | None = None, reason: str | None 
         upvotes=paper.upvotes,
         topic=topic,
         reason=reason,
-        upvotes_label="" if paper.upvotes is None else f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}",
+        upvotes_label=""
+        if paper.upvotes is None
+        else f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}",
     )
 
 
@@ -167,7 +181,12 @@ def compact_css(css: str, width: int = CSS_LINE_WIDTH) -> str:
     broken after a ``}``: the <style> block every email carries shrinks from ~45 lines to ~8,
     and every SMTP hop handles messages line by line."""
     lines: list[str] = []
-    for piece in " ".join(CSS_COMMENT.sub("", css).split()).replace("} ", "}").replace("}", "}\n").splitlines():
+    for piece in (
+        " ".join(CSS_COMMENT.sub("", css).split())
+        .replace("} ", "}")
+        .replace("}", "}\n")
+        .splitlines()
+    ):
         if lines and len(lines[-1]) + len(piece) <= width:
             lines[-1] += piece
         else:
@@ -198,7 +217,9 @@ class _ExpandedLoader(BaseLoader):
     def _read(self, environment: Environment, name: str) -> str:
         return self.files.get_source(environment, name)[0]
 
-    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool]]:
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool]]:
         source, filename, uptodate = self.files.get_source(environment, template)
         if template.startswith("email/") and template.endswith(".html"):
             source = expand_static_includes(source, lambda name: self._read(environment, name))
@@ -209,7 +230,9 @@ class _ExpandedLoader(BaseLoader):
 
 def _restore_jinja_in_urls(html: str) -> str:
     """libxml2 percent-escapes characters inside href/src; undo it within ``{{ }}``."""
-    return re.sub(r"%7B%7B(.*?)%7D%7D", lambda m: "{{" + m.group(1).replace("%20", " ") + "}}", html)
+    return re.sub(
+        r"%7B%7B(.*?)%7D%7D", lambda m: "{{" + m.group(1).replace("%20", " ") + "}}", html
+    )
 
 
 class FragmentCache:
@@ -256,7 +279,9 @@ class FragmentCacheExtension(Extension):
         fragment = nodes.Name("_cached_fragment", "store")
         hit = nodes.Output([nodes.Filter(key, "_from_fragment_cache", [], [], None, None)])
         miss = [
-            nodes.AssignBlock(fragment, nodes.Filter(None, "_into_fragment_cache", [key], [], None, None), body),
+            nodes.AssignBlock(
+                fragment, nodes.Filter(None, "_into_fragment_cache", [key], [], None, None), body
+            ),
             nodes.Output([nodes.Name("_cached_fragment", "load")]),
         ]
         is_cached = nodes.Test(key, "_in_fragment_cache", [], [], None, None)
@@ -311,11 +336,15 @@ def render_digest(content: DigestContent, env: Environment | None = None) -> Ren
     return _render_triple(env or default_environment(), "digest", digest_context(content))
 
 
-def render_confirmation(content: ConfirmationContent, env: Environment | None = None) -> RenderedEmail:
+def render_confirmation(
+    content: ConfirmationContent, env: Environment | None = None
+) -> RenderedEmail:
     return _render_triple(env or default_environment(), "confirm", dict(vars(content)))
 
 
-def render_already_subscribed(content: AlreadySubscribedContent, env: Environment | None = None) -> RenderedEmail:
+def render_already_subscribed(
+    content: AlreadySubscribedContent, env: Environment | None = None
+) -> RenderedEmail:
     return _render_triple(env or default_environment(), "already-subscribed", dict(vars(content)))
 
 

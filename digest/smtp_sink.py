@@ -49,8 +49,14 @@ class SinkHandler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _count_on_connection: Counter = field(default_factory=Counter)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         reply = self.rcpt_reply(address) if self.rcpt_reply else None
         if reply:
             return reply
@@ -72,12 +78,16 @@ class SinkHandler:
         with self.lock:
             self.accepted += len(envelope.rcpt_tos)
             if self.keep:
-                self.received.extend(Received(rcpt, envelope.original_content or envelope.content)
-                                     for rcpt in envelope.rcpt_tos)
+                self.received.extend(
+                    Received(rcpt, envelope.original_content or envelope.content)
+                    for rcpt in envelope.rcpt_tos
+                )
         self._count_on_connection[connection] += 1
         if self.maildir is not None:
             self.maildir.mkdir(parents=True, exist_ok=True)
-            (self.maildir / f"{time.time_ns()}.eml").write_bytes(envelope.original_content or envelope.content)
+            (self.maildir / f"{time.time_ns()}.eml").write_bytes(
+                envelope.original_content or envelope.content
+            )
         return "250 Message accepted"
 
     def by_recipient(self) -> Counter:
@@ -90,9 +100,15 @@ class SmtpSink:
 
     def __init__(self, port: int = 0, handler: SinkHandler | None = None) -> None:
         self.handler = handler or SinkHandler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port(),
-                                     server_hostname="localhost",  # else a reverse DNS lookup per connection
-                                     decode_data=False, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024)
+        self.controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=port or _free_port(),
+            server_hostname="localhost",  # else a reverse DNS lookup per connection
+            decode_data=False,
+            enable_SMTPUTF8=True,
+            data_size_limit=10 * 1024 * 1024,
+        )
 
     @property
     def port(self) -> int:

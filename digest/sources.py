@@ -47,8 +47,17 @@ TAG = re.compile(r"<[^>]+>")
 SPACE = re.compile(r"\s+")
 TEX_ACCENT = re.compile(r"""\\([`'^"~=.uvHc])\s*\{?\\?([A-Za-z])\}?""")
 ACCENT_MARKS = {
-    "`": "\u0300", "'": "\u0301", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304",
-    ".": "\u0307", "u": "\u0306", "v": "\u030c", "H": "\u030b", "c": "\u0327",
+    "`": "\u0300",
+    "'": "\u0301",
+    "^": "\u0302",
+    '"': "\u0308",
+    "~": "\u0303",
+    "=": "\u0304",
+    ".": "\u0307",
+    "u": "\u0306",
+    "v": "\u030c",
+    "H": "\u030b",
+    "c": "\u0327",
 }
 
 
@@ -189,7 +198,11 @@ def _hf_item_to_record(item: dict[str, Any], paper: dict[str, Any]) -> PaperReco
         arxiv_id=ids[0],
         title=title,
         abstract=clean_text(paper.get("summary") or item.get("summary")),
-        authors=[clean_text(a.get("name")) for a in paper.get("authors", []) if isinstance(a, dict) and a.get("name")],
+        authors=[
+            clean_text(a.get("name"))
+            for a in paper.get("authors", [])
+            if isinstance(a, dict) and a.get("name")
+        ],
         upvotes=upvotes if isinstance(upvotes, int) else None,
         hf_url=f"https://huggingface.co/papers/{ids[0]}",
         ai_summary=clean_text(paper.get("ai_summary")) or None,
@@ -244,7 +257,9 @@ def _arxiv_entry_to_record(
         return f"{title[:40]!r}: no arXiv id"
     if not title:
         return f"{ids[0]}: missing title"
-    categories = [t.term for t in entry.get("tags", []) if t.get("term") and ARXIV_CATEGORY.match(t.term)]
+    categories = [
+        t.term for t in entry.get("tags", []) if t.get("term") and ARXIV_CATEGORY.match(t.term)
+    ]
     primary = (entry.get("arxiv_primary_category") or {}).get("term")
     announce = _announce_type(entry)
     if rdf_suffix:
@@ -285,12 +300,16 @@ def parse_arxiv_feed(body: bytes) -> ParseResult:
     result = ParseResult()
     for index, entry in enumerate(feed.entries):
         if "/api/errors" in entry.get("id", ""):
-            raise SourceError(f"arXiv API error: {clean_text(entry.get('summary')) or entry.get('id')}")
+            raise SourceError(
+                f"arXiv API error: {clean_text(entry.get('summary')) or entry.get('id')}"
+            )
         record = _arxiv_entry_to_record(entry, archive, feed_date)
         if isinstance(record, str):
             result.skipped.append(f"entry {index}: {record}")
             continue
-        record.sources = [ARXIV_API if is_api and not entry.get("id", "").startswith("oai:") else ARXIV_RSS]
+        record.sources = [
+            ARXIV_API if is_api and not entry.get("id", "").startswith("oai:") else ARXIV_RSS
+        ]
         result.papers.append(record)
     return result
 
@@ -307,15 +326,17 @@ def parse_hf_papers_rss(body: bytes) -> ParseResult:
             continue
         text = clean_text(entry.get("summary"))
         parts = HF_RSS_DESCRIPTION.match(text)
-        result.papers.append(PaperRecord(
-            arxiv_id=ids[0],
-            title=title,
-            abstract=parts.group(2) if parts else text,
-            ai_summary=parts.group(1) if parts else None,
-            hf_url=f"https://huggingface.co/papers/{ids[0]}",
-            published_at=_struct_to_datetime(entry.get("published_parsed")),
-            sources=[HF_RSS],
-        ))
+        result.papers.append(
+            PaperRecord(
+                arxiv_id=ids[0],
+                title=title,
+                abstract=parts.group(2) if parts else text,
+                ai_summary=parts.group(1) if parts else None,
+                hf_url=f"https://huggingface.co/papers/{ids[0]}",
+                published_at=_struct_to_datetime(entry.get("published_parsed")),
+                sources=[HF_RSS],
+            )
+        )
     return result
 
 
@@ -369,8 +390,18 @@ def parse_response(body: bytes, source: str | None = None) -> ParseResult:
 # -- merging ---------------------------------------------------------------------------------
 
 MERGED_FIELDS = (
-    "title", "abstract", "authors", "categories", "version", "announce_type", "upvotes",
-    "hf_url", "ai_summary", "ai_keywords", "published_at", "sources",
+    "title",
+    "abstract",
+    "authors",
+    "categories",
+    "version",
+    "announce_type",
+    "upvotes",
+    "hf_url",
+    "ai_summary",
+    "ai_keywords",
+    "published_at",
+    "sources",
 )
 
 

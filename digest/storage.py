@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +18,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-import zoneinfo
-
 from sqlalchemy import (
     Engine,
     and_,
@@ -48,7 +47,6 @@ from digest.models import (
     Topic,
     utcnow,
 )
-from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
 from digest.records import (
     ChangeReport,
     DeliveryRecord,
@@ -56,6 +54,7 @@ from digest.records import (
     SubscriberDefaults,
     SubscriberRecord,
 )
+from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
 from digest.subscriptions import SubscriberInput
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -66,18 +65,25 @@ CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable 
 # about as much as executing them.
 CLAIM = (
     update(Delivery.__table__)
-    .where(Delivery.id == bindparam("p_id"), Delivery.status == "queued",
-           or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= bindparam("p_now")))
+    .where(
+        Delivery.id == bindparam("p_id"),
+        Delivery.status == "queued",
+        or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= bindparam("p_now")),
+    )
     .values(status="sending", claimed_at=bindparam("p_now"), attempts=Delivery.attempts + 1)
 )
 MARK_SENT = (
     update(Delivery.__table__)
     .where(Delivery.id == bindparam("p_id"), Delivery.status == "sending")
-    .values(status="sent", sent_at=bindparam("p_now"), message_id=bindparam("p_message_id"))  # last_error kept
+    .values(
+        status="sent", sent_at=bindparam("p_now"), message_id=bindparam("p_message_id")
+    )  # last_error kept
     .returning(Delivery.subscriber_id)
 )
 RECORD_SENT_PAPERS = {
-    name: dialect.insert(SentPaper.__table__).on_conflict_do_nothing(index_elements=["subscriber_id", "arxiv_id"])
+    name: dialect.insert(SentPaper.__table__).on_conflict_do_nothing(
+        index_elements=["subscriber_id", "arxiv_id"]
+    )
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 
@@ -110,20 +116,30 @@ def _paper_record(paper: Paper) -> PaperRecord:
 
 def _to_delivery(delivery: Delivery, email: str) -> DeliveryRecord:
     return DeliveryRecord(
-        id=delivery.id, subscriber_id=delivery.subscriber_id, email=email, edition=delivery.edition,
-        status=delivery.status, picks=list(delivery.picks), attempts=delivery.attempts,
-        last_error=delivery.last_error, message_id=delivery.message_id, sent_at=delivery.sent_at,
+        id=delivery.id,
+        subscriber_id=delivery.subscriber_id,
+        email=email,
+        edition=delivery.edition,
+        status=delivery.status,
+        picks=list(delivery.picks),
+        attempts=delivery.attempts,
+        last_error=delivery.last_error,
+        message_id=delivery.message_id,
+        sent_at=delivery.sent_at,
         next_try_at=delivery.next_try_at,
     )
 
 
-def _insert_ignoring_duplicates(session: Session, model: type, rows: Sequence[dict[str, object]],
-                                keys: list[str]) -> int:
+def _insert_ignoring_duplicates(
+    session: Session, model: type, rows: Sequence[dict[str, object]], keys: list[str]
+) -> int:
     """INSERT ... ON CONFLICT DO NOTHING on either backend; returns how many rows were new."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     created = 0
     for chunk in _chunks(list(rows)):
-        result = session.execute(dialect.insert(model).values(list(chunk)).on_conflict_do_nothing(index_elements=keys))
+        result = session.execute(
+            dialect.insert(model).values(list(chunk)).on_conflict_do_nothing(index_elements=keys)
+        )
         created += max(result.rowcount, 0)
     return created
 
@@ -133,7 +149,9 @@ def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def make_engine(url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Engine:
+def make_engine(
+    url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None
+) -> Engine:
     """Create an engine with the per-backend settings that matter for concurrent workers.
 
     A database that hangs instead of refusing must not hang its callers: connecting gives up
@@ -158,8 +176,14 @@ def make_engine(url: str, connect_timeout: float = 5.0, statement_timeout: float
     connect_args: dict[str, object] = {"connect_timeout": max(1, math.ceil(connect_timeout))}
     if statement_timeout:
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=connect_timeout,
-                         connect_args=connect_args)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=connect_timeout,
+        connect_args=connect_args,
+    )
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -177,18 +201,24 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Store:
+    def from_url(
+        cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None
+    ) -> Store:
         return cls(make_engine(url, connect_timeout, statement_timeout))
 
     @classmethod
-    def open(cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Store:
+    def open(
+        cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None
+    ) -> Store:
         """A store ready for work: the embedded SQLite database brings its own schema up to
         date; any other must have been migrated by `digest db upgrade` first."""
         store = cls.from_url(url, connect_timeout, statement_timeout)
         try:
             store.ensure_schema(auto_upgrade=url.startswith("sqlite"))
         except OperationalError as exc:
-            raise StorageError(f"cannot reach the database at {store.engine.url!r}: {exc.orig}") from None
+            raise StorageError(
+                f"cannot reach the database at {store.engine.url!r}: {exc.orig}"
+            ) from None
         return store
 
     @contextmanager
@@ -216,9 +246,7 @@ class Store:
         if auto_upgrade:
             self.upgrade()
             return
-        raise StorageError(
-            "the database schema is not up to date: run `digest db upgrade` first"
-        )
+        raise StorageError("the database schema is not up to date: run `digest db upgrade` first")
 
     # -- topics ---------------------------------------------------------------------------
 
@@ -227,7 +255,9 @@ class Store:
         wanted = sorted(set(names))
         ids: dict[str, int] = {}
         for chunk in _chunks(wanted):
-            ids.update(session.execute(select(Topic.name, Topic.id).where(Topic.name.in_(chunk))).all())
+            ids.update(
+                session.execute(select(Topic.name, Topic.id).where(Topic.name.in_(chunk))).all()
+            )
         missing = [name for name in wanted if name not in ids]
         for chunk in _chunks(missing):
             rows = session.execute(
@@ -236,7 +266,9 @@ class Store:
             ids.update(rows.all())
         return ids
 
-    def _set_topics(self, session: Session, subscriber_ids_topics: dict[int, Sequence[str]]) -> None:
+    def _set_topics(
+        self, session: Session, subscriber_ids_topics: dict[int, Sequence[str]]
+    ) -> None:
         ids = self._topic_ids(session, (t for ts in subscriber_ids_topics.values() for t in ts))
         for chunk in _chunks(list(subscriber_ids_topics)):
             session.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id.in_(chunk)))
@@ -280,15 +312,22 @@ class Store:
             new_topic = session.scalar(select(Topic).where(Topic.name == new))
             if new_topic is None:
                 old_topic.name = new
-                return session.scalar(
-                    select(func.count()).where(SubscriberTopic.topic_id == old_topic.id)
-                ) or 0
+                return (
+                    session.scalar(
+                        select(func.count()).where(SubscriberTopic.topic_id == old_topic.id)
+                    )
+                    or 0
+                )
             holders = set(
                 session.scalars(
-                    select(SubscriberTopic.subscriber_id).where(SubscriberTopic.topic_id == new_topic.id)
+                    select(SubscriberTopic.subscriber_id).where(
+                        SubscriberTopic.topic_id == new_topic.id
+                    )
                 )
             )
-            links = session.scalars(select(SubscriberTopic).where(SubscriberTopic.topic_id == old_topic.id)).all()
+            links = session.scalars(
+                select(SubscriberTopic).where(SubscriberTopic.topic_id == old_topic.id)
+            ).all()
             for link in links:
                 if link.subscriber_id in holders:
                     session.delete(link)
@@ -329,15 +368,21 @@ class Store:
                 raise StorageError(
                     f"{data.email} is already subscribed (use `digest subscribers set` to change it)"
                 )
-            sub = Subscriber(email=data.email, status=status, confirmed_at=utcnow() if status == "active" else None,
-                             **defaults.schedule_of(data))
+            sub = Subscriber(
+                email=data.email,
+                status=status,
+                confirmed_at=utcnow() if status == "active" else None,
+                **defaults.schedule_of(data),
+            )
             session.add(sub)
             session.flush()
             self._set_topics(session, {sub.id: data.topics})
             session.refresh(sub)
             return _to_record(sub)
 
-    def request_subscription(self, data: SubscriberInput, defaults: SubscriberDefaults) -> tuple[SubscriberRecord, bool]:
+    def request_subscription(
+        self, data: SubscriberInput, defaults: SubscriberDefaults
+    ) -> tuple[SubscriberRecord, bool]:
         """A self-service sign-up: returns the subscriber and whether a confirmation is needed.
 
         A new or still pending address is (or stays) pending with the settings just given. An
@@ -360,8 +405,13 @@ class Store:
             session.refresh(sub)
             return _to_record(sub), True
 
-    def confirm_subscription(self, subscriber_id: int, data: SubscriberInput, defaults: SubscriberDefaults,
-                             link_issued_at: dt.datetime) -> SubscriberRecord | None:
+    def confirm_subscription(
+        self,
+        subscriber_id: int,
+        data: SubscriberInput,
+        defaults: SubscriberDefaults,
+        link_issued_at: dt.datetime,
+    ) -> SubscriberRecord | None:
         """Activate a sign-up from its confirmation link, with the settings the link carries.
 
         One conditional UPDATE decides, so two confirmations at once (a person and a mail
@@ -372,15 +422,25 @@ class Store:
         now = utcnow()
         consent = or_(
             Subscriber.status == "pending",
-            and_(Subscriber.status.in_(("unsubscribed", "bounced")),
-                 or_(Subscriber.unsubscribed_at.is_(None),
-                     Subscriber.unsubscribed_at < link_issued_at)),
+            and_(
+                Subscriber.status.in_(("unsubscribed", "bounced")),
+                or_(
+                    Subscriber.unsubscribed_at.is_(None),
+                    Subscriber.unsubscribed_at < link_issued_at,
+                ),
+            ),
         )
         with self.session() as session:
             activated = session.execute(
-                update(Subscriber).where(Subscriber.id == subscriber_id, consent)
-                .values(status="active", confirmed_at=now, updated_at=now, hard_bounces=0,
-                        **defaults.schedule_of(data))
+                update(Subscriber)
+                .where(Subscriber.id == subscriber_id, consent)
+                .values(
+                    status="active",
+                    confirmed_at=now,
+                    updated_at=now,
+                    hard_bounces=0,
+                    **defaults.schedule_of(data),
+                )
             ).rowcount
             if activated:
                 self._set_topics(session, {subscriber_id: data.topics})
@@ -394,7 +454,9 @@ class Store:
         """Unconfirmed sign-ups expire: we keep no address that never confirmed."""
         with self.session() as session:
             result = session.execute(
-                delete(Subscriber).where(Subscriber.status == "pending", Subscriber.updated_at < older_than)
+                delete(Subscriber).where(
+                    Subscriber.status == "pending", Subscriber.updated_at < older_than
+                )
             )
             self._drop_unused_topics(session)
             return result.rowcount
@@ -406,7 +468,9 @@ class Store:
             session.flush()
             self._drop_unused_topics(session)
 
-    def set_status(self, email: str, status: str, allowed_from: Sequence[str] | None = None) -> SubscriberRecord:
+    def set_status(
+        self, email: str, status: str, allowed_from: Sequence[str] | None = None
+    ) -> SubscriberRecord:
         with self.session() as session:
             sub = self._get(session, email)
             if allowed_from is not None and sub.status not in allowed_from:
@@ -442,7 +506,9 @@ class Store:
             session.refresh(sub)
             return _to_record(sub)
 
-    def list_subscribers(self, status: str | None = None, topic: str | None = None) -> list[SubscriberRecord]:
+    def list_subscribers(
+        self, status: str | None = None, topic: str | None = None
+    ) -> list[SubscriberRecord]:
         with self.session() as session:
             query = select(Subscriber).order_by(Subscriber.email)
             if status:
@@ -453,7 +519,9 @@ class Store:
 
     def count_subscribers(self) -> dict[str, int]:
         with self.session() as session:
-            rows = session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+            rows = session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            )
             return dict(rows.all())
 
     def import_subscribers(
@@ -502,7 +570,9 @@ class Store:
         return found
 
     @staticmethod
-    def _apply_row(sub: Subscriber, row: SubscriberInput, changed_topics: dict[int, Sequence[str]]) -> bool:
+    def _apply_row(
+        sub: Subscriber, row: SubscriberInput, changed_topics: dict[int, Sequence[str]]
+    ) -> bool:
         changed = False
         for attr in ("timezone", "send_hour", "max_papers"):
             value = getattr(row, attr)
@@ -533,7 +603,9 @@ class Store:
             for row in rows
         ]
         for chunk in _chunks(values):
-            result = session.execute(insert(Subscriber).returning(Subscriber.email, Subscriber.id), list(chunk))
+            result = session.execute(
+                insert(Subscriber).returning(Subscriber.email, Subscriber.id), list(chunk)
+            )
             ids.update(result.all())
         return ids
 
@@ -543,12 +615,13 @@ class Store:
         with self.session() as session:
             for chunk in _chunks(list(subscriber_ids)):
                 rows = session.execute(
-                    select(SentPaper.subscriber_id, SentPaper.arxiv_id).where(SentPaper.subscriber_id.in_(chunk))
+                    select(SentPaper.subscriber_id, SentPaper.arxiv_id).where(
+                        SentPaper.subscriber_id.in_(chunk)
+                    )
                 )
                 for sid, arxiv_id in rows:
                     sent[sid].add(arxiv_id)
         return sent
-
 
     # -- papers ---------------------------------------------------------------------------
 
@@ -562,8 +635,11 @@ class Store:
                 base = merged.get(record.arxiv_id) or existing.get(record.arxiv_id)
                 merged[record.arxiv_id] = merge_paper(base, record)
             now = utcnow()
-            new_rows = [{"arxiv_id": pid, **values, "first_seen_at": now, "updated_at": now}
-                        for pid, values in merged.items() if pid not in existing]
+            new_rows = [
+                {"arxiv_id": pid, **values, "first_seen_at": now, "updated_at": now}
+                for pid, values in merged.items()
+                if pid not in existing
+            ]
             for chunk in _chunks(new_rows):
                 session.execute(insert(Paper), list(chunk))
             report.created = len(new_rows)
@@ -573,7 +649,9 @@ class Store:
                 if values == existing[pid]:
                     report.unchanged += 1
                     continue
-                session.execute(update(Paper).where(Paper.arxiv_id == pid).values(**values, updated_at=now))
+                session.execute(
+                    update(Paper).where(Paper.arxiv_id == pid).values(**values, updated_at=now)
+                )
                 report.updated += 1
         return report
 
@@ -582,12 +660,17 @@ class Store:
         found: dict[str, dict[str, object]] = {}
         columns = [getattr(Paper, name) for name in MERGED_FIELDS]
         for chunk in _chunks(list(ids)):
-            for row in session.execute(select(Paper.arxiv_id, *columns).where(Paper.arxiv_id.in_(chunk))):
+            for row in session.execute(
+                select(Paper.arxiv_id, *columns).where(Paper.arxiv_id.in_(chunk))
+            ):
                 found[row[0]] = dict(zip(MERGED_FIELDS, row[1:], strict=True))
         return found
 
     def list_papers(
-        self, since: dt.datetime | None = None, ids: Sequence[str] | None = None, limit: int | None = None
+        self,
+        since: dt.datetime | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[PaperRecord]:
         """Stored papers, newest first seen first; ``since`` filters on first_seen_at."""
         with self.session() as session:
@@ -610,7 +693,9 @@ class Store:
         found: dict[str, bytes] = {}
         with self.session() as session:
             for chunk in _chunks(list(dict.fromkeys(keys))):
-                rows = session.execute(select(TextVector.key, TextVector.vector).where(TextVector.key.in_(chunk)))
+                rows = session.execute(
+                    select(TextVector.key, TextVector.vector).where(TextVector.key.in_(chunk))
+                )
                 found.update((key, bytes(vector)) for key, vector in rows)
         return found
 
@@ -618,13 +703,25 @@ class Store:
         """Keeps the first vector stored for a key: two workers computing one text agree anyway."""
         now = utcnow()
         with self.session() as session:
-            _insert_ignoring_duplicates(session, TextVector, [
-                {"key": key, "vector": vector, "created_at": now} for key, vector in vectors.items()], ["key"])
+            _insert_ignoring_duplicates(
+                session,
+                TextVector,
+                [
+                    {"key": key, "vector": vector, "created_at": now}
+                    for key, vector in vectors.items()
+                ],
+                ["key"],
+            )
 
     def prune_vectors(self, older_than: dt.datetime) -> int:
         """Drops old vectors (papers long gone); a topic still in use is simply embedded again."""
         with self.session() as session:
-            return session.execute(delete(TextVector).where(TextVector.created_at < older_than)).rowcount or 0
+            return (
+                session.execute(
+                    delete(TextVector).where(TextVector.created_at < older_than)
+                ).rowcount
+                or 0
+            )
 
     # -- conditional GET validators -------------------------------------------------------
 
@@ -643,15 +740,15 @@ class Store:
             row.etag, row.last_modified, row.fetched_at = etag, last_modified, utcnow()
             session.add(row)
 
-
-
     # -- deliveries: the exactly-once state machine -----------------------------------------
     #   queued --claim--> sending --250--> sent
     #     ^                  |--4xx / connection--> queued (attempts+1, not before next_try_at)
     #     |                  |--5xx recipient-----> bounced (hard bounce counted) | failed
     #     +---- stale claim (worker died) is requeued after the lease, noted in last_error
 
-    def due_subscribers(self, now: dt.datetime, ignore_send_hour: bool = False) -> list[tuple[SubscriberRecord, dt.date]]:
+    def due_subscribers(
+        self, now: dt.datetime, ignore_send_hour: bool = False
+    ) -> list[tuple[SubscriberRecord, dt.date]]:
         """Active subscribers whose local send hour has come and who have no edition for
         their local date yet. Grouped by (time zone, hour) so the clock maths runs per group,
         not per subscriber."""
@@ -659,43 +756,74 @@ class Store:
         due: list[tuple[SubscriberRecord, dt.date]] = []
         with self.session() as session:
             groups = session.execute(
-                select(Subscriber.timezone, Subscriber.send_hour).where(Subscriber.status == "active").distinct()
+                select(Subscriber.timezone, Subscriber.send_hour)
+                .where(Subscriber.status == "active")
+                .distinct()
             ).all()
             for tz_name, hour in groups:
                 local = aware_now.astimezone(_zone(tz_name))
                 if local.hour < hour and not ignore_send_hour:
                     continue
                 edition = local.date()
-                already = exists().where(and_(Delivery.subscriber_id == Subscriber.id, Delivery.edition == edition))
-                query = select(Subscriber).where(
-                    Subscriber.status == "active", Subscriber.timezone == tz_name, Subscriber.send_hour == hour, ~already
-                ).order_by(Subscriber.id)
+                already = exists().where(
+                    and_(Delivery.subscriber_id == Subscriber.id, Delivery.edition == edition)
+                )
+                query = (
+                    select(Subscriber)
+                    .where(
+                        Subscriber.status == "active",
+                        Subscriber.timezone == tz_name,
+                        Subscriber.send_hour == hour,
+                        ~already,
+                    )
+                    .order_by(Subscriber.id)
+                )
                 due.extend((_to_record(sub), edition) for sub in session.scalars(query))
         return due
 
     def create_deliveries(self, rows: Sequence[NewDelivery]) -> int:
         """One row per (subscriber, edition); rows that already exist are left alone."""
         now = utcnow()
-        values = [{"subscriber_id": r.subscriber_id, "edition": r.edition, "picks": r.picks, "status": r.status,
-                   "attempts": 0, "created_at": now} for r in rows]
+        values = [
+            {
+                "subscriber_id": r.subscriber_id,
+                "edition": r.edition,
+                "picks": r.picks,
+                "status": r.status,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for r in rows
+        ]
         with self.session() as session:
-            return _insert_ignoring_duplicates(session, Delivery, values, ["subscriber_id", "edition"])
+            return _insert_ignoring_duplicates(
+                session, Delivery, values, ["subscriber_id", "edition"]
+            )
 
-    def take_deliveries_to_send(self, now: dt.datetime, enqueue_lease: dt.timedelta,
-                                edition: dt.date | None = None) -> list[int]:
+    def take_deliveries_to_send(
+        self, now: dt.datetime, enqueue_lease: dt.timedelta, edition: dt.date | None = None
+    ) -> list[int]:
         """Queued deliveries that are due and not already in a send task's hands; marks them
         handed out. A task lost with its queue (Redis restart) is handed out again after the lease."""
         with self.session() as session:
-            query = select(Delivery.id).where(
-                Delivery.status == "queued",
-                or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= now),
-                or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at <= now - enqueue_lease),
-            ).order_by(Delivery.id)
+            query = (
+                select(Delivery.id)
+                .where(
+                    Delivery.status == "queued",
+                    or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= now),
+                    or_(
+                        Delivery.enqueued_at.is_(None), Delivery.enqueued_at <= now - enqueue_lease
+                    ),
+                )
+                .order_by(Delivery.id)
+            )
             if edition is not None:
                 query = query.where(Delivery.edition == edition)
             ids = list(session.scalars(query))
             for chunk in _chunks(ids):
-                session.execute(update(Delivery).where(Delivery.id.in_(chunk)).values(enqueued_at=now))
+                session.execute(
+                    update(Delivery).where(Delivery.id.in_(chunk)).values(enqueued_at=now)
+                )
             return ids
 
     def claim_delivery(self, delivery_id: int, now: dt.datetime) -> bool:
@@ -711,19 +839,32 @@ class Store:
         with self.session() as session:
             found = []
             for chunk in _chunks(list(ids)):
-                for delivery in session.scalars(select(Delivery).where(Delivery.id.in_(chunk)).order_by(Delivery.id)):
+                for delivery in session.scalars(
+                    select(Delivery).where(Delivery.id.in_(chunk)).order_by(Delivery.id)
+                ):
                     sub = _to_record(delivery.subscriber)
                     found.append((_to_delivery(delivery, sub.email), sub))
             return found
 
-    def mark_sent(self, delivery_id: int, message_id: str, now: dt.datetime, paper_ids: Sequence[str]) -> None:
+    def mark_sent(
+        self, delivery_id: int, message_id: str, now: dt.datetime, paper_ids: Sequence[str]
+    ) -> None:
         """Record the server's acceptance, and the papers this person has now been sent."""
         with self.engine.begin() as conn:
-            row = conn.execute(MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_message_id": message_id}).first()
+            row = conn.execute(
+                MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_message_id": message_id}
+            ).first()
             if row is None:
                 raise StorageError(f"delivery {delivery_id} was not being sent")
-            sent = [{"subscriber_id": row[0], "arxiv_id": pid, "delivery_id": delivery_id, "sent_at": now}
-                    for pid in dict.fromkeys(paper_ids)]
+            sent = [
+                {
+                    "subscriber_id": row[0],
+                    "arxiv_id": pid,
+                    "delivery_id": delivery_id,
+                    "sent_at": now,
+                }
+                for pid in dict.fromkeys(paper_ids)
+            ]
             if sent:
                 conn.execute(RECORD_SENT_PAPERS[conn.dialect.name], sent)
 
@@ -732,7 +873,8 @@ class Store:
         planned): closed as 'skipped' so no later tick hands it out again."""
         with self.session() as session:
             result = session.execute(
-                update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "queued")
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == "queued")
                 .values(status="skipped", last_error=reason)
             )
             return result.rowcount == 1
@@ -740,11 +882,19 @@ class Store:
     def mark_retry(self, delivery_id: int, error: str, next_try_at: dt.datetime) -> None:
         with self.session() as session:
             session.execute(
-                update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "sending")
-                .values(status="queued", last_error=error[:2000], next_try_at=next_try_at, enqueued_at=None)
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == "sending")
+                .values(
+                    status="queued",
+                    last_error=error[:2000],
+                    next_try_at=next_try_at,
+                    enqueued_at=None,
+                )
             )
 
-    def mark_failed(self, delivery_id: int, error: str, hard_bounce: bool, bounce_limit: int) -> None:
+    def mark_failed(
+        self, delivery_id: int, error: str, hard_bounce: bool, bounce_limit: int
+    ) -> None:
         """A final failure. A hard bounce counts against the address; enough of them and the
         subscriber is marked bounced, so we stop mailing a dead mailbox."""
         with self.session() as session:
@@ -765,16 +915,26 @@ class Store:
         just before the crash: we resend (no digest is lost) and say so in last_error."""
         with self.session() as session:
             result = session.execute(
-                update(Delivery).where(Delivery.status == "sending", Delivery.claimed_at <= now - lease)
-                .values(status="queued", enqueued_at=None, next_try_at=None,
-                        last_error="worker lost while sending; resent (a duplicate is possible)")
+                update(Delivery)
+                .where(Delivery.status == "sending", Delivery.claimed_at <= now - lease)
+                .values(
+                    status="queued",
+                    enqueued_at=None,
+                    next_try_at=None,
+                    last_error="worker lost while sending; resent (a duplicate is possible)",
+                )
             )
             return result.rowcount
 
-    def list_deliveries(self, edition: dt.date | None = None, status: str | None = None,
-                        limit: int | None = None) -> list[DeliveryRecord]:
+    def list_deliveries(
+        self, edition: dt.date | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[DeliveryRecord]:
         with self.session() as session:
-            query = select(Delivery, Subscriber.email).join(Subscriber).order_by(Delivery.edition.desc(), Delivery.id)
+            query = (
+                select(Delivery, Subscriber.email)
+                .join(Subscriber)
+                .order_by(Delivery.edition.desc(), Delivery.id)
+            )
             if edition is not None:
                 query = query.where(Delivery.edition == edition)
             if status is not None:
@@ -796,7 +956,9 @@ class Store:
             query = update(Delivery).where(Delivery.status == "failed")
             if edition is not None:
                 query = query.where(Delivery.edition == edition)
-            return session.execute(query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)).rowcount
+            return session.execute(
+                query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)
+            ).rowcount
 
 
 def _zone(name: str) -> dt.tzinfo:

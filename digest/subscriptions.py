@@ -101,7 +101,9 @@ def normalize_topics(raw_topics: list[str] | tuple[str, ...]) -> tuple[str, ...]
             continue
         topics[normalize_topic(raw)] = None
         if len(topics) > MAX_TOPICS:
-            raise InvalidInput(f"more than {MAX_TOPICS} topics given, at most {MAX_TOPICS} are allowed")
+            raise InvalidInput(
+                f"more than {MAX_TOPICS} topics given, at most {MAX_TOPICS} are allowed"
+            )
     if not topics:
         raise InvalidInput("at least one topic is required")
     return tuple(topics)
@@ -112,7 +114,9 @@ def validate_timezone(raw: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name like Europe/Paris)") from None
+        raise InvalidInput(
+            f"unknown time zone {name!r} (use an IANA name like Europe/Paris)"
+        ) from None
     return name
 
 

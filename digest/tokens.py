@@ -40,7 +40,9 @@ class TokenData:
     subscriber_id: int
     email_hash: str
     issued_at: dt.datetime | None = None  # naive UTC, to the microsecond; links with a payload only
-    payload: dict[str, Any] = field(default_factory=dict)  # what the link asks for (a sign-up's settings)
+    payload: dict[str, Any] = field(
+        default_factory=dict
+    )  # what the link asks for (a sign-up's settings)
 
     def belongs_to(self, email: str) -> bool:
         return self.email_hash == email_fingerprint(email)
@@ -60,7 +62,9 @@ class Tokens:
             raise ValueError(f"unknown token purpose {purpose!r}")
         return URLSafeTimedSerializer(self.secret_key, salt=f"paper-digest.{purpose}")
 
-    def make(self, purpose: str, subscriber_id: int, email: str, payload: dict[str, Any] | None = None) -> str:
+    def make(
+        self, purpose: str, subscriber_id: int, email: str, payload: dict[str, Any] | None = None
+    ) -> str:
         """A signed link token. With a ``payload`` it also records when it was issued, to the
         microsecond, so a sign-up link can be told apart from an unsubscribe a moment later."""
         data: dict[str, Any] = {"s": subscriber_id, "h": email_fingerprint(email)}
@@ -76,7 +80,11 @@ class Tokens:
         except BadSignature:
             raise TokenError("bad signature") from None
         try:
-            issued = dt.datetime.fromtimestamp(float(data["i"]), dt.UTC).replace(tzinfo=None) if "i" in data else None
+            issued = (
+                dt.datetime.fromtimestamp(float(data["i"]), dt.UTC).replace(tzinfo=None)
+                if "i" in data
+                else None
+            )
             return TokenData(int(data["s"]), str(data["h"]), issued, dict(data.get("p") or {}))
         except (KeyError, TypeError, ValueError, OverflowError):
             raise TokenError("malformed payload") from None

@@ -73,20 +73,33 @@ class SmtpTransport(Closing):
         s = self.settings
         # verifies certificates and host names; built only for TLS (loading the CA bundle takes ~25 ms)
         context = ssl.create_default_context() if s.smtp_tls != "none" else None
-        helo = sender_domain(s.sender)  # without it smtplib does a reverse DNS lookup per connection
+        helo = sender_domain(
+            s.sender
+        )  # without it smtplib does a reverse DNS lookup per connection
         try:
             if s.smtp_tls == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, local_hostname=helo,
-                                                      timeout=s.smtp_timeout, context=context)
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.smtp_host,
+                    s.smtp_port,
+                    local_hostname=helo,
+                    timeout=s.smtp_timeout,
+                    context=context,
+                )
             else:
-                smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, local_hostname=helo, timeout=s.smtp_timeout)
+                smtp = smtplib.SMTP(
+                    s.smtp_host, s.smtp_port, local_hostname=helo, timeout=s.smtp_timeout
+                )
                 if s.smtp_tls == "starttls":
                     smtp.starttls(context=context)
             smtp.ehlo_or_helo_if_needed()
             if s.smtp_user:
                 smtp.login(s.smtp_user, s.smtp_password)
-        except smtplib.SMTPAuthenticationError as exc:  # our configuration, not the recipient's fault
-            raise TransientError(f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}") from None
+        except (
+            smtplib.SMTPAuthenticationError
+        ) as exc:  # our configuration, not the recipient's fault
+            raise TransientError(
+                f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"cannot connect to {s.smtp_host}:{s.smtp_port}: {exc}") from None
         return smtp
@@ -140,8 +153,6 @@ def _error_for(code: int, reply: bytes | str) -> Exception:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     message = f"{code} {text}".strip()
     return PermanentError(message) if 500 <= code < 600 else TransientError(message)
-
-
 
 
 def make_transport(settings: Settings) -> SmtpTransport | OutboxTransport:

@@ -32,7 +32,16 @@ from functools import lru_cache, wraps
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import OperationalError
@@ -43,6 +52,8 @@ from digest.editions import subscriber_links
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import account_message_id, build_message, wire_address
 from digest.models import utcnow
+from digest.pipeline import rank_today
+from digest.records import SubscriberDefaults, SubscriberRecord
 from digest.rendering import (
     TEMPLATES_DIR,
     AlreadySubscribedContent,
@@ -51,10 +62,8 @@ from digest.rendering import (
     render_already_subscribed,
     render_confirmation,
 )
-from digest.pipeline import rank_today
 from digest.settings import Settings, SettingsError
-from digest.records import SubscriberDefaults, SubscriberRecord
-from digest.storage import Store, StorageError
+from digest.storage import StorageError, Store
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
     MAX_TOPICS,
@@ -67,24 +76,36 @@ from digest.subscriptions import (
     validate_send_hour,
     validate_timezone,
 )
-from digest.tokens import INVALID_LINK, Tokens, TokenError
+from digest.tokens import INVALID_LINK, TokenError, Tokens
 from digest.transports import PermanentError, TransientError, make_transport
 
 log = logging.getLogger(__name__)
 
-POPULAR_TOPICS = ("large language models", "reinforcement learning", "diffusion models", "computer vision",
-                  "graph neural networks", "efficient attention", "robotics", "speech recognition")
+POPULAR_TOPICS = (
+    "large language models",
+    "reinforcement learning",
+    "diffusion models",
+    "computer vision",
+    "graph neural networks",
+    "efficient attention",
+    "robotics",
+    "speech recognition",
+)
 MAX_FORM_BYTES = 16 * 1024
-MAX_PREVIEW_QUERY_BYTES = 1024  # five topics of 80 characters, percent-encoded, fit with room to spare
+MAX_PREVIEW_QUERY_BYTES = (
+    1024  # five topics of 80 characters, percent-encoded, fit with room to spare
+)
 SIGNUPS_PER_CLIENT = Limit("client", 20, 3600)
 MAILS_PER_ADDRESS = Limit("address", 3, 86400)  # confirmation or reminder emails to one address
-MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400)  # ... and to one mailbox: ada+1@, ada+2@ are one person
+MAILS_PER_MAILBOX = Limit(
+    "mailbox", 3, 86400
+)  # ... and to one mailbox: ada+1@, ada+2@ are one person
 PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
 ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
 PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     # Links carry tokens: never send them to another site. Same-origin requests keep their
@@ -117,23 +138,41 @@ class WebContext:
         return self.settings.subscriber_defaults
 
 
-def create_app(settings: Settings, store: Store | None = None, redis_conn: redis.Redis | None = None,
-               transport_factory: Callable[[], Any] | None = None) -> Flask:
+def create_app(
+    settings: Settings,
+    store: Store | None = None,
+    redis_conn: redis.Redis | None = None,
+    transport_factory: Callable[[], Any] | None = None,
+) -> Flask:
     """Build the app; tests pass their own store, Redis and transport."""
     refuse_insecure_production(settings)
     app = Flask(__name__, static_folder=str(TEMPLATES_DIR / "static"), static_url_path="/static")
     app.jinja_loader = FileSystemLoader(str(TEMPLATES_DIR))
     https = settings.base_url.startswith("https://")
-    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_FORM_BYTES, WTF_CSRF_TIME_LIMIT=None,
-                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=https)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
+        WTF_CSRF_TIME_LIMIT=None,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=https,
+    )
     if settings.uses_dev_secret:
-        log.warning("DIGEST_SECRET_KEY is not set: links and forms are signed with a development key")
+        log.warning(
+            "DIGEST_SECRET_KEY is not set: links and forms are signed with a development key"
+        )
     client = redis_conn if redis_conn is not None else redis_client(settings)
-    account_settings = settings.model_copy(update={"smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT)})
+    account_settings = settings.model_copy(
+        update={"smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT)}
+    )
     ctx = WebContext(
         settings=settings,
-        store=store or Store.from_url(settings.resolved_database_url, connect_timeout=settings.db_connect_timeout,
-                                      statement_timeout=settings.web_db_timeout),
+        store=store
+        or Store.from_url(
+            settings.resolved_database_url,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout=settings.web_db_timeout,
+        ),
         tokens=settings.tokens,
         throttle=Throttle(client),
         limiter=RateLimiter(settings.rate_limit_per_second, client),
@@ -166,7 +205,8 @@ def refuse_insecure_production(settings: Settings) -> None:
         raise SettingsError(
             f"DIGEST_SECRET_KEY is not set, and DIGEST_BASE_URL ({settings.base_url}) is public: anyone could forge "
             "links with the development key. Set DIGEST_SECRET_KEY, e.g. to the output of "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def _ctx() -> WebContext:
@@ -177,19 +217,28 @@ def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     return render_template(f"web/{template}", timezones=timezone_names(), **context), status
 
 
-def _notice(title: str, message: str, status: int = 200, link: tuple[str, str] | None = None) -> tuple[str, int]:
+def _notice(
+    title: str, message: str, status: int = 200, link: tuple[str, str] | None = None
+) -> tuple[str, int]:
     return _page("notice.html", status, title=title, message=message, link=link)
 
 
 def _invalid_link(reason: str) -> tuple[str, int]:
     log.info("refused a link: %s", reason)
-    return _notice("This link does not work", f"Sorry, {INVALID_LINK}.", 400,
-                   link=(url_for("pages.subscribe_form"), "Go to the subscribe page"))
+    return _notice(
+        "This link does not work",
+        f"Sorry, {INVALID_LINK}.",
+        400,
+        link=(url_for("pages.subscribe_form"), "Go to the subscribe page"),
+    )
 
 
-def with_subscriber(purpose: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_subscriber(
+    purpose: str, refused: Callable[[str], Any] = _invalid_link
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A view whose URL carries a ``purpose`` token gets the subscriber it names (and the
-    token's data), or the one "this link does not work" page, whatever was wrong with it."""
+    token's data); any bad link gets ``refused``: by default the one "this link does not
+    work" page, whatever was wrong with it."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -198,10 +247,10 @@ def with_subscriber(purpose: str) -> Callable[[Callable[..., Any]], Callable[...
             try:
                 data = ctx.tokens.read(purpose, token)
             except TokenError as exc:
-                return _invalid_link(exc.reason)
+                return refused(exc.reason)
             sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
             if sub is None or not data.belongs_to(sub.email):
-                return _invalid_link("no such subscriber")
+                return refused("no such subscriber")
             return view(sub, data, token)
 
         return wrapper
@@ -219,9 +268,18 @@ def _client() -> str:
     return request.remote_addr or "unknown"
 
 
-def _subscribe_form(ctx: WebContext, status: int = 200, form: Any = None, errors: list[str] | None = None) -> tuple[str, int]:
-    return _page("subscribe.html", status, suggestions=_suggestions(ctx), form=form or {}, errors=errors or [],
-                 max_topics=MAX_TOPICS, default_hour=ctx.settings.send_hour)
+def _subscribe_form(
+    ctx: WebContext, status: int = 200, form: Any = None, errors: list[str] | None = None
+) -> tuple[str, int]:
+    return _page(
+        "subscribe.html",
+        status,
+        suggestions=_suggestions(ctx),
+        form=form or {},
+        errors=errors or [],
+        max_topics=MAX_TOPICS,
+        default_hour=ctx.settings.send_hour,
+    )
 
 
 @pages.get("/")
@@ -233,23 +291,37 @@ def subscribe_form() -> tuple[str, int]:
 def subscribe() -> tuple[str, int]:
     ctx = _ctx()
     if not ctx.throttle.reserve((SIGNUPS_PER_CLIENT, _client())):
-        return _notice("Too many requests", "Too many sign-ups from your network. Please try again in an hour.", 429)
+        return _notice(
+            "Too many requests",
+            "Too many sign-ups from your network. Please try again in an hour.",
+            429,
+        )
     form = request.form
     try:
-        data = build_subscriber_input(form.get("email", ""), topic_lines(form.get("topics", "")),
-                                      form.get("timezone") or None, form.get("send_hour") or None)
+        data = build_subscriber_input(
+            form.get("email", ""),
+            topic_lines(form.get("topics", "")),
+            form.get("timezone") or None,
+            form.get("send_hour") or None,
+        )
     except InvalidInput as exc:
         return _subscribe_form(ctx, 400, form, [str(exc)])
     answer_by = ctx.clock() + ctx.settings.signup_answer_seconds
     if not _mail_sign_up(ctx, data):
-        return _notice("Please try again later", "We could not send the email just now. Nothing was lost: "
-                       "submit the form again in a few minutes.", 503)
+        return _notice(
+            "Please try again later",
+            "We could not send the email just now. Nothing was lost: "
+            "submit the form again in a few minutes.",
+            503,
+        )
     # The same answer, no sooner than the same moment, whether the address is new, pending,
     # already subscribed or over its mail limit: neither the page nor its timing tells.
     ctx.sleep(max(answer_by - ctx.clock(), 0.0))
-    return _notice("Check your inbox",
-                   f"If {data.email} can receive our emails, a message is on its way. Open the link in it "
-                   f"within {ctx.settings.pending_expiry_days} days to start your daily digest.")
+    return _notice(
+        "Check your inbox",
+        f"If {data.email} can receive our emails, a message is on its way. Open the link in it "
+        f"within {ctx.settings.pending_expiry_days} days to start your daily digest.",
+    )
 
 
 def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
@@ -258,11 +330,18 @@ def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
     sub, needs_confirmation = ctx.store.request_subscription(data, ctx.defaults)
     quota = ((MAILS_PER_ADDRESS, sub.email), (MAILS_PER_MAILBOX, mailbox_of(sub.email)))
     if not ctx.throttle.reserve(*quota):
-        log.info("sign-up mail to subscriber %d not sent: over the per-address or per-mailbox limit", sub.id)
+        log.info(
+            "sign-up mail to subscriber %d not sent: over the per-address or per-mailbox limit",
+            sub.id,
+        )
         return True
     # An active or paused subscriber who forgot is sent a way to their preferences instead
     # (nothing changes): from the page alone, nobody can tell which of the two was sent.
-    email = confirmation_email(ctx, sub, data) if needs_confirmation else already_subscribed_email(ctx, sub)
+    email = (
+        confirmation_email(ctx, sub, data)
+        if needs_confirmation
+        else already_subscribed_email(ctx, sub)
+    )
     if _send_account_email(ctx, sub, email):
         return True
     ctx.throttle.release(*quota)
@@ -279,25 +358,38 @@ def confirm_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int
 @with_subscriber("confirm")
 def confirm(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
     ctx = _ctx()
-    confirmed = ctx.store.confirm_subscription(sub.id, _requested_settings(sub, data.payload), ctx.defaults,
-                                               data.issued_at or LINK_OF_UNKNOWN_AGE)
+    confirmed = ctx.store.confirm_subscription(
+        sub.id,
+        _requested_settings(sub, data.payload),
+        ctx.defaults,
+        data.issued_at or LINK_OF_UNKNOWN_AGE,
+    )
     if confirmed is None:
         return _invalid_link("subscriber removed")
     if confirmed.status in ("unsubscribed", "bounced"):
-        return _notice("This link does not work", "This subscription was cancelled after the link was sent. "
-                       "Subscribe again to get a new link.", 400, link=(url_for("pages.subscribe_form"), "Subscribe again"))
+        return _notice(
+            "This link does not work",
+            "This subscription was cancelled after the link was sent. "
+            "Subscribe again to get a new link.",
+            400,
+            link=(url_for("pages.subscribe_form"), "Subscribe again"),
+        )
     prefs = ctx.tokens.make("preferences", confirmed.id, confirmed.email)
-    return _notice("You are subscribed", f"Your first digest on {', '.join(confirmed.topics)} arrives at "
-                   f"{confirmed.send_hour:02d}:00 ({confirmed.timezone}).",
-                   link=(url_for("pages.preferences", token=prefs), "Manage preferences"))
+    return _notice(
+        "You are subscribed",
+        f"Your first digest on {', '.join(confirmed.topics)} arrives at "
+        f"{confirmed.send_hour:02d}:00 ({confirmed.timezone}).",
+        link=(url_for("pages.preferences", token=prefs), "Manage preferences"),
+    )
 
 
 def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> SubscriberInput:
     """What the confirmation link asks for; a link without it confirms the row as stored."""
     if not payload:
         return SubscriberInput(sub.email, sub.topics, sub.timezone, sub.send_hour, sub.max_papers)
-    return build_subscriber_input(sub.email, payload.get("t") or [], payload.get("z"), payload.get("H"),
-                                  payload.get("m"))
+    return build_subscriber_input(
+        sub.email, payload.get("t") or [], payload.get("z"), payload.get("H"), payload.get("m")
+    )
 
 
 @pages.get("/unsubscribe/<token>")
@@ -306,31 +398,28 @@ def unsubscribe_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str,
     return _page("unsubscribe.html", email=sub.email, done=sub.status == "unsubscribed")
 
 
+def _one_click() -> bool:
+    """An RFC 8058 POST from a mail provider (rather than our own page's button)."""
+    return request.form.get("List-Unsubscribe") == "One-Click" and "from_page" not in request.form
+
+
+def _unsubscribe_refused(reason: str) -> tuple[str, int] | Response:
+    if _one_click():
+        return Response(f"{INVALID_LINK}\n", 400, mimetype="text/plain")
+    return _invalid_link(reason)
+
+
 @pages.post("/unsubscribe/<token>")
-@csrf.exempt
-def unsubscribe(token: str) -> tuple[str, int] | Response:
-    """RFC 8058: mail providers POST without our cookies; the signed token authorises it."""
-    one_click = request.form.get("List-Unsubscribe") == "One-Click" and "from_page" not in request.form
-    ctx = _ctx()
-    try:
-        data = ctx.tokens.read("unsubscribe", token)
-    except TokenError as exc:
-        return _unsubscribe_refused(one_click, exc.reason)
-    sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
-    if sub is None or not data.belongs_to(sub.email):
-        return _unsubscribe_refused(one_click, "no such subscriber")
+@csrf.exempt  # RFC 8058: mail providers POST without our cookies; the signed token authorises it
+@with_subscriber("unsubscribe", refused=_unsubscribe_refused)
+def unsubscribe(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int] | Response:
+    one_click = _one_click()
     if sub.status != "unsubscribed":
-        ctx.store.set_status(sub.email, "unsubscribed")
+        _ctx().store.set_status(sub.email, "unsubscribed")
         log.info("unsubscribed subscriber %d (%s)", sub.id, "one-click" if one_click else "page")
     if one_click:
         return Response("unsubscribed\n", 200, mimetype="text/plain")
     return _page("unsubscribe.html", email=sub.email, done=True)
-
-
-def _unsubscribe_refused(one_click: bool, reason: str) -> tuple[str, int] | Response:
-    if one_click:
-        return Response(f"{INVALID_LINK}\n", 400, mimetype="text/plain")
-    return _invalid_link(reason)
 
 
 @pages.route("/preferences/<token>", methods=["GET", "POST"])
@@ -346,9 +435,16 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         except InvalidInput as exc:
             errors.append(str(exc))
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
-    return _page("preferences.html", 400 if errors else 200, sub=sub, errors=errors, saved=saved,
-                 max_topics=MAX_TOPICS, max_papers_limit=MAX_PAPERS_LIMIT,
-                 unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token))
+    return _page(
+        "preferences.html",
+        400 if errors else 200,
+        sub=sub,
+        errors=errors,
+        saved=saved,
+        max_topics=MAX_TOPICS,
+        max_papers_limit=MAX_PAPERS_LIMIT,
+        unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
+    )
 
 
 @pages.get("/preview")
@@ -367,9 +463,17 @@ def preview() -> tuple[Response, int] | Response:
     now = utcnow()
     visitor = SubscriberRecord(0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None)
     plan = rank_today(ctx.store, ctx.settings, [visitor], now, {}, remember=False)
-    papers = [(plan.papers[pick["arxiv_id"]], pick["reason"]) for pick in plan.picks[0] if pick["topic"]]
-    return jsonify({"papers": [{"title": paper.title, "url": paper.hf_url or paper.abs_url, "reason": reason}
-                               for paper, reason in papers]})
+    papers = [
+        (plan.papers[pick["arxiv_id"]], pick["reason"]) for pick in plan.picks[0] if pick["topic"]
+    ]
+    return jsonify(
+        {
+            "papers": [
+                {"title": paper.title, "url": paper.hf_url or paper.abs_url, "reason": reason}
+                for paper, reason in papers
+            ]
+        }
+    )
 
 
 @pages.get("/healthz")
@@ -387,8 +491,11 @@ def _apply_preferences(ctx: WebContext, sub: SubscriberRecord, form: Any) -> Sub
     topics = topic_lines(form.get("topics", ""))
     data = build_subscriber_input(sub.email, topics)
     return ctx.store.update_subscriber(
-        sub.email, topics=list(data.topics), timezone=validate_timezone(form.get("timezone", "UTC")),
-        send_hour=validate_send_hour(form.get("send_hour", "")), max_papers=validate_max_papers(form.get("max_papers", "")),
+        sub.email,
+        topics=list(data.topics),
+        timezone=validate_timezone(form.get("timezone", "UTC")),
+        send_hour=validate_send_hour(form.get("send_hour", "")),
+        max_papers=validate_max_papers(form.get("max_papers", "")),
     )
 
 
@@ -397,19 +504,33 @@ def _suggestions(ctx: WebContext) -> list[str]:
     return list(dict.fromkeys([*popular, *POPULAR_TOPICS]))
 
 
-def confirmation_email(ctx: WebContext, sub: SubscriberRecord, data: SubscriberInput) -> RenderedEmail:
+def confirmation_email(
+    ctx: WebContext, sub: SubscriberRecord, data: SubscriberInput
+) -> RenderedEmail:
     """The link carries the settings asked for, applied only when it is used: an unsubscribed
     address keeps its record of opting out until its owner confirms again."""
-    payload = {"t": list(data.topics), "z": data.timezone, "H": data.send_hour, "m": data.max_papers}
+    payload = {
+        "t": list(data.topics),
+        "z": data.timezone,
+        "H": data.send_hour,
+        "m": data.max_papers,
+    }
     token = ctx.tokens.make("confirm", sub.id, sub.email, payload)
-    return render_confirmation(ConfirmationContent(sub.email, data.topics, f"{ctx.settings.base_url}/confirm/{token}",
-                                                   ctx.settings.pending_expiry_days))
+    return render_confirmation(
+        ConfirmationContent(
+            sub.email,
+            data.topics,
+            f"{ctx.settings.base_url}/confirm/{token}",
+            ctx.settings.pending_expiry_days,
+        )
+    )
 
 
 def already_subscribed_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
     preferences_url, _ = subscriber_links(sub, ctx.tokens, ctx.settings.base_url)
-    return render_already_subscribed(AlreadySubscribedContent(sub.email, sub.topics, preferences_url,
-                                                              sub.status == "paused"))
+    return render_already_subscribed(
+        AlreadySubscribedContent(sub.email, sub.topics, preferences_url, sub.status == "paused")
+    )
 
 
 def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedEmail) -> bool:
@@ -417,8 +538,13 @@ def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedE
     digests share; False if SMTP failed."""
     settings = ctx.settings
     now = utcnow()
-    message = build_message(email, sender=settings.sender, recipient=sub.email,
-                            msg_id=account_message_id(settings.sender), date=now)
+    message = build_message(
+        email,
+        sender=settings.sender,
+        recipient=sub.email,
+        msg_id=account_message_id(settings.sender),
+        date=now,
+    )
     ctx.limiter.wait()
     try:
         with ctx.transport_factory() as transport:
@@ -433,11 +559,20 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> tuple[str, int]:
         log.info("CSRF check failed: %s", exc.description)
-        return _notice("Please try again", "The form expired or was sent from another page. Reload it and submit again.", 400)
+        return _notice(
+            "Please try again",
+            "The form expired or was sent from another page. Reload it and submit again.",
+            400,
+        )
 
     @app.errorhandler(404)
     def _not_found(exc: Exception) -> tuple[str, int]:
-        return _notice("Page not found", "There is nothing at this address.", 404, link=("/", "Go to the subscribe page"))
+        return _notice(
+            "Page not found",
+            "There is nothing at this address.",
+            404,
+            link=("/", "Go to the subscribe page"),
+        )
 
     @app.errorhandler(413)
     def _too_large(exc: Exception) -> tuple[str, int]:
@@ -447,8 +582,12 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(PoolTimeout)
     def _database_down(exc: Exception) -> tuple[str, int]:
         log.error("database unavailable: %s", exc)
-        return _notice("Temporarily unavailable", "We cannot reach our database right now. Nothing was changed; "
-                       "please try again in a few minutes.", 503)
+        return _notice(
+            "Temporarily unavailable",
+            "We cannot reach our database right now. Nothing was changed; "
+            "please try again in a few minutes.",
+            503,
+        )
 
     @app.errorhandler(StorageError)
     def _storage(exc: Exception) -> tuple[str, int]:
@@ -456,7 +595,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(500)
     def _server_error(exc: Exception) -> tuple[str, int]:
-        return _notice("Something went wrong", "An error occurred on our side and has been logged.", 500)
+        return _notice(
+            "Something went wrong", "An error occurred on our side and has been logged.", 500
+        )
 
 
 @lru_cache(maxsize=1)

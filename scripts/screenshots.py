@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.corpus import real_papers  # noqa: E402
 from digest.editions import plan_edition  # noqa: E402
-from digest.rendering import DigestContent, paper_item, render_digest  # noqa: E402
 from digest.records import SubscriberRecord  # noqa: E402
+from digest.rendering import DigestContent, paper_item, render_digest  # noqa: E402
 
 WIDTHS = {"phone": 375, "desktop": 700}
 
@@ -38,10 +38,21 @@ def chromium() -> str:
 
 def capture(url: str, out: Path, width: int, dark: bool = False, height: int = 2400) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                f"--screenshot={out}", url]
+        args = [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--screenshot={out}",
+            url,
+        ]
         if dark:
             args.insert(1, "--force-dark-mode")
             args.insert(1, "--blink-settings=preferredColorScheme=0")
@@ -51,12 +62,30 @@ def capture(url: str, out: Path, width: int, dark: bool = False, height: int = 2
 
 def sample_digest() -> DigestContent:
     papers = real_papers()
-    sub = SubscriberRecord(1, "ada@example.org", "active", ("reinforcement learning", "large language model agents"),
-                           "UTC", 7, 5, dt.datetime(2026, 11, 1), None)
+    sub = SubscriberRecord(
+        1,
+        "ada@example.org",
+        "active",
+        ("reinforcement learning", "large language model agents"),
+        "UTC",
+        7,
+        5,
+        dt.datetime(2026, 11, 1),
+        None,
+    )
     plan = plan_edition(papers, [sub], {}, dt.datetime(2026, 7, 14))
-    items = tuple(paper_item(plan.papers[p["arxiv_id"]], p["topic"], p["reason"]) for p in plan.picks[sub.id])
-    return DigestContent(dt.date(2026, 7, 14), sub.email, sub.topics, items, (),
-                         "https://digest.example.org/preferences/TOKEN", "https://digest.example.org/unsubscribe/TOKEN")
+    items = tuple(
+        paper_item(plan.papers[p["arxiv_id"]], p["topic"], p["reason"]) for p in plan.picks[sub.id]
+    )
+    return DigestContent(
+        dt.date(2026, 7, 14),
+        sub.email,
+        sub.topics,
+        items,
+        (),
+        "https://digest.example.org/preferences/TOKEN",
+        "https://digest.example.org/unsubscribe/TOKEN",
+    )
 
 
 def main() -> None:
@@ -78,8 +107,8 @@ def capture_web_pages(out: Path) -> None:
 
     from waitress.server import create_server
 
-    from digest.settings import Settings
     from digest.records import SubscriberDefaults
+    from digest.settings import Settings
     from digest.storage import Store
     from digest.subscriptions import build_subscriber_input
     from digest.tokens import Tokens
@@ -89,15 +118,22 @@ def capture_web_pages(out: Path) -> None:
         settings = Settings(data_dir=Path(tmp), secret_key="screenshots")
         store = Store.from_url(settings.resolved_database_url)
         store.upgrade()
-        sub = store.add_subscriber(build_subscriber_input("ada@example.org", ["reinforcement learning", "robotics"]),
-                                   SubscriberDefaults())
+        sub = store.add_subscriber(
+            build_subscriber_input("ada@example.org", ["reinforcement learning", "robotics"]),
+            SubscriberDefaults(),
+        )
         tokens = Tokens(settings.secret_key)
-        server = create_server(create_app(settings, store, redis_conn=None), host="127.0.0.1", port=0)
+        server = create_server(
+            create_app(settings, store, redis_conn=None), host="127.0.0.1", port=0
+        )
         threading.Thread(target=server.run, daemon=True).start()
         base = f"http://127.0.0.1:{server.effective_port}"
-        pages = {"subscribe": "/", "confirm": f"/confirm/{tokens.make('confirm', sub.id, sub.email, {})}",
-                 "preferences": f"/preferences/{tokens.make('preferences', sub.id, sub.email)}",
-                 "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}"}
+        pages = {
+            "subscribe": "/",
+            "confirm": f"/confirm/{tokens.make('confirm', sub.id, sub.email, {})}",
+            "preferences": f"/preferences/{tokens.make('preferences', sub.id, sub.email)}",
+            "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}",
+        }
         try:
             for slug, path in pages.items():
                 for name, width in WIDTHS.items():

@@ -11,23 +11,25 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
-
 from conftest import FEEDS
+
 from digest.delivery import send_deliveries
-from digest.transports import SmtpTransport
 from digest.ingestion import ingest_bytes
 from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.settings import Settings
 from digest.storage import Store
+from digest.transports import SmtpTransport
 from digest.web import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                       reason="needs Debian's chromium and chromium-driver (.ci/run installs them)"),
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+    ),
 ]
 
 
@@ -37,9 +39,17 @@ def served(sqlite_url: str, settings: Settings, smtp_sink) -> Iterator[dict]:
 
     store = Store.from_url(sqlite_url)
     store.upgrade()
-    config = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp_sink.port, "offline": True,
-                                         "signup_answer_seconds": 0})
-    server = create_server(create_app(config, store, fakeredis.FakeRedis()), host="127.0.0.1", port=0)
+    config = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_sink.port,
+            "offline": True,
+            "signup_answer_seconds": 0,
+        }
+    )
+    server = create_server(
+        create_app(config, store, fakeredis.FakeRedis()), host="127.0.0.1", port=0
+    )
     base = f"http://127.0.0.1:{server.effective_port}"
     config = config.model_copy(update={"base_url": base})
     server.application = create_app(config, store, fakeredis.FakeRedis())
@@ -56,9 +66,17 @@ def browser() -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=375,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=375,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -72,7 +90,9 @@ def heading_says(browser, text: str) -> None:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, 15).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), text))
+    WebDriverWait(browser, 15).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), text)
+    )
 
 
 def link_in(text: str, pattern: str) -> str:
@@ -81,16 +101,23 @@ def link_in(text: str, pattern: str) -> str:
 
 def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dict, browser) -> None:
     from selenium.webdriver.common.by import By
-
     from selenium.webdriver.support.ui import WebDriverWait
 
     base, store, sink = served["base"], served["store"], served["sink"]
-    ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
+    ingest_bytes(
+        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+    )
     browser.get(base + "/")
     browser.find_element(By.ID, "email").send_keys("ada@example.org")
-    browser.find_element(By.ID, "topics").send_keys("reinforcement learning\nlarge language model agents")
-    assert browser.find_element(By.ID, "timezone").get_attribute("value"), "pre-filled from the browser"
-    previews = WebDriverWait(browser, 15).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#preview-list li"))
+    browser.find_element(By.ID, "topics").send_keys(
+        "reinforcement learning\nlarge language model agents"
+    )
+    assert browser.find_element(By.ID, "timezone").get_attribute("value"), (
+        "pre-filled from the browser"
+    )
+    previews = WebDriverWait(browser, 15).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#preview-list li")
+    )
     assert "matches" in previews[0].text, "the live preview lists today's papers with their reasons"
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "Check your inbox")
@@ -99,19 +126,30 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     confirmation = sink.handler.received[-1].message().get_body(("plain",)).get_content()
     browser.get(link_in(confirmation, re.escape(base) + r"/confirm/\S+"))
     heading_says(browser, "Confirm your subscription")
-    assert store.get_subscriber("ada@example.org").status == "pending", "opening the link is not consent"
+    assert store.get_subscriber("ada@example.org").status == "pending", (
+        "opening the link is not consent"
+    )
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "You are subscribed")
     assert store.get_subscriber("ada@example.org").status == "active"
 
     batches: list[list[int]] = []
-    run_tick(store, served["settings"], utcnow(), batches.append, fetch_every=dt.timedelta(days=999), everyone=True)
+    run_tick(
+        store,
+        served["settings"],
+        utcnow(),
+        batches.append,
+        fetch_every=dt.timedelta(days=999),
+        everyone=True,
+    )
     transport = SmtpTransport(served["settings"])
     send_deliveries(store, served["settings"], batches[0], transport)
     transport.close()
     digest = sink.handler.received[-1].message()
     assert "new paper" in digest["Subject"]
-    footer_link = link_in(digest.get_body(("html",)).get_content(), re.escape(base) + r'/unsubscribe/[^"]+')
+    footer_link = link_in(
+        digest.get_body(("html",)).get_content(), re.escape(base) + r'/unsubscribe/[^"]+'
+    )
 
     browser.get(footer_link)
     heading_says(browser, "Unsubscribe?")

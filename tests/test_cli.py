@@ -32,14 +32,34 @@ def test_help_teaches_with_examples(run) -> None:
 
 
 def test_add_list_show_pause_resume_remove(run) -> None:
-    run("subscribers", "add", "Ada@Example.org", "-t", "Graph Neural Networks", "-t", "RL", "--send-hour", "9")
+    run(
+        "subscribers",
+        "add",
+        "Ada@Example.org",
+        "-t",
+        "Graph Neural Networks",
+        "-t",
+        "RL",
+        "--send-hour",
+        "9",
+    )
     listing = run("subscribers", "list", "--format", "json").output
-    assert json.loads(listing) == [{"email": "ada@example.org", "topics": ["graph neural networks", "rl"],
-                                    "timezone": "UTC", "send_hour": 9, "max_papers": 5, "status": "active"}]
+    assert json.loads(listing) == [
+        {
+            "email": "ada@example.org",
+            "topics": ["graph neural networks", "rl"],
+            "timezone": "UTC",
+            "send_hour": 9,
+            "max_papers": 5,
+            "status": "active",
+        }
+    ]
     assert "09:00 UTC" in run("subscribers", "show", "ada@example.org").output
     assert "paused" in run("subscribers", "pause", "ada@example.org").output
     assert "active" in run("subscribers", "resume", "ADA@example.org").output
-    assert "max papers: 8" in run("subscribers", "set", "ada@example.org", "--max-papers", "8").output
+    assert (
+        "max papers: 8" in run("subscribers", "set", "ada@example.org", "--max-papers", "8").output
+    )
     run("subscribers", "remove", "ada@example.org", "--yes")
     assert "0 subscriber(s)" in run("subscribers", "list").output
 
@@ -49,8 +69,14 @@ def test_add_list_show_pause_resume_remove(run) -> None:
     [
         (["subscribers", "add", "not-an-email", "-t", "rl"], "Error: invalid email 'not-an-email'"),
         (["subscribers", "add", "a@example.org"], "Error: at least one topic is required"),
-        (["subscribers", "add", "a@example.org", "-t", "rl", "--timezone", "Mars/Base"], "Error: unknown time zone"),
-        (["subscribers", "show", "nobody@example.org"], "Error: no subscriber with email nobody@example.org"),
+        (
+            ["subscribers", "add", "a@example.org", "-t", "rl", "--timezone", "Mars/Base"],
+            "Error: unknown time zone",
+        ),
+        (
+            ["subscribers", "show", "nobody@example.org"],
+            "Error: no subscriber with email nobody@example.org",
+        ),
         (["topics", "rename", "rl", "rl"], "Error: the old and new topic are the same"),
     ],
 )
@@ -68,7 +94,8 @@ def test_invalid_setting_names_the_variable(settings: Settings) -> None:
 
 def test_unreachable_database_is_a_clear_error(settings: Settings) -> None:
     result = CliRunner().invoke(
-        cli, ["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "subscribers", "list"]
+        cli,
+        ["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "subscribers", "list"],
     )
     assert result.exit_code == 1
     assert "cannot reach the database" in result.output
@@ -96,7 +123,9 @@ def make_big_csv(path: Path, good: int = 10_000) -> dict[str, int]:
     return expected
 
 
-def test_import_10k_rows_reports_every_rejection_and_reimport_changes_nothing(run, tmp_path: Path) -> None:
+def test_import_10k_rows_reports_every_rejection_and_reimport_changes_nothing(
+    run, tmp_path: Path
+) -> None:
     csv_path = tmp_path / "people.csv"
     expected = make_big_csv(csv_path)
     rejected = expected["bad_syntax"] + expected["duplicate"] + expected["too_many_topics"]
@@ -110,7 +139,10 @@ def test_import_10k_rows_reports_every_rejection_and_reimport_changes_nothing(ru
     rejection_lines = [line for line in first.stderr.splitlines() if ": rejected: " in line]
     assert len(rejection_lines) == rejected
     assert sum("duplicate of line" in line for line in rejection_lines) == expected["duplicate"]
-    assert sum("more than 5 topics given" in line for line in rejection_lines) == expected["too_many_topics"]
+    assert (
+        sum("more than 5 topics given" in line for line in rejection_lines)
+        == expected["too_many_topics"]
+    )
     assert sum("invalid email" in line for line in rejection_lines) == expected["bad_syntax"]
     # line numbers are the file's: header is line 1, user0 line 2, user1 line 3, its bad twin line 4
     assert rejection_lines[0].startswith("line 4: rejected: invalid email 'user1@@example.org'")
@@ -136,7 +168,13 @@ def test_import_rejects_non_utf8_file(run, tmp_path: Path) -> None:
 
 
 def test_web_refuses_to_serve_a_public_site_with_the_development_key(settings: Settings) -> None:
-    result = CliRunner().invoke(cli, ["web", "--port", "0"], env={
-        "DIGEST_DATA_DIR": str(settings.data_dir), "DIGEST_BASE_URL": "https://digest.example.org"})
+    result = CliRunner().invoke(
+        cli,
+        ["web", "--port", "0"],
+        env={
+            "DIGEST_DATA_DIR": str(settings.data_dir),
+            "DIGEST_BASE_URL": "https://digest.example.org",
+        },
+    )
     assert result.exit_code == 1 and "serving on" not in result.output
     assert result.output.startswith("Error: DIGEST_SECRET_KEY is not set")

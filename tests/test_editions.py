@@ -9,21 +9,40 @@ import json
 import os
 
 import pytest
+from conftest import FEEDS, FIXTURES
 from itsdangerous import TimestampSigner
 
-from conftest import FEEDS, FIXTURES
 from digest.editions import digest_content, digest_message, plan_edition
+from digest.records import SubscriberRecord
 from digest.settings import Settings
 from digest.sources import parse_response
-from digest.records import SubscriberRecord
 from digest.tokens import Tokens
 
 GOLDEN = FIXTURES / "golden" / "digests-2026-07-13.json"
 NOW = dt.datetime(2026, 7, 13, 7, 30)
 SUBSCRIBERS = [
-    SubscriberRecord(1, "ada@example.org", "active", ("reinforcement learning", "large language model agents"),
-                     "Europe/London", 7, 5, NOW, NOW),
-    SubscriberRecord(2, "bob@exämple.org", "active", ("video generation", "diffusion models"), "UTC", 7, 3, NOW, NOW),
+    SubscriberRecord(
+        1,
+        "ada@example.org",
+        "active",
+        ("reinforcement learning", "large language model agents"),
+        "Europe/London",
+        7,
+        5,
+        NOW,
+        NOW,
+    ),
+    SubscriberRecord(
+        2,
+        "bob@exämple.org",
+        "active",
+        ("video generation", "diffusion models"),
+        "UTC",
+        7,
+        3,
+        NOW,
+        NOW,
+    ),
     SubscriberRecord(3, "eve@example.org", "active", ("medieval poetry",), "UTC", 7, 5, NOW, NOW),
 ]
 
@@ -31,16 +50,33 @@ SUBSCRIBERS = [
 def fixed_day_digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, str]]:
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: 1_784_000_000)
     papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
-    settings = Settings(secret_key="golden-secret", base_url="https://digest.example.org",
-                        sender="Paper Digest <digest@example.org>", unsubscribe_mailto="leave@example.org")
+    settings = Settings(
+        secret_key="golden-secret",
+        base_url="https://digest.example.org",
+        sender="Paper Digest <digest@example.org>",
+        unsubscribe_mailto="leave@example.org",
+    )
     plan = plan_edition(papers, SUBSCRIBERS, {1: {papers[0].arxiv_id}}, NOW)
     tokens = Tokens(settings.secret_key)
     digests = {}
     for sub in SUBSCRIBERS:
-        content = digest_content(sub, plan.picks[sub.id], plan.papers, NOW.date(), tokens, settings.base_url)
+        content = digest_content(
+            sub, plan.picks[sub.id], plan.papers, NOW.date(), tokens, settings.base_url
+        )
         message = digest_message(content, settings, 100 + sub.id, NOW)
-        headers = {name: str(message[name]) for name in ("Subject", "From", "To", "Date", "Message-ID", "List-Id",
-                                                         "List-Unsubscribe", "List-Unsubscribe-Post")}
+        headers = {
+            name: str(message[name])
+            for name in (
+                "Subject",
+                "From",
+                "To",
+                "Date",
+                "Message-ID",
+                "List-Id",
+                "List-Unsubscribe",
+                "List-Unsubscribe-Post",
+            )
+        }
         parts = {part.get_content_type(): part.get_content() for part in message.iter_parts()}
         digests[sub.email] = {**headers, **parts}
     return digests
@@ -49,7 +85,9 @@ def fixed_day_digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, st
 def test_a_fixed_days_digests_are_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     digests = fixed_day_digests(monkeypatch)
     if os.environ.get("DIGEST_RECORD_GOLDEN") == "1":
-        GOLDEN.write_text(json.dumps(digests, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        GOLDEN.write_text(
+            json.dumps(digests, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
     assert digests.keys() == expected.keys()
     for email, digest in digests.items():

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from feed_server import FeedServer, Reply
 
 from digest.fetching import Fetcher, FetchError, retry_after_seconds
-from feed_server import FeedServer, Reply
 
 
 @pytest.fixture
@@ -25,7 +25,10 @@ class Sleeps(list):
 
 
 def test_plain_get_sends_user_agent_and_returns_validators(server: FeedServer) -> None:
-    server.script("/feed", Reply(200, b"<rss/>", {"ETag": '"v1"', "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT"}))
+    server.script(
+        "/feed",
+        Reply(200, b"<rss/>", {"ETag": '"v1"', "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT"}),
+    )
     with Fetcher(timeout=5) as fetcher:
         result = fetcher.get(server.url + "/feed")
     assert (result.status, result.body, result.etag) == (200, b"<rss/>", '"v1"')
@@ -36,7 +39,9 @@ def test_plain_get_sends_user_agent_and_returns_validators(server: FeedServer) -
 def test_conditional_get_sends_validators_and_understands_304(server: FeedServer) -> None:
     server.script("/feed", Reply(304))
     with Fetcher(timeout=5) as fetcher:
-        result = fetcher.get(server.url + "/feed", etag='"v1"', last_modified="Mon, 23 Nov 2026 00:00:00 GMT")
+        result = fetcher.get(
+            server.url + "/feed", etag='"v1"', last_modified="Mon, 23 Nov 2026 00:00:00 GMT"
+        )
     assert result.not_modified
     sent = server.requests["/feed"][0]
     assert sent["If-None-Match"] == '"v1"' and sent["If-Modified-Since"].startswith("Mon, 23 Nov")

@@ -6,15 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import FEEDS
+from feed_server import FeedServer, Reply
+
 from digest.cli import cli
 from digest.fetching import Fetcher
 from digest.ingestion import fetch_all, ingest_bundled_sample, source_url
 from digest.settings import Settings
 from digest.sources import ARXIV_API, ARXIV_RSS, HF, parse_response
 from digest.storage import Store
-from feed_server import FeedServer, Reply
 
 HF_BODY = (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()
 RSS_BODY = (FEEDS / "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml").read_bytes()
@@ -31,11 +31,13 @@ def server() -> Iterator[FeedServer]:
 
 @pytest.fixture
 def live(settings: Settings, server: FeedServer) -> Settings:
-    return settings.model_copy(update={
-        "hf_api_url": server.url + "/api/daily_papers",
-        "arxiv_rss_url": server.url + "/rss",
-        "arxiv_api_url": server.url + "/api/query",
-    })
+    return settings.model_copy(
+        update={
+            "hf_api_url": server.url + "/api/daily_papers",
+            "arxiv_rss_url": server.url + "/rss",
+            "arxiv_api_url": server.url + "/api/query",
+        }
+    )
 
 
 def ids_in(body: bytes) -> set[str]:
@@ -48,30 +50,52 @@ def quick_fetcher() -> Fetcher:
 
 def fetch(store: Store, settings: Settings) -> dict[str, object]:
     with quick_fetcher() as fetcher:
-        return {r.source: r for r in fetch_all(store, settings, categories=["cs.LG", "cs.AI"], fetcher=fetcher)}
+        return {
+            r.source: r
+            for r in fetch_all(store, settings, categories=["cs.LG", "cs.AI"], fetcher=fetcher)
+        }
 
 
 def test_urls_for_each_source(settings: Settings) -> None:
     import datetime as dt
+
     day = dt.date(2026, 11, 23)
-    assert source_url(settings, HF, day, []) == "https://huggingface.co/api/daily_papers?date=2026-11-23"
-    assert source_url(settings, ARXIV_RSS, None, ["cs.LG", "cs.CL"]) == "https://rss.arxiv.org/rss/cs.LG+cs.CL"
+    assert (
+        source_url(settings, HF, day, [])
+        == "https://huggingface.co/api/daily_papers?date=2026-11-23"
+    )
+    assert (
+        source_url(settings, ARXIV_RSS, None, ["cs.LG", "cs.CL"])
+        == "https://rss.arxiv.org/rss/cs.LG+cs.CL"
+    )
     api = source_url(settings, ARXIV_API, day, ["cs.LG"])
-    assert "search_query=%28cat%3Acs.LG%29+AND+submittedDate%3A%5B202611230000+TO+202611232359%5D" in api
+    assert (
+        "search_query=%28cat%3Acs.LG%29+AND+submittedDate%3A%5B202611230000+TO+202611232359%5D"
+        in api
+    )
 
 
-def test_all_sources_land_merged_and_a_second_run_changes_nothing(store: Store, live: Settings,
-                                                                  server: FeedServer) -> None:
+def test_all_sources_land_merged_and_a_second_run_changes_nothing(
+    store: Store, live: Settings, server: FeedServer
+) -> None:
     server.script("/api/daily_papers", Reply(200, HF_BODY))
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
     server.script("/api/query", Reply(200, API_BODY))
     first = fetch(store, live)
     assert [r.error for r in first.values()] == [None, None, None]
-    assert (first[HF].new, first[ARXIV_RSS].new, first[ARXIV_RSS].skipped) == (25, 3, 1)  # 1 replacement
+    assert (first[HF].new, first[ARXIV_RSS].new, first[ARXIV_RSS].skipped) == (
+        25,
+        3,
+        1,
+    )  # 1 replacement
     # papers the HF page already brought are merged, not duplicated
     overlap = len(ids_in(HF_BODY) & ids_in(API_BODY))
     assert overlap > 0
-    assert (first[ARXIV_API].fetched, first[ARXIV_API].new, first[ARXIV_API].updated) == (50, 50 - overlap, overlap)
+    assert (first[ARXIV_API].fetched, first[ARXIV_API].new, first[ARXIV_API].updated) == (
+        50,
+        50 - overlap,
+        overlap,
+    )
     assert store.count_papers() == 25 + 3 + 50 - overlap
     merged = store.list_papers(ids=["2607.09657"])[0]
     assert merged.sources == [ARXIV_API, HF] and merged.upvotes is not None and merged.categories
@@ -84,7 +108,9 @@ def test_all_sources_land_merged_and_a_second_run_changes_nothing(store: Store, 
 def test_conditional_get_on_the_next_run(store: Store, live: Settings, server: FeedServer) -> None:
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY, {"ETag": '"abc"'}), Reply(304))
     server.script("/api/daily_papers", Reply(200, b"[]"))
-    server.script("/api/query", Reply(200, (FEEDS / "arxiv_api_empty_result_2026-04-12.xml").read_bytes()))
+    server.script(
+        "/api/query", Reply(200, (FEEDS / "arxiv_api_empty_result_2026-04-12.xml").read_bytes())
+    )
     fetch(store, live)
     second = fetch(store, live)
     assert second[ARXIV_RSS].not_modified
@@ -101,8 +127,9 @@ def test_conditional_get_on_the_next_run(store: Store, live: Settings, server: F
         (Reply(200, b"[]", delay=3), "ReadTimeout"),
     ],
 )
-def test_a_broken_source_reports_why_and_the_others_still_land(store: Store, live: Settings, server: FeedServer,
-                                                               reply: Reply, reason: str) -> None:
+def test_a_broken_source_reports_why_and_the_others_still_land(
+    store: Store, live: Settings, server: FeedServer, reply: Reply, reason: str
+) -> None:
     server.script("/api/daily_papers", Reply(200, HF_BODY))
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
     server.script("/api/query", reply)
@@ -112,10 +139,17 @@ def test_a_broken_source_reports_why_and_the_others_still_land(store: Store, liv
     assert store.count_papers() == 28
 
 
-def test_empty_weekend_feed_is_not_an_error(store: Store, live: Settings, server: FeedServer) -> None:
-    server.script("/rss/cs.LG+cs.AI", Reply(200, (FEEDS / "arxiv_rss_cs.CL_2026-08-01_weekend_empty.xml").read_bytes()))
+def test_empty_weekend_feed_is_not_an_error(
+    store: Store, live: Settings, server: FeedServer
+) -> None:
+    server.script(
+        "/rss/cs.LG+cs.AI",
+        Reply(200, (FEEDS / "arxiv_rss_cs.CL_2026-08-01_weekend_empty.xml").read_bytes()),
+    )
     with quick_fetcher() as fetcher:
-        (report,) = fetch_all(store, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher)
+        (report,) = fetch_all(
+            store, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+        )
     assert report.error is None and report.fetched == 0
 
 
@@ -123,7 +157,9 @@ def test_announce_types_are_configurable(store: Store, live: Settings, server: F
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
     with_replacements = live.model_copy(update={"arxiv_announce_types": "new,cross,replace"})
     with quick_fetcher() as fetcher:
-        (report,) = fetch_all(store, with_replacements, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher)
+        (report,) = fetch_all(
+            store, with_replacements, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+        )
     assert (report.new, report.skipped) == (4, 0)
 
 
@@ -133,16 +169,31 @@ def test_bundled_sample_loads_offline(store: Store) -> None:
     assert store.count_papers() >= 60
 
 
-def test_cli_fetch_from_files_prints_per_source_lines_and_fails_on_errors(settings: Settings) -> None:
+def test_cli_fetch_from_files_prints_per_source_lines_and_fails_on_errors(
+    settings: Settings,
+) -> None:
     runner = CliRunner()
     env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
-    ok = runner.invoke(cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env)
+    ok = runner.invoke(
+        cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env
+    )
     assert ok.exit_code == 0, ok.output
     assert "fetched 25, new 25, updated 0, skipped 0" in ok.output
-    again = runner.invoke(cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env)
+    again = runner.invoke(
+        cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env
+    )
     assert "fetched 25, new 0, updated 0, skipped 0" in again.output
-    bad = runner.invoke(cli, ["fetch", "--from-file", str(FEEDS / "arxiv_api_error_http400_bad_id_2026-04-12.xml"),
-                              "--from-file", str(FEEDS / "arxiv_rss_rdf_cs_2018-08-30.xml")], env=env)
+    bad = runner.invoke(
+        cli,
+        [
+            "fetch",
+            "--from-file",
+            str(FEEDS / "arxiv_api_error_http400_bad_id_2026-04-12.xml"),
+            "--from-file",
+            str(FEEDS / "arxiv_rss_rdf_cs_2018-08-30.xml"),
+        ],
+        env=env,
+    )
     assert bad.exit_code == 1
     assert "ERROR arXiv API error: incorrect id format for abc" in bad.output
     assert "fetched 185, new 111, updated 0, skipped 74" in bad.output
@@ -155,20 +206,28 @@ def test_cli_papers_filters_by_topic_relevance(settings: Settings) -> None:
 
     runner = CliRunner()
     env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
-    runner.invoke(cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env)
-    result = runner.invoke(cli, ["papers", "--topic", "Reinforcement Learning", "--format", "json"], env=env)
+    runner.invoke(
+        cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env
+    )
+    result = runner.invoke(
+        cli, ["papers", "--topic", "Reinforcement Learning", "--format", "json"], env=env
+    )
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
     assert 0 < len(found) < 25, "a topic filter, not the whole store"
     assert all("reinforcement" in (p["title"] + p["abstract"]).lower() for p in found)
 
 
-def test_cli_fetch_embeds_the_new_candidates_once_so_ranking_only_reads_them(settings: Settings, encoder) -> None:
+def test_cli_fetch_embeds_the_new_candidates_once_so_ranking_only_reads_them(
+    settings: Settings, encoder
+) -> None:
     from digest import semantic
     from digest.ranking import paper_passage
 
     env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
-    result = CliRunner().invoke(cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env)
+    result = CliRunner().invoke(
+        cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env
+    )
     assert result.exit_code == 0, result.output
     store = Store.from_url(settings.resolved_database_url)
     keys = [semantic.vector_key(paper_passage(p)) for p in store.list_papers()]

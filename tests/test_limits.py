@@ -6,8 +6,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 import redis
-
 from conftest import unreachable_redis
+
 from digest.limits import REDIS_RETRY_AFTER, Limit, RateLimiter, Throttle
 
 
@@ -38,7 +38,9 @@ def granted_per_window(limiter: RateLimiter, clock: FakeTime, seconds: float) ->
 
 
 @pytest.mark.parametrize("per_second, expected", [(0.5, 5), (0.2, 2), (3, 30)])
-def test_rates_below_and_above_one_per_second_are_honoured(per_second: float, expected: int) -> None:
+def test_rates_below_and_above_one_per_second_are_honoured(
+    per_second: float, expected: int
+) -> None:
     clock = FakeTime()
     limiter = RateLimiter(per_second, fakeredis.FakeRedis(), clock=clock.clock, sleep=clock.sleep)
     used = granted_per_window(limiter, clock, 10)
@@ -57,8 +59,9 @@ def test_a_reservation_over_any_limit_counts_against_none() -> None:
     small, large = Limit("small", 1, 60), Limit("large", 5, 60)
     assert throttle.reserve((large, "x"), (small, "x"))
     assert not throttle.reserve((large, "x"), (small, "x"))
-    assert [throttle.reserve((large, "x")) for _ in range(5)] == [True, True, True, True, False], \
+    assert [throttle.reserve((large, "x")) for _ in range(5)] == [True, True, True, True, False], (
         "the refused reservation gave back what it had taken"
+    )
 
 
 def test_a_released_reservation_can_be_used_again() -> None:
@@ -78,7 +81,9 @@ def test_windows_start_afresh() -> None:
     assert throttle.reserve((limit, "a"))
 
 
-def test_the_throttle_counts_in_process_when_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_throttle_counts_in_process_when_redis_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     throttle = Throttle(unreachable_redis())
     limit = Limit("t", 2, 60)
     assert [throttle.reserve((limit, "a")) for _ in range(4)] == [True, True, False, False]
@@ -120,7 +125,10 @@ def test_workers_sharing_a_limit_never_exceed_it_together() -> None:
         raise MustWait
 
     server = fakeredis.FakeRedis()
-    workers = [RateLimiter(105, server, clock=lambda: now[0], sleep=wait_instead_of_sleeping) for _ in range(3)]
+    workers = [
+        RateLimiter(105, server, clock=lambda: now[0], sleep=wait_instead_of_sleeping)
+        for _ in range(3)
+    ]
     for _ in range(3):
         sent, waiting = 0, set()
         while len(waiting) < len(workers):

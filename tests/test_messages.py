@@ -11,12 +11,12 @@ from email.message import EmailMessage
 from email.policy import SMTP, default
 
 import pytest
+from test_rendering import content, hf_papers
 
 from digest import messages
 from digest.editions import digest_message
 from digest.messages import WIRE, header_value, transfer_encoding
 from digest.settings import Settings
-from test_rendering import content, hf_papers
 
 
 def test_header_value_is_one_line() -> None:
@@ -35,10 +35,14 @@ def test_message_parts_and_headers(settings: Settings) -> None:
     assert parsed.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in parsed.iter_parts())
-    assert parsed["Subject"] == "5 new papers on graph neural networks, efficient attention - Nov 23"
+    assert (
+        parsed["Subject"] == "5 new papers on graph neural networks, efficient attention - Nov 23"
+    )
     assert parsed["To"] == "ada@example.org"
     assert parsed["Date"] == "Mon, 23 Nov 2026 07:00:00 +0000"
-    assert parsed["Message-ID"].startswith("<digest.20261123.42.") and parsed["Message-ID"].endswith("@localhost>")
+    assert parsed["Message-ID"].startswith("<digest.20261123.42.") and parsed[
+        "Message-ID"
+    ].endswith("@localhost>")
     assert parsed["List-Unsubscribe"] == "<https://digest.example.org/unsubscribe/TOKEN-U>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed["List-Id"] == "Paper Digest <daily.digest.localhost>"
@@ -48,7 +52,9 @@ def test_message_parts_and_headers(settings: Settings) -> None:
 
 def test_subject_with_user_controlled_newlines_stays_one_header(settings: Settings) -> None:
     digest = content(hf_papers()[:1], topics=("rl\r\nBcc: victim@example.org",))
-    parsed = message_from_bytes(digest_message(digest, settings, 1, dt.datetime(2026, 11, 23)).as_bytes(), policy=default)
+    parsed = message_from_bytes(
+        digest_message(digest, settings, 1, dt.datetime(2026, 11, 23)).as_bytes(), policy=default
+    )
     assert parsed["Bcc"] is None and "Bcc" in parsed["Subject"]
 
 
@@ -64,7 +70,9 @@ def test_non_ascii_subject_is_encoded_and_long_headers_are_folded(settings: Sett
 
 
 @pytest.mark.parametrize("topics", [("graph neural networks",), ("réseaux de neurones", "グラフ")])
-def test_wire_policy_writes_exactly_what_the_stock_policy_writes(settings: Settings, monkeypatch, topics) -> None:
+def test_wire_policy_writes_exactly_what_the_stock_policy_writes(
+    settings: Settings, monkeypatch, topics
+) -> None:
     digest = content(hf_papers()[:3], topics=topics)
     monkeypatch.setattr(secrets, "token_hex", lambda n: "ab" * n)  # the same MIME boundary in both
     fast = digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7)).as_bytes()
@@ -81,5 +89,7 @@ def test_wire_policy_still_refuses_header_newlines() -> None:
 def test_unsubscribe_mailto_is_offered_when_configured(settings: Settings) -> None:
     configured = settings.model_copy(update={"unsubscribe_mailto": "unsubscribe@example.org"})
     msg = digest_message(content(hf_papers()[:1]), configured, 1, dt.datetime(2026, 11, 23))
-    assert msg["List-Unsubscribe"] == ("<https://digest.example.org/unsubscribe/TOKEN-U>, "
-                                       "<mailto:unsubscribe@example.org?subject=unsubscribe>")
+    assert msg["List-Unsubscribe"] == (
+        "<https://digest.example.org/unsubscribe/TOKEN-U>, "
+        "<mailto:unsubscribe@example.org?subject=unsubscribe>"
+    )

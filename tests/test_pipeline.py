@@ -26,7 +26,8 @@ def run(settings: Settings):
 
 
 def test_first_run_on_a_fresh_machine_sends_a_demo_digest_to_the_outbox_and_a_rerun_sends_nothing(
-        run, settings: Settings) -> None:
+    run, settings: Settings
+) -> None:
     first = run("run", "--now")
     assert "added demo@example.org" in first.output
     assert "fetched 25, new 23" in first.output, "the bundled sample papers are used offline"
@@ -48,12 +49,16 @@ def test_run_with_an_admin_added_subscriber_uses_their_topics(run, settings: Set
     out = run("run", "--now").output
     assert "added demo" not in out and "digests sent: 1" in out
     (eml,) = list(settings.outbox_dir.rglob("*.eml"))
-    assert "reinforcement learning" in message_from_bytes(eml.read_bytes(), policy=default)["Subject"]
+    assert (
+        "reinforcement learning" in message_from_bytes(eml.read_bytes(), policy=default)["Subject"]
+    )
 
 
 def test_run_sends_through_smtp_when_configured(run, smtp_sink) -> None:
     run("subscribers", "add", "ada@example.org", "-t", "medical imaging")
-    out = run("run", "--now", DIGEST_SMTP_HOST="127.0.0.1", DIGEST_SMTP_PORT=str(smtp_sink.port)).output
+    out = run(
+        "run", "--now", DIGEST_SMTP_HOST="127.0.0.1", DIGEST_SMTP_PORT=str(smtp_sink.port)
+    ).output
     assert "digests sent: 1" in out and f"SMTP server 127.0.0.1:{smtp_sink.port}" in out
     assert [r.recipient for r in smtp_sink.handler.received] == ["ada@example.org"]
 
@@ -61,7 +66,11 @@ def test_run_sends_through_smtp_when_configured(run, smtp_sink) -> None:
 def test_run_reports_smtp_failures_and_retry_failed_requeues(run, smtp_sink) -> None:
     run("subscribers", "add", "ada@example.org", "-t", "medical imaging")
     smtp_sink.handler.rcpt_reply = lambda _: "451 4.3.0 greylisted"
-    smtp = {"DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(smtp_sink.port), "DIGEST_MAX_ATTEMPTS": "1"}
+    smtp = {
+        "DIGEST_SMTP_HOST": "127.0.0.1",
+        "DIGEST_SMTP_PORT": str(smtp_sink.port),
+        "DIGEST_MAX_ATTEMPTS": "1",
+    }
     out = run("run", "--now", **smtp).output
     assert "digests sent: 0" in out and "failed: 1" in out and "451 4.3.0 greylisted" in out
     assert "failed 1" in run("deliveries", "--status", "failed").output
@@ -72,11 +81,25 @@ def test_run_reports_smtp_failures_and_retry_failed_requeues(run, smtp_sink) -> 
 
 def test_preview_and_send_test(run, smtp_sink, tmp_path) -> None:
     run("subscribers", "add", "ada@example.org", "-t", "reinforcement learning")
-    run("fetch", "--from-file", str(__import__("conftest").FEEDS / "hf_daily_papers_2026-07-13.json"))
+    run(
+        "fetch",
+        "--from-file",
+        str(__import__("conftest").FEEDS / "hf_daily_papers_2026-07-13.json"),
+    )
     out = tmp_path / "d.html"
-    preview = run("preview", "ada@example.org", "--out", str(out), "--eml", str(tmp_path / "d.eml")).output
+    preview = run(
+        "preview", "ada@example.org", "--out", str(out), "--eml", str(tmp_path / "d.eml")
+    ).output
     assert "Subject: " in preview and 'matches "reinforcement learning"' in preview
     assert out.read_text().startswith("<!DOCTYPE html>") and (tmp_path / "d.eml").exists()
-    sent = run("send-test", "someone@example.org", "-t", "medical imaging",
-               DIGEST_SMTP_HOST="127.0.0.1", DIGEST_SMTP_PORT=str(smtp_sink.port)).output
-    assert "sent " in sent and [r.recipient for r in smtp_sink.handler.received] == ["someone@example.org"]
+    sent = run(
+        "send-test",
+        "someone@example.org",
+        "-t",
+        "medical imaging",
+        DIGEST_SMTP_HOST="127.0.0.1",
+        DIGEST_SMTP_PORT=str(smtp_sink.port),
+    ).output
+    assert "sent " in sent and [r.recipient for r in smtp_sink.handler.received] == [
+        "someone@example.org"
+    ]

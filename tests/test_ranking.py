@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import FIXTURES
+
 from digest.cli import cli
-from digest.evaluation import load_papers_file, load_profiles_file
-from digest.evaluation import load_qrels, ndcg, score_run
+from digest.evaluation import load_papers_file, load_profiles_file, load_qrels, ndcg, score_run
 from digest.ranking import (
     Explainer,
     SubscriberRequest,
@@ -31,11 +30,24 @@ def paper(pid: str, title: str, abstract: str = "") -> PaperRecord:
 
 
 PAPERS = [
-    paper("1", "Graph neural networks for molecules", "We train a graph neural network on molecular graphs."),
-    paper("2", "Efficient attention with linear complexity", "An efficient attention mechanism for long sequences."),
-    paper("3", "Efficient attention for graph neural networks",
-          "Sparse attention makes graph neural networks efficient on large graphs."),
-    paper("4", "A survey of medieval poetry", "Poems, rhymes and the network of medieval monasteries."),
+    paper(
+        "1",
+        "Graph neural networks for molecules",
+        "We train a graph neural network on molecular graphs.",
+    ),
+    paper(
+        "2",
+        "Efficient attention with linear complexity",
+        "An efficient attention mechanism for long sequences.",
+    ),
+    paper(
+        "3",
+        "Efficient attention for graph neural networks",
+        "Sparse attention makes graph neural networks efficient on large graphs.",
+    ),
+    paper(
+        "4", "A survey of medieval poetry", "Poems, rhymes and the network of medieval monasteries."
+    ),
     paper("5", "Protein folding with diffusion", "Diffusion models predict protein structures."),
 ]
 
@@ -48,7 +60,9 @@ def picks_by_key(topics: list[str], requests: list[SubscriberRequest], **kwargs)
 
 
 def run_picks(topics: list[str], max_papers: int = 5, **kwargs) -> list:
-    return picks_by_key(topics, [SubscriberRequest(0, tuple(range(len(topics))), max_papers)], **kwargs)[0]
+    return picks_by_key(
+        topics, [SubscriberRequest(0, tuple(range(len(topics))), max_papers)], **kwargs
+    )[0]
 
 
 def test_scores_are_fractions_of_an_ideal_match() -> None:
@@ -85,8 +99,11 @@ def test_reasons_name_the_matching_topic_and_words() -> None:
 
 def test_max_papers_and_exclusions_are_respected() -> None:
     topics = ["graph neural networks", "efficient attention"]
-    requests = [SubscriberRequest(7, (0, 1), 1), SubscriberRequest(8, (0, 1), 5, exclude=frozenset({"3"})),
-                SubscriberRequest(9, (1,), 5)]
+    requests = [
+        SubscriberRequest(7, (0, 1), 1),
+        SubscriberRequest(8, (0, 1), 5, exclude=frozenset({"3"})),
+        SubscriberRequest(9, (1,), 5),
+    ]
     picks = picks_by_key(topics, requests)
     assert [p.topic for p in picks[9]] == ["efficient attention"] * 2
     assert [p.arxiv_id for p in picks[7]] == ["3"]
@@ -117,7 +134,10 @@ def test_dev_set_quality_beats_plain_bm25() -> None:
     papers = load_papers_file(DEV / "papers.json")
     profiles = load_profiles_file(DEV / "topics.json")
     qrels = load_qrels(DEV / "qrels")
-    ours = score_run({q: [p.arxiv_id for p in ps] for q, ps in rank_profiles(papers, profiles, 10).items()}, qrels)
+    ours = score_run(
+        {q: [p.arxiv_id for p in ps] for q, ps in rank_profiles(papers, profiles, 10).items()},
+        qrels,
+    )
     plain = score_run(plain_bm25_ranking(papers, profiles, 10), qrels)
     assert ours["mean"].ndcg10 >= plain["mean"].ndcg10 + 0.05
     assert ours["mean"].ndcg10 >= 0.80
@@ -126,7 +146,9 @@ def test_dev_set_quality_beats_plain_bm25() -> None:
 def test_ndcg_known_values() -> None:
     grades = {"a": 2, "b": 1, "c": 0}
     assert ndcg(["a", "b", "c"], grades) == pytest.approx(1.0)
-    assert ndcg(["c", "b", "a"], grades) == pytest.approx((1 / np.log2(3) + 3 / 2) / (3 + 1 / np.log2(3)))
+    assert ndcg(["c", "b", "a"], grades) == pytest.approx(
+        (1 / np.log2(3) + 3 / 2) / (3 + 1 / np.log2(3))
+    )
 
 
 def test_rank_cli_json_and_rank_eval_table() -> None:
@@ -135,7 +157,9 @@ def test_rank_cli_json_and_rank_eval_table() -> None:
     ranked = runner.invoke(cli, ["rank", *args, "--format", "json", "--top", "5"])
     assert ranked.exit_code == 0, ranked.output
     data = json.loads(ranked.output)
-    assert sorted(data) == [f"D{n:02d}" for n in range(1, 11)] and all(len(v) <= 5 for v in data.values())
+    assert sorted(data) == [f"D{n:02d}" for n in range(1, 11)] and all(
+        len(v) <= 5 for v in data.values()
+    )
     table = runner.invoke(cli, ["rank-eval", *args, "--qrels", str(DEV / "qrels")])
     assert table.exit_code == 0, table.output
     assert "plain-bm25 nDCG@10" in table.output and "digest nDCG@10" in table.output
@@ -145,7 +169,9 @@ def test_rank_cli_json_and_rank_eval_table() -> None:
 def test_rank_cli_rejects_a_bad_papers_file(tmp_path) -> None:
     bad = tmp_path / "papers.json"
     bad.write_text('[{"title": "no id"}]')
-    result = CliRunner().invoke(cli, ["rank", "--papers", str(bad), "--profiles", str(DEV / "topics.json")])
+    result = CliRunner().invoke(
+        cli, ["rank", "--papers", str(bad), "--profiles", str(DEV / "topics.json")]
+    )
     assert result.exit_code == 1 and "paper #0 needs an 'id' and a 'title'" in result.output
 
 
@@ -159,8 +185,17 @@ def test_rank_eval_says_when_it_ranks_by_words_only(monkeypatch: pytest.MonkeyPa
     from digest import semantic
 
     monkeypatch.setattr(semantic, "load_encoder", lambda: None)
-    monkeypatch.setattr(semantic, "unavailable_reason", lambda: "the MiniLM weights are not installed")
-    args = ["--papers", str(DEV / "papers.json"), "--profiles", str(DEV / "topics.json"), "--qrels", str(DEV / "qrels")]
+    monkeypatch.setattr(
+        semantic, "unavailable_reason", lambda: "the MiniLM weights are not installed"
+    )
+    args = [
+        "--papers",
+        str(DEV / "papers.json"),
+        "--profiles",
+        str(DEV / "topics.json"),
+        "--qrels",
+        str(DEV / "qrels"),
+    ]
     out = CliRunner().invoke(cli, ["rank-eval", *args]).output
     assert "words-only" not in out.splitlines()[0]
     assert "(digest ranked by words only: the MiniLM weights are not installed)" in out
@@ -174,7 +209,9 @@ def test_default_ranking_with_minilm_meets_the_quality_target(encoder) -> None:
 
     def mean_ndcg(enc) -> float:
         run = rank_profiles(papers, profiles, 10, encoder=enc)
-        return score_run({q: [p.arxiv_id for p in ps] for q, ps in run.items()}, qrels)["mean"].ndcg10
+        return score_run({q: [p.arxiv_id for p in ps] for q, ps in run.items()}, qrels)[
+            "mean"
+        ].ndcg10
 
     with_minilm, words_only = mean_ndcg(encoder), mean_ndcg(None)
     assert with_minilm >= 0.85

@@ -6,17 +6,17 @@ import datetime as dt
 import re
 from dataclasses import replace
 
+from conftest import FEEDS
 from lxml import html as lxml_html
 from markupsafe import Markup
 
-from conftest import FEEDS
 from digest.rendering import (
-    ConfirmationContent,
+    TEMPLATES_DIR,
     AlreadySubscribedContent,
+    ConfirmationContent,
     DigestContent,
     FragmentCache,
     FragmentCacheExtension,
-    TEMPLATES_DIR,
     compact_css,
     inline_per_email,
     make_environment,
@@ -37,13 +37,24 @@ def hf_papers() -> list[PaperRecord]:
     return parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
 
 
-def content(papers: list[PaperRecord], topics=("graph neural networks", "efficient attention"),
-            trending: list[PaperRecord] | None = None) -> DigestContent:
-    items = tuple(paper_item(p, topics[i % len(topics)], f'matches "{topics[i % len(topics)]}": graph')
-                  for i, p in enumerate(papers))
-    return DigestContent(EDITION, "ada@example.org", tuple(topics), items,
-                         tuple(paper_item(p) for p in trending or []),
-                         "https://digest.example.org/preferences/TOKEN-P", "https://digest.example.org/unsubscribe/TOKEN-U")
+def content(
+    papers: list[PaperRecord],
+    topics=("graph neural networks", "efficient attention"),
+    trending: list[PaperRecord] | None = None,
+) -> DigestContent:
+    items = tuple(
+        paper_item(p, topics[i % len(topics)], f'matches "{topics[i % len(topics)]}": graph')
+        for i, p in enumerate(papers)
+    )
+    return DigestContent(
+        EDITION,
+        "ada@example.org",
+        tuple(topics),
+        items,
+        tuple(paper_item(p) for p in trending or []),
+        "https://digest.example.org/preferences/TOKEN-P",
+        "https://digest.example.org/unsubscribe/TOKEN-U",
+    )
 
 
 def parse_html(html: str):
@@ -51,12 +62,16 @@ def parse_html(html: str):
 
 
 def test_subject_says_what_is_inside() -> None:
-    assert render_digest(content(hf_papers()[:5])).subject == \
-        "5 new papers on graph neural networks, efficient attention - Nov 23"
+    assert (
+        render_digest(content(hf_papers()[:5])).subject
+        == "5 new papers on graph neural networks, efficient attention - Nov 23"
+    )
     one = render_digest(content(hf_papers()[:1], topics=("rl", "nlp")))
     assert one.subject == "1 new paper on rl - Nov 23"
-    assert render_digest(content([], trending=hf_papers()[:3])).subject == \
-        "Nothing new on your topics today - trending papers - Nov 23"
+    assert (
+        render_digest(content([], trending=hf_papers()[:3])).subject
+        == "Nothing new on your topics today - trending papers - Nov 23"
+    )
 
 
 def test_each_paper_shows_link_authors_snippet_upvotes_reason_and_links() -> None:
@@ -67,33 +82,57 @@ def test_each_paper_shows_link_authors_snippet_upvotes_reason_and_links() -> Non
     assert len(cards) == 3
     first, paper = cards[0], papers[0]
     title = first.find_class("title")[0]
-    assert title.get("href") == f"https://huggingface.co/papers/{paper.arxiv_id}"  # HF page when on HF
+    assert (
+        title.get("href") == f"https://huggingface.co/papers/{paper.arxiv_id}"
+    )  # HF page when on HF
     assert title.text_content() == paper.title
     assert "Hyunjae Kim, Dain Kim, Pan Xiao et al." in first.text_content()
     assert "0 upvotes on Hugging Face" in first.text_content()
     assert 'Why: matches "graph neural networks"' in first.text_content()
     hrefs = [a.get("href") for a in first.iter("a")]
-    assert f"https://arxiv.org/abs/{paper.arxiv_id}" in hrefs and f"https://arxiv.org/pdf/{paper.arxiv_id}" in hrefs
+    assert (
+        f"https://arxiv.org/abs/{paper.arxiv_id}" in hrefs
+        and f"https://arxiv.org/pdf/{paper.arxiv_id}" in hrefs
+    )
     assert "Your topics: graph neural networks, efficient attention" in doc.text_content()
     footer = doc.find_class("footer")[0]
     assert [a.get("href") for a in footer.iter("a")] == [
-        "https://digest.example.org/preferences/TOKEN-P", "https://digest.example.org/unsubscribe/TOKEN-U"]
-    assert "Why: matches" in rendered.text and f"https://arxiv.org/pdf/{paper.arxiv_id}" in rendered.text
+        "https://digest.example.org/preferences/TOKEN-P",
+        "https://digest.example.org/unsubscribe/TOKEN-U",
+    ]
+    assert (
+        "Why: matches" in rendered.text
+        and f"https://arxiv.org/pdf/{paper.arxiv_id}" in rendered.text
+    )
 
 
 def test_arxiv_only_paper_links_to_arxiv() -> None:
-    paper = PaperRecord(arxiv_id="2609.26811", title="The Drift Contract", abstract="Local learning.", authors=["Fabien Polly"])
+    paper = PaperRecord(
+        arxiv_id="2609.26811",
+        title="The Drift Contract",
+        abstract="Local learning.",
+        authors=["Fabien Polly"],
+    )
     doc = parse_html(render_digest(content([paper])).html)
     assert doc.find_class("title")[0].get("href") == "https://arxiv.org/abs/2609.26811"
     assert "upvote" not in doc.text_content()
-    anonymous = PaperRecord(arxiv_id="2608.19880", title="EnvHarness", abstract="Agents.", hf_url="https://huggingface.co/papers/2608.19880")
+    anonymous = PaperRecord(
+        arxiv_id="2608.19880",
+        title="EnvHarness",
+        abstract="Agents.",
+        hf_url="https://huggingface.co/papers/2608.19880",
+    )
     card = parse_html(render_digest(content([anonymous])).html).find_class("card")[0]
     assert not card.find_class("meta"), "no empty 'authors' line when a source gives none"
 
 
 def test_feed_text_cannot_inject_markup() -> None:
-    paper = PaperRecord(arxiv_id="2609.00001", title=EVIL_TITLE, abstract="We show <b>bold</b> claims & $O(n^2)$.",
-                        authors=['<img src=x onerror="alert(1)">'])
+    paper = PaperRecord(
+        arxiv_id="2609.00001",
+        title=EVIL_TITLE,
+        abstract="We show <b>bold</b> claims & $O(n^2)$.",
+        authors=['<img src=x onerror="alert(1)">'],
+    )
     rendered = render_digest(content([paper]))
     doc = parse_html(rendered.html)
     assert not doc.xpath("//script") and not doc.xpath("//img") and not doc.xpath("//b")
@@ -123,7 +162,11 @@ def test_per_template_inlining_equals_per_email_inlining_element_by_element() ->
     fast_elements, slow_elements = list(fast.iter()), list(slow.iter())
     assert len(fast_elements) == len(slow_elements) > 100
     for a, b in zip(fast_elements, slow_elements, strict=True):
-        assert (a.tag, dict(a.attrib), (a.text or "").strip()) == (b.tag, dict(b.attrib), (b.text or "").strip())
+        assert (a.tag, dict(a.attrib), (a.text or "").strip()) == (
+            b.tag,
+            dict(b.attrib),
+            (b.text or "").strip(),
+        )
 
 
 def test_cached_cards_equal_fresh_renders_and_follow_changed_papers() -> None:
@@ -132,10 +175,14 @@ def test_cached_cards_equal_fresh_renders_and_follow_changed_papers() -> None:
     first = render_digest(content(papers), env)
     again = render_digest(content(papers), env)  # every card now comes from the cache
     assert again == first == render_digest(content(papers), make_environment())
-    assert len(env.extensions[FragmentCacheExtension.identifier].cache.fragments) == 4 * 2  # html + text card
+    assert (
+        len(env.extensions[FragmentCacheExtension.identifier].cache.fragments) == 4 * 2
+    )  # html + text card
     upvoted = [replace(papers[0], upvotes=(papers[0].upvotes or 0) + 1000), *papers[1:]]
     html = render_digest(content(upvoted), env).html
-    assert f"{(papers[0].upvotes or 0) + 1000} upvotes" in html  # a new value is a new key, not a stale card
+    assert (
+        f"{(papers[0].upvotes or 0) + 1000} upvotes" in html
+    )  # a new value is a new key, not a stale card
 
 
 def test_fragment_cache_is_bounded_oldest_first() -> None:
@@ -161,7 +208,9 @@ def test_helpers() -> None:
 
 
 def test_confirmation_email() -> None:
-    rendered = render_confirmation(ConfirmationContent("ada@example.org", ("rl",), "https://d.example/confirm/T", 7))
+    rendered = render_confirmation(
+        ConfirmationContent("ada@example.org", ("rl",), "https://d.example/confirm/T", 7)
+    )
     assert rendered.subject == "Confirm your Paper Digest subscription"
     doc = parse_html(rendered.html)
     assert doc.find_class("button")[0].get("href") == "https://d.example/confirm/T"
@@ -169,11 +218,17 @@ def test_confirmation_email() -> None:
 
 
 def test_already_subscribed_email_links_to_preferences_and_escapes_topics() -> None:
-    rendered = render_already_subscribed(AlreadySubscribedContent(
-        "ada@example.org", ("rl", "<b>gnn</b>"), "https://d.example/preferences/T", paused=True))
+    rendered = render_already_subscribed(
+        AlreadySubscribedContent(
+            "ada@example.org", ("rl", "<b>gnn</b>"), "https://d.example/preferences/T", paused=True
+        )
+    )
     assert rendered.subject == "You already have a Paper Digest subscription"
     doc = parse_html(rendered.html)
     assert doc.find_class("button")[0].get("href") == "https://d.example/preferences/T"
     assert "&lt;b&gt;gnn&lt;/b&gt;" in rendered.html and "<b>gnn</b>" not in rendered.html
     assert 'style="' in rendered.html, "CSS inlined like every other email"
-    assert "(paused at the moment)" in rendered.text and "https://d.example/preferences/T" in rendered.text
+    assert (
+        "(paused at the moment)" in rendered.text
+        and "https://d.example/preferences/T" in rendered.text
+    )

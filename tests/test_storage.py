@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 
 from digest.models import Base
 from digest.records import SubscriberDefaults
-from digest.storage import Store, StorageError
+from digest.storage import StorageError, Store
 from digest.subscriptions import build_subscriber_input
 
 DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
@@ -68,7 +68,10 @@ def test_topic_counts_rename_and_merge(store: Store) -> None:
     assert store.topic_counts() == [("graph neural networks", 3), ("rl", 1)]
     assert store.get_subscriber("c@example.org").topics == ("graph neural networks",)
     assert store.rename_topic("rl", "reinforcement learning") == 1
-    assert store.get_subscriber("a@example.org").topics == ("graph neural networks", "reinforcement learning")
+    assert store.get_subscriber("a@example.org").topics == (
+        "graph neural networks",
+        "reinforcement learning",
+    )
     with pytest.raises(StorageError, match="no subscriber follows"):
         store.rename_topic("rl", "x")
 
@@ -77,8 +80,13 @@ def test_list_filters_by_status_and_topic(store: Store) -> None:
     store.add_subscriber(sub("a@example.org", "rl"), DEFAULTS)
     store.add_subscriber(sub("b@example.org", "rl", "nlp"), DEFAULTS)
     store.set_status("b@example.org", "paused")
-    assert [s.email for s in store.list_subscribers(topic="rl")] == ["a@example.org", "b@example.org"]
-    assert [s.email for s in store.list_subscribers(status="paused", topic="rl")] == ["b@example.org"]
+    assert [s.email for s in store.list_subscribers(topic="rl")] == [
+        "a@example.org",
+        "b@example.org",
+    ]
+    assert [s.email for s in store.list_subscribers(status="paused", topic="rl")] == [
+        "b@example.org"
+    ]
     assert store.list_subscribers(topic="nope") == []
     assert store.count_subscribers() == {"active": 1, "paused": 1}
 
@@ -111,7 +119,10 @@ def test_vectors_round_trip_keep_the_first_copy_and_are_pruned_by_age(store: Sto
 
     store.save_vectors({"a" * 64: b"\x00\x01", "b" * 64: b"\x02"})
     store.save_vectors({"a" * 64: b"\xff", "c" * 64: b"\x03"})  # a second worker, same texts
-    assert store.load_vectors(["a" * 64, "c" * 64, "missing"]) == {"a" * 64: b"\x00\x01", "c" * 64: b"\x03"}
+    assert store.load_vectors(["a" * 64, "c" * 64, "missing"]) == {
+        "a" * 64: b"\x00\x01",
+        "c" * 64: b"\x03",
+    }
     assert store.prune_vectors(utcnow() - dt.timedelta(days=1)) == 0
     assert store.prune_vectors(utcnow() + dt.timedelta(seconds=1)) == 3
     assert store.load_vectors(["a" * 64]) == {}

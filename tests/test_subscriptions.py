@@ -28,7 +28,9 @@ def test_normalize_email_canonical_form(raw: str, expected: str) -> None:
     assert normalize_email(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "plainaddress", "a@@b.com", "a@b", "a b@c.org", "a@-x.com", "@x.org"])
+@pytest.mark.parametrize(
+    "raw", ["", "plainaddress", "a@@b.com", "a@b", "a b@c.org", "a@-x.com", "@x.org"]
+)
 def test_normalize_email_rejects_bad_syntax_with_reason(raw: str) -> None:
     with pytest.raises(InvalidInput) as exc:
         normalize_email(raw)
@@ -93,8 +95,16 @@ def test_csv_without_required_header_is_a_clear_error() -> None:
 
 
 def test_export_format_round_trips_through_the_importer() -> None:
-    rows = [{"email": "a@example.org", "topics": ["rl", "graph neural networks"], "timezone": "UTC",
-             "send_hour": 7, "max_papers": 5, "status": "active"}]
+    rows = [
+        {
+            "email": "a@example.org",
+            "topics": ["rl", "graph neural networks"],
+            "timezone": "UTC",
+            "send_hour": 7,
+            "max_papers": 5,
+            "status": "active",
+        }
+    ]
     parsed = parse_subscriber_csv(format_subscriber_csv(rows))
     assert parsed.rejections == []
     assert parsed.rows[0].topics == ("rl", "graph neural networks")

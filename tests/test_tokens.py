@@ -8,7 +8,7 @@ import time
 import pytest
 from itsdangerous import TimestampSigner
 
-from digest.tokens import INVALID_LINK, Tokens, TokenError
+from digest.tokens import INVALID_LINK, TokenError, Tokens
 
 tokens = Tokens("test-secret", confirm_days=7)
 
@@ -21,7 +21,10 @@ def test_round_trip_names_the_subscriber_without_exposing_the_email() -> None:
     assert not data.belongs_to("eve@example.org")
 
 
-@pytest.mark.parametrize("mangle", [lambda t: t[:-2], lambda t: t[:10] + ("A" if t[10] != "A" else "B") + t[11:], lambda t: "x"])
+@pytest.mark.parametrize(
+    "mangle",
+    [lambda t: t[:-2], lambda t: t[:10] + ("A" if t[10] != "A" else "B") + t[11:], lambda t: "x"],
+)
 def test_tampered_or_cut_tokens_are_rejected(mangle) -> None:
     token = tokens.make("preferences", 1, "a@example.org")
     with pytest.raises(TokenError) as caught:
@@ -55,4 +58,6 @@ def test_a_payload_travels_signed_with_the_moment_it_was_issued() -> None:
     data = tokens.read("confirm", token)
     assert data.payload == {"t": ["rl"], "z": "Europe/Paris"}
     assert before - 1e-5 <= data.issued_at.replace(tzinfo=dt.UTC).timestamp() <= time.time() + 1e-5
-    assert tokens.read("preferences", tokens.make("preferences", 7, "a@example.org")).issued_at is None
+    assert (
+        tokens.read("preferences", tokens.make("preferences", 7, "a@example.org")).issued_at is None
+    )

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
+from conftest import unreachable_redis
 from itsdangerous import TimestampSigner
 from sqlalchemy.exc import OperationalError
 
-from conftest import unreachable_redis
-from digest.settings import Settings
 from digest.records import SubscriberDefaults
+from digest.settings import Settings
 from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
 from digest.tokens import INVALID_LINK, Tokens
@@ -24,24 +24,45 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 @pytest.fixture
 def web(store: Store, settings: Settings, smtp_sink) -> Iterator[dict]:
-    config = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp_sink.port,
-                                         "base_url": "https://digest.example.org", "secret_key": "web-test-secret",
-                                         "signup_answer_seconds": 0})
+    config = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_sink.port,
+            "base_url": "https://digest.example.org",
+            "secret_key": "web-test-secret",
+            "signup_answer_seconds": 0,
+        }
+    )
     app = create_app(config, store, fakeredis.FakeRedis())
     app.config["TESTING"] = True
-    yield {"client": app.test_client(), "store": store, "sink": smtp_sink, "tokens": Tokens("web-test-secret"),
-           "app": app}
+    yield {
+        "client": app.test_client(),
+        "store": store,
+        "sink": smtp_sink,
+        "tokens": Tokens("web-test-secret"),
+        "app": app,
+    }
 
 
 def csrf_token(client, path: str = "/") -> str:
     return CSRF.search(client.get(path).get_data(as_text=True)).group(1)
 
 
-def subscribe(web: dict, email: str = "ada@example.org", topics: str = "Graph Neural Networks\nefficient attention",
-              **extra: str):
+def subscribe(
+    web: dict,
+    email: str = "ada@example.org",
+    topics: str = "Graph Neural Networks\nefficient attention",
+    **extra: str,
+):
     client = web["client"]
-    form = {"email": email, "topics": topics, "timezone": "Europe/Paris", "send_hour": "8",
-            "csrf_token": csrf_token(client), **extra}
+    form = {
+        "email": email,
+        "topics": topics,
+        "timezone": "Europe/Paris",
+        "send_hour": "8",
+        "csrf_token": csrf_token(client),
+        **extra,
+    }
     return client.post("/subscribe", data=form)
 
 
@@ -64,7 +85,9 @@ def active(store: Store, email: str = "ada@example.org") -> str | None:
 
 
 def test_form_page_is_accessible_and_suggests_topics(web: dict) -> None:
-    web["store"].add_subscriber(build_subscriber_input("x@example.org", ["quantum computing"]), SubscriberDefaults())
+    web["store"].add_subscriber(
+        build_subscriber_input("x@example.org", ["quantum computing"]), SubscriberDefaults()
+    )
     page = web["client"].get("/").get_data(as_text=True)
     for field in ("email", "topics", "timezone", "send_hour"):
         assert f'<label for="{field}"' in page and f'id="{field}"' in page
@@ -77,21 +100,37 @@ def test_double_opt_in_end_to_end(web: dict) -> None:
     assert response.status_code == 200 and "Check your inbox" in response.get_data(as_text=True)
     assert active(web["store"]) == "pending"
     (mail,) = web["sink"].handler.received
-    assert mail.recipient == "ada@example.org" and mail.message()["Subject"] == "Confirm your Paper Digest subscription"
+    assert (
+        mail.recipient == "ada@example.org"
+        and mail.message()["Subject"] == "Confirm your Paper Digest subscription"
+    )
     page = confirm(web, confirmation_link(web))
     assert page.status_code == 200 and "You are subscribed" in page.get_data(as_text=True)
     sub = web["store"].get_subscriber("ada@example.org")
     assert (sub.status, sub.topics, sub.timezone, sub.send_hour) == (
-        "active", ("graph neural networks", "efficient attention"), "Europe/Paris", 8)
-    assert confirm(web, confirmation_link(web)).status_code == 200, "using the link twice is harmless"
+        "active",
+        ("graph neural networks", "efficient attention"),
+        "Europe/Paris",
+        8,
+    )
+    assert confirm(web, confirmation_link(web)).status_code == 200, (
+        "using the link twice is harmless"
+    )
 
 
-def test_an_existing_subscriber_gets_the_same_answer_and_a_way_to_their_preferences(web: dict) -> None:
-    web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+def test_an_existing_subscriber_gets_the_same_answer_and_a_way_to_their_preferences(
+    web: dict,
+) -> None:
+    web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     new = subscribe(web, email="new@example.org").get_data(as_text=True)
     existing = subscribe(web).get_data(as_text=True)
     assert new.replace("new@example.org", "X") == existing.replace("ada@example.org", "X")
-    assert [m.recipient for m in web["sink"].handler.received] == ["new@example.org", "ada@example.org"]
+    assert [m.recipient for m in web["sink"].handler.received] == [
+        "new@example.org",
+        "ada@example.org",
+    ]
     mail = web["sink"].handler.received[-1].message()
     assert mail["Subject"] == "You already have a Paper Digest subscription"
     text = mail.get_body(("plain",)).get_content()
@@ -99,12 +138,16 @@ def test_an_existing_subscriber_gets_the_same_answer_and_a_way_to_their_preferen
     link = re.search(r"https://digest\.example\.org(/preferences/\S+)", text).group(1)
     page = web["client"].get(link)
     assert page.status_code == 200 and ">rl</textarea>" in page.get_data(as_text=True)
-    assert web["store"].get_subscriber("ada@example.org").topics == ("rl",), "an active subscription is untouched"
+    assert web["store"].get_subscriber("ada@example.org").topics == ("rl",), (
+        "an active subscription is untouched"
+    )
     assert active(web["store"]) == "active"
 
 
 def test_a_paused_subscriber_is_told_how_to_resume_and_stays_paused(web: dict) -> None:
-    web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     web["store"].set_status("ada@example.org", "paused")
     assert subscribe(web).status_code == 200
     text = web["sink"].handler.received[-1].message().get_body(("plain",)).get_content()
@@ -127,7 +170,9 @@ def test_invalid_input_is_shown_on_the_form(web: dict) -> None:
     response = subscribe(web, email="not-an-email")
     assert response.status_code == 400 and "invalid email" in response.get_data(as_text=True)
     response = subscribe(web, topics="t1\nt2\nt3\nt4\nt5\nt6")
-    assert response.status_code == 400 and "more than 5 topics given" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "more than 5 topics given" in response.get_data(
+        as_text=True
+    )
     assert web["sink"].handler.received == []
 
 
@@ -135,12 +180,16 @@ def test_missing_or_forged_csrf_token_is_refused(web: dict) -> None:
     client = web["client"]
     response = client.post("/subscribe", data={"email": "ada@example.org", "topics": "rl"})
     assert response.status_code == 400 and "The form expired" in response.get_data(as_text=True)
-    response = client.post("/subscribe", data={"email": "ada@example.org", "topics": "rl", "csrf_token": "forged"})
+    response = client.post(
+        "/subscribe", data={"email": "ada@example.org", "topics": "rl", "csrf_token": "forged"}
+    )
     assert response.status_code == 400
     assert active(web["store"]) is None
 
 
-def test_expired_and_tampered_confirmation_links(web: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expired_and_tampered_confirmation_links(
+    web: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     subscribe(web)
     link = confirmation_link(web)
     tampered = web["client"].get(link[:-3] + "xyz")
@@ -153,29 +202,42 @@ def test_expired_and_tampered_confirmation_links(web: dict, monkeypatch: pytest.
 
 
 def test_a_token_for_another_purpose_or_person_is_refused(web: dict) -> None:
-    sub = web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    sub = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     tokens = web["tokens"]
-    assert web["client"].get(f"/confirm/{tokens.make('unsubscribe', sub.id, sub.email)}").status_code == 400
+    assert (
+        web["client"].get(f"/confirm/{tokens.make('unsubscribe', sub.id, sub.email)}").status_code
+        == 400
+    )
     other = tokens.make("unsubscribe", sub.id, "eve@example.org")
     response = web["client"].post(f"/unsubscribe/{other}", data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 400 and active(web["store"]) == "active"
 
 
 def test_unsubscribe_get_confirms_and_post_acts(web: dict) -> None:
-    sub = web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    sub = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     path = f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}"
     page = web["client"].get(path)
     assert page.status_code == 200 and "Unsubscribe?" in page.get_data(as_text=True)
     assert active(web["store"]) == "active", "a GET (link scanner) changes nothing"
     done = web["client"].post(path, data={"List-Unsubscribe": "One-Click", "from_page": "1"})
-    assert "You are unsubscribed" in done.get_data(as_text=True) and active(web["store"]) == "unsubscribed"
+    assert (
+        "You are unsubscribed" in done.get_data(as_text=True)
+        and active(web["store"]) == "unsubscribed"
+    )
 
 
 def test_rfc8058_one_click_post_unsubscribes_without_a_page(web: dict) -> None:
-    sub = web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    sub = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     path = f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}"
-    response = web["client"].post(path, data="List-Unsubscribe=One-Click",
-                                  content_type="application/x-www-form-urlencoded")
+    response = web["client"].post(
+        path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 200 and response.mimetype == "text/plain"
     assert active(web["store"]) == "unsubscribed"
     again = web["client"].post(path, data={"List-Unsubscribe": "One-Click"})
@@ -183,26 +245,51 @@ def test_rfc8058_one_click_post_unsubscribes_without_a_page(web: dict) -> None:
 
 
 def test_preferences_change_topics_hour_pause_and_resume(web: dict) -> None:
-    sub = web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    sub = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
     client = web["client"]
     page = client.get(path).get_data(as_text=True)
     assert ">rl</textarea>" in page and "Unsubscribe" in page
     token = CSRF.search(page).group(1)
-    saved = client.post(path, data={"csrf_token": token, "topics": "Speech Recognition\nrl", "timezone": "Asia/Tokyo",
-                                    "send_hour": "6", "max_papers": "8", "action": "save"})
+    saved = client.post(
+        path,
+        data={
+            "csrf_token": token,
+            "topics": "Speech Recognition\nrl",
+            "timezone": "Asia/Tokyo",
+            "send_hour": "6",
+            "max_papers": "8",
+            "action": "save",
+        },
+    )
     assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
     updated = web["store"].get_subscriber("ada@example.org")
     assert (updated.topics, updated.timezone, updated.send_hour, updated.max_papers) == (
-        ("speech recognition", "rl"), "Asia/Tokyo", 6, 8)
+        ("speech recognition", "rl"),
+        "Asia/Tokyo",
+        6,
+        8,
+    )
     client.post(path, data={"csrf_token": token, "action": "pause"})
     assert active(web["store"]) == "paused"
     client.post(path, data={"csrf_token": token, "action": "resume"})
     assert active(web["store"]) == "active"
-    bad = client.post(path, data={"csrf_token": token, "topics": "rl", "timezone": "Mars/Base", "send_hour": "6",
-                                  "max_papers": "8"})
+    bad = client.post(
+        path,
+        data={
+            "csrf_token": token,
+            "topics": "rl",
+            "timezone": "Mars/Base",
+            "send_hour": "6",
+            "max_papers": "8",
+        },
+    )
     assert bad.status_code == 400 and "unknown time zone" in bad.get_data(as_text=True)
-    assert client.post(path, data={"topics": "x", "action": "save"}).status_code == 400, "CSRF required"
+    assert client.post(path, data={"topics": "x", "action": "save"}).status_code == 400, (
+        "CSRF required"
+    )
 
 
 def test_security_headers_and_no_stack_traces(web: dict) -> None:
@@ -223,13 +310,17 @@ def test_database_outage_is_a_clear_503(web: dict, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(Store, "request_subscription", down)
     response = subscribe(web)
-    assert response.status_code == 503 and "cannot reach our database" in response.get_data(as_text=True)
+    assert response.status_code == 503 and "cannot reach our database" in response.get_data(
+        as_text=True
+    )
 
 
 def test_smtp_failure_on_confirmation_says_try_again(web: dict) -> None:
     web["sink"].handler.rcpt_reply = lambda _: "451 4.3.0 try later"
     response = subscribe(web)
-    assert response.status_code == 503 and "submit the form again" in response.get_data(as_text=True)
+    assert response.status_code == 503 and "submit the form again" in response.get_data(
+        as_text=True
+    )
 
 
 def test_pending_subscriptions_expire(web: dict) -> None:
@@ -237,53 +328,91 @@ def test_pending_subscriptions_expire(web: dict) -> None:
 
     subscribe(web)
     store = web["store"]
-    assert store.delete_expired_pending(dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=7)) == 0
-    assert store.delete_expired_pending(dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)) == 1
+    assert (
+        store.delete_expired_pending(
+            dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=7)
+        )
+        == 0
+    )
+    assert (
+        store.delete_expired_pending(
+            dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)
+        )
+        == 1
+    )
     assert active(store) is None
 
 
 def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
     from conftest import FEEDS
+
     from digest.ingestion import ingest_bytes
 
-    assert web["client"].get("/preview?topics=rl").get_json() == {"papers": []}, "no papers stored yet"
-    ingest_bytes(web["store"], (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
+    assert web["client"].get("/preview?topics=rl").get_json() == {"papers": []}, (
+        "no papers stored yet"
+    )
+    ingest_bytes(
+        web["store"],
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
+    )
     data = web["client"].get("/preview?topics=reinforcement%20learning").get_json()
     assert 0 < len(data["papers"]) <= 5
-    assert all(p["url"].startswith("https://") and "reinforcement learning" in p["reason"] for p in data["papers"])
+    assert all(
+        p["url"].startswith("https://") and "reinforcement learning" in p["reason"]
+        for p in data["papers"]
+    )
     bad = web["client"].get("/preview?topics=" + "x" * 100)
     assert bad.status_code == 400 and "longer than" in bad.get_json()["error"]
     assert web["client"].get("/preview?topics=medieval%20poetry").get_json() == {"papers": []}
 
 
-def test_an_old_confirmation_link_cannot_claim_a_cancelled_subscription_is_active(web: dict) -> None:
+def test_an_old_confirmation_link_cannot_claim_a_cancelled_subscription_is_active(
+    web: dict,
+) -> None:
     subscribe(web)
     link = confirmation_link(web)
     confirm(web, link)
     web["store"].set_status("ada@example.org", "unsubscribed")
     response = confirm(web, link)
-    assert response.status_code == 400 and "cancelled after the link was sent" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "cancelled after the link was sent" in response.get_data(
+        as_text=True
+    )
     assert active(web["store"]) == "unsubscribed"
 
 
 def test_preferences_of_an_unsubscribed_address_offer_to_subscribe_again(web: dict) -> None:
-    sub = web["store"].add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    sub = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     web["store"].set_status("ada@example.org", "unsubscribed")
-    page = web["client"].get(f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}").get_data(as_text=True)
-    assert "Subscribe again" in page and 'value="pause"' not in page and 'value="resume"' not in page
+    page = (
+        web["client"]
+        .get(f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}")
+        .get_data(as_text=True)
+    )
+    assert (
+        "Subscribe again" in page and 'value="pause"' not in page and 'value="resume"' not in page
+    )
 
 
 # -- abuse: each of these reproduces a way the public pages could be misused -----------------
 
+
 def make_app(web: dict, redis_conn=None, **overrides):
     """Another app over the same store and SMTP sink, with some settings changed."""
     config = web["app"].extensions["digest"].settings.model_copy(update=overrides)
-    app = create_app(config, web["store"], redis_conn if redis_conn is not None else fakeredis.FakeRedis())
+    app = create_app(
+        config, web["store"], redis_conn if redis_conn is not None else fakeredis.FakeRedis()
+    )
     app.config["TESTING"] = True
     return app
 
 
-def test_an_oversized_preview_is_refused_before_any_work(web: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_oversized_preview_is_refused_before_any_work(
+    web: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import digest.web
 
     parsed = []
@@ -309,8 +438,12 @@ def test_topics_typed_into_a_preview_store_nothing(web: dict, encoder) -> None:
     from digest.semantic import StoredEncoder
 
     store = web["store"]
-    ingest_bytes(store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"}))
-    StoredEncoder(encoder, store).encode([paper_passage(p) for p in store.list_papers()])  # as `digest fetch` does
+    ingest_bytes(
+        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+    )
+    StoredEncoder(encoder, store).encode(
+        [paper_passage(p) for p in store.list_papers()]
+    )  # as `digest fetch` does
 
     def stored_vectors() -> int:
         with store.session() as session:
@@ -363,10 +496,13 @@ def test_sub_addresses_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
     assert len(web["sink"].handler.received) == 3
 
 
-@pytest.mark.parametrize("redis_conn", [
-    pytest.param(unreachable_redis, id="redis-down"),
-    pytest.param(lambda: fakeredis.FakeRedis(version=(6,)), id="redis-6"),
-])
+@pytest.mark.parametrize(
+    "redis_conn",
+    [
+        pytest.param(unreachable_redis, id="redis-down"),
+        pytest.param(lambda: fakeredis.FakeRedis(version=(6,)), id="redis-6"),
+    ],
+)
 def test_the_mail_limit_holds_when_redis_is_down_or_old(web: dict, redis_conn) -> None:
     web["client"] = make_app(web, redis_conn()).test_client()
     for _ in range(6):
@@ -393,15 +529,25 @@ def test_a_failed_send_does_not_use_up_the_address_quota(web: dict) -> None:
 def test_behind_a_trusted_proxy_each_client_has_its_own_limit(web: dict) -> None:
     def sign_ups(client, forwarded_for: str, count: int) -> list[int]:
         token = csrf_token(client)
-        return [client.post("/subscribe", data={"email": f"u{i}@example.org", "topics": "rl", "csrf_token": token},
-                            headers={"X-Forwarded-For": forwarded_for}).status_code for i in range(count)]
+        return [
+            client.post(
+                "/subscribe",
+                data={"email": f"u{i}@example.org", "topics": "rl", "csrf_token": token},
+                headers={"X-Forwarded-For": forwarded_for},
+            ).status_code
+            for i in range(count)
+        ]
 
     proxied = make_app(web, trusted_proxies=1)
     assert sign_ups(proxied.test_client(), "198.51.100.1", 21)[-1] == 429
-    assert sign_ups(proxied.test_client(), "198.51.100.2", 1) == [200], "another client behind the same proxy"
+    assert sign_ups(proxied.test_client(), "198.51.100.2", 1) == [200], (
+        "another client behind the same proxy"
+    )
     direct = make_app(web).test_client()
     assert sign_ups(direct, "198.51.100.1", 21)[-1] == 429
-    assert sign_ups(direct, "198.51.100.3", 1) == [429], "without a trusted proxy the header is not believed"
+    assert sign_ups(direct, "198.51.100.3", 1) == [429], (
+        "without a trusted proxy the header is not believed"
+    )
 
 
 def referer_for(response, page_url: str) -> dict[str, str]:
@@ -421,12 +567,21 @@ def test_forms_work_over_https_and_the_site_asks_for_https_only(web: dict) -> No
     page = client.get("/", base_url=base)
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
     token = CSRF.search(page.get_data(as_text=True)).group(1)
-    answer = client.post("/subscribe", base_url=base, headers=referer_for(page, base + "/"),
-                         data={"email": "ada@example.org", "topics": "rl", "csrf_token": token})
+    answer = client.post(
+        "/subscribe",
+        base_url=base,
+        headers=referer_for(page, base + "/"),
+        data={"email": "ada@example.org", "topics": "rl", "csrf_token": token},
+    )
     assert answer.status_code == 200 and "Check your inbox" in answer.get_data(as_text=True)
-    assert client.post("/subscribe", base_url=base, data={"email": "ada@example.org", "topics": "rl",
-                                                          "csrf_token": token}).status_code == 400, \
-        "the strict referrer check is still on"
+    assert (
+        client.post(
+            "/subscribe",
+            base_url=base,
+            data={"email": "ada@example.org", "topics": "rl", "csrf_token": token},
+        ).status_code
+        == 400
+    ), "the strict referrer check is still on"
     plain = make_app(web, base_url="http://127.0.0.1:8000").test_client().get("/")
     assert "Strict-Transport-Security" not in plain.headers
 
@@ -449,8 +604,12 @@ class Blackhole:
 def test_a_hanging_database_gets_a_503_within_seconds(settings: Settings) -> None:
     hole = Blackhole()
     try:
-        config = settings.model_copy(update={"database_url": f"postgresql+psycopg://u@127.0.0.1:{hole.port}/db",
-                                             "db_connect_timeout": 1.0})
+        config = settings.model_copy(
+            update={
+                "database_url": f"postgresql+psycopg://u@127.0.0.1:{hole.port}/db",
+                "db_connect_timeout": 1.0,
+            }
+        )
         client = create_app(config, None, fakeredis.FakeRedis()).test_client()
         started = time.monotonic()
         assert client.get("/healthz").status_code == 503
@@ -491,17 +650,24 @@ def test_an_opt_out_survives_a_new_sign_up_until_its_owner_confirms(web: dict, s
     far_future = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=365)
     store.delete_expired_pending(far_future)
     assert store.get_subscriber("ada@example.org") == before, "the opt-out is kept, not expired"
-    assert "cheap pills" in web["sink"].handler.received[-1].message().get_body(("plain",)).get_content()
+    assert (
+        "cheap pills"
+        in web["sink"].handler.received[-1].message().get_body(("plain",)).get_content()
+    )
     confirm(web, confirmation_link(web))
     renewed = store.get_subscriber("ada@example.org")
-    assert (renewed.status, renewed.topics) == ("active", ("cheap pills",)), "the owner's own consent"
+    assert (renewed.status, renewed.topics) == ("active", ("cheap pills",)), (
+        "the owner's own consent"
+    )
 
 
 def test_bounce_history_survives_a_new_sign_up(web: dict) -> None:
     from digest.models import Subscriber
 
     store = web["store"]
-    sub = store.add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     with store.session() as session:
         row = session.get(Subscriber, sub.id)
         row.status, row.hard_bounces = "bounced", 3
@@ -514,19 +680,31 @@ def test_the_development_key_is_refused_on_a_public_site(settings: Settings) -> 
     from digest.settings import SettingsError
 
     with pytest.raises(SettingsError, match="DIGEST_SECRET_KEY"):
-        create_app(settings.model_copy(update={"base_url": "https://digest.example.org"}), None, fakeredis.FakeRedis())
+        create_app(
+            settings.model_copy(update={"base_url": "https://digest.example.org"}),
+            None,
+            fakeredis.FakeRedis(),
+        )
     create_app(settings, None, fakeredis.FakeRedis())  # a local http site may use it
 
 
 def test_every_invalid_link_gets_the_same_page(web: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     store, tokens, client = web["store"], web["tokens"], web["client"]
-    sub = store.add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
     good = tokens.make("preferences", sub.id, sub.email)
     pages = {
         "tampered": client.get(f"/preferences/{good[:-3]}xyz"),
-        "another person": client.get(f"/preferences/{tokens.make('preferences', sub.id, 'eve@example.org')}"),
-        "no such id": client.get(f"/preferences/{tokens.make('preferences', 999, 'eve@example.org')}"),
-        "another purpose": client.get(f"/preferences/{tokens.make('unsubscribe', sub.id, sub.email)}"),
+        "another person": client.get(
+            f"/preferences/{tokens.make('preferences', sub.id, 'eve@example.org')}"
+        ),
+        "no such id": client.get(
+            f"/preferences/{tokens.make('preferences', 999, 'eve@example.org')}"
+        ),
+        "another purpose": client.get(
+            f"/preferences/{tokens.make('unsubscribe', sub.id, sub.email)}"
+        ),
     }
     later = int(time.time()) + 200 * 24 * 3600
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: later)
@@ -548,7 +726,9 @@ def test_the_sign_up_answer_takes_as_long_whether_or_not_the_address_exists(web:
         return real(data, defaults)
 
     ctx.store.request_subscription = costly
-    web["store"].add_subscriber(build_subscriber_input("old@example.org", ["rl"]), SubscriberDefaults())
+    web["store"].add_subscriber(
+        build_subscriber_input("old@example.org", ["rl"]), SubscriberDefaults()
+    )
     took = {}
     for email in ("new@example.org", "old@example.org"):
         now[0] = 0.0

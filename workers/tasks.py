@@ -46,6 +46,13 @@ def send_batch(delivery_ids: list[int]) -> dict[str, int]:
     limiter = RateLimiter(settings.rate_limit_per_second, redis_client(settings))
     with make_transport(settings) as transport:
         report = send_deliveries(store(), settings, delivery_ids, transport, limiter)
-    log.info("batch of %d: sent %d, retry %d, failed %d, bounced %d, skipped %d", len(delivery_ids),
-             report.sent, report.retried, report.failed, report.bounced, report.skipped)
+    log.info(
+        "batch of %d: sent %d, retry %d, failed %d, bounced %d, skipped %d",
+        len(delivery_ids),
+        report.sent,
+        report.retried,
+        report.failed,
+        report.bounced,
+        report.skipped,
+    )
     return {"sent": report.sent, "retried": report.retried, "failed": report.failed}

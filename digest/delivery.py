@@ -23,6 +23,7 @@ from digest.editions import digest_content, digest_message
 from digest.limits import RateLimiter
 from digest.messages import wire_address
 from digest.models import utcnow
+from digest.records import DeliveryRecord
 from digest.settings import Settings
 from digest.storage import StorageError, Store
 from digest.transports import PermanentError, TransientError, Transport
@@ -39,24 +40,33 @@ class BatchReport:
     failed: int = 0
     bounced: int = 0
     skipped: int = 0  # not claimable: already sent, or in another worker's hands
+    lost: int = (
+        0  # claimed, then taken over by another worker after this one stalled past its lease
+    )
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: BatchReport) -> None:
-        for name in ("sent", "retried", "failed", "bounced", "skipped"):
+        for name in ("sent", "retried", "failed", "bounced", "skipped", "lost"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
+
+    def count(self, outcome: str, recorded: bool) -> None:
+        """One delivery's outcome, or ``lost`` when its record found the claim gone."""
+        name = outcome if recorded else "lost"
+        setattr(self, name, getattr(self, name) + 1)
 
 
 def retry_delay(settings: Settings, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=settings.retry_base_seconds * 2 ** max(attempts - 1, 0))
 
 
-def _record(what: str, action: Callable[..., None], *args: object) -> None:
-    """Database writes after a send are retried with backoff: failing them risks a duplicate."""
-    for attempt in range(1, DB_WRITE_RETRIES + 1):
+def _record(what: str, action: Callable[..., bool], *args: object) -> bool:
+    """Database writes after a send are retried with backoff: failing them risks a duplicate.
+    Returns the write's answer: False when the claim had passed to another worker."""
+    attempt = 1
+    while True:
         try:
-            action(*args)
-            return
+            return action(*args)
         except StorageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any database outage
@@ -64,6 +74,7 @@ def _record(what: str, action: Callable[..., None], *args: object) -> None:
                 raise
             log.warning("%s failed (%s); retrying", what, exc)
             time.sleep(0.2 * 2**attempt)
+            attempt += 1
 
 
 def send_deliveries(
@@ -74,7 +85,8 @@ def send_deliveries(
     limiter: RateLimiter | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> BatchReport:
-    """Send every claimable delivery of a batch; one bad address never stops the others."""
+    """Send every claimable delivery of a batch; one bad address, or one claim lost to
+    another worker, never stops the others."""
     report = BatchReport()
     tokens = settings.tokens
     loaded = store.load_deliveries(delivery_ids)
@@ -86,7 +98,8 @@ def send_deliveries(
             store.skip_delivery(delivery.id, f"not sent: the subscriber is {subscriber.status}")
             report.skipped += 1
             continue
-        if not store.claim_delivery(delivery.id, now):
+        claim = store.claim_delivery(delivery.id, now)
+        if claim is None:
             report.skipped += 1
             continue
         content = digest_content(
@@ -98,58 +111,38 @@ def send_deliveries(
         try:
             transport.send(message, settings.sender, wire_address(subscriber.email))
         except TransientError as exc:
-            _handle_transient(
-                store, settings, delivery.id, delivery.attempts + 1, str(exc), now, report
-            )
+            _handle_transient(store, settings, delivery, claim, str(exc), now, report)
             continue
         except PermanentError as exc:
-            _record(
-                "mark bounced",
-                store.mark_failed,
-                delivery.id,
-                str(exc),
-                True,
-                settings.bounce_limit,
-            )
-            report.bounced += 1
+            bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
+            report.count("bounced", _record("mark bounced", store.mark_failed, *bounce))
             report.errors.append(f"{subscriber.email}: {exc}")
             log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
             continue
-        _record(
-            "mark sent",
-            store.mark_sent,
-            delivery.id,
-            message["Message-ID"],
-            clock(),
-            [p["arxiv_id"] for p in delivery.picks],
-        )
-        report.sent += 1
+        papers_sent = [p["arxiv_id"] for p in delivery.picks]
+        sent = (delivery.id, claim, message["Message-ID"], clock(), papers_sent)
+        report.count("sent", _record("mark sent", store.mark_sent, *sent))
     return report
 
 
 def _handle_transient(
     store: Store,
     settings: Settings,
-    delivery_id: int,
-    attempts: int,
+    delivery: DeliveryRecord,
+    claim: str,
     error: str,
     now: dt.datetime,
     report: BatchReport,
 ) -> None:
+    attempts = delivery.attempts + 1
     if attempts >= settings.max_attempts:
-        _record(
-            "mark failed",
-            store.mark_failed,
-            delivery_id,
-            f"gave up after {attempts} attempts: {error}",
-            False,
-            settings.bounce_limit,
-        )
-        report.failed += 1
-        log.error("delivery %d failed for good after %d attempts: %s", delivery_id, attempts, error)
+        final = f"gave up after {attempts} attempts: {error}"
+        failed = (delivery.id, claim, final, False, settings.bounce_limit)
+        report.count("failed", _record("mark failed", store.mark_failed, *failed))
+        log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, error)
     else:
         next_try = now + retry_delay(settings, attempts)
-        _record("mark retry", store.mark_retry, delivery_id, error, next_try)
-        report.retried += 1
-        log.info("delivery %d: temporary failure (%s); retry at %s", delivery_id, error, next_try)
+        retry = (delivery.id, claim, error, next_try)
+        report.count("retried", _record("mark retry", store.mark_retry, *retry))
+        log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, error, next_try)
     report.errors.append(error)

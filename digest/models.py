@@ -140,6 +140,7 @@ class Delivery(Base):
     next_try_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # last handed to a send task
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # whose claim it is
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -8,7 +8,9 @@ method is one short transaction.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import secrets
 import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    Connection,
     Engine,
     and_,
     bindparam,
@@ -57,6 +60,8 @@ from digest.records import (
 from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
 from digest.subscriptions import SubscriberInput
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable limit
 
@@ -70,11 +75,20 @@ CLAIM = (
         Delivery.status == "queued",
         or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= bindparam("p_now")),
     )
-    .values(status="sending", claimed_at=bindparam("p_now"), attempts=Delivery.attempts + 1)
+    .values(
+        status="sending",
+        claimed_at=bindparam("p_now"),
+        claim_token=bindparam("p_claim"),
+        attempts=Delivery.attempts + 1,
+    )
 )
 MARK_SENT = (
     update(Delivery.__table__)
-    .where(Delivery.id == bindparam("p_id"), Delivery.status == "sending")
+    .where(
+        Delivery.id == bindparam("p_id"),
+        Delivery.status == "sending",
+        Delivery.claim_token == bindparam("p_claim"),
+    )
     .values(
         status="sent", sent_at=bindparam("p_now"), message_id=bindparam("p_message_id")
     )  # last_error kept
@@ -826,14 +840,35 @@ class Store:
                 )
             return ids
 
-    def claim_delivery(self, delivery_id: int, now: dt.datetime) -> bool:
-        """Atomically take a queued delivery; False if another worker has it or it is done.
+    def claim_delivery(self, delivery_id: int, now: dt.datetime) -> str | None:
+        """Atomically take a queued delivery. Returns the claim's token, which every later
+        write of this attempt must show (a worker that stalled past its lease and lost the
+        delivery to another cannot record over it); None if another worker has it or it is done.
 
         This and :meth:`mark_sent` run once per message, so they use a plain connection
         (no ORM session): about half the per-message database cost.
         """
+        claim = secrets.token_hex(8)
         with self.engine.begin() as conn:
-            return conn.execute(CLAIM, {"p_id": delivery_id, "p_now": now}).rowcount == 1
+            taken = conn.execute(CLAIM, {"p_id": delivery_id, "p_now": now, "p_claim": claim})
+            return claim if taken.rowcount == 1 else None
+
+    @staticmethod
+    def _claim_lost(conn: Connection, delivery_id: int, claim: str, then: str) -> bool:
+        """After a write of ``claim`` changed nothing: True if the delivery is already where
+        that write would have put it under the same claim (an earlier try committed, and
+        only its answer was lost); else the claim passed to another worker, and is logged."""
+        row = conn.execute(
+            select(Delivery.status, Delivery.claim_token).where(Delivery.id == delivery_id)
+        ).first()
+        if row is not None and tuple(row) == (then, claim):
+            return False
+        log.warning(
+            "delivery %d: this worker's claim was lost (now %s); another worker has it",
+            delivery_id,
+            row[0] if row else "deleted",
+        )
+        return True
 
     def load_deliveries(self, ids: Sequence[int]) -> list[tuple[DeliveryRecord, SubscriberRecord]]:
         with self.session() as session:
@@ -847,15 +882,22 @@ class Store:
             return found
 
     def mark_sent(
-        self, delivery_id: int, message_id: str, now: dt.datetime, paper_ids: Sequence[str]
-    ) -> None:
-        """Record the server's acceptance, and the papers this person has now been sent."""
+        self,
+        delivery_id: int,
+        claim: str,
+        message_id: str,
+        now: dt.datetime,
+        paper_ids: Sequence[str],
+    ) -> bool:
+        """Record the server's acceptance, and the papers this person has now been sent.
+        False if the claim was lost to another worker (nothing is written)."""
         with self.engine.begin() as conn:
             row = conn.execute(
-                MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_message_id": message_id}
+                MARK_SENT,
+                {"p_id": delivery_id, "p_now": now, "p_message_id": message_id, "p_claim": claim},
             ).first()
             if row is None:
-                raise StorageError(f"delivery {delivery_id} was not being sent")
+                return not self._claim_lost(conn, delivery_id, claim, "sent")
             sent = [
                 {
                     "subscriber_id": row[0],
@@ -867,6 +909,7 @@ class Store:
             ]
             if sent:
                 conn.execute(RECORD_SENT_PAPERS[conn.dialect.name], sent)
+            return True
 
     def skip_delivery(self, delivery_id: int, reason: str) -> bool:
         """A queued digest that must not go out (the subscriber paused or left since it was
@@ -879,29 +922,39 @@ class Store:
             )
             return result.rowcount == 1
 
-    def mark_retry(self, delivery_id: int, error: str, next_try_at: dt.datetime) -> None:
-        with self.session() as session:
-            session.execute(
+    def mark_retry(
+        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+    ) -> bool:
+        """Back to the queue, not before ``next_try_at``; False if the claim was lost."""
+        with self.engine.begin() as conn:
+            requeued = conn.execute(
                 update(Delivery)
-                .where(Delivery.id == delivery_id, Delivery.status == "sending")
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.status == "sending",
+                    Delivery.claim_token == claim,
+                )
                 .values(
                     status="queued",
                     last_error=error[:2000],
                     next_try_at=next_try_at,
                     enqueued_at=None,
                 )
-            )
+            ).rowcount
+            return bool(requeued) or not self._claim_lost(conn, delivery_id, claim, "queued")
 
     def mark_failed(
-        self, delivery_id: int, error: str, hard_bounce: bool, bounce_limit: int
-    ) -> None:
+        self, delivery_id: int, claim: str, error: str, hard_bounce: bool, bounce_limit: int
+    ) -> bool:
         """A final failure. A hard bounce counts against the address; enough of them and the
-        subscriber is marked bounced, so we stop mailing a dead mailbox."""
+        subscriber is marked bounced, so we stop mailing a dead mailbox. False if the claim
+        was lost."""
+        final = "bounced" if hard_bounce else "failed"
         with self.session() as session:
             delivery = session.get(Delivery, delivery_id)
-            if delivery is None or delivery.status != "sending":
-                return
-            delivery.status = "bounced" if hard_bounce else "failed"
+            if delivery is None or (delivery.status, delivery.claim_token) != ("sending", claim):
+                return not self._claim_lost(session.connection(), delivery_id, claim, final)
+            delivery.status = final
             delivery.last_error = error[:2000]
             if hard_bounce:
                 sub = delivery.subscriber
@@ -909,6 +962,7 @@ class Store:
                 if sub.hard_bounces >= bounce_limit and sub.status == "active":
                     sub.status = "bounced"
                     sub.unsubscribed_at = utcnow()
+            return True
 
     def requeue_stale_claims(self, now: dt.datetime, lease: dt.timedelta) -> int:
         """'sending' rows whose worker died. The message may or may not have been accepted
@@ -921,6 +975,7 @@ class Store:
                     status="queued",
                     enqueued_at=None,
                     next_try_at=None,
+                    claim_token=None,
                     last_error="worker lost while sending; resent (a duplicate is possible)",
                 )
             )

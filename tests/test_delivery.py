@@ -16,7 +16,7 @@ from digest.records import SubscriberDefaults
 from digest.settings import Settings
 from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
-from digest.transports import OutboxTransport, SmtpTransport
+from digest.transports import Closing, OutboxTransport, SmtpTransport
 
 NOW = dt.datetime(2026, 11, 23, 8, 0)
 TOPICS = [
@@ -272,13 +272,13 @@ class FlakyStore:
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
-    def mark_sent(self, *args, **kwargs) -> None:
+    def mark_sent(self, *args, **kwargs) -> bool:
         if self.failures:
             self.failures -= 1
             raise OperationalError(
                 "UPDATE deliveries", {}, Exception("server closed the connection")
             )
-        self._store.mark_sent(*args, **kwargs)
+        return self._store.mark_sent(*args, **kwargs)
 
 
 def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
@@ -308,3 +308,76 @@ def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Sett
     )
     files = sorted(settings.outbox_dir.rglob("*.eml"))
     assert len(files) == 4 and files[0].parent.name == "20261123"
+
+
+class LostAfterCommit(FlakyStore):
+    """The 'sent' write commits, then the connection drops before the worker hears of it."""
+
+    def mark_sent(self, *args, **kwargs) -> bool:
+        recorded = self._store.mark_sent(*args, **kwargs)
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return recorded
+
+
+def test_a_hiccup_after_the_sent_commit_is_not_an_error(
+    store: Store, settings: Settings, smtp_sink, monkeypatch
+) -> None:
+    monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
+    emails = populate(store, 3)
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    with SmtpTransport(config) as transport:
+        report = send_deliveries(
+            LostAfterCommit(store), config, batches[0], transport, clock=lambda: NOW
+        )
+    assert report.sent == 3, "the retry finds its own write and the batch goes on"
+    assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
+    assert store.delivery_counts() == {"sent": 3}
+
+
+class StallingTransport(Closing):
+    """Worker A's SMTP connection, which hangs past the claim lease on one message: meanwhile
+    a tick requeues that delivery and worker B sends it."""
+
+    def __init__(self, inner, stall_on: str, meanwhile) -> None:
+        self.inner, self.stall_on, self.meanwhile = inner, stall_on, meanwhile
+
+    def send(self, message, sender: str, recipient: str) -> None:
+        if recipient == self.stall_on:
+            self.meanwhile()
+        self.inner.send(message, sender, recipient)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_worker_that_stalls_past_its_lease_loses_its_claim_not_its_batch(
+    store: Store, settings: Settings, smtp_sink
+) -> None:
+    emails = populate(store, 5)
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    later = NOW + dt.timedelta(seconds=config.claim_lease_seconds + 60)
+
+    def tick_and_worker_b() -> None:
+        requeued = []
+        run_tick(store, config, later, requeued.append, fetch_every=dt.timedelta(days=999))
+        assert requeued == [[batches[0][1]]], "the stalled delivery is requeued after the lease"
+        with SmtpTransport(config) as transport:
+            assert (
+                send_deliveries(store, config, requeued[0], transport, clock=lambda: later).sent
+                == 1
+            )
+
+    stalling = StallingTransport(SmtpTransport(config), emails[1], tick_and_worker_b)
+    with stalling:
+        report = send_deliveries(store, config, batches[0], stalling, clock=lambda: NOW)
+    assert report.sent == 4 and report.lost == 1, "worker A's rest of the batch went on"
+    assert smtp_sink.handler.by_recipient() == Counter({**dict.fromkeys(emails, 1), emails[1]: 2})
+    assert store.delivery_counts() == {"sent": 5}
+    resent = next(d for d in store.list_deliveries() if d.email == emails[1])
+    assert "duplicate" in resent.last_error, "the possible duplicate stays visible to admins"

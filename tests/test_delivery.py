@@ -381,3 +381,49 @@ def test_a_worker_that_stalls_past_its_lease_loses_its_claim_not_its_batch(
     assert store.delivery_counts() == {"sent": 5}
     resent = next(d for d in store.list_deliveries() if d.email == emails[1])
     assert "duplicate" in resent.last_error, "the possible duplicate stays visible to admins"
+
+
+def run_at_once(count: int, work) -> list:
+    """``work(i)`` in ``count`` threads released together by a barrier; their results."""
+    import threading
+
+    barrier, results = threading.Barrier(count), [None] * count
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        results[i] = work(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_concurrent_claims_take_each_delivery_once(store: Store, settings: Settings) -> None:
+    populate(store, 40)
+    batches: list[list[int]] = []
+    run_tick(store, settings, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    ids = [i for batch in batches for i in batch]
+    claimed = run_at_once(4, lambda _: [i for i in ids if store.claim_delivery(i, NOW)])
+    assert sorted(i for mine in claimed for i in mine) == sorted(ids)
+
+
+def test_two_beat_processes_by_mistake_send_each_digest_once(
+    store: Store, settings: Settings, smtp_sink
+) -> None:
+    emails = populate(store, 30)
+    config = smtp_settings(settings, smtp_sink)
+
+    def beat(_: int) -> int:
+        batches: list[list[int]] = []
+        run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+        with SmtpTransport(config) as transport:
+            return sum(
+                send_deliveries(store, config, batch, transport, clock=lambda: NOW).sent
+                for batch in batches
+            )
+
+    assert sum(run_at_once(2, beat)) == 30
+    assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))

@@ -56,7 +56,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 class Worker:
     """``celery worker`` as a child process with the given DIGEST_* environment."""
 
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, concurrency: int = 2, name: str = "test"
+    ) -> None:
         self.log = log
         self.process = subprocess.Popen(
             [
@@ -73,7 +75,7 @@ class Worker:
                 "--without-mingle",
                 "--without-heartbeat",
                 "-n",
-                f"test{os.getpid()}@%h",
+                f"{name}{os.getpid()}@%h",
             ],
             cwd=ROOT,
             env={**os.environ, **env},
@@ -289,3 +291,31 @@ def _resend(store: Store, url: str) -> bool:
         pass
     time.sleep(1)
     return store.delivery_counts() == {"sent": 100}
+
+
+def test_two_worker_hosts_share_one_run_and_each_recipient_gets_one_digest(
+    harness, tmp_path: Path
+) -> None:
+    """Scaling out: two worker "machines" (own processes, own data folders) on the same Redis
+    and PostgreSQL, taking batches of one run."""
+    if harness["env"]["DIGEST_DATABASE_URL"].startswith("sqlite"):
+        pytest.skip("separate hosts share PostgreSQL; a SQLite file belongs to one machine")
+    store, sink = harness["store"], harness["sink"]
+    emails = populate(store, 300)
+    hosts = [
+        Worker(
+            {**harness["env"], "DIGEST_DATA_DIR": str(tmp_path / f"host{n}")},
+            tmp_path / f"host{n}.log",
+            name=f"host{n}-",
+        )
+        for n in (1, 2)
+    ]
+    try:
+        assert tick(store, load_settings(), SHARED_REDIS) == 300
+        wait_for(lambda: store.delivery_counts() == {"sent": 300}, 120, "300 sent deliveries")
+    finally:
+        for host in hosts:
+            host.stop()
+    assert sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
+    worked = [b"send_batch" in (tmp_path / f"host{n}.log").read_bytes() for n in (1, 2)]
+    assert worked == [True, True], "both hosts took batches"

@@ -77,6 +77,18 @@ class NewDelivery:
     status: str = "queued"
 
 
+@dataclass(frozen=True)
+class SentRecord:
+    """A message the SMTP server accepted, to be recorded under the claim it was sent with."""
+
+    delivery_id: int
+    subscriber_id: int
+    claim: str
+    message_id: str
+    sent_at: dt.datetime
+    paper_ids: tuple[str, ...]
+
+
 @dataclass
 class ChangeReport:
     """What a bulk write did: rows created, changed, and found already as given."""

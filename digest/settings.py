@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     max_papers: int = Field(default=5, ge=1, le=50)
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=5000)
+    send_group: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="Deliveries claimed, and recorded as sent, per database transaction.",
+    )
     max_attempts: int = Field(default=6, ge=1, le=50)
     retry_base_seconds: float = Field(default=60.0, gt=0, description="First retry delay; doubles.")
     claim_lease_seconds: int = Field(

@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 
 import numpy as np
 
-from digest.messages import build_message, message_id, sender_domain
+from digest.messages import Message, build_message, message_id, sender_domain
 from digest.ranking import (
     LEXICAL_THRESHOLD,
     Encoder,
@@ -141,7 +140,7 @@ def subscriber_links(
 
 def digest_message(
     content: DigestContent, settings: Settings, delivery_id: int, now: dt.datetime
-) -> EmailMessage:
+) -> Message:
     """Render and wrap one digest with every header a bulk sender needs (RFC 8058 included)."""
     domain = sender_domain(settings.sender)
     return build_message(

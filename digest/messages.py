@@ -120,6 +120,26 @@ def account_message_id(sender: str) -> str:
     return f"<account.{secrets.token_hex(16)}@{sender_domain(sender)}>"
 
 
+class WireMessage:
+    """A finished message as the wire carries it, with the headers callers read.
+
+    What :func:`build_message` returns for the common case; it answers ``as_bytes()`` and
+    ``message["Name"]`` like an ``EmailMessage``, which the uncommon cases still are."""
+
+    def __init__(self, raw: bytes, headers: dict[str, str]) -> None:
+        self.raw = raw
+        self.headers = headers
+
+    def as_bytes(self) -> bytes:
+        return self.raw
+
+    def __getitem__(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+Message = EmailMessage | WireMessage
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -130,26 +150,91 @@ def build_message(
     unsubscribe_url: str | None = None,
     unsubscribe_mailto: str | None = None,
     list_id: str | None = None,
-) -> EmailMessage:
-    """A complete message: text part first, then HTML (clients show the last they support)."""
+) -> Message:
+    """A complete message: text part first, then HTML (clients show the last they support).
+
+    Our headers are one ASCII line and our parts 8bit text nearly always: then the bytes are
+    written directly, exactly as the stdlib would write them (a test compares them) but
+    ~10x faster, which on two cores is a fifth of a worker's time per message. Anything else
+    (a non-ASCII subject, an over-long header or body line, an internationalised address)
+    goes through the stdlib's ``EmailMessage``."""
     to = wire_address(header_value(recipient))
-    msg = EmailMessage(policy=WIRE_UTF8 if needs_smtputf8(to) else WIRE)
-    msg["Subject"] = header_value(rendered.subject)
-    msg["From"] = sender_header(sender)
-    msg["To"] = to
-    msg["Date"] = format_datetime(date if date.tzinfo else date.replace(tzinfo=dt.UTC))
-    msg["Message-ID"] = header_value(msg_id)
-    msg["Auto-Submitted"] = "auto-generated"
+    headers = {
+        "Subject": header_value(rendered.subject),
+        "From": str(sender_header(sender)),
+        "To": to,
+        "Date": format_datetime(date if date.tzinfo else date.replace(tzinfo=dt.UTC)),
+        "Message-ID": header_value(msg_id),
+        "Auto-Submitted": "auto-generated",
+    }
     if list_id:
-        msg["List-Id"] = header_value(list_id)
+        headers["List-Id"] = header_value(list_id)
     if unsubscribe_url:
         targets = [f"<{header_value(unsubscribe_url)}>"]
         if unsubscribe_mailto:
             targets.append(f"<mailto:{header_value(unsubscribe_mailto)}?subject=unsubscribe>")
-        msg["List-Unsubscribe"] = ", ".join(targets)
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
+        headers["List-Unsubscribe"] = ", ".join(targets)
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
+    boundary = boundary_for(rendered)
+    if _fits_the_direct_path(headers, sender, rendered):
+        return WireMessage(_direct_bytes(headers, sender, rendered, boundary), headers)
+    return _stdlib_message(headers, sender, rendered, boundary)
+
+
+def _fits_the_direct_path(headers: dict[str, str], sender: str, rendered: RenderedEmail) -> bool:
+    return (
+        all(v.isascii() and len(k) + 2 + len(v) <= WIRE.max_line_length for k, v in headers.items())
+        and sender_line(sender).isascii()
+        and sender_line(sender).count("\n") == 1
+        and transfer_encoding(rendered.text) == "8bit"
+        and transfer_encoding(rendered.html) == "8bit"
+    )
+
+
+def _direct_bytes(
+    headers: dict[str, str], sender: str, rendered: RenderedEmail, boundary: str
+) -> bytes:
+    """The bytes ``_stdlib_message(...).as_bytes()`` gives for ASCII one-line headers and
+    8bit parts, written without building the object tree."""
+    top = "".join(
+        sender_line(sender) if k == "From" else f"{k}: {v}\r\n" for k, v in headers.items()
+    )
+    delimiter = f"--{boundary}\r\n"
+    return b"".join(
+        (
+            top.encode("ascii"),
+            f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+            f'{delimiter}Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'.encode(
+                "ascii"
+            ),
+            _crlf_lines(rendered.text),
+            f'\r\n{delimiter}Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: 8bit\r\n'
+            "MIME-Version: 1.0\r\n\r\n".encode("ascii"),
+            _crlf_lines(rendered.html),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        )
+    )
+
+
+def _crlf_lines(body: str) -> bytes:
+    """A text part's payload as the stdlib encodes it: its lines, each ended by CRLF."""
+    return b"\r\n".join(body.encode("utf-8").splitlines()) + b"\r\n"
+
+
+@lru_cache(maxsize=8)
+def sender_line(sender: str) -> str:
+    """The From line exactly as the stdlib folds it, computed once per sender."""
+    return sender_header(sender).fold(policy=WIRE)  # type: ignore[attr-defined]
+
+
+def _stdlib_message(
+    headers: dict[str, str], sender: str, rendered: RenderedEmail, boundary: str
+) -> EmailMessage:
+    msg = EmailMessage(policy=WIRE_UTF8 if needs_smtputf8(headers["To"]) else WIRE)
+    for name, value in headers.items():
+        msg[name] = sender_header(sender) if name == "From" else value
     msg.set_content(rendered.text, charset="utf-8", cte=transfer_encoding(rendered.text))
-    msg.make_alternative(boundary=boundary_for(rendered))
+    msg.make_alternative(boundary=boundary)
     msg.add_alternative(
         rendered.html, subtype="html", charset="utf-8", cte=transfer_encoding(rendered.html)
     )

@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol, Self
 
-from digest.messages import sender_domain
+from digest.messages import Message, sender_domain
 from digest.settings import Settings
 
 
@@ -29,7 +28,7 @@ class PermanentError(Exception):
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None: ...
+    def send(self, message: Message, sender: str, recipient: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -50,7 +49,7 @@ class OutboxTransport(Closing):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Message, sender: str, recipient: str) -> None:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", str(message["Message-ID"]).strip("<>"))
         folder = self.directory / name.split(".")[1] if name.count(".") > 1 else self.directory
         folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +103,7 @@ class SmtpTransport(Closing):
             raise TransientError(f"cannot connect to {s.smtp_host}:{s.smtp_port}: {exc}") from None
         return smtp
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Message, sender: str, recipient: str) -> None:
         for attempt in (1, 2):  # a connection the server closed while idle gets one fresh retry
             if self._smtp is None:
                 self._smtp = self._connect()
@@ -117,7 +116,7 @@ class SmtpTransport(Closing):
                     raise TransientError(f"server disconnected: {exc}") from None
 
     @staticmethod
-    def _send_once(smtp: smtplib.SMTP, message: EmailMessage, sender: str, recipient: str) -> None:
+    def _send_once(smtp: smtplib.SMTP, message: Message, sender: str, recipient: str) -> None:
         options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
         if not recipient.isascii():
             options.append("SMTPUTF8")

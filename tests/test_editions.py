@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from email import message_from_bytes
+from email.policy import default
 
 import pytest
 from conftest import FEEDS, FIXTURES
@@ -77,7 +79,11 @@ def fixed_day_digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, st
                 "List-Unsubscribe-Post",
             )
         }
-        parts = {part.get_content_type(): part.get_content() for part in message.iter_parts()}
+        parsed = message_from_bytes(message.as_bytes(), policy=default)
+        parts = {
+            part.get_content_type(): part.get_content().replace("\r\n", "\n")
+            for part in parsed.iter_parts()
+        }
         digests[sub.email] = {**headers, **parts}
     return digests
 

@@ -15,7 +15,8 @@ from test_rendering import content, hf_papers
 
 from digest import messages
 from digest.editions import digest_message
-from digest.messages import WIRE, header_value, transfer_encoding
+from digest.messages import WIRE, WireMessage, build_message, header_value, transfer_encoding
+from digest.rendering import RenderedEmail
 from digest.settings import Settings
 
 
@@ -73,11 +74,41 @@ def test_non_ascii_subject_is_encoded_and_long_headers_are_folded(settings: Sett
 def test_wire_policy_writes_exactly_what_the_stock_policy_writes(
     settings: Settings, monkeypatch, topics
 ) -> None:
+    """Our bytes, written directly (ASCII topics) or through WirePolicy (non-ASCII), against
+    the stdlib's EmailMessage with its stock SMTP policy."""
     digest = content(hf_papers()[:3], topics=topics)
     monkeypatch.setattr(secrets, "token_hex", lambda n: "ab" * n)  # the same MIME boundary in both
-    fast = digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7)).as_bytes()
+    fast = digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7))
+    assert isinstance(fast, WireMessage) == topics[0].isascii(), "the direct path is the common one"
     monkeypatch.setattr(messages, "WIRE", SMTP.clone(max_line_length=998))
-    assert digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7)).as_bytes() == fast
+    monkeypatch.setattr(messages, "_fits_the_direct_path", lambda *_: False)
+    stock = digest_message(digest, settings, 5, dt.datetime(2026, 11, 23, 7))
+    assert isinstance(stock, EmailMessage) and stock.as_bytes() == fast.as_bytes()
+
+
+@pytest.mark.parametrize(
+    "text, html",
+    [
+        ("", ""),
+        ("no newline at the end", "<p>x</p>"),
+        ("a\r\nb\rc\n\nd\n\n", "x\n\n\n"),
+        ("é\n" * 3, "ü"),
+    ],
+)
+def test_direct_bytes_match_the_stdlib_for_awkward_bodies(
+    monkeypatch, text: str, html: str
+) -> None:
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "cd" * n)
+    args = {
+        "sender": "Paper Digest <digest@example.org>",
+        "recipient": "ada@example.org",
+        "msg_id": "<a@b>",
+        "date": dt.datetime(2026, 7, 13, 7, 30),
+        "unsubscribe_url": "https://x/y",
+    }
+    direct = build_message(RenderedEmail("S", text, html), **args)
+    monkeypatch.setattr(messages, "_fits_the_direct_path", lambda *_: False)
+    assert direct.as_bytes() == build_message(RenderedEmail("S", text, html), **args).as_bytes()
 
 
 def test_wire_policy_still_refuses_header_newlines() -> None:

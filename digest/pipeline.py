@@ -117,14 +117,15 @@ def plan_deliveries(
     settings: Settings,
     due: Sequence[tuple[SubscriberRecord, dt.date]],
     now: dt.datetime,
-) -> tuple[int, int]:
+) -> tuple[int, int, list[int]]:
     """Rank today's candidates for everyone due and write one delivery row each.
 
-    Returns (created, skipped). A subscriber with nothing to send gets a 'skipped' row, so
-    they are not planned again every tick of the same day.
+    Returns (created, skipped, the new queued ids, already marked handed out: the caller
+    enqueues them). A subscriber with nothing to send gets a 'skipped' row, so they are not
+    planned again every tick of the same day.
     """
     if not due:
-        return 0, 0
+        return 0, 0, []
     subscribers = [sub for sub, _ in due]
     plan = rank_today(
         store, settings, subscribers, now, store.sent_paper_ids([sub.id for sub in subscribers])
@@ -135,8 +136,8 @@ def plan_deliveries(
         )
         for sub, edition in due
     ]
-    created = store.create_deliveries(rows)
-    return created, sum(1 for row in rows if row.status == "skipped")
+    created, queued = store.create_deliveries(rows, handed_out_at=now)
+    return created, sum(1 for row in rows if row.status == "skipped"), queued
 
 
 def run_tick(
@@ -168,8 +169,9 @@ def run_tick(
     if due and (last is None or now - last >= fetch_every):
         report.fetched = fetch_papers(store, settings)
     report.due = len(due)
-    report.created, report.skipped = plan_deliveries(store, settings, due, now)
-    ids = store.take_deliveries_to_send(now, dt.timedelta(seconds=settings.enqueue_lease_seconds))
+    report.created, report.skipped, planned_now = plan_deliveries(store, settings, due, now)
+    lease = dt.timedelta(seconds=settings.enqueue_lease_seconds)
+    ids = sorted(planned_now + store.take_deliveries_to_send(now, lease))
     planned = batches(ids, settings.batch_size)
     for batch in planned:
         enqueue(batch)

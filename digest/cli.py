@@ -36,6 +36,7 @@ from digest.settings import Settings, SettingsError, load_settings
 from digest.sources import HF_RSS, PaperRecord
 from digest.storage import StorageError, Store
 from digest.subscriptions import (
+    OPTED_OUT,
     InvalidInput,
     build_subscriber_input,
     format_subscriber_csv,
@@ -272,10 +273,22 @@ def subscribers_pause(app: AppContext, email: str) -> None:
 
 @subscribers.command("resume")
 @click.argument("email")
+@click.option("--force", is_flag=True, help="Also re-activate an unsubscribed or bounced address.")
 @pass_app
-def subscribers_resume(app: AppContext, email: str) -> None:
-    """Start sending to EMAIL again (also re-activates an unsubscribed or bounced address)."""
-    sub = app.store.set_status(normalize_email(email), "active")
+def subscribers_resume(app: AppContext, email: str, force: bool) -> None:
+    """Start sending to a paused EMAIL again.
+
+    An unsubscribed address asked us to stop, and a bounced one does not receive mail:
+    resuming either needs --force, and the person's own say-so (or a working mailbox).
+    """
+    address = normalize_email(email)
+    current = app.store.require_subscriber(address)
+    if current.status in OPTED_OUT and not force:
+        raise StorageError(
+            f"{address} is {current.status}: they asked to stop, or their mailbox refused our mail. "
+            "Resume only with their consent: digest subscribers resume --force " + address
+        )
+    sub = app.store.set_status(address, "active")
     click.echo(f"{sub.email} is {sub.status}")
 
 
@@ -386,6 +399,11 @@ def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
         f"{prefix}created {total.created}, updated {total.updated}, "
         f"unchanged {total.unchanged}, rejected {len(parsed.rejections)} "
         f"(of {parsed.lines} data lines)"
+        + (
+            f"; kept {total.kept} (unsubscribed or bounced: an import never re-subscribes them)"
+            if total.kept
+            else ""
+        )
     )
     if parsed.rejections:
         sys.exit(1)

@@ -25,7 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SUBSCRIBER_STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced")
+from digest.subscriptions import SUBSCRIBER_STATUSES
+
 DELIVERY_STATUSES = ("queued", "sending", "sent", "failed", "bounced", "skipped")
 
 NAMING = {

@@ -96,8 +96,10 @@ class ChangeReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    kept: int = 0  # opted out (unsubscribed or bounced): left exactly as they were
 
     def add(self, other: ChangeReport) -> None:
         self.created += other.created
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.kept += other.kept

@@ -61,7 +61,7 @@ from digest.records import (
     SubscriberRecord,
 )
 from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
-from digest.subscriptions import SubscriberInput
+from digest.subscriptions import OPTED_OUT, SubscriberInput
 
 log = logging.getLogger(__name__)
 
@@ -626,8 +626,10 @@ class Store:
     ) -> ChangeReport:
         """Create new subscribers and update changed ones, in bulk; identical rows are no-ops.
 
-        A row's blank optional fields leave an existing subscriber's value alone. With
-        ``dry_run`` the transaction is rolled back, so the report shows what would happen.
+        A row's blank optional fields leave an existing subscriber's value alone; its status
+        (as `export` writes it) is applied, except that an unsubscribed or bounced subscriber
+        is never changed by an import: those are counted as ``kept``. With ``dry_run`` the
+        transaction is rolled back, so the report shows what would happen.
         """
         report = ChangeReport()
         session = self._sessions()
@@ -639,7 +641,9 @@ class Store:
                 sub = existing.get(row.email)
                 if sub is None:
                     continue
-                if self._apply_row(sub, row, changed_topics):
+                if sub.status in OPTED_OUT:
+                    report.kept += 1
+                elif self._apply_row(sub, row, changed_topics):
                     report.updated += 1
                 else:
                     report.unchanged += 1
@@ -671,7 +675,7 @@ class Store:
         sub: Subscriber, row: SubscriberInput, changed_topics: dict[int, Sequence[str]]
     ) -> bool:
         changed = False
-        for attr in ("timezone", "send_hour", "max_papers"):
+        for attr in ("timezone", "send_hour", "max_papers", "status"):
             value = getattr(row, attr)
             if value is not None and getattr(sub, attr) != value:
                 setattr(sub, attr, value)
@@ -690,12 +694,13 @@ class Store:
         values = [
             {
                 "email": row.email,
-                "status": "active",
+                "status": row.status or "active",
                 **defaults.schedule_of(row),
                 "hard_bounces": 0,
                 "created_at": now,
                 "updated_at": now,
-                "confirmed_at": now,
+                "confirmed_at": now if (row.status or "active") in ("active", "paused") else None,
+                "unsubscribed_at": now if row.status in OPTED_OUT else None,
             }
             for row in rows
         ]

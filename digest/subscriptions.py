@@ -9,16 +9,19 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 import zoneinfo
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 
+SUBSCRIBER_STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced")
+OPTED_OUT = ("unsubscribed", "bounced")  # a record of consent withdrawn: never undone by an import
 MAX_TOPICS = 5
 MAX_TOPIC_LENGTH = 80
 MIN_TOPIC_LENGTH = 2
 MAX_PAPERS_LIMIT = 50
-CSV_COLUMNS = ("email", "topics", "timezone", "send_hour", "max_papers")
+CSV_COLUMNS = ("email", "topics", "timezone", "send_hour", "max_papers", "status")
 REQUIRED_CSV_COLUMNS = ("email", "topics")
 
 
@@ -35,6 +38,7 @@ class SubscriberInput:
     timezone: str | None = None
     send_hour: int | None = None
     max_papers: int | None = None
+    status: str | None = None  # from an import file; None: active for a new subscriber
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,14 @@ def normalize_topic(raw: str) -> str:
         raise InvalidInput(f"topic {raw!r} is too short (at least {MIN_TOPIC_LENGTH} characters)")
     if len(topic) > MAX_TOPIC_LENGTH:
         raise InvalidInput(f"topic {topic[:30]!r}... is longer than {MAX_TOPIC_LENGTH} characters")
-    if any(ord(ch) < 32 for ch in topic):
-        raise InvalidInput(f"topic {topic!r} contains control characters")
+    if ";" in topic:
+        raise InvalidInput(f"topic {topic!r} contains ';', which separates topics in CSV files")
+    if any(unicodedata.category(ch) == "Cc" for ch in topic):
+        raise InvalidInput(f"topic {topic!r} contains a control character")
+    if any(unicodedata.category(ch) == "Cf" for ch in topic):
+        raise InvalidInput(
+            f"topic {topic!r} contains an invisible character (zero-width or format)"
+        )
     return topic
 
 
@@ -144,6 +154,7 @@ def build_subscriber_input(
     timezone: str | None = None,
     send_hour: int | str | None = None,
     max_papers: int | str | None = None,
+    status: str | None = None,
 ) -> SubscriberInput:
     """Validate every field; blank optional fields mean "use the default"."""
     return SubscriberInput(
@@ -152,7 +163,15 @@ def build_subscriber_input(
         timezone=validate_timezone(timezone) if timezone not in (None, "") else None,
         send_hour=validate_send_hour(send_hour) if send_hour not in (None, "") else None,
         max_papers=validate_max_papers(max_papers) if max_papers not in (None, "") else None,
+        status=validate_status(status) if status not in (None, "") else None,
     )
+
+
+def validate_status(raw: str) -> str:
+    status = raw.strip().lower()
+    if status not in SUBSCRIBER_STATUSES:
+        raise InvalidInput(f"unknown status {raw!r} (one of {', '.join(SUBSCRIBER_STATUSES)})")
+    return status
 
 
 def parse_subscriber_csv(text: str) -> ParsedCsv:
@@ -190,6 +209,7 @@ def parse_subscriber_csv(text: str) -> ParsedCsv:
                 values.get("timezone"),
                 values.get("send_hour"),
                 values.get("max_papers"),
+                values.get("status"),
             )
         except InvalidInput as exc:
             parsed.rejections.append(Rejection(line, str(exc)))
@@ -207,7 +227,7 @@ def parse_subscriber_csv(text: str) -> ParsedCsv:
 def format_subscriber_csv(rows: list[dict[str, object]]) -> str:
     """The export format, the same columns the importer reads (round-trips)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*CSV_COLUMNS, "status"], lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({**row, "topics": ";".join(row["topics"])})  # type: ignore[arg-type]

@@ -178,3 +178,55 @@ def test_web_refuses_to_serve_a_public_site_with_the_development_key(settings: S
     )
     assert result.exit_code == 1 and "serving on" not in result.output
     assert result.output.startswith("Error: DIGEST_SECRET_KEY is not set")
+
+
+def test_a_restored_backup_keeps_everyones_consent(run, tmp_path: Path) -> None:
+    for email in ("a@example.org", "p@example.org", "u@example.org", "b@example.org"):
+        run("subscribers", "add", email, "-t", "rl")
+    run("subscribers", "pause", "p@example.org")
+    from digest.models import Subscriber
+
+    backup = tmp_path / "backup.csv"
+    store = _store(tmp_path)
+    store.set_status("u@example.org", "unsubscribed")
+    with store.session() as session:
+        session.query(Subscriber).filter_by(email="b@example.org").update({"status": "bounced"})
+    run("subscribers", "export", "-o", str(backup))
+    fresh = {"DIGEST_DATA_DIR": str(tmp_path / "fresh")}
+    CliRunner().invoke(
+        cli, ["subscribers", "import", str(backup)], env=fresh, catch_exceptions=False
+    )
+    restored = {
+        s["email"]: s["status"]
+        for s in json.loads(
+            CliRunner().invoke(cli, ["subscribers", "list", "--format", "json"], env=fresh).output
+        )
+    }
+    assert restored == {
+        "a@example.org": "active",
+        "p@example.org": "paused",
+        "u@example.org": "unsubscribed",
+        "b@example.org": "bounced",
+    }
+
+
+def test_an_import_never_reactivates_an_opt_out(run, tmp_path: Path) -> None:
+    run("subscribers", "add", "u@example.org", "-t", "rl")
+    _store(tmp_path).set_status("u@example.org", "unsubscribed")
+    file = tmp_path / "people.csv"
+    file.write_text(
+        "email,topics,status\nu@example.org,spam,active\nn@example.org,rl,\n", encoding="utf-8"
+    )
+    output = run("subscribers", "import", str(file)).output
+    assert "created 1" in output and "kept 1 (unsubscribed or bounced" in output
+    sub = _store(tmp_path).get_subscriber("u@example.org")
+    assert (sub.status, sub.topics) == ("unsubscribed", ("rl",))
+    refused = run("subscribers", "resume", "u@example.org", code=1).output
+    assert "--force" in refused and "unsubscribed" in refused
+    assert "is active" in run("subscribers", "resume", "u@example.org", "--force").output
+
+
+def _store(tmp_path: Path):
+    from digest.storage import Store
+
+    return Store.from_url(f"sqlite:///{tmp_path / 'var' / 'digest.db'}")

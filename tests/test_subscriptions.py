@@ -10,6 +10,7 @@ from digest.subscriptions import (
     build_subscriber_input,
     format_subscriber_csv,
     normalize_email,
+    normalize_topic,
     normalize_topics,
     parse_subscriber_csv,
 )
@@ -108,3 +109,37 @@ def test_export_format_round_trips_through_the_importer() -> None:
     parsed = parse_subscriber_csv(format_subscriber_csv(rows))
     assert parsed.rejections == []
     assert parsed.rows[0].topics == ("rl", "graph neural networks")
+
+
+@pytest.mark.parametrize(
+    "topic, reason",
+    [
+        ("rl; cheap pills", "';'"),
+        ("rl\x07", "control character"),
+        ("graph\u200bneural", "invisible"),
+        ("rl\u2060", "invisible"),
+        ("\ufeffrl", "invisible"),
+        ("rl\x7fx", "control character"),
+    ],
+)
+def test_topics_refuse_separators_control_and_invisible_characters(topic: str, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        normalize_topic(topic)
+
+
+def test_a_subscriber_with_five_topics_round_trips_through_export() -> None:
+    topics = [f"topic {i}" for i in range(5)]
+    text = format_subscriber_csv(
+        [
+            {
+                "email": "a@example.org",
+                "topics": topics,
+                "timezone": "UTC",
+                "send_hour": 7,
+                "max_papers": 5,
+                "status": "active",
+            }
+        ]
+    )
+    (row,) = parse_subscriber_csv(text).rows
+    assert row.topics == tuple(topics) and row.status == "active"

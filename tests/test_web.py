@@ -735,3 +735,9 @@ def test_the_sign_up_answer_takes_as_long_whether_or_not_the_address_exists(web:
         assert subscribe(web, email=email).status_code == 200
         took[email] = now[0]
     assert took["new@example.org"] == took["old@example.org"] == 1.0
+
+
+def test_the_form_refuses_a_topic_with_the_csv_separator(web: dict) -> None:
+    response = subscribe(web, topics="rl; cheap pills")
+    assert response.status_code == 400 and "separates topics" in response.get_data(as_text=True)
+    assert web["sink"].handler.received == []

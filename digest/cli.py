@@ -48,6 +48,7 @@ from digest.transports import PermanentError, TransientError, make_transport
 
 log = logging.getLogger("digest.cli")
 IMPORT_BATCH = 1000
+SHOWN_REJECTIONS = 20
 USER_ERRORS = (InvalidInput, StorageError, SettingsError)
 
 
@@ -347,7 +348,7 @@ def subscribers_export(app: AppContext, output: Path | None, status: str | None)
         [sub.as_row() for sub in app.store.list_subscribers(status=status)]
     )
     if output:
-        output.write_text(text, encoding="utf-8")
+        write_output(output, text)
         click.echo(f"wrote {text.count(chr(10)) - 1} subscriber(s) to {output}", err=True)
     else:
         click.echo(text, nl=False)
@@ -356,8 +357,16 @@ def subscribers_export(app: AppContext, output: Path | None, status: str | None)
 @subscribers.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Validate and report, but change nothing.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help=f"Write every rejected line here (the screen shows the first {SHOWN_REJECTIONS}).",
+)
 @pass_app
-def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
+def subscribers_import(
+    app: AppContext, csv_file: Path, dry_run: bool, report_path: Path | None
+) -> None:
     """Add or update subscribers from CSV_FILE.
 
     \b
@@ -371,13 +380,7 @@ def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
     import is safe. Every rejected row is reported with its line number and reason;
     the exit code is 1 when any row was rejected.
     """
-    try:
-        text = csv_file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(
-            f"{csv_file} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
-    parsed = parse_subscriber_csv(text)
+    parsed = parse_subscriber_csv(read_utf8_text(csv_file))
     store = app.store
     total = ChangeReport()
     batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
@@ -392,8 +395,17 @@ def subscribers_import(app: AppContext, csv_file: Path, dry_run: bool) -> None:
                 batch, app.settings.subscriber_defaults, dry_run=dry_run
             )
             total.add(report)
-    for rejection in parsed.rejections:
-        click.echo(f"line {rejection.line}: rejected: {rejection.reason}", err=True)
+    lines = [f"line {r.line}: rejected: {r.reason}" for r in parsed.rejections]
+    for line in lines[:SHOWN_REJECTIONS]:
+        click.echo(line, err=True)
+    if len(lines) > SHOWN_REJECTIONS:
+        more = f"... and {len(lines) - SHOWN_REJECTIONS} more rejected lines"
+        click.echo(
+            more + (f" (all in {report_path})" if report_path else " (--report FILE lists all)"),
+            err=True,
+        )
+    if report_path:
+        write_output(report_path, "".join(f"{line}\n" for line in lines))
     prefix = "dry run, nothing changed: would have " if dry_run else ""
     click.echo(
         f"{prefix}created {total.created}, updated {total.updated}, "
@@ -601,10 +613,10 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     for n, item in enumerate(content.items, 1):
         click.echo(f"  {n}. {item.title[:80]}\n     {item.reason}")
     if out:
-        out.write_text(render_digest(content).html, encoding="utf-8")
+        write_output(out, render_digest(content).html)
         click.echo(f"HTML written to {out}")
     if eml:
-        eml.write_bytes(message.as_bytes())
+        write_output(eml, message.as_bytes())
         click.echo(f"message written to {eml}")
 
 
@@ -914,6 +926,30 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_sema
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def read_utf8_text(path: Path) -> str:
+    """A text file that must be UTF-8, with a hint for what spreadsheet programs save instead."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")) or data[:200].count(b"\x00") > 10:
+            raise InvalidInput(
+                f"{path} is UTF-16 text (what 'Unicode Text' exports save): save it as "
+                "'CSV UTF-8' instead"
+            ) from None
+        raise InvalidInput(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as 'CSV UTF-8'"
+        ) from None
+
+
+def write_output(path: Path, content: str | bytes) -> None:
+    """Write a file the user named, or say in one line why it cannot be written."""
+    try:
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

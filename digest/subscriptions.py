@@ -11,7 +11,9 @@ import io
 import re
 import unicodedata
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -181,20 +183,11 @@ def parse_subscriber_csv(text: str) -> ParsedCsv:
     already seen in the file is rejected as a duplicate, naming the first line, so the
     report is exact and importing the file twice gives the same result.
     """
-    text = text.removeprefix("\ufeff")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
-    missing = [col for col in REQUIRED_CSV_COLUMNS if col not in header]
-    if missing:
-        raise InvalidInput(
-            f"CSV header must name the columns {', '.join(REQUIRED_CSV_COLUMNS)} "
-            f"(found: {', '.join(header) or 'nothing'})"
-        )
-    reader.fieldnames = header
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    header = _checked_header(next(reader, []))
     parsed = ParsedCsv()
     first_line_of: dict[str, int] = {}
-    for record in reader:
-        line = reader.line_num
+    for line, record in _records_by_first_line(reader, header):
         parsed.lines += 1
         values = {key: (value or "").strip() for key, value in record.items() if key in CSV_COLUMNS}
         if not any(values.values()):
@@ -222,6 +215,47 @@ def parse_subscriber_csv(text: str) -> ParsedCsv:
         first_line_of[row.email] = line
         parsed.rows.append(row)
     return parsed
+
+
+def _checked_header(fields: list[str]) -> list[str]:
+    header = [name.strip().lower() for name in fields]
+    for name in header:
+        if name and header.count(name) > 1:
+            raise InvalidInput(f"the CSV header names the column {name!r} twice")
+    missing = [col for col in REQUIRED_CSV_COLUMNS if col not in header]
+    if missing and len(header) == 1 and ";" in header[0]:
+        raise InvalidInput(
+            "the columns seem separated by ';' (as some spreadsheet programs export): "
+            "save the file as CSV with commas, or UTF-8 CSV"
+        )
+    if missing:
+        raise InvalidInput(
+            f"CSV header must name the columns {', '.join(REQUIRED_CSV_COLUMNS)} "
+            f"(found: {', '.join(header) or 'nothing'})"
+        )
+    return header
+
+
+def _records_by_first_line(
+    reader: Iterator[list[str]], header: list[str]
+) -> Iterator[tuple[int, dict[str | None, Any]]]:
+    """Each record as {column: value} (extra fields under None), with the line it starts
+    on: a quoted field may span lines, and the reader counts the line it ends on. Blank
+    lines are skipped; a field past the csv module's size limit is a clear error."""
+    while True:
+        start = reader.line_num + 1  # type: ignore[attr-defined]
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InvalidInput(f"line {start}: {exc}") from None
+        if not row:
+            continue
+        record: dict[str | None, Any] = dict(zip(header, row, strict=False))
+        if len(row) > len(header):
+            record[None] = row[len(header) :]
+        yield start, record
 
 
 def format_subscriber_csv(rows: list[dict[str, object]]) -> str:

@@ -134,9 +134,11 @@ def test_import_10k_rows_reports_every_rejection_and_reimport_changes_nothing(
     assert f"would have created 10000, updated 0, unchanged 0, rejected {rejected}" in dry.output
     assert "0 subscriber(s)" in run("subscribers", "list").output
 
-    first = run("subscribers", "import", str(csv_path), code=1)
+    report = tmp_path / "rejected.txt"
+    first = run("subscribers", "import", str(csv_path), "--report", str(report), code=1)
     assert f"created 10000, updated 0, unchanged 0, rejected {rejected}" in first.output
-    rejection_lines = [line for line in first.stderr.splitlines() if ": rejected: " in line]
+    assert sum(": rejected: " in line for line in first.stderr.splitlines()) == 20
+    rejection_lines = report.read_text(encoding="utf-8").splitlines()
     assert len(rejection_lines) == rejected
     assert sum("duplicate of line" in line for line in rejection_lines) == expected["duplicate"]
     assert (
@@ -230,3 +232,34 @@ def _store(tmp_path: Path):
     from digest.storage import Store
 
     return Store.from_url(f"sqlite:///{tmp_path / 'var' / 'digest.db'}")
+
+
+def test_a_utf16_file_gets_a_hint(run, tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("email,topics\na@example.org,rl\n".encode("utf-16"))
+    output = run("subscribers", "import", str(path), code=1).output
+    assert "UTF-16" in output and "UTF-8" in output and "Traceback" not in output
+
+
+def test_rejections_are_listed_up_to_20_and_all_go_to_the_report(run, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("email,topics\n" + "".join(f"bad{i},rl\n" for i in range(30)), encoding="utf-8")
+    report = tmp_path / "rejected.txt"
+    output = run("subscribers", "import", str(path), "--report", str(report), code=1).output
+    assert output.count(": rejected:") == 20 and "and 10 more" in output
+    assert len(report.read_text(encoding="utf-8").splitlines()) == 30
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["subscribers", "export", "-o", "no/such/folder/backup.csv"],
+        ["preview", "ada@example.org", "--out", "no/such/folder/d.html"],
+        ["preview", "ada@example.org", "--eml", "no/such/folder/d.eml"],
+    ],
+)
+def test_writing_into_a_missing_folder_is_one_clear_line(run, args: list[str]) -> None:
+    run("subscribers", "add", "ada@example.org", "-t", "rl")
+    output = run(*args, code=1).output
+    assert "Error: cannot write no/such/folder/" in output and "No such file or directory" in output
+    assert "Traceback" not in output

@@ -143,3 +143,26 @@ def test_a_subscriber_with_five_topics_round_trips_through_export() -> None:
     )
     (row,) = parse_subscriber_csv(text).rows
     assert row.topics == tuple(topics) and row.status == "active"
+
+
+def test_a_header_naming_a_column_twice_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="names the column 'email' twice"):
+        parse_subscriber_csv("email,topics,email\na@example.org,rl,b@example.org\n")
+
+
+def test_a_semicolon_separated_file_gets_a_hint() -> None:
+    with pytest.raises(InvalidInput, match="separated by ';'.*commas"):
+        parse_subscriber_csv("email;topics\na@example.org;rl\n")
+
+
+def test_a_multi_line_record_is_reported_by_the_line_it_starts_on() -> None:
+    text = (
+        'email,topics\na@example.org,rl\nbad-address,"first\nsecond"\nc@example.org,rl\nnope,rl\n'
+    )
+    parsed = parse_subscriber_csv(text)
+    assert [r.line for r in parsed.rejections] == [3, 6]
+
+
+def test_a_field_over_the_csv_limit_is_a_clear_error() -> None:
+    with pytest.raises(InvalidInput, match="line 2: .*field larger than field limit"):
+        parse_subscriber_csv("email,topics\na@example.org," + "x" * 200_000 + "\n")

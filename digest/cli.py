@@ -48,6 +48,7 @@ from digest.transports import PermanentError, TransientError, make_transport
 
 log = logging.getLogger("digest.cli")
 IMPORT_BATCH = 1000
+PORT = click.IntRange(1, 65535)
 SHOWN_REJECTIONS = 20
 USER_ERRORS = (InvalidInput, StorageError, SettingsError)
 
@@ -83,6 +84,9 @@ class DigestGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = 1  # one rule for scripts: 0 worked, 1 did not
+            raise
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
         except OperationalError as exc:
@@ -538,7 +542,7 @@ def fetch(
     "--topic",
     help="Only papers relevant to this topic (same threshold as the digests), best first.",
 )
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
@@ -731,7 +735,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
 @cli.command()
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Only this edition.")
 @click.option("--status", type=click.Choice(DELIVERY_STATUSES))
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @pass_app
 def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> None:
     """Delivery status: one line per digest, with attempts and the last error."""
@@ -778,7 +782,7 @@ def retry_failed(app: AppContext, day: Any) -> None:
 
 
 @cli.command("smtp-sink")
-@click.option("--port", type=int, default=1025, show_default=True)
+@click.option("--port", type=PORT, default=1025, show_default=True)
 @click.option(
     "--maildir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -789,14 +793,17 @@ def smtp_sink(port: int, maildir: Path | None) -> None:
 
     Point Paper Digest at it with DIGEST_SMTP_HOST=127.0.0.1 DIGEST_SMTP_PORT=1025.
     """
-    from digest.smtp_sink import run_sink
+    from digest.smtp_sink import PortBusy, run_sink
 
-    run_sink("127.0.0.1", port, maildir)
+    try:
+        run_sink("127.0.0.1", port, maildir)
+    except PortBusy as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=PORT, default=8000, show_default=True)
 @click.option("--threads", type=int, default=8, show_default=True)
 @pass_app
 def web(app: AppContext, host: str, port: int, threads: int) -> None:
@@ -804,15 +811,22 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
 
     Links in emails point at DIGEST_BASE_URL: set it to where this server is reachable.
     """
-    from waitress import serve
+    from waitress.server import create_server
 
     from digest.web import create_app
 
     application = create_app(
         app.settings, app.open_store(statement_timeout=app.settings.web_db_timeout)
     )
+    try:
+        server = create_server(application, host=host, port=port, threads=threads)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot listen on {host}:{port} ({exc.strerror}): is another server there? "
+            "Pick another with --port"
+        ) from None
     click.echo(f"serving on http://{host}:{port} (links in emails use {app.settings.base_url})")
-    serve(application, host=host, port=port, threads=threads)
+    server.run()
 
 
 # -- ranking -------------------------------------------------------------------------------

@@ -7,10 +7,13 @@ process with a message that names the variable, instead of failing later mid-run
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +21,7 @@ from digest.records import SubscriberDefaults
 from digest.tokens import Tokens
 
 ENV_PREFIX = "DIGEST_"
+ANNOUNCE_TYPES = frozenset({"new", "cross", "replace", "replace-cross"})
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 
 
@@ -108,8 +112,46 @@ class Settings(BaseSettings):
 
     @field_validator("base_url")
     @classmethod
-    def _strip_trailing_slash(cls, value: str) -> str:
+    def _an_http_address(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an http(s) address, like https://digest.example.org"
+            )
         return value.rstrip("/")
+
+    @field_validator("sender")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        local, _, domain = address.rpartition("@")
+        # the embedded default sends from digest@localhost to the outbox: a local name is fine
+        checked = f"{local}@example.org" if domain == "localhost" else address
+        try:
+            validate_email(checked, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(
+                f"{value!r} has no valid address ({exc}); like: Paper Digest <digest@example.org>"
+            ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_address(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError(f"{value!r} is not a Redis URL, like redis://127.0.0.1:6379/0")
+        return value
+
+    @field_validator("arxiv_announce_types")
+    @classmethod
+    def _known_announce_types(cls, value: str) -> str:
+        unknown = {t.strip() for t in value.split(",") if t.strip()} - ANNOUNCE_TYPES
+        if unknown:
+            raise ValueError(
+                f"unknown: {', '.join(sorted(unknown))} (known: {', '.join(sorted(ANNOUNCE_TYPES))})"
+            )
+        return value
 
     @field_validator("secret_key")
     @classmethod
@@ -153,6 +195,8 @@ def load_settings(**overrides: object) -> Settings:
     """Read the environment once; turn validation errors into one readable message."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f".env is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except ValidationError as exc:
         problems = [
             f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"

@@ -130,14 +130,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortBusy(OSError):
+    """The port is taken; the message says which and what to do."""
+
+
 def run_sink(host: str, port: int, maildir: Path | None) -> None:
+    _check_free(host, port)
     sink = SmtpSink(port, SinkHandler(maildir=maildir, keep=False)).start()
-    print(f"SMTP sink listening on {host}:{sink.port}; Ctrl-C to stop")
+    print(f"SMTP sink listening on {host}:{sink.port}; Ctrl-C to stop", flush=True)
+    reported = 0
     try:
         while True:
-            time.sleep(5)
-            print(f"{sink.handler.accepted} messages received", flush=True)
+            time.sleep(1)
+            if sink.handler.accepted != reported:
+                reported = sink.handler.accepted
+                print(f"{reported} message{'' if reported == 1 else 's'} received", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
         sink.stop()
+
+
+def _check_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortBusy(
+                f"port {port} on {host} is in use ({exc.strerror}): pick another with --port"
+            ) from None

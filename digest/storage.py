@@ -38,7 +38,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.models import (
@@ -255,10 +256,36 @@ def make_engine(
     after ``connect_timeout`` seconds, and with a ``statement_timeout`` (the web app) so does
     any statement, lock waits included (SQLite: its busy wait).
     """
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        raise StorageError(
+            f"DIGEST_DATABASE_URL {url!r} is not a database URL SQLAlchemy knows; like "
+            "postgresql+psycopg://user@host/db, or empty for SQLite in DIGEST_DATA_DIR"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _make_data_dir(Path(parsed.database).parent)
+    try:
+        return _engine(url, connect_timeout, statement_timeout)
+    except ImportError as exc:
+        raise StorageError(
+            f"DIGEST_DATABASE_URL {url!r} needs a database driver that is not installed ({exc.name}); "
+            "Paper Digest supports PostgreSQL (postgresql+psycopg://) and SQLite"
+        ) from None
+
+
+def _make_data_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot use {folder} for the database (DIGEST_DATA_DIR): {exc.strerror}"
+        ) from None
+
+
+def _engine(url: str, connect_timeout: float, statement_timeout: float | None) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": statement_timeout or 30})
 
         @event.listens_for(engine, "connect")

@@ -172,7 +172,7 @@ def test_import_rejects_non_utf8_file(run, tmp_path: Path) -> None:
 def test_web_refuses_to_serve_a_public_site_with_the_development_key(settings: Settings) -> None:
     result = CliRunner().invoke(
         cli,
-        ["web", "--port", "0"],
+        ["web", "--port", "8765"],
         env={
             "DIGEST_DATA_DIR": str(settings.data_dir),
             "DIGEST_BASE_URL": "https://digest.example.org",
@@ -263,3 +263,92 @@ def test_writing_into_a_missing_folder_is_one_clear_line(run, args: list[str]) -
     output = run(*args, code=1).output
     assert "Error: cannot write no/such/folder/" in output and "No such file or directory" in output
     assert "Traceback" not in output
+
+
+def one_error_line(result: Result) -> str:
+    """The command failed as expected: exit 1, one 'Error:' line, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        ({"DIGEST_DATABASE_URL": "nonsense"}, ["subscribers", "list"], "DIGEST_DATABASE_URL"),
+        ({"DIGEST_DATABASE_URL": "foo://bar"}, ["subscribers", "list"], "DIGEST_DATABASE_URL"),
+        ({"DIGEST_DATABASE_URL": "mysql://u@h/db"}, ["subscribers", "list"], "driver"),
+        (
+            {"DIGEST_SENDER": "Paper Digest <not an address>"},
+            ["subscribers", "list"],
+            "DIGEST_SENDER",
+        ),
+        (
+            {"DIGEST_BASE_URL": "ftp://digest.example.org"},
+            ["subscribers", "list"],
+            "DIGEST_BASE_URL",
+        ),
+        ({"DIGEST_REDIS_URL": "nonsense"}, ["subscribers", "list"], "DIGEST_REDIS_URL"),
+        ({"DIGEST_ARXIV_ANNOUNCE_TYPES": "new,bogus"}, ["subscribers", "list"], "bogus"),
+        ({}, ["deliveries", "--limit", "-1"], "--limit"),
+        ({}, ["papers", "--limit", "-5"], "--limit"),
+        ({}, ["web", "--port", "99999"], "--port"),
+        ({}, ["smtp-sink", "--port", "99999"], "--port"),
+    ],
+)
+def test_every_expected_failure_is_one_clear_line(
+    settings: Settings, env: dict[str, str], args: list[str], says: str
+) -> None:
+    result = CliRunner().invoke(cli, args, env={"DIGEST_DATA_DIR": str(settings.data_dir), **env})
+    assert says in one_error_line(result)
+
+
+def test_a_data_dir_that_is_a_file_or_cannot_be_made(settings: Settings, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    for data_dir in (blocker, blocker / "below"):
+        result = CliRunner().invoke(
+            cli, ["subscribers", "list"], env={"DIGEST_DATA_DIR": str(data_dir)}
+        )
+        assert "DIGEST_DATA_DIR" in one_error_line(result)
+
+
+def test_a_binary_env_file_is_one_clear_line(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"\xff\xfe\x00\x01binary")
+    assert ".env" in one_error_line(CliRunner().invoke(cli, ["subscribers", "list"]))
+
+
+def test_rank_eval_on_a_binary_qrels_file(settings: Settings, tmp_path: Path) -> None:
+    papers, profiles, qrels = tmp_path / "p.json", tmp_path / "t.json", tmp_path / "q.bin"
+    papers.write_text('[{"id": "1", "title": "t"}]', encoding="utf-8")
+    profiles.write_text('[{"qid": "a", "topics": ["rl"]}]', encoding="utf-8")
+    qrels.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    args = [
+        "rank-eval",
+        "--no-semantic",
+        "--papers",
+        str(papers),
+        "--profiles",
+        str(profiles),
+        "--qrels",
+        str(qrels),
+    ]
+    assert "q.bin" in one_error_line(CliRunner().invoke(cli, args))
+
+
+@pytest.mark.parametrize("command", ["web", "smtp-sink"])
+def test_a_busy_port_is_one_clear_line_before_anything_says_serving(
+    settings: Settings, command: str
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            cli, [command, "--port", str(port)], env={"DIGEST_DATA_DIR": str(settings.data_dir)}
+        )
+    assert str(port) in one_error_line(result) and "serving on" not in result.output

@@ -769,9 +769,12 @@ class Store:
                 for pid, values in merged.items()
                 if pid not in existing
             ]
-            for chunk in _chunks(new_rows):
-                session.execute(insert(Paper), list(chunk))
-            report.created = len(new_rows)
+            # Another run may store the same new papers at this moment (a cron `run --now`
+            # beside the beat tick): the database's own upsert lets both finish.
+            report.created = len(
+                _insert_ignoring_duplicates(session, Paper, new_rows, ["arxiv_id"])
+            )
+            report.unchanged += len(new_rows) - report.created
             for pid, values in merged.items():
                 if pid not in existing:
                     continue

@@ -126,3 +126,37 @@ def test_vectors_round_trip_keep_the_first_copy_and_are_pruned_by_age(store: Sto
     assert store.prune_vectors(utcnow() - dt.timedelta(days=1)) == 0
     assert store.prune_vectors(utcnow() + dt.timedelta(seconds=1)) == 3
     assert store.load_vectors(["a" * 64]) == {}
+
+
+def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store) -> None:
+    """A cron `run --now` and the beat tick fetch the same feed at the same moment."""
+    import threading
+
+    from conftest import FEEDS
+    from digest.sources import parse_response
+
+    papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+    real_read = store._papers_by_id
+    both_read = threading.Barrier(2)
+
+    def read_then_wait(session, ids):
+        found = real_read(session, ids)
+        both_read.wait(10)  # both runs saw the papers as new before either writes
+        return found
+
+    store._papers_by_id = read_then_wait
+    reports, errors = [], []
+
+    def run() -> None:
+        try:
+            reports.append(store.upsert_papers(papers))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and store.count_papers() == len(papers)
+    assert sum(r.created for r in reports) == len(papers), "each paper counted new once"

@@ -695,6 +695,17 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     )
     for error in totals.errors[:10]:
         click.echo(f"  error: {error}", err=True)
+    if totals.failed or totals.bounced or totals.retried:
+        retry = store.next_retry_at()
+        raise click.ClickException(
+            f"{totals.failed + totals.bounced} digest(s) failed and {totals.retried} wait for a retry"
+            + (
+                f"; next retry at {retry:%Y-%m-%d %H:%M} UTC (run again then, or let the workers)"
+                if retry
+                else ""
+            )
+            + ": see `digest deliveries --status queued` and `--status failed`"
+        )
     where = (
         f"SMTP server {settings.smtp_host}:{settings.smtp_port}"
         if settings.smtp_host
@@ -768,7 +779,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
             ],
         )
     )
-    counts = app.store.delivery_counts(edition)
+    counts = app.store.delivery_counts(edition, status)
     click.echo("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
 

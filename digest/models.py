@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -142,6 +144,8 @@ class Delivery(Base):
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # last handed to a send task
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claim_token: Mapped[str | None] = mapped_column(String(32))  # whose claim it is
+    # handed out again after its worker was lost: the message may have gone out twice
+    resent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -67,6 +67,7 @@ class DeliveryRecord:
     message_id: str | None
     sent_at: dt.datetime | None
     next_try_at: dt.datetime | None
+    resent: bool = False  # handed out again after its worker was lost: a duplicate is possible
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,13 @@ MARK_SENT = (
         Delivery.status == "sending",
         Delivery.claim_token == bindparam("p_claim"),
     )
-    .values(status="sent", sent_at=bindparam("p_now"), message_id=bindparam("p_message_id"))
-)  # last_error is kept: "a duplicate is possible" must stay visible
+    .values(
+        status="sent",
+        sent_at=bindparam("p_now"),
+        message_id=bindparam("p_message_id"),
+        last_error=None,  # done: earlier trouble is history (a possible duplicate stays in `resent`)
+    )
+)
 RECORD_SENT_PAPERS = {
     name: dialect.insert(SentPaper.__table__).on_conflict_do_nothing(
         index_elements=["subscriber_id", "arxiv_id"]
@@ -178,6 +183,7 @@ def _to_delivery(delivery: Delivery, email: str) -> DeliveryRecord:
         message_id=delivery.message_id,
         sent_at=delivery.sent_at,
         next_try_at=delivery.next_try_at,
+        resent=delivery.resent,
     )
 
 
@@ -1109,6 +1115,7 @@ class Store:
                     enqueued_at=None,
                     next_try_at=None,
                     claim_token=None,
+                    resent=True,
                     last_error="worker lost while sending; resent (a duplicate is possible)",
                 )
             )
@@ -1131,12 +1138,23 @@ class Store:
                 query = query.limit(limit)
             return [_to_delivery(d, email) for d, email in session.execute(query)]
 
-    def delivery_counts(self, edition: dt.date | None = None) -> dict[str, int]:
+    def delivery_counts(
+        self, edition: dt.date | None = None, status: str | None = None
+    ) -> dict[str, int]:
         with self.session() as session:
             query = select(Delivery.status, func.count()).group_by(Delivery.status)
             if edition is not None:
                 query = query.where(Delivery.edition == edition)
+            if status is not None:
+                query = query.where(Delivery.status == status)
             return dict(session.execute(query).all())
+
+    def next_retry_at(self) -> dt.datetime | None:
+        """When the earliest delivery waiting for a retry is due."""
+        with self.session() as session:
+            return session.scalar(
+                select(func.min(Delivery.next_try_at)).where(Delivery.status == "queued")
+            )
 
     def retry_failed(self, edition: dt.date | None = None) -> int:
         """Put failed (not bounced) deliveries back in the queue with fresh attempts."""

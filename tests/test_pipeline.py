@@ -71,8 +71,13 @@ def test_run_reports_smtp_failures_and_retry_failed_requeues(run, smtp_sink) -> 
         "DIGEST_SMTP_PORT": str(smtp_sink.port),
         "DIGEST_MAX_ATTEMPTS": "1",
     }
-    out = run("run", "--now", **smtp).output
-    assert "digests sent: 0" in out and "failed: 1" in out and "451 4.3.0 greylisted" in out
+    out = run("run", "--now", code=1, **smtp).output
+    assert (
+        "digests sent: 0" in out
+        and "failed: 1" in out
+        and "1 digest(s) failed" in out
+        and "451 4.3.0 greylisted" in out
+    )
     assert "failed 1" in run("deliveries", "--status", "failed").output
     assert "1 failed deliveries queued again" in run("retry-failed").output
     smtp_sink.handler.rcpt_reply = None
@@ -103,3 +108,19 @@ def test_preview_and_send_test(run, smtp_sink, tmp_path) -> None:
     assert "sent " in sent and [r.recipient for r in smtp_sink.handler.received] == [
         "someone@example.org"
     ]
+
+
+def test_run_now_fails_when_a_digest_could_not_be_sent_and_says_when_it_retries(
+    run, settings: Settings, smtp_sink
+) -> None:
+    smtp_sink.handler.rcpt_reply = lambda _: "451 4.3.0 try later"
+    smtp = {"DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(smtp_sink.port)}
+    failed = run("run", "--now", code=1, **smtp)
+    assert "to retry: 1" in failed.output and "next retry at" in failed.output
+    assert "messages went to" not in failed.output
+    listing = run("deliveries", "--status", "queued").output
+    assert "451 4.3.0 try later" in listing and "totals: queued 1" in listing
+
+    smtp_sink.handler.rcpt_reply = None
+    later = run("retry-failed").output  # nothing failed for good: the retry is already queued
+    assert "0 failed deliveries" in later

@@ -133,6 +133,7 @@ def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store)
     import threading
 
     from conftest import FEEDS
+
     from digest.sources import parse_response
 
     papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers

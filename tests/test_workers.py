@@ -208,11 +208,7 @@ def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(
         assert sum(counts[e] - 1 for e in duplicated) <= group, (
             f"at most the group in flight at the kill is repeated, got {duplicated}"
         )
-        flagged = {
-            d.email
-            for d in store.list_deliveries()
-            if "duplicate is possible" in (d.last_error or "")
-        }
+        flagged = {d.email for d in store.list_deliveries() if d.resent}
         assert duplicated <= flagged, "`digest deliveries` shows each possible duplicate"
         assert (
             b"WorkerLostError" in harness["log"].read_bytes()

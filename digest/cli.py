@@ -762,6 +762,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
                 "attempts",
                 "sent at / next try",
                 "last error",
+                "note",
             ],
             [
                 [
@@ -774,6 +775,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
                     if d.sent_at
                     else (f"retry {d.next_try_at:%H:%M}" if d.next_try_at else ""),
                     d.last_error or "",
+                    "possible duplicate" if d.resent else "",
                 ]
                 for d in rows
             ],

@@ -115,7 +115,8 @@ def cli(ctx: click.Context, verbose: int, database_url: str | None) -> None:
 
     Configuration comes from DIGEST_* environment variables (or a .env file); see
     config/example.env. With no configuration, everything runs locally: a SQLite database
-    in ./var, and digests written as .eml files to ./var/outbox.
+    in ~/.local/share/paper-digest, and digests written as .eml files to its outbox/
+    folder, whichever folder you run digest from (DIGEST_DATA_DIR moves it).
 
     \b
     Start here:

@@ -7,6 +7,7 @@ process with a message that names the variable, instead of failing later mid-run
 
 from __future__ import annotations
 
+import os
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,13 @@ ANNOUNCE_TYPES = frozenset({"new", "cross", "replace", "replace-cross"})
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 
 
+def default_data_dir() -> Path:
+    """Where the embedded defaults keep their state when DIGEST_DATA_DIR is not set: the
+    user's data folder (XDG), the same whichever folder a command runs from."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "paper-digest"
+
+
 class SettingsError(Exception):
     """Raised when the environment holds an invalid setting; the message names the variable."""
 
@@ -36,7 +44,9 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    data_dir: Path = Field(default=Path("var"), description="Local state: SQLite file, outbox.")
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(), description="Local state: SQLite file, outbox."
+    )
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir.")
     redis_url: str = "redis://127.0.0.1:6379/0"
 
@@ -104,6 +114,18 @@ class Settings(BaseSettings):
     arxiv_announce_types: str = "new,cross"
     http_timeout: float = Field(default=20.0, gt=0)
     offline: bool = Field(default=False, description="Skip live fetching; use stored papers.")
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _blank_data_dir_means_the_default(cls, value: object) -> object:
+        return default_data_dir() if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Resolved once, at start: a later chdir, or a cron job run from another folder,
+        must not quietly open a new, empty database."""
+        return value.expanduser().resolve()
 
     @field_validator("relevance_threshold", mode="before")
     @classmethod

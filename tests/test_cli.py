@@ -352,3 +352,30 @@ def test_a_busy_port_is_one_clear_line_before_anything_says_serving(
             cli, [command, "--port", str(port)], env={"DIGEST_DATA_DIR": str(settings.data_dir)}
         )
     assert str(port) in one_error_line(result) and "serving on" not in result.output
+
+
+def test_the_data_does_not_depend_on_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A cron job run from $HOME must find the same list as the admin in the project folder."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("DIGEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    assert (
+        CliRunner().invoke(cli, ["subscribers", "add", "a@example.org", "-t", "rl"]).exit_code == 0
+    )
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    listing = CliRunner().invoke(cli, ["subscribers", "list"]).output
+    assert "a@example.org" in listing
+    assert (
+        not (tmp_path / "project" / "var").exists()
+        and not (tmp_path / "elsewhere" / "var").exists()
+    )
+    assert (tmp_path / "home" / ".local" / "share" / "paper-digest" / "digest.db").exists()

@@ -40,7 +40,14 @@ from jinja2.parser import Parser
 
 from digest.sources import PaperRecord
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+def _templates_dir() -> Path:
+    """Installed from a wheel, the templates sit inside the package; in a checkout (or an
+    editable install) at the repository's top, where the project keeps them."""
+    packaged = Path(__file__).resolve().parent / "templates"
+    return packaged if packaged.is_dir() else packaged.parent.parent / "templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 STATIC_INCLUDE = re.compile(r'{%-?\s*include\s+"([^"]+)"\s*-?%}')
 CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 CSS_LINE_WIDTH = 400

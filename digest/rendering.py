@@ -40,6 +40,7 @@ from jinja2.parser import Parser
 
 from digest.sources import PaperRecord
 
+
 def _templates_dir() -> Path:
     """Installed from a wheel, the templates sit inside the package; in a checkout (or an
     editable install) at the repository's top, where the project keeps them."""

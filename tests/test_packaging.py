@@ -56,11 +56,11 @@ def test_an_installed_wheel_renders_emails_and_migrates(wheel: Path, tmp_path: P
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
         "import digest.rendering as r, digest.storage as s\n"
-        "assert r.TEMPLATES_DIR.is_relative_to(%r), r.TEMPLATES_DIR\n"
+        "assert r.TEMPLATES_DIR.is_relative_to({!r}), r.TEMPLATES_DIR\n"
         "email = r.render_confirmation(r.ConfirmationContent('a@example.org', ('rl',), 'https://x/c', 7))\n"
-        "store = s.Store.from_url('sqlite:///%s'); store.upgrade()\n"
+        "store = s.Store.from_url('sqlite:///{}'); store.upgrade()\n"
         "print(email.subject, store.schema_revision())\n"
-    ) % (str(site), tmp_path / "d.db")
+    ).format(str(site), tmp_path / "d.db")
     result = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=tmp_path,

@@ -795,6 +795,32 @@ def retry_failed(app: AppContext, day: Any) -> None:
     click.echo(f"{count} failed deliveries queued again")
 
 
+@cli.command()
+@pass_app
+def doctor(app: AppContext) -> None:
+    """Check this installation can send: settings, data, database, Redis, SMTP, model.
+
+    Prints the settings in force (secrets masked), then one line per check: ok, warn (works,
+    but look) or FAIL (fix it; the exit code is then 1).
+
+    Example: digest doctor
+    """
+    from digest.doctor import examine, masked_settings
+
+    click.echo("settings in force:")
+    for name, value in masked_settings(app.settings).items():
+        click.echo(f"  DIGEST_{name.upper()}={value}")
+    click.echo("checks:")
+    findings = list(examine(app.settings))
+    for finding in findings:
+        click.echo(f"  {finding.level:<4}  {finding.check:<14} {finding.detail}")
+    failed = [f.check for f in findings if f.level == "FAIL"]
+    if failed:
+        raise click.ClickException(
+            f"{len(failed)} check(s) failed ({', '.join(failed)}): see above"
+        )
+
+
 @cli.command("smtp-sink")
 @click.option("--port", type=PORT, default=1025, show_default=True)
 @click.option(

@@ -605,7 +605,7 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     sub = store.require_subscriber(normalize_email(email))
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
     content, candidates = todays_digest(store, settings, sub, now, store.sent_paper_ids([sub.id]))
-    message = digest_message(content, settings, 0, now)
+    message = digest_message(content, settings, 0, now, store.install_id())
     click.echo(f"Subject: {message['Subject']}")
     click.echo(
         f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
@@ -734,7 +734,11 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
         )
     now = utcnow()
     message = digest_message(
-        todays_digest(store, settings, sub, now, {})[0], settings, int(now.timestamp()), now
+        todays_digest(store, settings, sub, now, {})[0],
+        settings,
+        int(now.timestamp()),
+        now,
+        store.install_id(),
     )
     try:
         with make_transport(settings) as transport:

@@ -154,7 +154,7 @@ def _send_one(
     content = digest_content(
         subscriber, delivery.picks, papers, delivery.edition, settings.tokens, settings.base_url
     )
-    message = digest_message(content, settings, delivery.id, now)
+    message = digest_message(content, settings, delivery.id, now, store.install_id())
     if limiter is not None:
         limiter.wait()
     try:

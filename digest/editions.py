@@ -139,7 +139,11 @@ def subscriber_links(
 
 
 def digest_message(
-    content: DigestContent, settings: Settings, delivery_id: int, now: dt.datetime
+    content: DigestContent,
+    settings: Settings,
+    delivery_id: int,
+    now: dt.datetime,
+    install_id: str = "",
 ) -> Message:
     """Render and wrap one digest with every header a bulk sender needs (RFC 8058 included)."""
     domain = sender_domain(settings.sender)
@@ -147,7 +151,7 @@ def digest_message(
         render_digest(content),
         sender=settings.sender,
         recipient=content.recipient,
-        msg_id=message_id(delivery_id, content.edition, settings.secret_key, domain),
+        msg_id=message_id(delivery_id, content.edition, settings.secret_key, domain, install_id),
         date=now,
         unsubscribe_url=content.unsubscribe_url,
         unsubscribe_mailto=settings.unsubscribe_mailto or None,

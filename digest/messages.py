@@ -108,10 +108,13 @@ def sender_domain(sender: str) -> str:
     return address.rsplit("@", 1)[-1] if "@" in address else "localhost"
 
 
-def message_id(delivery_id: int, edition: dt.date, secret: str, domain: str) -> str:
+def message_id(
+    delivery_id: int, edition: dt.date, secret: str, domain: str, install_id: str = ""
+) -> str:
     """Deterministic per delivery: a resend after a crash carries the same Message-ID, so a
-    duplicate is recognisable downstream (and by our own SMTP sink in the tests)."""
-    tag = hashlib.sha256(f"{secret}:{delivery_id}:{edition}".encode()).hexdigest()[:12]
+    duplicate is recognisable downstream (and by our own SMTP sink in the tests). The
+    install id keeps two databases' delivery 1 of the same day apart."""
+    tag = hashlib.sha256(f"{secret}:{install_id}:{delivery_id}:{edition}".encode()).hexdigest()[:12]
     return f"<digest.{edition:%Y%m%d}.{delivery_id}.{tag}@{domain}>"
 
 

@@ -184,6 +184,16 @@ class TextVector(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
+class Installation(Base):
+    """One row: this install's random id, part of every Message-ID, so two installs with the
+    same key, or a database recreated the same day, never reuse each other's."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class HttpCache(Base):
     """Validators of the last successful fetch per URL, for conditional GET."""
 

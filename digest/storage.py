@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.models import (
     Delivery,
     HttpCache,
+    Installation,
     Paper,
     SentPaper,
     Subscriber,
@@ -329,6 +330,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._install_id: str | None = None
 
     @classmethod
     def from_url(
@@ -479,6 +481,23 @@ class Store:
         with self.session() as session:
             sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
             return _to_record(sub) if sub else None
+
+    def install_id(self) -> str:
+        """This database's install id, made on first use (by whichever process comes first)."""
+        if self._install_id is None:
+            with self.session() as session:
+                _insert_ignoring_duplicates(
+                    session,
+                    Installation,
+                    [{"id": secrets.token_hex(16), "created_at": utcnow()}],
+                    ["id"],
+                )
+                self._install_id = session.scalar(
+                    select(Installation.id)
+                    .order_by(Installation.created_at, Installation.id)
+                    .limit(1)
+                )
+        return self._install_id
 
     def require_subscriber(self, email: str) -> SubscriberRecord:
         """The subscriber, or a StorageError that says there is none."""

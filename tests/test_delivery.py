@@ -493,3 +493,21 @@ def test_delivery_totals_follow_the_status_filter(
     tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
     assert store.delivery_counts(status="bounced") == {"bounced": 1}
     assert store.delivery_counts() == {"bounced": 1, "sent": 2}
+
+
+def test_message_ids_differ_between_installs_and_stay_within_one(
+    settings: Settings, smtp_sink, tmp_path
+) -> None:
+    """Two installs with the default key, or a database recreated the same day, must not
+    reuse each other's Message-IDs; a resend within one install keeps its own."""
+    ids = []
+    for n in (1, 2):
+        store = Store.from_url(f"sqlite:///{tmp_path / f'install{n}.db'}")
+        store.upgrade()
+        populate(store, 1)
+        tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
+        (delivery,) = store.list_deliveries()
+        ids.append(delivery.message_id)
+        assert store.install_id() == store.install_id(), "kept in the database"
+    assert ids[0] != ids[1]
+    assert [m.message()["Message-ID"] for m in smtp_sink.handler.received] == ids

@@ -6,6 +6,7 @@ one-line ``Error: ...`` and a non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -138,13 +139,23 @@ def main() -> None:
 
 @cli.group()
 def db() -> None:
-    """Database schema management (Alembic migrations)."""
+    """Database schema management (Alembic migrations).
+
+    \b
+    Example:
+      digest db upgrade
+    """
 
 
 @db.command("upgrade")
 @pass_app
 def db_upgrade(app: AppContext) -> None:
-    """Apply all pending migrations. Run after every upgrade of Paper Digest on PostgreSQL."""
+    """Apply all pending migrations (after every upgrade of Paper Digest, on PostgreSQL).
+
+    \b
+    Example:
+      DIGEST_DATABASE_URL=postgresql+psycopg://user@host/digest digest db upgrade
+    """
     store = Store.from_url(app.settings.resolved_database_url)
     before = store.schema_revision()
     store.upgrade()
@@ -155,7 +166,12 @@ def db_upgrade(app: AppContext) -> None:
 @db.command("current")
 @pass_app
 def db_current(app: AppContext) -> None:
-    """Show the schema revision of the database and the newest one this version knows."""
+    """Show the database's schema revision and the newest this version knows.
+
+    \b
+    Example:
+      digest db current
+    """
     store = Store.from_url(app.settings.resolved_database_url)
     click.echo(f"current: {store.schema_revision() or 'empty'}  head: {store.head_revision()}")
 
@@ -169,6 +185,10 @@ def subscribers() -> None:
 
     Emails are validated and normalised (case, IDN domains); topics are free text,
     normalised to lower case, at most 5 per subscriber.
+
+    \b
+    Example:
+      digest subscribers list --status active
     """
 
 
@@ -225,7 +245,9 @@ def subscribers_add(
 ) -> None:
     """Subscribe EMAIL (active at once: admins vouch for the address).
 
-    Example: digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
+    \b
+    Example:
+      digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
     """
     data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
     sub = app.store.add_subscriber(data, app.settings.subscriber_defaults)
@@ -242,7 +264,12 @@ def subscribers_set(
     send_hour: int | None,
     max_papers: int | None,
 ) -> None:
-    """Change a subscriber's topics (replacing them all), time zone, hour or digest size."""
+    """Change a subscriber's topics (all of them), time zone, hour or digest size.
+
+    \b
+    Example:
+      digest subscribers set ada@example.org -t "speech recognition" --send-hour 8
+    """
     current = app.store.require_subscriber(normalize_email(email))
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
     sub = app.store.update_subscriber(
@@ -260,7 +287,12 @@ def subscribers_set(
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def subscribers_remove(app: AppContext, email: str, yes: bool) -> None:
-    """Delete EMAIL and its delivery history for good (to stop mails but keep history: pause)."""
+    """Delete EMAIL and its history for good (to stop mails but keep history: pause).
+
+    \b
+    Example:
+      digest subscribers remove ada@example.org --yes
+    """
     address = normalize_email(email)
     if not yes:
         click.confirm(f"Delete {address} and its history?", abort=True)
@@ -272,7 +304,12 @@ def subscribers_remove(app: AppContext, email: str, yes: bool) -> None:
 @click.argument("email")
 @pass_app
 def subscribers_pause(app: AppContext, email: str) -> None:
-    """Stop sending to EMAIL until `resume`."""
+    """Stop sending to EMAIL until `resume`.
+
+    \b
+    Example:
+      digest subscribers pause ada@example.org
+    """
     sub = app.store.set_status(normalize_email(email), "paused", allowed_from=("active", "paused"))
     click.echo(f"{sub.email} is {sub.status}")
 
@@ -286,6 +323,10 @@ def subscribers_resume(app: AppContext, email: str, force: bool) -> None:
 
     An unsubscribed address asked us to stop, and a bounced one does not receive mail:
     resuming either needs --force, and the person's own say-so (or a working mailbox).
+
+    \b
+    Example:
+      digest subscribers resume ada@example.org
     """
     address = normalize_email(email)
     current = app.store.require_subscriber(address)
@@ -302,7 +343,12 @@ def subscribers_resume(app: AppContext, email: str, force: bool) -> None:
 @click.argument("email")
 @pass_app
 def subscribers_show(app: AppContext, email: str) -> None:
-    """Show one subscriber."""
+    """Show one subscriber.
+
+    \b
+    Example:
+      digest subscribers show ada@example.org
+    """
     _echo_subscriber(app.store.require_subscriber(normalize_email(email)))
 
 
@@ -334,7 +380,12 @@ def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @pass_app
 def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt: str) -> None:
-    """List subscribers, optionally filtered by status and topic."""
+    """List subscribers, optionally filtered by status and topic.
+
+    \b
+    Example:
+      digest subscribers list --topic "efficient attention" --format csv
+    """
     subs = app.store.list_subscribers(
         status=status, topic=normalize_topic(topic) if topic else None
     )
@@ -348,7 +399,12 @@ def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt
 @click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES))
 @pass_app
 def subscribers_export(app: AppContext, output: Path | None, status: str | None) -> None:
-    """Export subscribers as CSV in the format `import` reads back."""
+    """Export subscribers as CSV in the format `import` reads back.
+
+    \b
+    Example:
+      digest subscribers export -o backup.csv
+    """
     text = format_subscriber_csv(
         [sub.as_row() for sub in app.store.list_subscribers(status=status)]
     )
@@ -375,11 +431,13 @@ def subscribers_import(
     """Add or update subscribers from CSV_FILE.
 
     \b
-    The first row is a header naming the columns:
-      email, topics (separated by ';'), and optionally timezone, send_hour, max_papers.
-    Example:
+    The first row is a header naming the columns: email, topics (separated by ';'),
+      and optionally timezone, send_hour, max_papers, status (what `export` writes).
+    A file:
       email,topics,timezone
       ada@example.org,graph neural networks;efficient attention,Europe/London
+    Example:
+      digest subscribers import people.csv --dry-run --report rejected.txt
 
     Existing subscribers are updated, identical rows change nothing, so re-running an
     import is safe. Every rejected row is reported with its line number and reason;
@@ -389,11 +447,8 @@ def subscribers_import(
     store = app.store
     total = ChangeReport()
     batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
-    with click.progressbar(
-        batches,
-        label="importing",
-        file=sys.stderr,
-        item_show_func=lambda b: f"{len(b)} rows" if b else "",
+    with progress_bar(
+        batches, label="importing", item_show_func=lambda b: f"{len(b)} rows" if b else ""
     ) as bar:
         for batch in bar:
             report = store.import_subscribers(
@@ -432,7 +487,12 @@ def subscribers_import(
 @cli.group(invoke_without_command=True)
 @click.pass_context
 def topics(ctx: click.Context) -> None:
-    """List topics with their number of active subscribers; rename or merge topics."""
+    """List topics with their number of active subscribers; rename or merge topics.
+
+    \b
+    Example:
+      digest topics
+    """
     if ctx.invoked_subcommand is None:
         app: AppContext = ctx.obj
         rows = app.store.topic_counts()
@@ -446,7 +506,9 @@ def topics(ctx: click.Context) -> None:
 def topics_rename(app: AppContext, old: str, new: str) -> None:
     """Rename topic OLD to NEW for every subscriber; merges into NEW when it exists.
 
-    Example: digest topics rename "gnn" "graph neural networks"
+    \b
+    Example:
+      digest topics rename "gnn" "graph neural networks"
     """
     old_name, new_name = normalize_topic(old), normalize_topic(new)
     if old_name == new_name:
@@ -462,7 +524,9 @@ def topics_rename(app: AppContext, old: str, new: str) -> None:
 def topics_merge(app: AppContext, sources: Sequence[str], target: str) -> None:
     """Merge every topic in SOURCES into TARGET (the last argument).
 
-    Example: digest topics merge gnn gnns "graph neural networks"
+    \b
+    Example:
+      digest topics merge gnn gnns "graph neural networks"
     """
     target_name = normalize_topic(target)
     for source in sources:
@@ -525,9 +589,7 @@ def fetch(
     for report in reports:
         click.echo(report.summary())
     candidates = candidate_papers(app.store, utcnow())
-    with click.progressbar(
-        length=len(candidates), label="embedding candidate papers", file=sys.stderr
-    ) as bar:
+    with progress_bar(length=len(candidates), label="embedding candidate papers") as bar:
         embed_papers(app.store, app.settings, candidates, bar.update)
     if any(report.error for report in reports):
         sys.exit(1)
@@ -551,7 +613,9 @@ def fetch(
 def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str) -> None:
     """List stored papers, most recently seen first (or most relevant first with --topic).
 
-    Example: digest papers --since 2026-11-20 --topic "efficient attention"
+    \b
+    Example:
+      digest papers --since 2026-11-20 --topic "efficient attention"
     """
     found = app.store.list_papers(since=since, limit=None if topic else limit)
     if topic:
@@ -599,7 +663,9 @@ def paper_json(paper: PaperRecord) -> dict[str, Any]:
 def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path | None) -> None:
     """Show the digest EMAIL would get from the stored papers, without sending or recording it.
 
-    Example: digest preview ada@example.org --out /tmp/digest.html --eml /tmp/digest.eml
+    \b
+    Example:
+      digest preview ada@example.org --out /tmp/digest.html --eml /tmp/digest.eml
     """
     settings, store = app.settings, app.store
     sub = store.require_subscriber(normalize_email(email))
@@ -660,11 +726,15 @@ def _seed_demo_subscriber(app: AppContext) -> None:
 )
 @pass_app
 def run(app: AppContext, now_flag: bool, offline: bool) -> None:
-    """Fetch, rank, render and send today's digests to every active subscriber, in one process.
+    """Fetch, rank, render and send today's digests now, in this process.
 
     The same pipeline the Celery workers run, without a broker: sends through
     DIGEST_SMTP_HOST when set, else writes .eml files to the outbox. Safe to re-run: a
     subscriber gets one digest per day, and papers they were sent are never sent again.
+
+    \b
+    Example:
+      digest run --now --offline
     """
     settings = app.settings.model_copy(update={"offline": True}) if offline else app.settings
     store = app.store
@@ -678,7 +748,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     totals = BatchReport()
     with (
         make_transport(settings) as transport,
-        click.progressbar(pending, label="sending", file=sys.stderr, show_pos=True) as bar,
+        progress_bar(pending, label="sending", show_pos=True) as bar,
     ):
         for batch in bar:
             totals.add(
@@ -723,6 +793,10 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
     """Send a sample digest to EMAIL now (not recorded as a delivery).
 
     Uses the subscriber's topics when EMAIL is subscribed, else the --topic options.
+
+    \b
+    Example:
+      digest send-test me@example.org -t "graph neural networks"
     """
     settings, store = app.settings, app.store
     address = normalize_email(email)
@@ -754,7 +828,12 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @pass_app
 def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> None:
-    """Delivery status: one line per digest, with attempts and the last error."""
+    """Delivery status: one line per digest, with attempts and the last error.
+
+    \b
+    Example:
+      digest deliveries --status failed --date 2026-11-25
+    """
     edition = day.date() if day else None
     rows = app.store.list_deliveries(edition=edition, status=status, limit=limit)
     click.echo(
@@ -794,7 +873,12 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Only this edition.")
 @pass_app
 def retry_failed(app: AppContext, day: Any) -> None:
-    """Queue failed deliveries again (bounced ones stay bounced); workers or `run --now` send them."""
+    """Queue failed deliveries again (bounced ones stay bounced).
+
+    \b
+    Example:
+      digest retry-failed --date 2026-11-25
+    """
     count = app.store.retry_failed(day.date() if day else None)
     click.echo(f"{count} failed deliveries queued again")
 
@@ -807,7 +891,9 @@ def doctor(app: AppContext) -> None:
     Prints the settings in force (secrets masked), then one line per check: ok, warn (works,
     but look) or FAIL (fix it; the exit code is then 1).
 
-    Example: digest doctor
+    \b
+    Example:
+      digest doctor
     """
     from digest.doctor import examine, masked_settings
 
@@ -833,9 +919,13 @@ def doctor(app: AppContext) -> None:
     help="Also keep each message here.",
 )
 def smtp_sink(port: int, maildir: Path | None) -> None:
-    """A local SMTP server that accepts everything (for demos and benchmarks; Ctrl-C stops).
+    """A local SMTP server that accepts everything, for demos and tests (Ctrl-C stops).
 
     Point Paper Digest at it with DIGEST_SMTP_HOST=127.0.0.1 DIGEST_SMTP_PORT=1025.
+
+    \b
+    Example:
+      digest smtp-sink --port 1025
     """
     from digest.smtp_sink import PortBusy, run_sink
 
@@ -851,9 +941,13 @@ def smtp_sink(port: int, maildir: Path | None) -> None:
 @click.option("--threads", type=int, default=8, show_default=True)
 @pass_app
 def web(app: AppContext, host: str, port: int, threads: int) -> None:
-    """Serve the subscribe, unsubscribe and preferences pages (waitress, production-ready).
+    """Serve the subscribe, unsubscribe and preferences pages (waitress).
 
     Links in emails point at DIGEST_BASE_URL: set it to where this server is reachable.
+
+    \b
+    Example:
+      DIGEST_BASE_URL=https://digest.example.org digest web --port 8000
     """
     from waitress.server import create_server
 
@@ -912,7 +1006,9 @@ def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str, use_semanti
 
     With --format json prints {qid: [paper ids, best first]}.
 
-    Example: digest rank --papers papers.json --profiles topics.json --format json
+    \b
+    Example:
+      digest rank --papers papers.json --profiles topics.json --format json
     """
     encoder = semantic.load_encoder() if use_semantic else None
     picks = rank_profiles(
@@ -943,11 +1039,14 @@ def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str, use_semanti
 )
 @semantic_option
 def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_semantic: bool) -> None:
-    """Measure ranking quality: nDCG@10, recall@10 and precision@5 per profile and their mean,
-    for the digest's ranking (words + MiniLM), its words-only half, and a plain BM25 baseline,
-    all computed in the same run.
+    """Measure ranking quality against graded judgments (nDCG@10, recall@10, P@5).
 
-    Example: digest rank-eval --papers ranking-dev/papers.json --profiles ranking-dev/topics.json --qrels ranking-dev/qrels
+    Per profile and their mean, for the digest's ranking (words + MiniLM), its words-only
+    half, and a plain BM25 baseline, all computed in the same run.
+
+    \b
+    Example:
+      digest rank-eval --papers ranking-dev/papers.json --profiles ranking-dev/topics.json --qrels ranking-dev/qrels
     """
     papers_list = load_papers_file(papers_path)
     profiles = load_profiles_file(profiles_path)
@@ -984,6 +1083,27 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_sema
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def progress_bar(iterable: Any = None, label: str = "", **options: Any) -> Any:
+    """A progress bar on stderr when it is a terminal; in a log or a pipe, nothing at all
+    (click would still print the label there: a stray line in every cron mail)."""
+    if sys.stderr.isatty():
+        return click.progressbar(iterable, label=label, file=sys.stderr, **options)
+    return contextlib.nullcontext(_Silent(iterable))
+
+
+class _Silent:
+    """What a progress bar offers its user (iteration, update), showing nothing."""
+
+    def __init__(self, iterable: Any) -> None:
+        self.iterable = iterable if iterable is not None else ()
+
+    def __iter__(self) -> Any:
+        return iter(self.iterable)
+
+    def update(self, _steps: int) -> None:
+        pass
 
 
 def read_utf8_text(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -417,3 +418,33 @@ def test_doctor_fails_on_what_an_operator_must_fix(settings: Settings, pg_url: s
     )
     assert any(line.strip().startswith("FAIL  smtp") for line in lines)
     assert "check(s) failed" in result.output
+
+
+def every_command(group: click.Group = cli, path: tuple[str, ...] = ()):
+    yield path, group
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from every_command(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+@pytest.mark.parametrize("path", [path for path, _ in every_command()], ids=" ".join)
+def test_every_command_has_a_one_line_summary_and_a_runnable_example(path: tuple[str, ...]) -> None:
+    output = CliRunner().invoke(cli, [*path, "--help"], terminal_width=80).output
+    command = dict(every_command())[path]
+    assert not command.get_short_help_str(limit=100).endswith("..."), "the summary fits one line"
+    lines = [line.strip() for line in output.splitlines()]
+    heading = next(
+        i for i, line in enumerate(lines) if line in ("Example:", "Examples:", "Start here:")
+    )
+    example = lines[heading + 1]
+    assert example.startswith(("digest ", "DIGEST_")), output
+    assert f"digest {' '.join(path)}".strip() in example, "the example runs this very command"
+
+
+def test_progress_labels_stay_out_of_logs(run, tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email,topics\na@example.org,rl\n", encoding="utf-8")
+    output = run("subscribers", "import", str(path)).output
+    assert "importing" not in output and output.startswith("created 1")

@@ -391,11 +391,16 @@ class Store:
                 session.execute(select(Topic.name, Topic.id).where(Topic.name.in_(chunk))).all()
             )
         missing = [name for name in wanted if name not in ids]
-        for chunk in _chunks(missing):
-            rows = session.execute(
-                insert(Topic).returning(Topic.name, Topic.id), [{"name": n} for n in chunk]
+        # another sign-up or import may create the same new topic at this moment
+        ids.update(
+            _insert_ignoring_duplicates(
+                session, Topic, [{"name": n} for n in missing], ["name"], ("name", "id")
             )
-            ids.update(rows.all())
+        )
+        for chunk in _chunks([name for name in missing if name not in ids]):
+            ids.update(
+                session.execute(select(Topic.name, Topic.id).where(Topic.name.in_(chunk))).all()
+            )
         return ids
 
     def _set_topics(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.storage import Store
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,4 +71,5 @@ def test_an_installed_wheel_renders_emails_and_migrates(wheel: Path, tmp_path: P
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1] == "0003" and "Confirm" in result.stdout
+    head = Store.from_url(f"sqlite:///{tmp_path / 'head.db'}").head_revision()
+    assert result.stdout.split()[-1] == head and "Confirm" in result.stdout

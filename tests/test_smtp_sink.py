@@ -34,3 +34,33 @@ def test_long_running_sink_counts_without_keeping_messages(tmp_path) -> None:
         assert len(list(tmp_path.glob("*.eml"))) == 5  # --maildir still writes every message
     finally:
         sink.stop()
+
+
+def test_the_sink_command_reports_only_when_its_count_changes(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "digest", "smtp-sink", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                send(port, ["b@example.org"])
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the sink did not start"
+                time.sleep(0.1)
+        time.sleep(2.5)  # two report periods pass: only one of them saw a change
+    finally:
+        sink.terminate()
+        output = sink.communicate(timeout=10)[0]
+    assert output.splitlines()[1:] == ["1 message received"], output

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -15,10 +14,10 @@ from sqlalchemy import func, select
 
 from digest import semantic
 from digest.limits import redis_client
-from digest.messages import sender_domain
 from digest.models import Delivery, utcnow
 from digest.settings import Settings
 from digest.storage import StorageError, Store
+from digest.transports import SmtpTransport, TransientError
 
 SECRET_SETTINGS = ("secret_key", "smtp_password")
 STALE_FETCH = dt.timedelta(days=2)
@@ -136,31 +135,11 @@ def _smtp(settings: Settings) -> Finding:
             f"DIGEST_SMTP_HOST is not set: digests go to {settings.outbox_dir}, not to people",
         )
     where = f"{settings.smtp_host}:{settings.smtp_port}"
-    context = ssl.create_default_context()
-    helo = sender_domain(settings.sender)
     try:
-        if settings.smtp_tls == "ssl":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.smtp_host,
-                settings.smtp_port,
-                local_hostname=helo,
-                timeout=settings.smtp_timeout,
-                context=context,
-            )
-        else:
-            smtp = smtplib.SMTP(
-                settings.smtp_host,
-                settings.smtp_port,
-                local_hostname=helo,
-                timeout=settings.smtp_timeout,
-            )
-            if settings.smtp_tls == "starttls":
-                smtp.starttls(context=context)
+        smtp = SmtpTransport(settings).connect()  # TLS, certificate checks and login as configured
         code, _ = smtp.ehlo()
-        if settings.smtp_user:
-            smtp.login(settings.smtp_user, settings.smtp_password)
         smtp.quit()
-    except (OSError, smtplib.SMTPException) as exc:
+    except (TransientError, OSError, smtplib.SMTPException) as exc:
         return Finding("smtp", "FAIL", f"{where} ({settings.smtp_tls}): {exc}")
     login = f", logged in as {settings.smtp_user}" if settings.smtp_user else ""
     return Finding("smtp", "ok", f"{where} answered EHLO ({code}), TLS: {settings.smtp_tls}{login}")

@@ -34,7 +34,7 @@ class Received:
 
 @dataclass
 class SinkHandler:
-    """Records messages; ``rcpt_reply``/``data_reply`` script refusals; ``drop_every`` closes
+    """Records messages; ``mail_reply``/``rcpt_reply``/``data_reply`` script refusals; ``drop_every`` closes
     the connection after that many accepted messages on it (then resets). With ``keep=False``
     (the long-running ``digest smtp-sink``) it only counts them, so memory stays flat."""
 
@@ -42,12 +42,23 @@ class SinkHandler:
     keep: bool = True
     accepted: int = 0
     received: list[Received] = field(default_factory=list)
+    mail_reply: Reply | None = None  # gets the sender address
     rcpt_reply: Reply | None = None
     data_reply: Reply | None = None
     drop_every: int = 0
     delay: float = 0.0  # seconds per accepted message: a slow server, for crash-mid-batch tests
     lock: threading.Lock = field(default_factory=threading.Lock)
     _count_on_connection: Counter = field(default_factory=Counter)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        reply = self.mail_reply(address) if self.mail_reply else None
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,

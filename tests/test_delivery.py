@@ -511,3 +511,45 @@ def test_message_ids_differ_between_installs_and_stay_within_one(
         assert store.install_id() == store.install_id(), "kept in the database"
     assert ids[0] != ids[1]
     assert [m.message()["Message-ID"] for m in smtp_sink.handler.received] == ids
+
+
+def test_retry_delays_double_with_each_attempt(store: Store, settings: Settings, smtp_sink) -> None:
+    populate(store, 1)
+    smtp_sink.handler.rcpt_reply = lambda _: "451 4.3.0 try later"
+    config = smtp_settings(settings, smtp_sink, retry_base_seconds=60, max_attempts=10)
+    now, delays = NOW, []
+    for _ in range(4):
+        tick_and_send(store, config, now)
+        (delivery,) = store.list_deliveries()
+        delays.append((delivery.next_try_at - now).total_seconds())
+        now = delivery.next_try_at
+    assert delays == [60, 120, 240, 480]
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [("451 4.3.0 try later", "queued"), ("554 5.7.1 rejected as spam", "bounced")],
+)
+def test_a_refusal_at_data_is_temporary_or_final_by_its_code(
+    store: Store, settings: Settings, smtp_sink, reply: str, status: str
+) -> None:
+    populate(store, 1)
+    smtp_sink.handler.data_reply = lambda _: reply
+    tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
+    (delivery,) = store.list_deliveries()
+    assert delivery.status == status and reply.split()[0] in delivery.last_error
+
+
+def test_a_refused_sender_is_our_problem_not_the_subscribers_bounce(
+    store: Store, settings: Settings, smtp_sink
+) -> None:
+    from digest.models import Subscriber
+
+    populate(store, 1)
+    smtp_sink.handler.mail_reply = lambda _: "550 5.7.1 sender not allowed"
+    tick_and_send(store, smtp_settings(settings, smtp_sink, bounce_limit=1), NOW)
+    (delivery,) = store.list_deliveries()
+    assert delivery.status == "queued" and "sender refused" in delivery.last_error
+    with store.session() as session:
+        subscriber = session.query(Subscriber).one()
+        assert (subscriber.status, subscriber.hard_bounces) == ("active", 0)

@@ -99,3 +99,11 @@ def test_a_fixed_days_digests_are_unchanged(monkeypatch: pytest.MonkeyPatch) -> 
     for email, digest in digests.items():
         for field, value in expected[email].items():
             assert digest[field] == value, f"{email}: {field} changed"
+
+
+def test_the_trending_fallback_never_repeats_what_a_subscriber_got() -> None:
+    papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+    nobody_matches = [SUBSCRIBERS[2]]  # "medieval poetry"
+    first = [p["arxiv_id"] for p in plan_edition(papers, nobody_matches, {}, NOW).picks[3]]
+    again = plan_edition(papers, nobody_matches, {3: set(first)}, NOW).picks[3]
+    assert first and again and not {p["arxiv_id"] for p in again} & set(first)

@@ -232,3 +232,12 @@ def test_already_subscribed_email_links_to_preferences_and_escapes_topics() -> N
         "(paused at the moment)" in rendered.text
         and "https://d.example/preferences/T" in rendered.text
     )
+
+
+def test_topics_and_reasons_are_escaped_in_the_digest() -> None:
+    evil = "<b>graph & nets</b>"
+    rendered = render_digest(content(hf_papers()[:2], topics=(evil, "rl")))
+    doc = parse_html(rendered.html)
+    assert not doc.xpath("//b"), "a topic or reason became markup"
+    assert "&lt;b&gt;graph &amp; nets&lt;/b&gt;" in rendered.html
+    assert evil in rendered.text

@@ -161,3 +161,24 @@ def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store)
         thread.join(60)
     assert errors == [] and store.count_papers() == len(papers)
     assert sum(r.created for r in reports) == len(papers), "each paper counted new once"
+
+
+@pytest.mark.parametrize("status", ["pending", "active", "paused", "unsubscribed", "bounced"])
+def test_only_unconfirmed_sign_ups_expire(store: Store, status: str) -> None:
+    import datetime as dt
+
+    from digest.models import Subscriber
+
+    store.add_subscriber(sub("old@example.org", "rl"), DEFAULTS, status=status)
+    store.add_subscriber(sub("new@example.org", "rl"), DEFAULTS, status="pending")
+    month_ago = dt.datetime(2026, 10, 1)
+    with store.session() as session:
+        session.query(Subscriber).filter_by(email="old@example.org").update(
+            {"created_at": month_ago, "updated_at": month_ago}
+        )
+    deleted = store.delete_expired_pending(dt.datetime(2026, 10, 20))
+    left = {s.email for s in store.list_subscribers()}
+    assert deleted == (1 if status == "pending" else 0)
+    assert left == (
+        {"new@example.org"} if status == "pending" else {"old@example.org", "new@example.org"}
+    )

@@ -741,3 +741,38 @@ def test_the_form_refuses_a_topic_with_the_csv_separator(web: dict) -> None:
     response = subscribe(web, topics="rl; cheap pills")
     assert response.status_code == 400 and "separates topics" in response.get_data(as_text=True)
     assert web["sink"].handler.received == []
+
+
+EVIL_TOPIC = "<b>graph & nets</b>"
+
+
+def test_every_page_escapes_topics_errors_and_suggestions(web: dict) -> None:
+    """Topics are typed by strangers and shown to others (the suggestions): stored XSS if
+    any page printed them raw."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", [EVIL_TOPIC]), SubscriberDefaults()
+    )
+    escaped = "&lt;b&gt;graph &amp; nets&lt;/b&gt;"
+    pages = {
+        "subscribe form (suggestions)": client.get("/"),
+        "preferences": client.get(f"/preferences/{tokens.make('preferences', sub.id, sub.email)}"),
+        "confirm": client.get(
+            f"/confirm/{tokens.make('confirm', sub.id, sub.email, {'t': [EVIL_TOPIC]})}"
+        ),
+        "form error": subscribe(web, email="<script>alert(1)</script>@x"),
+    }
+    for name, page in pages.items():
+        html = page.get_data(as_text=True)
+        assert "<b>graph" not in html and "<script>alert" not in html, name
+    for name in ("subscribe form (suggestions)", "preferences", "confirm"):
+        assert escaped in pages[name].get_data(as_text=True), name
+    assert "&lt;script&gt;" in pages["form error"].get_data(as_text=True)
+
+
+def test_the_confirmation_mail_escapes_topics(web: dict) -> None:
+    subscribe(web, topics=EVIL_TOPIC)
+    mail = web["sink"].handler.received[-1].message()
+    html = mail.get_body(("html",)).get_content()
+    assert "<b>graph" not in html and "&lt;b&gt;graph &amp; nets&lt;/b&gt;" in html
+    assert EVIL_TOPIC in mail.get_body(("plain",)).get_content(), "plain text shows it as typed"

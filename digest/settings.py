@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_ca_file: str = Field(
+        default="", description="CA bundle to verify the SMTP server with; empty: the system's."
+    )
     sender: str = "Paper Digest <digest@localhost>"
     unsubscribe_mailto: str = Field(default="", description="mailto target for List-Unsubscribe.")
     base_url: str = "http://127.0.0.1:8000"

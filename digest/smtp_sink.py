@@ -16,6 +16,7 @@ from email import message_from_bytes
 from email.message import Message
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -51,7 +52,12 @@ class SinkHandler:
     _count_on_connection: Counter = field(default_factory=Counter)
 
     async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
     ) -> str:
         reply = self.mail_reply(address) if self.mail_reply else None
         if reply:
@@ -109,7 +115,10 @@ class SinkHandler:
 class SmtpSink:
     """An aiosmtpd server on 127.0.0.1 in a background thread."""
 
-    def __init__(self, port: int = 0, handler: SinkHandler | None = None) -> None:
+    def __init__(self, port: int = 0, handler: SinkHandler | None = None, **security: Any) -> None:
+        """``security``: aiosmtpd's TLS and AUTH options (``tls_context`` and
+        ``require_starttls`` for STARTTLS, ``ssl_context`` for implicit TLS,
+        ``authenticator``), so the tests can speak to a server as strict as a real relay."""
         self.handler = handler or SinkHandler()
         self.controller = Controller(
             self.handler,
@@ -119,6 +128,7 @@ class SmtpSink:
             decode_data=False,
             enable_SMTPUTF8=True,
             data_size_limit=10 * 1024 * 1024,
+            **security,
         )
 
     @property

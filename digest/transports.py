@@ -72,7 +72,11 @@ class SmtpTransport(Closing):
         """A new connection, TLS and login done as configured (also `digest doctor`'s check)."""
         s = self.settings
         # verifies certificates and host names; built only for TLS (loading the CA bundle takes ~25 ms)
-        context = ssl.create_default_context() if s.smtp_tls != "none" else None
+        context = (
+            ssl.create_default_context(cafile=s.smtp_ca_file or None)
+            if s.smtp_tls != "none"
+            else None
+        )
         helo = sender_domain(
             s.sender
         )  # without it smtplib does a reverse DNS lookup per connection

@@ -1,0 +1,121 @@
+"""The SMTP transport against a real aiosmtpd server speaking STARTTLS, implicit TLS and AUTH,
+with a certificate from a throwaway CA (trustme): trusted, it delivers; untrusted, it refuses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from digest.messages import build_message
+from digest.rendering import RenderedEmail
+from digest.settings import Settings
+from digest.smtp_sink import SmtpSink
+from digest.transports import SmtpTransport, TransientError
+
+MESSAGE = build_message(
+    RenderedEmail("Hello", "text\n", "<p>html</p>\n"),
+    sender="Paper Digest <digest@example.org>",
+    recipient="ada@example.org",
+    msg_id="<t@example.org>",
+    date=dt.datetime(2026, 11, 25, 7),
+)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+def only(user: str, password: str):
+    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        given = (
+            (auth_data.login, auth_data.password) if isinstance(auth_data, LoginPassword) else ()
+        )
+        ok = tuple(v.decode() if isinstance(v, bytes) else v for v in given) == (user, password)
+        return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
+
+    return authenticate
+
+
+@pytest.fixture
+def sink(request, ca: trustme.CA) -> Iterator[SmtpSink]:
+    options = request.param(ca)
+    server = SmtpSink(**options).start()
+    yield server
+    server.stop()
+
+
+def settings_for(settings: Settings, sink: SmtpSink, **extra) -> Settings:
+    return settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_timeout": 5.0, **extra}
+    )
+
+
+STARTTLS = lambda ca: {"tls_context": server_context(ca), "require_starttls": True}  # noqa: E731
+IMPLICIT = lambda ca: {"ssl_context": server_context(ca)}  # noqa: E731
+WITH_AUTH = lambda ca: {  # noqa: E731 - PLAIN only: smtplib's LOGIN fallback stalls aiosmtpd
+    **STARTTLS(ca),
+    "authenticator": only("digest", "s3cret"),
+    "auth_exclude_mechanism": ["LOGIN"],
+}
+
+
+@pytest.mark.parametrize(
+    ("sink", "mode"), [(STARTTLS, "starttls"), (IMPLICIT, "ssl")], indirect=["sink"]
+)
+def test_tls_to_a_server_whose_certificate_we_trust(
+    settings: Settings, sink, ca_file: str, mode: str
+) -> None:
+    with SmtpTransport(
+        settings_for(settings, sink, smtp_tls=mode, smtp_ca_file=ca_file)
+    ) as transport:
+        transport.send(MESSAGE, "digest@example.org", "ada@example.org")
+    assert [m.recipient for m in sink.handler.received] == ["ada@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("sink", "mode"), [(STARTTLS, "starttls"), (IMPLICIT, "ssl")], indirect=["sink"]
+)
+def test_an_untrusted_certificate_is_refused(settings: Settings, sink, mode: str) -> None:
+    with (
+        SmtpTransport(settings_for(settings, sink, smtp_tls=mode)) as transport,
+        pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        transport.send(MESSAGE, "digest@example.org", "ada@example.org")
+    assert sink.handler.received == []
+
+
+@pytest.mark.parametrize("sink", [WITH_AUTH], indirect=True)
+def test_smtp_auth_logs_in_and_a_wrong_password_is_our_error(
+    settings: Settings, sink, ca_file: str
+) -> None:
+    base = settings_for(
+        settings, sink, smtp_tls="starttls", smtp_ca_file=ca_file, smtp_user="digest"
+    )
+    with (
+        SmtpTransport(base.model_copy(update={"smtp_password": "wrong"})) as transport,
+        pytest.raises(TransientError, match="login refused"),
+    ):
+        transport.send(MESSAGE, "digest@example.org", "ada@example.org")
+    with SmtpTransport(base.model_copy(update={"smtp_password": "s3cret"})) as transport:
+        transport.send(MESSAGE, "digest@example.org", "ada@example.org")
+    assert [m.recipient for m in sink.handler.received] == ["ada@example.org"]

@@ -135,11 +135,13 @@ def configure(harness: dict, monkeypatch: pytest.MonkeyPatch, **env: str) -> Non
         harness["env"][key] = value
 
 
-def tick(store: Store, settings: Settings, broker: str) -> int:
+def tick(store: Store, settings: Settings, broker: str, later: float = 0) -> int:
+    """One beat tick; ``later`` seconds ahead of the clock stands in for waiting out a lease."""
     client = Celery(broker=broker)
     batches: list[list[int]] = []
+    now = utcnow() + dt.timedelta(seconds=later)
     run_tick(
-        store, settings, utcnow(), batches.append, fetch_every=dt.timedelta(days=999), everyone=True
+        store, settings, now, batches.append, fetch_every=dt.timedelta(days=999), everyone=True
     )
     with client.connection_for_write() as conn:
         for batch in batches:
@@ -156,9 +158,8 @@ def test_200_subscribers_get_exactly_one_digest_through_a_real_worker(harness) -
         wait_for(lambda: store.delivery_counts() == {"sent": 200}, 90, "200 sent deliveries")
         assert sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
         assert tick(store, load_settings(), SHARED_REDIS) == 0, (
-            "the same edition again creates nothing"
+            "the same edition again creates nothing, so nothing more can be sent"
         )
-        time.sleep(1)
         assert len(sink.handler.received) == 200
     finally:
         worker.stop()
@@ -198,7 +199,9 @@ def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(
             90,
             "the redelivered batches to finish",
         )
-        time.sleep(3.5)  # past the claim lease of the message in flight when the child died
+        # The lease must pass in real time: a tick dated ahead would also take the claims
+        # of the worker that replaced the dead child, mid-send, and resend them (seen).
+        time.sleep(3.5)
         tick(store, load_settings(), SHARED_REDIS)
         wait_for(lambda: store.delivery_counts() == {"sent": 60}, 60, "every delivery sent")
         counts = sink.handler.by_recipient()
@@ -278,7 +281,7 @@ def test_redis_restart_mid_run_still_completes_exactly_once(
         wait_for(
             lambda: store.delivery_counts().get("sending", 0) == 0, 30, "the in-flight batch to end"
         )
-        time.sleep(2.5)  # past the enqueue lease: the next tick hands lost deliveries out again
+        # ticks past the enqueue lease hand the lost deliveries out again
         wait_for(
             lambda: _resend(store, url) or store.delivery_counts() == {"sent": 100},
             120,
@@ -289,10 +292,9 @@ def test_redis_restart_mid_run_still_completes_exactly_once(
 
 def _resend(store: Store, url: str) -> bool:
     try:
-        tick(store, load_settings(), url)
+        tick(store, load_settings(), url, later=2.5)
     except Exception:  # noqa: BLE001 - the broker may still be coming back
         pass
-    time.sleep(1)
     return store.delivery_counts() == {"sent": 100}
 
 

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.models import (
@@ -544,7 +544,16 @@ class Store:
         that this person opted out must survive anyone re-typing their address, so the new
         settings travel in the confirmation link and apply only when it is used
         (:meth:`confirm_subscription`). An active or paused subscriber is left as it is too.
+        Two sign-ups of one new address at once: the second finds the first's row.
         """
+        try:
+            return self._request_subscription(data, defaults)
+        except IntegrityError:
+            return self._request_subscription(data, defaults)
+
+    def _request_subscription(
+        self, data: SubscriberInput, defaults: SubscriberDefaults
+    ) -> tuple[SubscriberRecord, bool]:
         with self.session() as session:
             sub = session.scalar(select(Subscriber).where(Subscriber.email == data.email))
             if sub is not None and sub.status != "pending":

@@ -182,3 +182,45 @@ def test_only_unconfirmed_sign_ups_expire(store: Store, status: str) -> None:
     assert left == (
         {"new@example.org"} if status == "pending" else {"old@example.org", "new@example.org"}
     )
+
+
+def test_two_sign_ups_of_one_new_address_at_once_both_succeed(store: Store) -> None:
+    import threading
+
+    from digest.models import Subscriber
+
+    both_looked = threading.Barrier(2)
+    results, errors = [], []
+
+    def sign_up() -> None:
+        try:
+            results.append(store.request_subscription(sub("ada@example.org", "rl"), DEFAULTS))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    from sqlalchemy.orm import Session
+
+    real_scalar = Session.scalar
+
+    def look_then_wait(self, statement, *args, **kwargs):
+        found = real_scalar(self, statement, *args, **kwargs)
+        if "subscribers.email" in str(statement) and not both_looked.broken:
+            try:
+                both_looked.wait(5)  # both see no row before either inserts (first try only)
+                both_looked.abort()
+            except threading.BrokenBarrierError:
+                pass
+        return found
+
+    Session.scalar = look_then_wait
+    try:
+        threads = [threading.Thread(target=sign_up) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        Session.scalar = real_scalar
+    assert errors == [] and len(results) == 2
+    with store.session() as session:
+        assert session.query(Subscriber).count() == 1

@@ -557,7 +557,7 @@ class Store:
         with self.session() as session:
             sub = session.scalar(select(Subscriber).where(Subscriber.email == data.email))
             if sub is not None and sub.status != "pending":
-                return _to_record(sub), sub.status in ("unsubscribed", "bounced")
+                return _to_record(sub), sub.status in OPTED_OUT
             if sub is None:
                 sub = Subscriber(email=data.email, status="pending", created_at=utcnow())
                 session.add(sub)
@@ -586,7 +586,7 @@ class Store:
         consent = or_(
             Subscriber.status == "pending",
             and_(
-                Subscriber.status.in_(("unsubscribed", "bounced")),
+                Subscriber.status.in_(OPTED_OUT),
                 or_(
                     Subscriber.unsubscribed_at.is_(None),
                     Subscriber.unsubscribed_at < link_issued_at,

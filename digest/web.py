@@ -67,6 +67,7 @@ from digest.storage import StorageError, Store
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
     MAX_TOPICS,
+    OPTED_OUT,
     InvalidInput,
     SubscriberInput,
     build_subscriber_input,
@@ -366,7 +367,7 @@ def confirm(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
     )
     if confirmed is None:
         return _invalid_link("subscriber removed")
-    if confirmed.status in ("unsubscribed", "bounced"):
+    if confirmed.status in OPTED_OUT:
         return _notice(
             "This link does not work",
             "This subscription was cancelled after the link was sent. "

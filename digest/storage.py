@@ -1008,11 +1008,6 @@ class Store:
             taken = conn.execute(CLAIM, {"p_ids": list(ids), "p_now": now, "p_claim": claim})
             return claim, {row[0] for row in taken}
 
-    def claim_delivery(self, delivery_id: int, now: dt.datetime) -> str | None:
-        """:meth:`claim_deliveries` for one delivery: its token, or None."""
-        claim, taken = self.claim_deliveries([delivery_id], now)
-        return claim if taken else None
-
     @staticmethod
     def _claim_lost(conn: Connection, delivery_id: int, claim: str, then: str) -> bool:
         """After a write of ``claim`` changed nothing: True if the delivery is already where

@@ -212,7 +212,8 @@ def test_a_stale_claim_from_a_dead_worker_is_requeued_and_sent_once(
     batches: list[list[int]] = []
     run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
     dead = batches[0][0]
-    assert store.claim_delivery(dead, NOW)  # a worker claimed it, then died before sending
+    _, taken = store.claim_deliveries([dead], NOW)  # a worker claimed it, then died before sending
+    assert taken == {dead}
     transport = SmtpTransport(config)  # the batch is redelivered to another worker
     report = send_deliveries(
         store, config, batches[0], transport, clock=lambda: NOW + dt.timedelta(seconds=30)
@@ -407,7 +408,7 @@ def test_concurrent_claims_take_each_delivery_once(store: Store, settings: Setti
     batches: list[list[int]] = []
     run_tick(store, settings, NOW, batches.append, fetch_every=dt.timedelta(days=999))
     ids = [i for batch in batches for i in batch]
-    claimed = run_at_once(4, lambda _: [i for i in ids if store.claim_delivery(i, NOW)])
+    claimed = run_at_once(4, lambda _: [i for i in ids if store.claim_deliveries([i], NOW)[1]])
     assert sorted(i for mine in claimed for i in mine) == sorted(ids)
 
 

@@ -93,14 +93,12 @@ POPULAR_TOPICS = (
     "speech recognition",
 )
 MAX_FORM_BYTES = 16 * 1024
-MAX_PREVIEW_QUERY_BYTES = (
-    1024  # five topics of 80 characters, percent-encoded, fit with room to spare
-)
+# five topics of 80 characters, percent-encoded, fit with room to spare
+MAX_PREVIEW_QUERY_BYTES = 1024
 SIGNUPS_PER_CLIENT = Limit("client", 20, 3600)
 MAILS_PER_ADDRESS = Limit("address", 3, 86400)  # confirmation or reminder emails to one address
-MAILS_PER_MAILBOX = Limit(
-    "mailbox", 3, 86400
-)  # ... and to one mailbox: ada+1@, ada+2@ are one person
+# ... and to one mailbox: ada+1@ and ada+2@ are one person
+MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400)
 PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
 ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
 PREVIEW_PAPERS = 5

@@ -304,7 +304,7 @@ def test_two_worker_hosts_share_one_run_and_each_recipient_gets_one_digest(
     """Scaling out: two worker "machines" (own processes, own data folders) on the same Redis
     and PostgreSQL, taking batches of one run."""
     if harness["env"]["DIGEST_DATABASE_URL"].startswith("sqlite"):
-        pytest.skip("separate hosts share PostgreSQL; a SQLite file belongs to one machine")
+        pytest.skip(reason="separate hosts share PostgreSQL; a SQLite file belongs to one machine")
     store, sink = harness["store"], harness["sink"]
     emails = populate(store, 300)
     hosts = [

@@ -24,7 +24,15 @@ from sqlalchemy.exc import OperationalError
 from digest import semantic
 from digest.delivery import BatchReport, send_deliveries
 from digest.editions import digest_message
-from digest.evaluation import load_papers_file, load_profiles_file, load_qrels, score_run
+from digest.evaluation import (
+    Qrels,
+    load_papers_file,
+    load_profiles_file,
+    load_qrels,
+    merge_unrelated_profiles,
+    score_run,
+    topic_coverage,
+)
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
 from digest.limits import RateLimiter
 from digest.messages import wire_address
@@ -1052,13 +1060,7 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_sema
     profiles = load_profiles_file(profiles_path)
     qrels = load_qrels(qrels_path)
     encoder = semantic.load_encoder() if use_semantic else None
-    runs = {"digest": rank_profiles(papers_list, profiles, 10, encoder=encoder)}
-    if encoder is not None:
-        runs["words-only"] = rank_profiles(papers_list, profiles, 10)
-    runs = {
-        name: {q: [p.arxiv_id for p in ps] for q, ps in run.items()} for name, run in runs.items()
-    }
-    runs["plain-bm25"] = plain_bm25_ranking(papers_list, profiles, 10)
+    runs = _ranking_runs(papers_list, profiles, encoder)
     results = {
         name: score_run(run, {q: qrels.get(q, {}) for q in profiles}) for name, run in runs.items()
     }
@@ -1076,10 +1078,47 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_sema
         )
     headers = ["profile", *(f"{n} {m}" for n in runs for m in ("nDCG@10", "R@10", "P@5"))]
     click.echo(format_table(headers, rows))
+    _merged_profiles_report(papers_list, profiles, qrels, encoder)
     if encoder is None:
         click.echo(
             f"(digest ranked by words only: {semantic.unavailable_reason() or '--no-semantic'})"
         )
+
+
+def _ranking_runs(
+    papers_list: list[PaperRecord], profiles: dict[str, list[str]], encoder: Any, top: int = 10
+) -> dict[str, dict[str, list[str]]]:
+    """The digest's ranking, its words-only half (when it has MiniLM) and plain BM25, as
+    {run: {profile: the ``top`` paper ids}}."""
+    runs = {"digest": rank_profiles(papers_list, profiles, top, encoder=encoder)}
+    if encoder is not None:
+        runs["words-only"] = rank_profiles(papers_list, profiles, top)
+    ranked = {
+        name: {q: [p.arxiv_id for p in ps] for q, ps in run.items()} for name, run in runs.items()
+    }
+    ranked["plain-bm25"] = plain_bm25_ranking(papers_list, profiles, top)
+    return ranked
+
+
+def _merged_profiles_report(
+    papers_list: list[PaperRecord], profiles: dict[str, list[str]], qrels: Qrels, encoder: Any
+) -> None:
+    """Two unrelated profiles as one subscriber: nDCG@10 of their ten best papers, and whether
+    a digest of five papers holds a relevant one for each half (coverage@5)."""
+    merged = merge_unrelated_profiles(profiles, qrels)
+    if not merged.profiles:
+        return
+    runs = _ranking_runs(papers_list, merged.profiles, encoder)
+    digests = _ranking_runs(papers_list, merged.profiles, encoder, top=5)
+    rows = []
+    for name, run in runs.items():
+        coverage, eligible = topic_coverage(digests[name], merged)
+        rows.append([name, f"{score_run(run, merged.qrels)['mean'].ndcg10:.3f}", f"{coverage:.3f}"])
+    click.echo(
+        f"\nMerged profiles: {len(merged.profiles)} pairs of unrelated profiles as one subscriber"
+        f" each (coverage over the {eligible} where both halves have a relevant paper)"
+    )
+    click.echo(format_table(["run", "nDCG@10", "coverage@5"], rows))
 
 
 # -- helpers -------------------------------------------------------------------------------

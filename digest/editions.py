@@ -90,7 +90,8 @@ def plan_edition(
     ]
     scores = index.score_topics(topics) if topics else np.zeros((0, len(papers)), dtype=np.float32)
     signals = paper_signals([p.upvotes for p in papers], [paper_age_days(p, now) for p in papers])
-    table = pick_papers(topics, scores, requests, signals, threshold, paper_ids=index.ids)
+    gate = index.threshold_scores(topics, scores)
+    table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate)
     explainer = Explainer(index, topics, table)
     plan: dict[int, list[dict[str, Any]]] = {}
     for row, sub in enumerate(subscribers):

@@ -1,4 +1,5 @@
-"""Ranking quality metrics on graded judgments (nDCG@k with gain 2^grade - 1, recall, precision)."""
+"""Ranking quality metrics on graded judgments (nDCG@k with gain 2^grade - 1, recall, precision),
+and the merged-profile report: does a subscriber of two unrelated interests hear about both?"""
 
 from __future__ import annotations
 
@@ -52,6 +53,50 @@ def score_run(run: Mapping[str, Sequence[str]], qrels: Qrels) -> dict[str, Score
         )
     )
     return per
+
+
+@dataclass(frozen=True)
+class MergedProfiles:
+    """Pairs of unrelated profiles made into one subscriber each (``"D01+D05"``), judged by the
+    better of the two grades, with each half's judgments kept for the coverage check."""
+
+    profiles: dict[str, list[str]]
+    qrels: Qrels
+    halves: dict[str, tuple[dict[str, int], dict[str, int]]]
+
+
+def merge_unrelated_profiles(profiles: Mapping[str, Sequence[str]], qrels: Qrels) -> MergedProfiles:
+    """Every pair of profiles that no paper is relevant to both of ("unrelated")."""
+    merged = MergedProfiles({}, {}, {})
+    names = [q for q in profiles if q in qrels]
+    for n, first in enumerate(names):
+        for second in names[n + 1 :]:
+            a, b = qrels[first], qrels[second]
+            if _relevant(a) & _relevant(b):
+                continue
+            qid = f"{first}+{second}"
+            merged.profiles[qid] = [*profiles[first], *profiles[second]]
+            merged.qrels[qid] = {p: max(a.get(p, 0), b.get(p, 0)) for p in {*a, *b}}
+            merged.halves[qid] = (a, b)
+    return merged
+
+
+def topic_coverage(
+    run: Mapping[str, Sequence[str]], merged: MergedProfiles, k: int = 5
+) -> tuple[float, int]:
+    """The share of merged subscribers whose top ``k`` holds a relevant paper for each half,
+    among those where both halves have one in the papers; and how many such subscribers."""
+    eligible = [q for q, (a, b) in merged.halves.items() if _relevant(a) and _relevant(b)]
+    covered = sum(
+        1
+        for q in eligible
+        if all(_relevant(half) & set(run.get(q, [])[:k]) for half in merged.halves[q])
+    )
+    return (covered / len(eligible) if eligible else 0.0), len(eligible)
+
+
+def _relevant(grades: Mapping[str, int]) -> set[str]:
+    return {pid for pid, grade in grades.items() if grade >= 1}
 
 
 def load_qrels(path: Path) -> Qrels:

@@ -152,7 +152,13 @@ def _send_one(
     retry or failure is recorded here, and None."""
     now = clock()
     content = digest_content(
-        subscriber, delivery.picks, papers, delivery.edition, settings.tokens, settings.base_url
+        subscriber,
+        delivery.picks,
+        papers,
+        delivery.edition,
+        settings.tokens,
+        settings.base_url,
+        delivery.quiet_topics,
     )
     message = digest_message(content, settings, delivery.id, now, store.install_id())
     if limiter is not None:

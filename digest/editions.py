@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,8 @@ from digest.sources import PaperRecord
 from digest.tokens import Tokens
 
 CANDIDATE_WINDOW = dt.timedelta(days=2)  # papers first seen this recently are "new"
-TRENDING_COUNT = 3  # shown, clearly labelled, when nothing matched a subscriber's topics
+TRENDING_LINE_CHARS = 140  # a trending paper gets one line, not a paragraph
+TRENDING_COUNT = 3  # the "Trending today" section: the day's most upvoted papers not picked
 
 
 @dataclass
@@ -40,7 +41,9 @@ class EditionPlan:
     """Every subscriber's picks for one edition, as stored in their delivery row."""
 
     papers: dict[str, PaperRecord]
-    picks: dict[int, list[dict[str, Any]]]  # subscriber id -> [{arxiv_id, topic, reason, score}]
+    # subscriber id -> [{arxiv_id, topic, reason, score, also?}]; topic None: a trending paper
+    picks: dict[int, list[dict[str, Any]]]
+    quiet: dict[int, list[str]] = field(default_factory=dict)  # topics with nothing new today
 
 
 def paper_age_days(paper: PaperRecord, now: dt.datetime) -> float:
@@ -51,18 +54,33 @@ def paper_age_days(paper: PaperRecord, now: dt.datetime) -> float:
 def trending_papers(
     papers: Sequence[PaperRecord], exclude: set[str], count: int = TRENDING_COUNT
 ) -> list[PaperRecord]:
-    """The most upvoted of today's papers, for the "nothing matched" section."""
+    """The most upvoted of today's papers, for the "Trending today" section."""
     voted = [p for p in papers if (p.upvotes or 0) > 0 and p.arxiv_id not in exclude]
     return sorted(voted, key=lambda p: (-(p.upvotes or 0), p.arxiv_id))[:count]
 
 
 def pick_to_json(pick: Pick) -> dict[str, Any]:
-    return {
+    row: dict[str, Any] = {
         "arxiv_id": pick.arxiv_id,
         "topic": pick.topic,
         "reason": pick.reason,
         "score": pick.score,
     }
+    if pick.also:  # most picks match one topic: a million rows need not carry an empty list
+        row["also"] = list(pick.also)
+    return row
+
+
+def trending_section(
+    papers: Sequence[PaperRecord], picked: Sequence[dict[str, Any]], sent: set[str]
+) -> list[dict[str, Any]]:
+    """The day's most upvoted papers that are neither picked nor already sent, as picks
+    without a topic."""
+    exclude = sent | {p["arxiv_id"] for p in picked}
+    return [
+        {"arxiv_id": p.arxiv_id, "topic": None, "reason": None, "score": 0.0}
+        for p in trending_papers(papers, exclude)
+    ]
 
 
 def plan_edition(
@@ -93,17 +111,14 @@ def plan_edition(
     gate = index.threshold_scores(topics, scores)
     table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate)
     explainer = Explainer(index, topics, table)
-    plan: dict[int, list[dict[str, Any]]] = {}
+    plan = EditionPlan({p.arxiv_id: p for p in papers}, {})
     for row, sub in enumerate(subscribers):
         picks = [pick_to_json(p) for p in explainer.picks(row)]
-        if not picks:
-            sent = set(already_sent.get(sub.id, ()))
-            picks = [
-                {"arxiv_id": p.arxiv_id, "topic": None, "reason": None, "score": 0.0}
-                for p in trending_papers(papers, sent)
-            ]
-        plan[sub.id] = picks
-    return EditionPlan({p.arxiv_id: p for p in papers}, plan)
+        if sub.show_trending:
+            picks += trending_section(papers, picks, set(already_sent.get(sub.id, ())))
+        plan.picks[sub.id] = picks
+        plan.quiet[sub.id] = [topics[t] for t in table.quiet_topics(row)]
+    return plan
 
 
 def digest_content(
@@ -113,20 +128,31 @@ def digest_content(
     edition: dt.date,
     tokens: Tokens,
     base_url: str,
+    quiet_topics: Sequence[str] = (),
 ) -> DigestContent:
-    """What one subscriber's email shows; picks without a topic are the trending fallback."""
+    """What one subscriber's email shows; picks without a topic are the "Trending today"
+    section. ``quiet_topics``: those of their topics that had nothing new."""
     matched, trending = [], []
     for pick in picks:
         paper = papers.get(pick["arxiv_id"])
         if paper is None:
             continue
         if pick.get("topic"):
-            matched.append(paper_item(paper, pick["topic"], pick.get("reason") or ""))
+            item = paper_item(paper, pick["topic"], pick.get("reason") or "", pick.get("also", ()))
+            matched.append(item)
         else:
-            trending.append(paper_item(paper))
+            trending.append(paper_item(paper, snippet_chars=TRENDING_LINE_CHARS))
     prefs, unsub = subscriber_links(subscriber, tokens, base_url)
+    quiet = tuple(t for t in subscriber.topics if t in set(quiet_topics))
     return DigestContent(
-        edition, subscriber.email, subscriber.topics, tuple(matched), tuple(trending), prefs, unsub
+        edition,
+        subscriber.email,
+        subscriber.topics,
+        tuple(matched),
+        tuple(trending),
+        prefs,
+        unsub,
+        quiet,
     )
 
 

@@ -24,6 +24,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -88,6 +90,7 @@ class Subscriber(Base):
     send_hour: Mapped[int] = mapped_column(Integer, default=7)
     max_papers: Mapped[int] = mapped_column(Integer, default=5)
     hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    show_trending: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -120,6 +123,13 @@ class Paper(Base):
     first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     sources: Mapped[list[str]] = mapped_column(default=list)
+    # what Hugging Face shows beside the paper
+    github_repo: Mapped[str | None] = mapped_column(String(300))
+    github_stars: Mapped[int | None] = mapped_column(Integer)
+    project_page: Mapped[str | None] = mapped_column(String(300))
+    num_comments: Mapped[int | None] = mapped_column(Integer)
+    organization: Mapped[str | None] = mapped_column(String(200))
+    submitted_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Delivery(Base):
@@ -139,6 +149,8 @@ class Delivery(Base):
     edition: Mapped[dt.date] = mapped_column(Date, index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     picks: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    # the subscriber's topics with nothing new that day ("Nothing new on agents today")
+    quiet_topics: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_try_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # last handed to a send task

@@ -88,7 +88,13 @@ def todays_digest(
     """What ``sub`` would get from the stored papers at ``now``, and from how many candidates."""
     plan = rank_today(store, settings, [sub], now, already_sent)
     content = digest_content(
-        sub, plan.picks[sub.id], plan.papers, now.date(), settings.tokens, settings.base_url
+        sub,
+        plan.picks[sub.id],
+        plan.papers,
+        now.date(),
+        settings.tokens,
+        settings.base_url,
+        plan.quiet[sub.id],
     )
     return content, len(plan.papers)
 
@@ -132,7 +138,11 @@ def plan_deliveries(
     )
     rows = [
         NewDelivery(
-            sub.id, edition, plan.picks[sub.id], "queued" if plan.picks[sub.id] else "skipped"
+            sub.id,
+            edition,
+            plan.picks[sub.id],
+            "queued" if plan.picks[sub.id] else "skipped",
+            tuple(plan.quiet[sub.id]),
         )
         for sub, edition in due
     ]

@@ -395,12 +395,13 @@ class TopicIndex:
         field holding it (title, abstract, then Hugging Face's keywords and summary)."""
         paper = self.papers[paper_index]
         fields = self._field_stems[paper_index]
+        texts = (self.analyze(paper.title), self.analyze(paper.abstract))
         found: tuple[list[str], list[str], list[str]] = ([], [], [])
         said: set[str] = set()
         if self._words_count(topic, paper_index):
             for phrase in _phrases(topic):
-                place = self._phrase_place(phrase, paper)
-                if place is not None and not set(words(phrase)) <= said:
+                place = self._phrase_place(phrase, texts)
+                if place is not None and not set(words(phrase)) & said:
                     found[place].append(phrase)
                     said.update(words(phrase))
             for word in dict.fromkeys(words(self.expand(topic))):
@@ -416,12 +417,12 @@ class TopicIndex:
         )
         return Evidence(topic, *(tuple(f) for f in found), similarity)
 
-    def _phrase_place(self, phrase: str, paper: PaperText) -> int | None:
-        """0 when the phrase is in the title, 1 in the abstract, word for word up to stemming
-        and stop words ("graph neural network" is in "Graph Neural Networks for ...")."""
+    def _phrase_place(self, phrase: str, texts: tuple[list[str], list[str]]) -> int | None:
+        """0 when the phrase is in the title, 1 in the abstract (``texts``: their stems), word
+        for word up to stemming and stop words ("graph neural network" is in "Graph Neural
+        Networks for ...")."""
         wanted = self.analyze(phrase)
-        for place, text in enumerate((paper.title, paper.abstract)):
-            found = self.analyze(text)
+        for place, found in enumerate(texts):
             if any(
                 found[i : i + len(wanted)] == wanted for i in range(len(found) - len(wanted) + 1)
             ):
@@ -437,10 +438,17 @@ class TopicIndex:
 
 
 def _phrases(topic: str) -> list[str]:
-    """The topic as typed plus the long form of each acronym in it; multi-word ones only, as
-    a single word is reported as a word."""
-    long_forms = [ACRONYMS[w] for w in WORD.findall(topic.lower()) if w in ACRONYMS]
-    return [p for p in dict.fromkeys([" ".join(topic.lower().split()), *long_forms]) if " " in p]
+    """The phrases a reason may quote, longest first: the topic as typed, then each run of
+    two or more of its words, and the same for the long form of each acronym in it."""
+    phrases = [" ".join(topic.lower().split())]
+    for source in [topic, *(ACRONYMS[w] for w in WORD.findall(topic.lower()) if w in ACRONYMS)]:
+        ws = words(source)
+        phrases += [
+            " ".join(ws[i : i + n]) for n in range(len(ws), 1, -1) for i in range(len(ws) - n + 1)
+        ]
+    return sorted(
+        (p for p in dict.fromkeys(phrases) if len(words(p)) > 1), key=lambda p: -len(words(p))
+    )
 
 
 def paper_passage(paper: PaperText) -> str:

@@ -24,6 +24,7 @@ class SubscriberRecord:
     max_papers: int
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
+    show_trending: bool = True  # the digest's "Trending today" section
 
     def as_row(self) -> dict[str, object]:
         """The export format's columns (and the JSON listing)."""
@@ -68,6 +69,7 @@ class DeliveryRecord:
     sent_at: dt.datetime | None
     next_try_at: dt.datetime | None
     resent: bool = False  # handed out again after its worker was lost: a duplicate is possible
+    quiet_topics: tuple[str, ...] = ()  # the subscriber's topics with nothing new that day
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class NewDelivery:
     edition: dt.date
     picks: list[dict[str, object]]
     status: str = "queued"
+    quiet_topics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ STATIC_INCLUDE = re.compile(r'{%-?\s*include\s+"([^"]+)"\s*-?%}')
 CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 CSS_LINE_WIDTH = 400
 SNIPPET_CHARS = 320
-SUBJECT_TOPICS = 3
+SUBJECT_TOPICS = 2  # named in the subject before "and 2 more"
 
 logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)  # one warning per mso-* property otherwise
 logging.getLogger("cssutils").setLevel(logging.CRITICAL)
@@ -61,7 +61,8 @@ logging.getLogger("cssutils").setLevel(logging.CRITICAL)
 
 @dataclass(frozen=True)
 class PaperItem:
-    """One paper as the email shows it."""
+    """One paper as the email shows it: every label precomputed, since templates read them
+    several times per paper and a card is rendered once for many subscribers."""
 
     arxiv_id: str
     title: str
@@ -69,12 +70,20 @@ class PaperItem:
     abs_url: str
     pdf_url: str
     hf_url: str | None
-    authors: str
+    authors: str  # "Ada Lovelace, Alan Turing, Grace Hopper et al."
+    authors_count: str  # "12 authors", when the names above are not all of them
+    organization: str
+    ai_summary: str  # Hugging Face's one-line summary, when it has one
     snippet: str
     upvotes: int | None
     topic: str | None
     reason: str | None
-    upvotes_label: str = ""  # "12 upvotes"; precomputed, templates read it several times per paper
+    upvotes_label: str = ""  # "34 upvotes"; empty when there are none (never "0 upvotes")
+    comments_label: str = ""  # "3 comments"
+    code_url: str | None = None
+    stars_label: str = ""  # "1.2k", the repository's GitHub stars
+    project_url: str | None = None
+    also: tuple[str, ...] = ()  # the subscriber's other topics it matches
 
     def __hash__(self) -> int:
         """Computed once: the item is the key of its card in the fragment cache, looked up per email."""
@@ -99,6 +108,7 @@ class DigestContent:
     trending: tuple[PaperItem, ...]
     preferences_url: str
     unsubscribe_url: str
+    quiet_topics: tuple[str, ...] = ()  # "Nothing new on agents today"
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,17 @@ def shorten_authors(authors: Sequence[str], keep: int = 3) -> str:
     return f"{shown} et al." if len(authors) > keep else shown
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def short_count(count: int) -> str:
+    """1234 -> "1.2k": a star count is a rough signal, not a figure to read."""
+    if count < 1000:
+        return str(count)
+    return f"{count / 1000:.1f}".rstrip("0").rstrip(".") + "k"
+
+
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """The start of an abstract, cut at a word boundary."""
     text = " ".join(text.split())
@@ -144,9 +165,14 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 def paper_item(
-    paper: PaperRecord, topic: str | None = None, reason: str | None = None
+    paper: PaperRecord,
+    topic: str | None = None,
+    reason: str | None = None,
+    also: Sequence[str] = (),
+    snippet_chars: int = SNIPPET_CHARS,
 ) -> PaperItem:
     """A paper as the email shows it; without a topic it is a "trending" entry."""
+    votes, comments, stars = paper.upvotes or 0, paper.num_comments or 0, paper.github_stars
     return PaperItem(
         arxiv_id=paper.arxiv_id,
         title=paper.title,
@@ -155,21 +181,39 @@ def paper_item(
         pdf_url=paper.pdf_url,
         hf_url=paper.hf_url,
         authors=shorten_authors(paper.authors),
-        snippet=snippet(paper.abstract or paper.ai_summary or ""),
+        authors_count=plural(len(paper.authors), "author") if len(paper.authors) > 3 else "",
+        organization=paper.organization or "",
+        ai_summary=paper.ai_summary or "",
+        snippet=snippet(paper.abstract or "", snippet_chars),
         upvotes=paper.upvotes,
         topic=topic,
         reason=reason,
-        upvotes_label=""
-        if paper.upvotes is None
-        else f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}",
+        upvotes_label=plural(votes, "upvote") if votes > 0 else "",
+        comments_label=plural(comments, "comment") if comments > 0 else "",
+        code_url=paper.github_repo,
+        stars_label=short_count(stars) if stars else "",
+        project_url=paper.project_page,
+        also=tuple(also),
     )
 
 
 def subject_topics(items: Sequence[PaperItem], topics: Sequence[str]) -> str:
-    """The subscriber's topics that today's picks matched, in the subscriber's order."""
-    matched = [t for t in topics if any(item.topic == t for item in items)] or list(topics)
-    shown = ", ".join(matched[:SUBJECT_TOPICS])
-    return shown + (" and more" if len(matched) > SUBJECT_TOPICS else "")
+    """The subscriber's topics that today's picks matched, in the subscriber's order:
+    "RL and agents", "RL, agents and 1 more"."""
+    picked = {item.topic for item in items} | {t for item in items for t in item.also}
+    matched = [t for t in topics if t in picked] or list(topics)
+    if len(matched) <= SUBJECT_TOPICS:
+        return " and ".join([", ".join(matched[:-1]), matched[-1]] if len(matched) > 1 else matched)
+    return f"{', '.join(matched[:SUBJECT_TOPICS])} and {len(matched) - SUBJECT_TOPICS} more"
+
+
+def preheader(items: Sequence[PaperItem], trending: Sequence[PaperItem], topics: str) -> str:
+    """The line an inbox shows after the subject: what is inside, not the header's text."""
+    if items:
+        return f"{plural(len(items), 'paper')} on {topics}: {snippet(items[0].title, 90)}"
+    if trending:
+        return f"Nothing new on your topics today. Trending: {snippet(trending[0].title, 90)}"
+    return "Nothing new on your topics today."
 
 
 def expand_static_includes(source: str, read: Callable[[str], str]) -> str:
@@ -330,13 +374,15 @@ def _render_triple(env: Environment, name: str, context: dict[str, Any]) -> Rend
 
 
 def digest_context(content: DigestContent) -> dict[str, Any]:
+    topics = subject_topics(content.items, content.topics)
     return {
         **vars(content),  # shallow: asdict would deep-copy every item and double the cost
         "items": list(content.items),
         "trending": list(content.trending),
         "edition_label": f"{content.edition:%A, %B} {content.edition.day}, {content.edition.year}",
         "short_date": f"{content.edition:%b} {content.edition.day}",
-        "subject_topics": subject_topics(content.items, content.topics),
+        "subject_topics": topics,
+        "preheader": preheader(content.items, content.trending, topics),
     }
 
 
@@ -347,13 +393,15 @@ def render_digest(content: DigestContent, env: Environment | None = None) -> Ren
 def render_confirmation(
     content: ConfirmationContent, env: Environment | None = None
 ) -> RenderedEmail:
-    return _render_triple(env or default_environment(), "confirm", dict(vars(content)))
+    context = {**vars(content), "preheader": "One click and your first digest is on its way."}
+    return _render_triple(env or default_environment(), "confirm", context)
 
 
 def render_already_subscribed(
     content: AlreadySubscribedContent, env: Environment | None = None
 ) -> RenderedEmail:
-    return _render_triple(env or default_environment(), "already-subscribed", dict(vars(content)))
+    context = {**vars(content), "preheader": "Nothing was changed: here is your preferences link."}
+    return _render_triple(env or default_environment(), "already-subscribed", context)
 
 
 def inline_per_email(content: DigestContent) -> str:

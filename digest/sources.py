@@ -82,6 +82,13 @@ class PaperRecord:
     ai_keywords: list[str] = field(default_factory=list)
     published_at: dt.datetime | None = None
     sources: list[str] = field(default_factory=list)  # which sources saw it
+    # what Hugging Face shows beside the paper (its API only)
+    github_repo: str | None = None
+    github_stars: int | None = None
+    project_page: str | None = None
+    num_comments: int | None = None
+    organization: str | None = None  # the organization's display name
+    submitted_by: str | None = None  # who put it on the daily page (display name)
     first_seen_at: dt.datetime | None = None  # set by storage: when this service first saw it
 
     @property
@@ -194,6 +201,8 @@ def _hf_item_to_record(item: dict[str, Any], paper: dict[str, Any]) -> PaperReco
     if not title:
         return f"{ids[0]}: missing title"
     upvotes = paper.get("upvotes")
+    organization = paper.get("organization") or item.get("organization") or {}
+    submitter = item.get("submittedBy") or paper.get("submittedOnDailyBy") or {}
     return PaperRecord(
         arxiv_id=ids[0],
         title=title,
@@ -209,7 +218,33 @@ def _hf_item_to_record(item: dict[str, Any], paper: dict[str, Any]) -> PaperReco
         ai_keywords=[clean_text(k) for k in paper.get("ai_keywords", []) if isinstance(k, str)],
         published_at=_iso_to_datetime(paper.get("publishedAt")),
         sources=[HF],
+        github_repo=_web_url(paper.get("githubRepo")),
+        github_stars=_count(paper.get("githubStars")),
+        project_page=_web_url(paper.get("projectPage")),
+        num_comments=_count(item.get("numComments")),
+        organization=_display_name(organization),
+        submitted_by=_display_name(submitter),
     )
+
+
+def _web_url(value: Any) -> str | None:
+    """An http(s) link as given, or None: a link in an email must not be javascript: or
+    relative, and the column holds 300 characters."""
+    if isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) <= 300:
+        return value.strip()
+    return None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _display_name(person_or_org: Any) -> str | None:
+    """``fullname`` (what the page shows), else the user or organization name."""
+    if not isinstance(person_or_org, dict):
+        return None
+    name = clean_text(str(person_or_org.get("fullname") or person_or_org.get("name") or ""))
+    return name[:200] or None
 
 
 # -- arXiv feeds (RSS 2.0, RSS 1.0/RDF, Atom API) and the HF community RSS ---------------------
@@ -389,6 +424,14 @@ def parse_response(body: bytes, source: str | None = None) -> ParseResult:
 
 # -- merging ---------------------------------------------------------------------------------
 
+HF_DETAILS = (
+    "github_repo",
+    "github_stars",
+    "project_page",
+    "num_comments",
+    "organization",
+    "submitted_by",
+)
 MERGED_FIELDS = (
     "title",
     "abstract",
@@ -402,6 +445,7 @@ MERGED_FIELDS = (
     "ai_keywords",
     "published_at",
     "sources",
+    *HF_DETAILS,
 )
 
 
@@ -427,7 +471,7 @@ def merge_paper(current: dict[str, Any] | None, record: PaperRecord) -> dict[str
     if newer:
         merged["version"] = record.version
     merged["announce_type"] = current.get("announce_type") or record.announce_type
-    for name in ("upvotes", "hf_url", "ai_summary"):
+    for name in ("upvotes", "hf_url", "ai_summary", *HF_DETAILS):
         if getattr(record, name) is not None:
             merged[name] = getattr(record, name)
     dates = [d for d in (current.get("published_at"), record.published_at) if d is not None]

@@ -125,6 +125,7 @@ def _to_record(sub: Subscriber) -> SubscriberRecord:
         max_papers=sub.max_papers,
         created_at=sub.created_at,
         confirmed_at=sub.confirmed_at,
+        show_trending=sub.show_trending,
     )
 
 
@@ -137,6 +138,7 @@ RECORD_COLUMNS = (
     Subscriber.max_papers,
     Subscriber.created_at,
     Subscriber.confirmed_at,
+    Subscriber.show_trending,
 )
 
 
@@ -157,9 +159,18 @@ def _subscriber_records(session: Session, condition: ColumnElement[bool]) -> lis
     rows = session.execute(select(*RECORD_COLUMNS).where(condition).order_by(Subscriber.id))
     return [
         SubscriberRecord(
-            sid, email, status, tuple(topics.get(sid, ())), tz, hour, size, created, confirmed
+            sid,
+            email,
+            status,
+            tuple(topics.get(sid, ())),
+            tz,
+            hour,
+            size,
+            created,
+            confirmed,
+            trend,
         )
-        for sid, email, status, tz, hour, size, created, confirmed in rows
+        for sid, email, status, tz, hour, size, created, confirmed, trend in rows
     ]
 
 
@@ -185,6 +196,7 @@ def _to_delivery(delivery: Delivery, email: str) -> DeliveryRecord:
         sent_at=delivery.sent_at,
         next_try_at=delivery.next_try_at,
         resent=delivery.resent,
+        quiet_topics=tuple(delivery.quiet_topics or ()),
     )
 
 
@@ -217,11 +229,15 @@ NEW_DELIVERY_COLUMNS = (
     "subscriber_id",
     "edition",
     "picks",
+    "quiet_topics",
     "status",
     "attempts",
     "created_at",
     "enqueued_at",
 )
+
+
+JSON_DELIVERY_COLUMNS = ("picks", "quiet_topics")
 
 
 def _copy_new_deliveries(session: Session, values: Sequence[dict[str, object]]) -> list[tuple]:
@@ -234,13 +250,16 @@ def _copy_new_deliveries(session: Session, values: Sequence[dict[str, object]]) 
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(
         "CREATE TEMPORARY TABLE new_deliveries (subscriber_id integer, edition date, picks json,"
-        " status varchar(16), attempts integer, created_at timestamp, enqueued_at timestamp)"
+        " quiet_topics json, status varchar(16), attempts integer, created_at timestamp, enqueued_at timestamp)"
         " ON COMMIT DROP"
     )
     with cursor.copy(f"COPY new_deliveries ({columns}) FROM STDIN") as copy:
         for row in values:
             copy.write_row(
-                [json.dumps(row["picks"]) if k == "picks" else row[k] for k in NEW_DELIVERY_COLUMNS]
+                [
+                    json.dumps(row[k]) if k in JSON_DELIVERY_COLUMNS else row[k]
+                    for k in NEW_DELIVERY_COLUMNS
+                ]
             )
     cursor.execute(
         f"INSERT INTO deliveries ({columns}) SELECT {columns} FROM new_deliveries"
@@ -653,9 +672,12 @@ class Store:
         timezone: str | None = None,
         send_hour: int | None = None,
         max_papers: int | None = None,
+        show_trending: bool | None = None,
     ) -> SubscriberRecord:
         with self.session() as session:
             sub = self._get(session, email)
+            if show_trending is not None:
+                sub.show_trending = show_trending
             if timezone is not None:
                 sub.timezone = timezone
             if send_hour is not None:
@@ -962,6 +984,7 @@ class Store:
                 "subscriber_id": r.subscriber_id,
                 "edition": r.edition,
                 "picks": r.picks,
+                "quiet_topics": list(r.quiet_topics),
                 "status": r.status,
                 "attempts": 0,
                 "created_at": now,

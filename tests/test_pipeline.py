@@ -124,3 +124,25 @@ def test_run_now_fails_when_a_digest_could_not_be_sent_and_says_when_it_retries(
     smtp_sink.handler.rcpt_reply = None
     later = run("retry-failed").output  # nothing failed for good: the retry is already queued
     assert "0 failed deliveries" in later
+
+
+def test_a_sent_digest_carries_what_hugging_face_shows_trending_and_quiet_topics(
+    run, settings: Settings
+) -> None:
+    """From the bundled recorded HF response through storage, ranking and delivery to the
+    .eml: project link, upvotes and comments, the AI summary, a topic with nothing new, and
+    the Trending today section."""
+    topics = ("multi-agent traffic simulation", "lattice quantum chromodynamics")
+    run("subscribers", "add", "ada@example.org", *(a for t in topics for a in ("-t", t)))
+    run("run", "--now")
+    (eml,) = list(settings.outbox_dir.rglob("*.eml"))
+    message = message_from_bytes(eml.read_bytes(), policy=default)
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert " on multi-agent traffic simulation - " in message["Subject"], "the topic with picks"
+    assert 'href="https://seulbinhwang.github.io/flow-erd-project-page/"' in html
+    assert "3 upvotes" in html and "2 comments" in html
+    assert "Flow-ERD is a multi-agent traffic simulator" in html
+    assert "Nothing new on lattice quantum chromodynamics today." in text
+    assert "TRENDING TODAY" in text and ">Trending today<" in html
+    assert "0 upvotes" not in html + text

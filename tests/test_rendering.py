@@ -64,13 +64,15 @@ def parse_html(html: str):
 def test_subject_says_what_is_inside() -> None:
     assert (
         render_digest(content(hf_papers()[:5])).subject
-        == "5 new papers on graph neural networks, efficient attention - Nov 23"
+        == "5 new papers on graph neural networks and efficient attention - Nov 23"
     )
     one = render_digest(content(hf_papers()[:1], topics=("rl", "nlp")))
-    assert one.subject == "1 new paper on rl - Nov 23"
+    assert one.subject == "1 new paper on rl - Nov 23", "only the topics that have picks"
+    three = render_digest(content(hf_papers()[:4], topics=("RL", "agents", "video generation")))
+    assert three.subject == "4 new papers on RL, agents and 1 more - Nov 23"
     assert (
         render_digest(content([], trending=hf_papers()[:3])).subject
-        == "Nothing new on your topics today - trending papers - Nov 23"
+        == "Nothing new on your topics today: 3 trending papers - Nov 23"
     )
 
 
@@ -86,9 +88,9 @@ def test_each_paper_shows_link_authors_snippet_upvotes_reason_and_links() -> Non
         title.get("href") == f"https://huggingface.co/papers/{paper.arxiv_id}"
     )  # HF page when on HF
     assert title.text_content() == paper.title
-    assert "Hyunjae Kim, Dain Kim, Pan Xiao et al." in first.text_content()
-    assert "0 upvotes on Hugging Face" in first.text_content()
-    assert 'Why: matches "graph neural networks"' in first.text_content()
+    assert "Hyunjae Kim, Dain Kim, Pan Xiao et al. · 28 authors" in first.text_content()
+    assert "upvote" not in first.text_content(), "0 upvotes is not shown at all"
+    assert first.find_class("why")[0].text_content() == 'matches "graph neural networks": graph'
     hrefs = [a.get("href") for a in first.iter("a")]
     assert (
         f"https://arxiv.org/abs/{paper.arxiv_id}" in hrefs
@@ -101,7 +103,7 @@ def test_each_paper_shows_link_authors_snippet_upvotes_reason_and_links() -> Non
         "https://digest.example.org/unsubscribe/TOKEN-U",
     ]
     assert (
-        "Why: matches" in rendered.text
+        'Why: matches "graph neural networks"' in rendered.text
         and f"https://arxiv.org/pdf/{paper.arxiv_id}" in rendered.text
     )
 
@@ -144,8 +146,9 @@ def test_feed_text_cannot_inject_markup() -> None:
 def test_nothing_matched_shows_labelled_trending_section() -> None:
     rendered = render_digest(content([], trending=hf_papers()[:3]))
     assert "Nothing new matched your topics today" in rendered.text
-    assert "Trending on Hugging Face (not picked for your topics)" in rendered.text
-    assert len(parse_html(rendered.html).find_class("card")) == 3
+    assert "TRENDING TODAY (not picked for your topics)" in rendered.text
+    doc = parse_html(rendered.html)
+    assert len(doc.find_class("trend")) == 3 and not doc.find_class("card")
 
 
 def test_css_is_inlined_and_media_queries_kept() -> None:
@@ -181,7 +184,7 @@ def test_cached_cards_equal_fresh_renders_and_follow_changed_papers() -> None:
     upvoted = [replace(papers[0], upvotes=(papers[0].upvotes or 0) + 1000), *papers[1:]]
     html = render_digest(content(upvoted), env).html
     assert (
-        f"{(papers[0].upvotes or 0) + 1000} upvotes" in html
+        f"{(papers[0].upvotes or 0) + 1000:,} upvotes" in html
     )  # a new value is a new key, not a stale card
 
 
@@ -241,3 +244,119 @@ def test_topics_and_reasons_are_escaped_in_the_digest() -> None:
     assert not doc.xpath("//b"), "a topic or reason became markup"
     assert "&lt;b&gt;graph &amp; nets&lt;/b&gt;" in rendered.html
     assert evil in rendered.text
+
+
+# -- what Hugging Face shows, the trending section, preheader, text part, Outlook -----------------
+
+
+def by_id(papers: list[PaperRecord]) -> dict[str, PaperRecord]:
+    return {p.arxiv_id: p for p in papers}
+
+
+def test_hugging_face_details_reach_the_card_and_the_text_part() -> None:
+    """From the recorded API response: code with stars, project page, author count,
+    organization, the AI summary above the abstract, upvotes and comments."""
+    papers = by_id(hf_papers())
+    medpmc, flow = papers["2607.07673"], papers["2607.06957"]
+    rendered = render_digest(content([medpmc, flow]))
+    first, second = parse_html(rendered.html).find_class("card")
+    links = {a.text_content().strip(): a.get("href") for a in first.find_class("link")}
+    assert links == {
+        "arXiv": "https://arxiv.org/abs/2607.07673",
+        "PDF": "https://arxiv.org/pdf/2607.07673",
+        "Hugging Face": "https://huggingface.co/papers/2607.07673",
+        "Code ★\xa01": "https://github.com/Yale-BIDS-Chen-Lab/MedPMC",
+    }
+    assert first.find_class("meta")[0].text_content().endswith("28 authors · Yale-BIDS-Chen-Lab")
+    assert not first.find_class("votes") and not first.find_class("summary")
+    assert second.find_class("votes")[0].text_content() == "▲ 3 upvotes · 2 comments"
+    summary = second.find_class("summary")[0]
+    assert summary.text_content() == flow.ai_summary
+    assert summary.getnext().get("class") == "snippet", "the AI summary comes first"
+    project = [a for a in second.find_class("link") if a.text_content() == "Project"]
+    assert project[0].get("href") == "https://seulbinhwang.github.io/flow-erd-project-page/"
+    text = rendered.text
+    assert "   Code: https://github.com/Yale-BIDS-Chen-Lab/MedPMC (★ 1)" in text
+    assert "   Project: https://seulbinhwang.github.io/flow-erd-project-page/" in text
+    assert "   3 upvotes on Hugging Face, 2 comments" in text
+    assert "In short: Flow-ERD is a multi-agent traffic simulator" in text
+    assert "0 upvotes" not in text
+
+
+def test_trending_today_follows_the_picks_with_one_line_each() -> None:
+    papers = hf_papers()
+    rendered = render_digest(content(papers[:2], trending=papers[2:5]))
+    doc = parse_html(rendered.html)
+    sections = [s.text_content() for s in doc.find_class("section")]
+    assert sections == ["2 papers for you today", "Trending today"]
+    trends = doc.find_class("trend")
+    assert [t.find_class("trend-title")[0].text_content() for t in trends] == [
+        p.title for p in papers[2:5]
+    ]
+    voted = [p for p in papers[2:5] if p.upvotes]
+    assert [
+        t.find_class("votes-inline")[0].text_content()
+        for t in trends
+        if t.find_class("votes-inline")
+    ] == [f"▲ {p.upvotes}" for p in voted]
+    assert "TRENDING TODAY\n" in rendered.text and "(not picked" not in rendered.text
+
+
+def test_preheader_is_the_first_hidden_text_of_the_body() -> None:
+    papers = hf_papers()
+    doc = parse_html(render_digest(content(papers[:5])).html)
+    first = doc.body[0]
+    assert first.get("class") == "preheader" and "display:none" in first.get("style")
+    assert first.text_content().startswith(
+        f"5 papers on graph neural networks and efficient attention: {papers[0].title[:40]}"
+    )
+    empty = parse_html(render_digest(content([], trending=papers[:3])).html).body[0]
+    assert empty.text_content().startswith("Nothing new on your topics today. Trending: ")
+
+
+def test_quiet_topics_get_one_line_each() -> None:
+    quiet = replace(
+        content(hf_papers()[:2], topics=("rl", "agents", "video")), quiet_topics=("agents", "video")
+    )
+    rendered = render_digest(quiet)
+    box = parse_html(rendered.html).find_class("quiet-topics")[0]
+    assert box.text_content() == "Nothing new on agents today.Nothing new on video today."
+    assert "Nothing new on agents today.\nNothing new on video today.\n" in rendered.text
+
+
+def test_text_part_is_wrapped_spaced_and_signed() -> None:
+    rendered = render_digest(content(hf_papers()[:3]))
+    lines = rendered.text.splitlines()
+    assert all(len(line) <= 72 or "http" in line for line in lines)
+    numbered = [n for n, line in enumerate(lines) if re.match(r"\d\. ", line)]
+    assert len(numbered) == 3 and all(lines[n - 1] == "" for n in numbered), "a blank line between"
+    assert "-- " in lines, "the signature delimiter, trailing space included"
+    footer = "\n".join(lines[lines.index("-- ") :])
+    assert "graph neural networks, efficient attention" in footer
+
+
+def test_outlook_gets_a_fixed_width_table_and_padded_cells() -> None:
+    """premailer turns the container's width into 100% + max-width, which Outlook for Windows
+    ignores: a 640 px table inside [if mso] comments holds it; buttons take their padding
+    from a table cell, as Outlook ignores padding on links."""
+    digest = render_digest(content(hf_papers()[:1])).html
+    assert '<!--[if mso]><table role="presentation" width="640"' in digest
+    assert digest.index("<!--[if mso]><table") < digest.index('class="container"')
+    assert "<!--[if mso]></td></tr></table><![endif]-->" in digest
+    confirm = parse_html(
+        render_confirmation(
+            ConfirmationContent("ada@example.org", ("rl",), "https://x.org/confirm/T", 7)
+        ).html
+    )
+    cell = confirm.find_class("button-cell")[0]
+    assert cell.tag == "td" and "padding:12px 20px" in cell.get("style")
+    assert cell[0].get("href") == "https://x.org/confirm/T"
+
+
+def test_link_row_taps_are_44_px_tall_on_phones() -> None:
+    style = parse_html(render_digest(content(hf_papers()[:1])).html).xpath("//style")[0].text
+    phone = style[style.index("@media only screen and (max-width: 480px)") :]
+    rule = re.search(r"\.link\{([^}]*)\}", phone.replace(" ", "")).group(1)
+    padding = int(re.search(r"padding:(\d+)px", rule).group(1))
+    line = int(re.search(r"line-height:(\d+)px", rule).group(1))
+    assert "display:inline-block" in rule and 2 * padding + line >= 44

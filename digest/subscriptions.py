@@ -7,6 +7,7 @@ input through here, so one bad address is rejected the same way everywhere.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 import unicodedata
@@ -28,7 +29,16 @@ REQUIRED_CSV_COLUMNS = ("email", "topics")
 
 
 class InvalidInput(ValueError):
-    """A user-facing validation error: its message is shown as is, on one line."""
+    """A user-facing validation error: its message is shown as is, on one line.
+
+    ``field`` and ``plain`` are for the web form: which field it concerns, and the same
+    problem in words for anyone ("Please enter a full email address, like ada@example.org")
+    where the message itself is for an admin reading a CSV report."""
+
+    def __init__(self, message: str, field: str | None = None, plain: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.plain = plain or message[:1].upper() + message[1:] + "."
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class ParsedCsv:
     lines: int = 0
 
 
+PLAIN_BAD_EMAIL = "Please enter a full email address, like ada@example.org."
+
+
 def normalize_email(raw: str) -> str:
     """Validate syntax (IDN included) and return the one canonical form used as the key.
 
@@ -66,11 +79,13 @@ def normalize_email(raw: str) -> str:
     """
     candidate = (raw or "").strip()
     if not candidate:
-        raise InvalidInput("email is empty")
+        raise InvalidInput("email is empty", "email", "Please enter your email address.")
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidInput(f"invalid email {candidate!r}: {exc}") from None
+        raise InvalidInput(
+            f"invalid email {candidate!r}: {exc}", "email", PLAIN_BAD_EMAIL
+        ) from None
     return result.normalized.lower()
 
 
@@ -88,17 +103,31 @@ def normalize_topic(raw: str) -> str:
     """Collapse whitespace and lower-case, so "Graph  Neural Networks" == "graph neural networks"."""
     topic = _SPACES.sub(" ", (raw or "").strip()).lower()
     if len(topic) < MIN_TOPIC_LENGTH:
-        raise InvalidInput(f"topic {raw!r} is too short (at least {MIN_TOPIC_LENGTH} characters)")
-    if len(topic) > MAX_TOPIC_LENGTH:
-        raise InvalidInput(f"topic {topic[:30]!r}... is longer than {MAX_TOPIC_LENGTH} characters")
-    if ";" in topic:
-        raise InvalidInput(f"topic {topic!r} contains ';', which separates topics in CSV files")
-    if any(unicodedata.category(ch) == "Cc" for ch in topic):
-        raise InvalidInput(f"topic {topic!r} contains a control character")
-    if any(unicodedata.category(ch) == "Cf" for ch in topic):
         raise InvalidInput(
-            f"topic {topic!r} contains an invisible character (zero-width or format)"
+            f"topic {raw!r} is too short (at least {MIN_TOPIC_LENGTH} characters)",
+            "topics",
+            f"“{raw.strip()}” is too short: a topic needs at least {MIN_TOPIC_LENGTH} letters.",
         )
+    if len(topic) > MAX_TOPIC_LENGTH:
+        raise InvalidInput(
+            f"topic {topic[:30]!r}... is longer than {MAX_TOPIC_LENGTH} characters",
+            "topics",
+            f"“{topic[:30]}…” is too long: keep each topic under {MAX_TOPIC_LENGTH} characters.",
+        )
+    if ";" in topic:
+        raise InvalidInput(
+            f"topic {topic!r} contains ';', which separates topics in CSV files",
+            "topics",
+            "Please put each topic on its own line, without ';'.",
+        )
+    hidden = {"Cc": "a control character", "Cf": "an invisible character (zero-width or format)"}
+    for category, what in hidden.items():
+        if any(unicodedata.category(ch) == category for ch in topic):
+            raise InvalidInput(
+                f"topic {topic!r} contains {what}",
+                "topics",
+                "A topic holds an invisible character (pasted from elsewhere?): please retype it.",
+            )
     return topic
 
 
@@ -114,10 +143,14 @@ def normalize_topics(raw_topics: list[str] | tuple[str, ...]) -> tuple[str, ...]
         topics[normalize_topic(raw)] = None
         if len(topics) > MAX_TOPICS:
             raise InvalidInput(
-                f"more than {MAX_TOPICS} topics given, at most {MAX_TOPICS} are allowed"
+                f"more than {MAX_TOPICS} topics given, at most {MAX_TOPICS} are allowed",
+                "topics",
+                f"Please keep to {MAX_TOPICS} topics at most.",
             )
     if not topics:
-        raise InvalidInput("at least one topic is required")
+        raise InvalidInput(
+            "at least one topic is required", "topics", "Please add at least one topic."
+        )
     return tuple(topics)
 
 
@@ -127,18 +160,24 @@ def validate_timezone(raw: str) -> str:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise InvalidInput(
-            f"unknown time zone {name!r} (use an IANA name like Europe/Paris)"
+            f"unknown time zone {name!r} (use an IANA name like Europe/Paris)",
+            "timezone",
+            "Please pick a time zone from the list, like Europe/Paris.",
         ) from None
     return name
 
 
 def _whole_number(raw: int | str, low: int, high: int, what: str) -> int:
+    """``what`` names the value in messages; with "_" for spaces, it is the form field."""
+    plain = f"Please enter a whole number from {low} to {high}."
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise InvalidInput(f"{what} {raw!r} is not a whole number {low}-{high}") from None
+        raise InvalidInput(
+            f"{what} {raw!r} is not a whole number {low}-{high}", what.replace(" ", "_"), plain
+        ) from None
     if not low <= value <= high:
-        raise InvalidInput(f"{what} {value} is outside {low}-{high}")
+        raise InvalidInput(f"{what} {value} is outside {low}-{high}", what.replace(" ", "_"), plain)
     return value
 
 
@@ -266,3 +305,18 @@ def format_subscriber_csv(rows: list[dict[str, object]]) -> str:
     for row in rows:
         writer.writerow({**row, "topics": ";".join(row["topics"])})  # type: ignore[arg-type]
     return out.getvalue()
+
+
+def first_digest_time(now: dt.datetime, timezone: str, send_hour: int) -> str:
+    """When someone confirmed at ``now`` (naive UTC) gets their first digest, as the page says
+    it: "today, Thursday 26 November, at 07:00 Europe/London". Past today's send hour the
+    daily run sends them today's edition at its next tick, minutes away."""
+    local = now.replace(tzinfo=dt.UTC).astimezone(zoneinfo.ZoneInfo(timezone))
+    at = f"at {send_hour:02d}:00 {timezone}"
+    if local.hour < send_hour:
+        return f"today, {local:%A} {local.day} {local:%B}, {at}"
+    tomorrow = local + dt.timedelta(days=1)
+    return (
+        f"within minutes (today's edition), then from tomorrow, {tomorrow:%A} {tomorrow.day} "
+        f"{tomorrow:%B}, every day {at}"
+    )

@@ -71,7 +71,9 @@ from digest.subscriptions import (
     InvalidInput,
     SubscriberInput,
     build_subscriber_input,
+    first_digest_time,
     mailbox_of,
+    normalize_email,
     normalize_topics,
     validate_max_papers,
     validate_send_hour,
@@ -268,17 +270,34 @@ def _client() -> str:
 
 
 def _subscribe_form(
-    ctx: WebContext, status: int = 200, form: Any = None, errors: list[str] | None = None
+    ctx: WebContext, status: int = 200, form: Any = None, errors: dict[str, str] | None = None
 ) -> tuple[str, int]:
     return _page(
         "subscribe.html",
         status,
         suggestions=_suggestions(ctx),
         form=form or {},
-        errors=errors or [],
+        errors=errors or {},
         max_topics=MAX_TOPICS,
         default_hour=ctx.settings.send_hour,
     )
+
+
+def _validated(**checks: Callable[[], Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every field's check, so a form shows all its problems at once: the valid values, and
+    per field the problem in plain words, to show beside it."""
+    values, errors = {}, {}
+    for name, check in checks.items():
+        try:
+            values[name] = check()
+        except InvalidInput as exc:
+            errors[exc.field or name] = exc.plain
+    return values, errors
+
+
+def _optional(check: Callable[[str], Any], raw: str | None) -> Callable[[], Any]:
+    """A check for a field that may be left blank (then: the default)."""
+    return lambda: check(raw) if raw not in (None, "") else None
 
 
 @pages.get("/")
@@ -296,15 +315,15 @@ def subscribe() -> tuple[str, int]:
             429,
         )
     form = request.form
-    try:
-        data = build_subscriber_input(
-            form.get("email", ""),
-            topic_lines(form.get("topics", "")),
-            form.get("timezone") or None,
-            form.get("send_hour") or None,
-        )
-    except InvalidInput as exc:
-        return _subscribe_form(ctx, 400, form, [str(exc)])
+    values, errors = _validated(
+        email=lambda: normalize_email(form.get("email", "")),
+        topics=lambda: normalize_topics(topic_lines(form.get("topics", ""))),
+        timezone=_optional(validate_timezone, form.get("timezone")),
+        send_hour=_optional(validate_send_hour, form.get("send_hour")),
+    )
+    if errors:
+        return _subscribe_form(ctx, 400, form, errors)
+    data = SubscriberInput(**values)
     answer_by = ctx.clock() + ctx.settings.signup_answer_seconds
     if not _mail_sign_up(ctx, data):
         return _notice(
@@ -374,10 +393,10 @@ def confirm(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
             link=(url_for("pages.subscribe_form"), "Subscribe again"),
         )
     prefs = ctx.tokens.make("preferences", confirmed.id, confirmed.email)
+    when = first_digest_time(utcnow(), confirmed.timezone, confirmed.send_hour)
     return _notice(
         "You are subscribed",
-        f"Your first digest on {', '.join(confirmed.topics)} arrives at "
-        f"{confirmed.send_hour:02d}:00 ({confirmed.timezone}).",
+        f"Your first digest on {', '.join(confirmed.topics)} arrives {when}.",
         link=(url_for("pages.preferences", token=prefs), "Manage preferences"),
     )
 
@@ -394,7 +413,14 @@ def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> Subsc
 @pages.get("/unsubscribe/<token>")
 @with_subscriber("unsubscribe")
 def unsubscribe_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
-    return _page("unsubscribe.html", email=sub.email, done=sub.status == "unsubscribed")
+    """Asks first (mail scanners follow links), and offers a pause to an active subscriber."""
+    pause_url = None
+    if sub.status == "active":
+        prefs = _ctx().tokens.make("preferences", sub.id, sub.email)
+        pause_url = url_for("pages.preferences", token=prefs)
+    return _page(
+        "unsubscribe.html", email=sub.email, done=sub.status == "unsubscribed", pause_url=pause_url
+    )
 
 
 def _one_click() -> bool:
@@ -425,21 +451,20 @@ def unsubscribe(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
 @with_subscriber("preferences")
 def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
     ctx = _ctx()
-    errors: list[str] = []
+    errors: dict[str, str] = {}
     saved = False
     if request.method == "POST":
-        try:
-            sub = _apply_preferences(ctx, sub, request.form)
-            saved = True
-        except InvalidInput as exc:
-            errors.append(str(exc))
+        sub, errors = _apply_preferences(ctx, sub, request.form)
+        saved = not errors
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
     return _page(
         "preferences.html",
         400 if errors else 200,
         sub=sub,
+        form=request.form if errors else {},
         errors=errors,
         saved=saved,
+        suggestions=_suggestions(ctx),
         max_topics=MAX_TOPICS,
         max_papers_limit=MAX_PAPERS_LIMIT,
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
@@ -481,21 +506,25 @@ def healthz() -> Response:
     return Response("ok\n", mimetype="text/plain")
 
 
-def _apply_preferences(ctx: WebContext, sub: SubscriberRecord, form: Any) -> SubscriberRecord:
+def _apply_preferences(
+    ctx: WebContext, sub: SubscriberRecord, form: Any
+) -> tuple[SubscriberRecord, dict[str, str]]:
+    """The subscriber after the form's action, and the form's problems (then nothing changed)."""
     action = form.get("action", "save")
     if action == "pause":
-        return ctx.store.set_status(sub.email, "paused", allowed_from=("active", "paused"))
+        return ctx.store.set_status(sub.email, "paused", allowed_from=("active", "paused")), {}
     if action == "resume":
-        return ctx.store.set_status(sub.email, "active", allowed_from=("paused", "active"))
-    topics = topic_lines(form.get("topics", ""))
-    data = build_subscriber_input(sub.email, topics)
-    return ctx.store.update_subscriber(
-        sub.email,
-        topics=list(data.topics),
-        timezone=validate_timezone(form.get("timezone", "UTC")),
-        send_hour=validate_send_hour(form.get("send_hour", "")),
-        max_papers=validate_max_papers(form.get("max_papers", "")),
+        return ctx.store.set_status(sub.email, "active", allowed_from=("paused", "active")), {}
+    values, errors = _validated(
+        topics=lambda: list(normalize_topics(topic_lines(form.get("topics", "")))),
+        timezone=lambda: validate_timezone(form.get("timezone", "UTC")),
+        send_hour=lambda: validate_send_hour(form.get("send_hour", "")),
+        max_papers=lambda: validate_max_papers(form.get("max_papers", "")),
     )
+    if errors:
+        return sub, errors
+    show_trending = form.get("show_trending") == "on"
+    return ctx.store.update_subscriber(sub.email, **values, show_trending=show_trending), {}
 
 
 def _suggestions(ctx: WebContext) -> list[str]:

@@ -109,16 +109,20 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     )
     browser.get(base + "/")
     browser.find_element(By.ID, "email").send_keys("ada@example.org")
-    browser.find_element(By.ID, "topics").send_keys(
-        "reinforcement learning\nlarge language model agents"
-    )
+    browser.find_element(By.ID, "topics").send_keys("reinforcement learning")
+    browser.find_element(By.CSS_SELECTOR, '.chip[data-topic="large language models"]').click()
+    assert browser.find_element(By.ID, "topics").get_attribute("value") == (
+        "reinforcement learning\nlarge language models"
+    ), "tapping a suggestion adds it as a new line"
     assert browser.find_element(By.ID, "timezone").get_attribute("value"), (
         "pre-filled from the browser"
     )
     previews = WebDriverWait(browser, 15).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, "#preview-list li")
     )
-    assert "matches" in previews[0].text, "the live preview lists today's papers with their reasons"
+    assert re.search(r"\n(Title mentions|Abstract: |Close in meaning)", previews[0].text), (
+        "the live preview lists today's papers with their reasons"
+    )
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "Check your inbox")
     assert store.get_subscriber("ada@example.org").status == "pending"
@@ -132,6 +136,9 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "You are subscribed")
     assert store.get_subscriber("ada@example.org").status == "active"
+    assert "Your first digest on reinforcement learning, large language models arrives " in (
+        browser.find_element(By.TAG_NAME, "main").text
+    )
 
     batches: list[list[int]] = []
     run_tick(

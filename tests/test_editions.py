@@ -107,3 +107,40 @@ def test_the_trending_fallback_never_repeats_what_a_subscriber_got() -> None:
     first = [p["arxiv_id"] for p in plan_edition(papers, nobody_matches, {}, NOW).picks[3]]
     again = plan_edition(papers, nobody_matches, {3: set(first)}, NOW).picks[3]
     assert first and again and not {p["arxiv_id"] for p in again} & set(first)
+
+
+def test_trending_today_follows_the_picks_unless_switched_off() -> None:
+    from dataclasses import replace
+
+    papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+    ada = SUBSCRIBERS[0]
+    picks = plan_edition(papers, [ada], {}, NOW).picks[1]
+    matched = [p["arxiv_id"] for p in picks if p["topic"]]
+    trending = [p["arxiv_id"] for p in picks if not p["topic"]]
+    voted = sorted(
+        (p for p in papers if (p.upvotes or 0) > 0 and p.arxiv_id not in matched),
+        key=lambda p: (-(p.upvotes or 0), p.arxiv_id),
+    )
+    assert len(matched) == 5 and trending == [p.arxiv_id for p in voted[:3]]
+    off = plan_edition(papers, [replace(ada, show_trending=False)], {}, NOW).picks[1]
+    assert [p["arxiv_id"] for p in off] == matched
+    eve_off = replace(SUBSCRIBERS[2], show_trending=False)
+    assert plan_edition(papers, [eve_off], {}, NOW).picks[3] == [], "nothing to send: skipped"
+
+
+def test_a_topic_with_nothing_new_is_named_quiet() -> None:
+    papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+    sub = SubscriberRecord(
+        9,
+        "q@example.org",
+        "active",
+        ("video generation", "lattice quantum chromodynamics"),
+        "UTC",
+        7,
+        5,
+        NOW,
+        NOW,
+    )
+    plan = plan_edition(papers, [sub], {}, NOW)
+    assert plan.quiet[9] == ["lattice quantum chromodynamics"]
+    assert {p["topic"] for p in plan.picks[9] if p["topic"]} == {"video generation"}

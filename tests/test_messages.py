@@ -37,7 +37,8 @@ def test_message_parts_and_headers(settings: Settings) -> None:
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in parsed.iter_parts())
     assert (
-        parsed["Subject"] == "5 new papers on graph neural networks and efficient attention - Nov 23"
+        parsed["Subject"]
+        == "5 new papers on graph neural networks and efficient attention - Nov 23"
     )
     assert parsed["To"] == "ada@example.org"
     assert parsed["Date"] == "Mon, 23 Nov 2026 07:00:00 +0000"

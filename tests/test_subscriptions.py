@@ -166,3 +166,19 @@ def test_a_multi_line_record_is_reported_by_the_line_it_starts_on() -> None:
 def test_a_field_over_the_csv_limit_is_a_clear_error() -> None:
     with pytest.raises(InvalidInput, match="line 2: .*field larger than field limit"):
         parse_subscriber_csv("email,topics\na@example.org," + "x" * 200_000 + "\n")
+
+
+def test_the_first_digest_time_is_said_in_the_subscribers_own_time() -> None:
+    import datetime as dt
+
+    from digest.subscriptions import first_digest_time
+
+    early = dt.datetime(2026, 11, 26, 5, 30)  # 05:30 in London
+    assert first_digest_time(early, "Europe/London", 7) == (
+        "today, Thursday 26 November, at 07:00 Europe/London"
+    )
+    late = dt.datetime(2026, 11, 25, 22, 0)  # already Thursday 07:00 in Tokyo
+    assert first_digest_time(late, "Asia/Tokyo", 6) == (
+        "within minutes (today's edition), then from tomorrow, Friday 27 November, "
+        "every day at 06:00 Asia/Tokyo"
+    )

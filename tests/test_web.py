@@ -91,7 +91,8 @@ def test_form_page_is_accessible_and_suggests_topics(web: dict) -> None:
     page = web["client"].get("/").get_data(as_text=True)
     for field in ("email", "topics", "timezone", "send_hour"):
         assert f'<label for="{field}"' in page and f'id="{field}"' in page
-    assert "<li>quantum computing</li>" in page and "<li>reinforcement learning</li>" in page
+    for topic in ("quantum computing", "reinforcement learning"):
+        assert f'<button type="button" class="chip" data-topic="{topic}">+ {topic}</button>' in page
     assert 'name="csrf_token"' in page
 
 
@@ -106,6 +107,11 @@ def test_double_opt_in_end_to_end(web: dict) -> None:
     )
     page = confirm(web, confirmation_link(web))
     assert page.status_code == 200 and "You are subscribed" in page.get_data(as_text=True)
+    assert re.search(
+        r"Your first digest on graph neural networks, efficient attention arrives "
+        r"(today|within minutes).*at 08:00 Europe/Paris",
+        page.get_data(as_text=True),
+    ), "says when the first digest comes"
     sub = web["store"].get_subscriber("ada@example.org")
     assert (sub.status, sub.topics, sub.timezone, sub.send_hour) == (
         "active",
@@ -168,10 +174,24 @@ def test_one_client_is_rate_limited(web: dict) -> None:
 
 def test_invalid_input_is_shown_on_the_form(web: dict) -> None:
     response = subscribe(web, email="not-an-email")
-    assert response.status_code == 400 and "invalid email" in response.get_data(as_text=True)
-    response = subscribe(web, topics="t1\nt2\nt3\nt4\nt5\nt6")
-    assert response.status_code == 400 and "more than 5 topics given" in response.get_data(
-        as_text=True
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert (
+        '<div class="field-error" id="email-error">'
+        "Please enter a full email address, like ada@example.org.</div>"
+    ) in page, "plain words, beside the field"
+    assert 'aria-invalid="true" aria-describedby="email-error"' in page
+    assert "invalid email" not in page and "not-an-email" in page, (
+        "kept in the field, not in the message"
+    )
+    response = subscribe(web, email="", topics="t1\nt2\nt3\nt4\nt5\nt6")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "Please check the fields marked below." in page
+    assert (
+        '<div class="field-error" id="topics-error">Please keep to 5 topics at most.</div>' in page
+    )
+    assert (
+        '<div class="field-error" id="email-error">Please enter your email address.</div>' in page
     )
     assert web["sink"].handler.received == []
 
@@ -286,7 +306,9 @@ def test_preferences_change_topics_hour_pause_and_resume(web: dict) -> None:
             "max_papers": "8",
         },
     )
-    assert bad.status_code == 400 and "unknown time zone" in bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "Please pick a time zone from the list" in bad.get_data(
+        as_text=True
+    )
     assert client.post(path, data={"topics": "x", "action": "save"}).status_code == 400, (
         "CSRF required"
     )
@@ -739,7 +761,9 @@ def test_the_sign_up_answer_takes_as_long_whether_or_not_the_address_exists(web:
 
 def test_the_form_refuses_a_topic_with_the_csv_separator(web: dict) -> None:
     response = subscribe(web, topics="rl; cheap pills")
-    assert response.status_code == 400 and "separates topics" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "each topic on its own line" in response.get_data(
+        as_text=True
+    )
     assert web["sink"].handler.received == []
 
 
@@ -776,3 +800,46 @@ def test_the_confirmation_mail_escapes_topics(web: dict) -> None:
     html = mail.get_body(("html",)).get_content()
     assert "<b>graph" not in html and "&lt;b&gt;graph &amp; nets&lt;/b&gt;" in html
     assert EVIL_TOPIC in mail.get_body(("plain",)).get_content(), "plain text shows it as typed"
+
+
+def test_the_unsubscribe_page_offers_a_pause_instead(web: dict) -> None:
+    store, client = web["store"], web["client"]
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    page = client.get(f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}")
+    html = page.get_data(as_text=True)
+    pause = re.search(r'<form method="post" action="(/preferences/[^"]+)">', html)
+    assert "Or pause instead" in html and pause
+    client.post(pause.group(1), data={"csrf_token": CSRF.search(html).group(1), "action": "pause"})
+    assert active(store) == "paused", "the pause button pauses; nothing was unsubscribed"
+    again = client.get(f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}")
+    assert "Or pause instead" not in again.get_data(as_text=True), "already paused"
+
+
+def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: dict) -> None:
+    store, client = web["store"], web["client"]
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
+    page = client.get(path).get_data(as_text=True)
+    assert 'class="chip" data-topic="reinforcement learning"' in page
+    assert 'data-preview-url="/preview"' in page and "subscribe.js" in page
+    assert '<input type="checkbox" name="show_trending" checked>' in page
+    form = {"csrf_token": CSRF.search(page).group(1), "topics": "rl", "timezone": "UTC"}
+    client.post(path, data={**form, "send_hour": "7", "max_papers": "5", "action": "save"})
+    assert store.get_subscriber("ada@example.org").show_trending is False, "unticked: off"
+    bad = client.post(path, data={**form, "send_hour": "7", "max_papers": "99", "action": "save"})
+    html = bad.get_data(as_text=True)
+    assert (
+        bad.status_code == 400
+        and ('<div class="field-error" id="max_papers-error">Please enter a whole number from 1 to')
+        in html
+    )
+    assert 'value="99"' in html, "what was typed stays in the field"
+    client.post(
+        path,
+        data={**form, "send_hour": "7", "max_papers": "5", "show_trending": "on", "action": "save"},
+    )
+    assert store.get_subscriber("ada@example.org").show_trending is True

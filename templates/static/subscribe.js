@@ -1,14 +1,31 @@
-// Pre-fill the time zone from the browser, and preview today's matching papers as topics
-// are typed. The form works without JavaScript; the list is built with textContent only.
+// Pre-fill the time zone from the browser, add a suggested topic when its pill is tapped, and
+// preview today's matching papers as topics are typed. The form works without JavaScript;
+// the list is built with textContent only.
 (function () {
   var zone = document.getElementById("timezone");
   if (zone && !zone.value && window.Intl) {
     zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   }
   var topics = document.getElementById("topics");
+  if (!topics) { return; }
+  function typed() {
+    return topics.value.split(/[\n,]/).map(function (t) { return t.trim().toLowerCase(); })
+      .filter(function (t) { return t; });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll(".chip"), function (chip) {
+    chip.addEventListener("click", function () {
+      var topic = chip.getAttribute("data-topic");
+      if (typed().indexOf(topic.toLowerCase()) === -1) {
+        var text = topics.value.replace(/\s+$/, "");
+        topics.value = text ? text + "\n" + topic : topic;
+        topics.dispatchEvent(new Event("input"));
+      }
+      chip.setAttribute("aria-pressed", "true");
+    });
+  });
   var box = document.getElementById("preview");
   var list = document.getElementById("preview-list");
-  if (!topics || !box || !list || !window.fetch) { return; }
+  if (!box || !list || !window.fetch) { return; }
   var timer = null;
   function show(papers) {
     list.textContent = "";
@@ -27,13 +44,15 @@
     });
     box.hidden = papers.length === 0;
   }
+  function preview() {
+    var url = topics.dataset.previewUrl + "?topics=" + encodeURIComponent(topics.value);
+    fetch(url).then(function (r) { return r.json(); })
+      .then(function (data) { show(data.papers || []); })
+      .catch(function () { show([]); });
+  }
   topics.addEventListener("input", function () {
     clearTimeout(timer);
-    timer = setTimeout(function () {
-      var url = topics.dataset.previewUrl + "?topics=" + encodeURIComponent(topics.value);
-      fetch(url).then(function (r) { return r.json(); })
-        .then(function (data) { show(data.papers || []); })
-        .catch(function () { show([]); });
-    }, 500);
+    timer = setTimeout(preview, 500);
   });
+  if (topics.value.trim()) { preview(); }
 })();

@@ -183,8 +183,11 @@ def paper_item(
         authors=shorten_authors(paper.authors),
         authors_count=plural(len(paper.authors), "author") if len(paper.authors) > 3 else "",
         organization=paper.organization or "",
-        ai_summary=paper.ai_summary or "",
-        snippet=snippet(paper.abstract or "", snippet_chars),
+        ai_summary=snippet(paper.ai_summary or "", snippet_chars),
+        # with a summary above it, the abstract is a taste rather than the whole story
+        snippet=snippet(
+            paper.abstract or "", snippet_chars // 2 if paper.ai_summary else snippet_chars
+        ),
         upvotes=paper.upvotes,
         topic=topic,
         reason=reason,

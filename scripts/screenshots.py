@@ -2,10 +2,11 @@
 
     .venv/bin/python scripts/screenshots.py [--out screenshots/]
 
-Renders a sample digest from the bundled real papers and captures it at phone (375 px)
+Renders a realistic digest (one recorded day of Hugging Face and arXiv papers, with upvotes,
+a Trending today section and a topic with nothing new) and captures it at phone (375 px)
 and desktop (700 px) widths, in light and dark mode; then serves the web app on a
 temporary database and captures each page (subscribe, confirmed, preferences, unsubscribe)
-at both widths.
+at both widths. Two of the pictures are also copied to docs/ for the README.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.corpus import real_papers  # noqa: E402
-from digest.editions import plan_edition  # noqa: E402
+from digest.editions import digest_content, plan_edition  # noqa: E402
 from digest.records import SubscriberRecord  # noqa: E402
-from digest.rendering import DigestContent, paper_item, render_digest  # noqa: E402
+from digest.rendering import DigestContent, render_digest  # noqa: E402
+from digest.sources import PaperRecord, merge_paper, parse_response  # noqa: E402
+from digest.tokens import Tokens  # noqa: E402
 
 WIDTHS = {"phone": 375, "desktop": 700}
+SAMPLE_DAY = ROOT / "digest" / "sample_data"  # the demo's recorded day, 13 July 2026
+README_PICTURES = {"digest-desktop.png": "digest.png", "web-subscribe-phone.png": "subscribe.png"}
 
 
 def chromium() -> str:
@@ -60,31 +64,38 @@ def capture(url: str, out: Path, width: int, dark: bool = False, height: int = 2
     print(f"wrote {out}")
 
 
+def one_days_papers() -> list[PaperRecord]:
+    """The recorded day's papers from every source, merged by arXiv id as ingestion does."""
+    merged: dict[str, dict] = {}
+    for path in sorted(SAMPLE_DAY.glob("*_2026-07-13*")):
+        for paper in parse_response(path.read_bytes()).papers:
+            merged[paper.arxiv_id] = merge_paper(merged.get(paper.arxiv_id), paper)
+    return [PaperRecord(arxiv_id=pid, **fields) for pid, fields in merged.items()]
+
+
 def sample_digest() -> DigestContent:
-    papers = real_papers()
     sub = SubscriberRecord(
         1,
         "ada@example.org",
         "active",
-        ("reinforcement learning", "large language model agents"),
-        "UTC",
+        ("reinforcement learning", "large language model agents", "lattice quantum chromodynamics"),
+        "Europe/London",
         7,
         5,
-        dt.datetime(2026, 11, 1),
-        None,
+        dt.datetime(2026, 7, 1),
+        dt.datetime(2026, 7, 1),
     )
-    plan = plan_edition(papers, [sub], {}, dt.datetime(2026, 7, 14))
-    items = tuple(
-        paper_item(plan.papers[p["arxiv_id"]], p["topic"], p["reason"]) for p in plan.picks[sub.id]
-    )
-    return DigestContent(
-        dt.date(2026, 7, 14),
-        sub.email,
-        sub.topics,
-        items,
-        (),
-        "https://digest.example.org/preferences/TOKEN",
-        "https://digest.example.org/unsubscribe/TOKEN",
+    now = dt.datetime(2026, 7, 13, 7, 0)
+    plan = plan_edition(one_days_papers(), [sub], {}, now)
+    tokens = Tokens("screenshots")
+    return digest_content(
+        sub,
+        plan.picks[1],
+        plan.papers,
+        now.date(),
+        tokens,
+        "https://digest.example.org",
+        plan.quiet[1],
     )
 
 
@@ -99,6 +110,11 @@ def main() -> None:
         capture(html_file.as_uri(), args.out / f"digest-{name}.png", width)
         capture(html_file.as_uri(), args.out / f"digest-{name}-dark.png", width, dark=True)
     capture_web_pages(args.out)
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    for picture, name in README_PICTURES.items():
+        shutil.copyfile(args.out / picture, docs / name)
+        print(f"copied {picture} to docs/{name}")
 
 
 def capture_web_pages(out: Path) -> None:

@@ -13,6 +13,9 @@
       .filter(function (t) { return t; });
   }
   Array.prototype.forEach.call(document.querySelectorAll(".chip"), function (chip) {
+    if (typed().indexOf(chip.getAttribute("data-topic").toLowerCase()) !== -1) {
+      chip.setAttribute("aria-pressed", "true");
+    }
     chip.addEventListener("click", function () {
       var topic = chip.getAttribute("data-topic");
       if (typed().indexOf(topic.toLowerCase()) === -1) {

@@ -121,8 +121,9 @@ def daily_run(
     start = time.perf_counter()
     index = TopicIndex(papers, encoder=encoder)
     scores = index.score_topics(topics)
+    gate = index.threshold_scores(topics, scores)
     scored = time.perf_counter()
-    table = pick_papers(topics, scores, requests, signals)
+    table = pick_papers(topics, scores, requests, signals, gate=gate)
     done = time.perf_counter()
     print(
         f"{label}: index+score topics {scored - start:6.2f} s, picks {done - scored:6.2f} s, "

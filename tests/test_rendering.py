@@ -360,3 +360,12 @@ def test_link_row_taps_are_44_px_tall_on_phones() -> None:
     padding = int(re.search(r"padding:(\d+)px", rule).group(1))
     line = int(re.search(r"line-height:(\d+)px", rule).group(1))
     assert "display:inline-block" in rule and 2 * padding + line >= 44
+
+
+def test_a_cached_text_card_keeps_its_number_in_each_digest() -> None:
+    """The card is cached across digests; its position in each one is not part of it."""
+    env = make_environment()
+    papers = hf_papers()
+    render_digest(content(papers[:2]), env)
+    text = render_digest(content([papers[1]]), env).text
+    assert f"1. {papers[1].title[:30]}" in text

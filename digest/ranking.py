@@ -208,7 +208,6 @@ class Evidence:
     in_title: tuple[str, ...]  # topic words (or the whole topic) found in the title
     in_abstract: tuple[str, ...]  # ... found in the abstract and not in the title
     in_keywords: tuple[str, ...]  # ... found only in Hugging Face's AI keywords or summary
-    similarity: float | None = None  # cosine of topic and paper, when ranked with an encoder
 
     @property
     def matched(self) -> tuple[str, ...]:
@@ -270,7 +269,7 @@ class TopicIndex:
             if encoder and self.papers
             else None
         )
-        self._topic_vectors: dict[str, np.ndarray] = {}  # evidence asks again per (topic, paper)
+        self._topic_vectors: dict[str, np.ndarray] = {}  # each topic encoded once per index
 
     def _build(self) -> tuple[sp.csr_matrix, np.ndarray]:
         rows: list[int] = []
@@ -410,12 +409,7 @@ class TopicIndex:
                 if place is not None and word not in said:
                     found[place].append(word)
                     said.add(word)
-        similarity = (
-            round(float(self._topic_matrix([topic])[0] @ self.vectors[paper_index]), 2)
-            if self.vectors is not None
-            else None
-        )
-        return Evidence(topic, *(tuple(f) for f in found), similarity)
+        return Evidence(topic, *(tuple(f) for f in found))
 
     def _phrase_place(self, phrase: str, texts: tuple[list[str], list[str]]) -> int | None:
         """0 when the phrase is in the title, 1 in the abstract (``texts``: their stems), word

@@ -222,3 +222,33 @@ def test_merge_is_order_independent_and_keeps_the_best_of_each_source() -> None:
     assert one["upvotes"] == hf.upvotes and one["hf_url"] == hf.hf_url
     assert one["categories"] == arxiv.categories and one["version"] == 1
     assert sorted(one["sources"]) == [ARXIV_API, HF]
+
+
+def test_hugging_face_details_are_read_and_survive_a_merge_with_arxiv() -> None:
+    """Code, stars, project page, comments, organization and submitter, as recorded; only
+    some items carry them (the API omits a field rather than sending null)."""
+    papers = {
+        p.arxiv_id: p
+        for p in parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+    }
+    medpmc, flow = papers["2607.07673"], papers["2607.06957"]
+    assert (medpmc.github_repo, medpmc.github_stars, medpmc.project_page) == (
+        "https://github.com/Yale-BIDS-Chen-Lab/MedPMC",
+        1,
+        None,
+    )
+    assert (medpmc.organization, medpmc.submitted_by, medpmc.num_comments) == (
+        "Yale-BIDS-Chen-Lab",
+        "Hyunjae Kim",
+        1,
+    )
+    assert flow.project_page == "https://seulbinhwang.github.io/flow-erd-project-page/"
+    assert flow.github_repo is None and flow.num_comments == 2
+    arxiv_view = PaperRecord(
+        arxiv_id="2607.07673", title="MedPMC", version=2, sources=["arxiv-api"]
+    )
+    merged = merge_paper(merge_paper(None, medpmc), arxiv_view)
+    assert (
+        merged["github_repo"] == medpmc.github_repo
+        and merged["organization"] == "Yale-BIDS-Chen-Lab"
+    )

@@ -8,6 +8,7 @@ ranked, however often a send is retried.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,12 +52,11 @@ def paper_age_days(paper: PaperRecord, now: dt.datetime) -> float:
     return max((now - seen).total_seconds() / 86400, 0.0)
 
 
-def trending_papers(
-    papers: Sequence[PaperRecord], exclude: set[str], count: int = TRENDING_COUNT
-) -> list[PaperRecord]:
-    """The most upvoted of today's papers, for the "Trending today" section."""
-    voted = [p for p in papers if (p.upvotes or 0) > 0 and p.arxiv_id not in exclude]
-    return sorted(voted, key=lambda p: (-(p.upvotes or 0), p.arxiv_id))[:count]
+def most_upvoted(papers: Sequence[PaperRecord]) -> list[PaperRecord]:
+    """Today's upvoted papers, most upvoted first: sorted once per edition, as every
+    subscriber's "Trending today" section is taken from the top of this list."""
+    voted = [p for p in papers if (p.upvotes or 0) > 0]
+    return sorted(voted, key=lambda p: (-(p.upvotes or 0), p.arxiv_id))
 
 
 def pick_to_json(pick: Pick) -> dict[str, Any]:
@@ -72,14 +72,15 @@ def pick_to_json(pick: Pick) -> dict[str, Any]:
 
 
 def trending_section(
-    papers: Sequence[PaperRecord], picked: Sequence[dict[str, Any]], sent: set[str]
+    by_votes: Sequence[PaperRecord], picked: Sequence[dict[str, Any]], sent: set[str]
 ) -> list[dict[str, Any]]:
-    """The day's most upvoted papers that are neither picked nor already sent, as picks
-    without a topic."""
+    """The first papers of ``by_votes`` (:func:`most_upvoted`) that are neither picked nor
+    already sent, as picks without a topic."""
     exclude = sent | {p["arxiv_id"] for p in picked}
+    fresh = (p for p in by_votes if p.arxiv_id not in exclude)
     return [
         {"arxiv_id": p.arxiv_id, "topic": None, "reason": None, "score": 0.0}
-        for p in trending_papers(papers, exclude)
+        for p in itertools.islice(fresh, TRENDING_COUNT)
     ]
 
 
@@ -112,10 +113,11 @@ def plan_edition(
     table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate)
     explainer = Explainer(index, topics, table)
     plan = EditionPlan({p.arxiv_id: p for p in papers}, {})
+    by_votes = most_upvoted(papers)
     for row, sub in enumerate(subscribers):
         picks = [pick_to_json(p) for p in explainer.picks(row)]
         if sub.show_trending:
-            picks += trending_section(papers, picks, set(already_sent.get(sub.id, ())))
+            picks += trending_section(by_votes, picks, set(already_sent.get(sub.id, ())))
         plan.picks[sub.id] = picks
         plan.quiet[sub.id] = [topics[t] for t in table.quiet_topics(row)]
     return plan
@@ -143,7 +145,8 @@ def digest_content(
         else:
             trending.append(paper_item(paper, snippet_chars=TRENDING_LINE_CHARS))
     prefs, unsub = subscriber_links(subscriber, tokens, base_url)
-    quiet = tuple(t for t in subscriber.topics if t in set(quiet_topics))
+    quiet_set = set(quiet_topics)
+    quiet = tuple(t for t in subscriber.topics if t in quiet_set)
     return DigestContent(
         edition,
         subscriber.email,

@@ -602,14 +602,8 @@ def _pick_block(
     lifted = final.copy()
     rows, cols = np.nonzero(covering >= 0)
     lifted[rows, covering[rows, cols]] += np.float32(1e6)  # above any score: into the top k
-    top = (
-        np.argpartition(-lifted, k - 1, axis=1)[:, :k]
-        if k < final.shape[1]
-        else np.tile(np.arange(final.shape[1]), (len(block), 1))
-    )
-    # the row's own limit applies in lifted order, so a covering paper is never cut by it
-    by_lift = np.lexsort((top, -np.take_along_axis(lifted, top, axis=1)), axis=1)
-    top = np.take_along_axis(top, by_lift, axis=1)
+    # in lifted order, so the row's own limit below never cuts a covering paper
+    top, _ = _best_papers(lifted, k)
     limits = np.array([r.max_papers for r in block])[:, None]
     top_scores = np.where(
         np.arange(k)[None, :] < limits, np.take_along_axis(final, top, axis=1), 0.0

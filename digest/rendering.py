@@ -206,7 +206,7 @@ def subject_topics(items: Sequence[PaperItem], topics: Sequence[str]) -> str:
     picked = {item.topic for item in items} | {t for item in items for t in item.also}
     matched = [t for t in topics if t in picked] or list(topics)
     if len(matched) <= SUBJECT_TOPICS:
-        return " and ".join([", ".join(matched[:-1]), matched[-1]] if len(matched) > 1 else matched)
+        return " and ".join(matched)
     return f"{', '.join(matched[:SUBJECT_TOPICS])} and {len(matched) - SUBJECT_TOPICS} more"
 
 

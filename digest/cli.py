@@ -27,10 +27,12 @@ from digest.editions import digest_message
 from digest.evaluation import (
     Qrels,
     load_papers_file,
+    load_profile_votes,
     load_profiles_file,
     load_qrels,
     merge_unrelated_profiles,
     score_run,
+    simulate_votes,
     topic_coverage,
 )
 from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
@@ -877,6 +879,49 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
     click.echo("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
 
+@cli.command()
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Votes cast in the last N days.",
+)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@pass_app
+def feedback(app: AppContext, days: int, top: int) -> None:
+    """What readers told their digests: votes per topic and the most liked papers.
+
+    A vote counts under the topic its paper was sent for; "(trending)" are votes on papers
+    from the Trending today section or the archive.
+
+    \b
+    Example:
+      digest feedback --days 7 --top 10
+    """
+    since = utcnow() - dt.timedelta(days=days)
+    by_topic = app.store.votes_by_topic(since)
+    if not by_topic:
+        click.echo(f"no votes in the last {days} days")
+        return
+    click.echo(f"Votes in the last {days} days, by topic:")
+    click.echo(
+        format_table(
+            ["topic", "more like this", "less like this"],
+            [[topic, up, down] for topic, up, down in by_topic],
+        )
+    )
+    liked = app.store.most_liked_papers(since, top)
+    if liked:
+        click.echo("\nMost liked papers:")
+        click.echo(
+            format_table(
+                ["arxiv id", "likes", "dislikes", "title"],
+                [[pid, up, down, title] for pid, title, up, down in liked],
+            )
+        )
+
+
 @cli.command("retry-failed")
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Only this edition.")
 @pass_app
@@ -997,7 +1042,8 @@ profiles_file = click.option(
     "profiles_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help='JSON list of profiles: {"qid": "D01", "topics": ["..."]}.',
+    help='JSON list of profiles: {"qid": "D01", "topics": ["..."]}, optionally with '
+    '"liked" and "disliked" lists of paper ids (votes: they teach the ranking and are left out).',
 )
 
 
@@ -1020,7 +1066,11 @@ def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str, use_semanti
     """
     encoder = semantic.load_encoder() if use_semantic else None
     picks = rank_profiles(
-        load_papers_file(papers_path), load_profiles_file(profiles_path), top, encoder=encoder
+        load_papers_file(papers_path),
+        load_profiles_file(profiles_path),
+        top,
+        encoder=encoder,
+        votes=load_profile_votes(profiles_path),
     )
     if fmt == "json":
         click.echo(json.dumps({q: [p.arxiv_id for p in ps] for q, ps in picks.items()}, indent=1))
@@ -1079,6 +1129,7 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_sema
     headers = ["profile", *(f"{n} {m}" for n in runs for m in ("nDCG@10", "R@10", "P@5"))]
     click.echo(format_table(headers, rows))
     _merged_profiles_report(papers_list, profiles, qrels, encoder)
+    _feedback_report(papers_list, profiles, qrels, encoder)
     if encoder is None:
         click.echo(
             f"(digest ranked by words only: {semantic.unavailable_reason() or '--no-semantic'})"
@@ -1119,6 +1170,49 @@ def _merged_profiles_report(
         f" each (coverage over the {eligible} where both halves have a relevant paper)"
     )
     click.echo(format_table(["run", "nDCG@10", "coverage@5"], rows))
+
+
+def _feedback_report(
+    papers_list: list[PaperRecord], profiles: dict[str, list[str]], qrels: Qrels, encoder: Any
+) -> None:
+    """Four votes per profile (:func:`simulate_votes`: two relevant papers words alone rank
+    low, liked; two irrelevant ones words rank high, disliked), judged without those four:
+    the digest's nDCG@10 before the votes, with the voted papers still competing and with them
+    left out (what a reader's digest does with papers already sent), then after the votes."""
+    words = rank_profiles(papers_list, profiles, len(papers_list))
+    trial = simulate_votes({q: [p.arxiv_id for p in ps] for q, ps in words.items()}, qrels)
+    profiles = {q: ts for q, ts in profiles.items() if q in trial.votes}
+    before = rank_profiles(papers_list, profiles, 10 + 4, encoder=encoder)
+    runs = {
+        "no votes": {q: [p.arxiv_id for p in ps[:10]] for q, ps in before.items()},
+        "no votes, voted left out": {
+            q: [p.arxiv_id for p in ps if p.arxiv_id not in trial.votes[q].papers][:10]
+            for q, ps in before.items()
+        },
+        "with votes": {
+            q: [p.arxiv_id for p in ps]
+            for q, ps in rank_profiles(
+                papers_list, profiles, 10, encoder=encoder, votes=trial.votes
+            ).items()
+        },
+    }
+    results = {name: score_run(run, trial.qrels) for name, run in runs.items()}
+    click.echo(
+        "\nFeedback: 2 liked + 2 disliked papers per profile, judged without those 4 (nDCG@10)"
+    )
+    click.echo(
+        format_table(
+            ["profile", *runs, "change"],
+            [
+                [
+                    q,
+                    *(f"{results[n][q].ndcg10:.3f}" for n in runs),
+                    f"{results['with votes'][q].ndcg10 - results['no votes, voted left out'][q].ndcg10:+.3f}",
+                ]
+                for q in [*profiles, "mean"]
+            ],
+        )
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from digest.ranking import (
     Pick,
     SubscriberRequest,
     TopicIndex,
+    build_feedback,
     paper_signals,
     pick_papers,
 )
-from digest.records import SubscriberRecord
+from digest.records import SubscriberRecord, Votes
 from digest.rendering import DigestContent, paper_item, render_digest
 from digest.settings import Settings
 from digest.sources import PaperRecord
@@ -91,27 +92,33 @@ def plan_edition(
     now: dt.datetime,
     threshold: float = LEXICAL_THRESHOLD,
     encoder: Encoder | None = None,
+    votes: Mapping[int, Votes] | None = None,
+    voted_papers: Mapping[str, PaperRecord] | None = None,
 ) -> EditionPlan:
     """Rank the candidates for every subscriber at once (distinct topics scored once).
 
-    ``threshold`` must suit ``encoder`` (see :func:`digest.semantic.ranking_mode`)."""
+    ``threshold`` must suit ``encoder`` (see :func:`digest.semantic.ranking_mode`). ``votes``:
+    the readers' "more / less like this", on papers found in ``voted_papers``."""
     index = TopicIndex(papers, encoder=encoder)
     topics = sorted({t for sub in subscribers for t in sub.topics})
     row_of = {t: i for i, t in enumerate(topics)}
+    said = [(votes or {}).get(sub.id, Votes()) for sub in subscribers]
+    feedback, vote_rows = build_feedback(index, said, voted_papers or {})
     requests = [
         SubscriberRequest(
             sub.id,
             tuple(row_of[t] for t in sub.topics),
             sub.max_papers,
             frozenset(already_sent.get(sub.id, ())),
+            *vote_rows[n],
         )
-        for sub in subscribers
+        for n, sub in enumerate(subscribers)
     ]
     scores = index.score_topics(topics) if topics else np.zeros((0, len(papers)), dtype=np.float32)
     signals = paper_signals([p.upvotes for p in papers], [paper_age_days(p, now) for p in papers])
     gate = index.threshold_scores(topics, scores)
-    table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate)
-    explainer = Explainer(index, topics, table)
+    table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate, feedback)
+    explainer = Explainer(index, topics, table, requests, feedback)
     plan = EditionPlan({p.arxiv_id: p for p in papers}, {})
     by_votes = most_upvoted(papers)
     for row, sub in enumerate(subscribers):
@@ -156,6 +163,8 @@ def digest_content(
         prefs,
         unsub,
         quiet,
+        archive_url(subscriber, edition, tokens, base_url),
+        tuple(vote_url(subscriber, item.arxiv_id, tokens, base_url) for item in matched),
     )
 
 
@@ -166,6 +175,24 @@ def subscriber_links(
     prefs = tokens.make("preferences", subscriber.id, subscriber.email)
     unsub = tokens.make("unsubscribe", subscriber.id, subscriber.email)
     return f"{base_url}/preferences/{prefs}", f"{base_url}/unsubscribe/{unsub}"
+
+
+def vote_url(subscriber: SubscriberRecord, arxiv_id: str, tokens: Tokens, base_url: str) -> str:
+    """The page where the reader says "more / less like this" about one paper."""
+    return f"{base_url}/vote/{tokens.make('vote', subscriber.id, subscriber.email, bound=arxiv_id)}"
+
+
+def archive_url(
+    subscriber: SubscriberRecord, edition: dt.date, tokens: Tokens, base_url: str
+) -> str:
+    """One day's digest of this reader's, in a browser."""
+    token = tokens.make("archive", subscriber.id, subscriber.email, bound=edition.isoformat())
+    return f"{base_url}/archive/{token}"
+
+
+def feed_url(subscriber: SubscriberRecord, tokens: Tokens, base_url: str) -> str:
+    """The reader's private Atom feed of every paper they were sent."""
+    return f"{base_url}/feed/{tokens.make('feed', subscriber.id, subscriber.email)}"
 
 
 def digest_message(

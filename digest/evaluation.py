@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from digest.records import Votes
 from digest.sources import PaperRecord
 from digest.subscriptions import InvalidInput
 
@@ -95,6 +96,40 @@ def topic_coverage(
     return (covered / len(eligible) if eligible else 0.0), len(eligible)
 
 
+@dataclass(frozen=True)
+class FeedbackTrial:
+    """Each profile's simulated votes and the judgments left to score them on."""
+
+    votes: dict[str, Votes]
+    qrels: Qrels
+
+
+def simulate_votes(
+    words_run: Mapping[str, Sequence[str]], qrels: Qrels, per_side: int = 2
+) -> FeedbackTrial:
+    """The votes that teach the most, as a reader would cast them: for each profile, the
+    ``per_side`` best-judged papers that words alone rank lowest (liked: the ranking missed
+    them) and the ``per_side`` irrelevant papers words rank highest (disliked: it was fooled).
+    ``words_run`` ranks every paper it scores, best first. The voted papers leave the judgments,
+    as they leave the reader's digest."""
+    trial = FeedbackTrial({}, {})
+    for qid, grades in qrels.items():
+        ranked = list(words_run.get(qid, []))
+        position = {pid: n for n, pid in enumerate(ranked)}
+        unranked = len(ranked)
+
+        def rank_of(pid: str, position: dict[str, int] = position, last: int = unranked) -> int:
+            return position.get(pid, last)
+
+        relevant = [pid for pid, grade in grades.items() if grade >= 1]
+        liked = sorted(relevant, key=lambda pid: (-grades[pid], -rank_of(pid), pid))[:per_side]
+        disliked = [pid for pid in ranked if grades.get(pid, 0) == 0][:per_side]
+        trial.votes[qid] = Votes(tuple(liked), tuple(disliked))
+        voted = {*liked, *disliked}
+        trial.qrels[qid] = {pid: g for pid, g in grades.items() if pid not in voted}
+    return trial
+
+
 def _relevant(grades: Mapping[str, int]) -> set[str]:
     return {pid for pid, grade in grades.items() if grade >= 1}
 
@@ -131,12 +166,37 @@ def load_papers_file(path: Path) -> list[PaperRecord]:
 
 
 def load_profiles_file(path: Path) -> dict[str, list[str]]:
+    """Each profile's topics: ``[{"qid": "D01", "topics": [...]}, ...]``."""
+    return {str(p["qid"]): [str(t) for t in p["topics"]] for p in _profile_entries(path)}
+
+
+def load_profile_votes(path: Path) -> dict[str, Votes]:
+    """The papers each profile liked and disliked (``"liked"`` / ``"disliked"``: paper ids of
+    the papers file), for the profiles that have any."""
+    votes = {}
+    for p in _profile_entries(path):
+        said = Votes(
+            *(tuple(str(pid) for pid in p.get(side) or ()) for side in ("liked", "disliked"))
+        )
+        if said:
+            votes[str(p["qid"])] = said
+    return votes
+
+
+def _profile_entries(path: Path) -> list[dict[str, Any]]:
     data = _load_json(path)
     if not isinstance(data, list) or not all(
-        isinstance(p, dict) and p.get("qid") and p.get("topics") for p in data
+        isinstance(p, dict)
+        and p.get("qid")
+        and p.get("topics")
+        and all(isinstance(p.get(side, []), list) for side in ("liked", "disliked"))
+        for p in data
     ):
-        raise InvalidInput(f'{path}: expected a JSON list of {{"qid": ..., "topics": [...]}}')
-    return {str(p["qid"]): [str(t) for t in p["topics"]] for p in data}
+        raise InvalidInput(
+            f'{path}: expected a JSON list of {{"qid": ..., "topics": [...]}}, '
+            'optionally with "liked": [...] and "disliked": [...] paper ids'
+        )
+    return data
 
 
 def _load_json(path: Path) -> Any:

@@ -185,6 +185,23 @@ class SentPaper(Base):
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class Vote(Base):
+    """A reader's "more like this" (+1) or "less like this" (-1) on a paper they were sent.
+    One per (subscriber, paper): voting again replaces it, and removing it undoes it."""
+
+    __tablename__ = "votes"
+    __table_args__ = (CheckConstraint("value IN (-1, 1)", name="value"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+    # the topic the paper was sent for, when it was a pick: `digest feedback` counts by it
+    topic: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class TextVector(Base):
     """A sentence embedding, computed once per text (a paper's passage or a topic) by whichever
     worker met it first, and read by every later ranking run instead of recomputing it."""

@@ -71,10 +71,20 @@ def rank_today(
 ) -> EditionPlan:
     """Every subscriber's picks among today's candidates, as the daily run makes them: the
     tick, `preview`, `send-test` and the web preview all rank through here. ``remember``
-    off: embeddings of new texts are not stored (anonymous web previews)."""
+    off: embeddings of new texts are not stored (anonymous web previews). Each reader's votes
+    reorder their picks."""
     encoder, threshold = ranking_mode(settings, store, remember)
+    votes = store.reader_votes([sub.id for sub in subscribers if sub.id])
+    voted = {pid for said in votes.values() for pid in said.papers}
     return plan_edition(
-        candidate_papers(store, now), subscribers, already_sent, now, threshold, encoder
+        candidate_papers(store, now),
+        subscribers,
+        already_sent,
+        now,
+        threshold,
+        encoder,
+        votes,
+        {p.arxiv_id: p for p in store.list_papers(ids=sorted(voted))} if voted else {},
     )
 
 

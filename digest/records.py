@@ -39,6 +39,32 @@ class SubscriberRecord:
 
 
 @dataclass(frozen=True)
+class Votes:
+    """A reader's "more like this" and "less like this" papers (arXiv ids), oldest first."""
+
+    liked: tuple[str, ...] = ()
+    disliked: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.liked or self.disliked)
+
+    @property
+    def papers(self) -> set[str]:
+        return {*self.liked, *self.disliked}
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    """One vote as the preferences page and `digest feedback` show it."""
+
+    arxiv_id: str
+    value: int  # +1 more like this, -1 less like this
+    title: str
+    topic: str | None  # the topic it was sent for, when it was a pick
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class SubscriberDefaults:
     """What a subscriber gets for the optional fields they did not give."""
 

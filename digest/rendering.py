@@ -39,6 +39,7 @@ from jinja2.ext import Extension
 from jinja2.parser import Parser
 
 from digest.sources import PaperRecord
+from digest.text import SNIPPET_CHARS, snippet
 
 
 def _templates_dir() -> Path:
@@ -52,7 +53,6 @@ TEMPLATES_DIR = _templates_dir()
 STATIC_INCLUDE = re.compile(r'{%-?\s*include\s+"([^"]+)"\s*-?%}')
 CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 CSS_LINE_WIDTH = 400
-SNIPPET_CHARS = 320
 SUBJECT_TOPICS = 2  # named in the subject before "and 2 more"
 
 logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)  # one warning per mso-* property otherwise
@@ -109,6 +109,10 @@ class DigestContent:
     preferences_url: str
     unsubscribe_url: str
     quiet_topics: tuple[str, ...] = ()  # "Nothing new on agents today"
+    archive_url: str = ""  # this digest in a browser ("View in browser")
+    # per item of ``items``: the page where the reader says "more / less like this". Kept
+    # apart from the PaperItem, whose card is rendered once for every reader who gets it.
+    vote_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,15 +157,6 @@ def short_count(count: int) -> str:
     if count < 1000:
         return str(count)
     return f"{count / 1000:.1f}".rstrip("0").rstrip(".") + "k"
-
-
-def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """The start of an abstract, cut at a word boundary."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.-")
-    return cut + "…"
 
 
 def paper_item(

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -52,6 +53,7 @@ from digest.models import (
     SubscriberTopic,
     TextVector,
     Topic,
+    Vote,
     utcnow,
 )
 from digest.records import (
@@ -61,6 +63,8 @@ from digest.records import (
     SentRecord,
     SubscriberDefaults,
     SubscriberRecord,
+    VoteRecord,
+    Votes,
 )
 from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
 from digest.subscriptions import OPTED_OUT, SubscriberInput
@@ -69,6 +73,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable limit
+VOTES_USED = 50  # a reader's newest votes that ranking learns from: bounded work per reader
+ARCHIVE_EDITIONS = 60  # past digests listed on the preferences page and in the feed
 
 
 # The two statements every sent message runs, built once: constructing them per call cost
@@ -812,6 +818,152 @@ class Store:
                 for sid, arxiv_id in rows:
                     sent[sid].add(arxiv_id)
         return sent
+
+    # -- reader feedback ------------------------------------------------------------------
+
+    def record_vote(self, subscriber_id: int, arxiv_id: str, value: int, now: dt.datetime) -> None:
+        """Set the reader's vote on a paper (voting again replaces it). The topic the paper was
+        sent for is kept beside it, for `digest feedback`."""
+        if value not in (-1, 1):
+            raise ValueError(f"a vote is +1 or -1, not {value!r}")
+        with self.session() as session:
+            topic = self._sent_for_topic(session, subscriber_id, arxiv_id)
+            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(Vote.__table__).values(
+                subscriber_id=subscriber_id,
+                arxiv_id=arxiv_id,
+                value=value,
+                topic=topic,
+                created_at=now,
+            )
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["subscriber_id", "arxiv_id"],
+                    set_={"value": value, "topic": topic, "created_at": now},
+                )
+            )
+
+    @staticmethod
+    def _sent_for_topic(session: Session, subscriber_id: int, arxiv_id: str) -> str | None:
+        picks = session.scalar(
+            select(Delivery.picks)
+            .join(SentPaper, SentPaper.delivery_id == Delivery.id)
+            .where(SentPaper.subscriber_id == subscriber_id, SentPaper.arxiv_id == arxiv_id)
+        )
+        return next((p.get("topic") for p in picks or () if p["arxiv_id"] == arxiv_id), None)
+
+    def remove_vote(self, subscriber_id: int, arxiv_id: str) -> bool:
+        with self.session() as session:
+            removed = session.execute(
+                delete(Vote).where(Vote.subscriber_id == subscriber_id, Vote.arxiv_id == arxiv_id)
+            )
+            return removed.rowcount > 0
+
+    def vote_of(self, subscriber_id: int, arxiv_id: str) -> int | None:
+        with self.session() as session:
+            return session.scalar(
+                select(Vote.value).where(
+                    Vote.subscriber_id == subscriber_id, Vote.arxiv_id == arxiv_id
+                )
+            )
+
+    def votes_of(self, subscriber_id: int) -> list[VoteRecord]:
+        """The reader's votes, newest first, with each paper's title."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Vote.arxiv_id, Vote.value, Paper.title, Vote.topic, Vote.created_at)
+                .outerjoin(Paper, Paper.arxiv_id == Vote.arxiv_id)
+                .where(Vote.subscriber_id == subscriber_id)
+                .order_by(Vote.created_at.desc(), Vote.arxiv_id)
+            )
+            return [
+                VoteRecord(pid, value, title or pid, topic, created)
+                for pid, value, title, topic, created in rows
+            ]
+
+    def reader_votes(self, subscriber_ids: Sequence[int]) -> dict[int, Votes]:
+        """For each subscriber who voted, their newest :data:`VOTES_USED` votes, oldest first."""
+        said: dict[int, list[tuple[str, int]]] = {}
+        with self.session() as session:
+            for chunk in _chunks(list(subscriber_ids)):
+                rows = session.execute(
+                    select(Vote.subscriber_id, Vote.arxiv_id, Vote.value)
+                    .where(Vote.subscriber_id.in_(chunk))
+                    .order_by(Vote.subscriber_id, Vote.created_at, Vote.arxiv_id)
+                )
+                for sid, pid, value in rows:
+                    said.setdefault(sid, []).append((pid, value))
+        return {
+            sid: Votes(
+                tuple(pid for pid, v in votes[-VOTES_USED:] if v > 0),
+                tuple(pid for pid, v in votes[-VOTES_USED:] if v < 0),
+            )
+            for sid, votes in said.items()
+        }
+
+    def votes_by_topic(self, since: dt.datetime) -> list[tuple[str, int, int]]:
+        """(topic, more like this, less like this) for the votes cast since ``since``, the most
+        voted topic first; votes on trending papers count under "(trending)"."""
+        with self.session() as session:
+            rows = session.execute(
+                select(
+                    Vote.topic,
+                    func.sum(case((Vote.value > 0, 1), else_=0)),
+                    func.sum(case((Vote.value < 0, 1), else_=0)),
+                )
+                .where(Vote.created_at >= since)
+                .group_by(Vote.topic)
+            ).all()
+        totals = [(topic or "(trending)", int(up), int(down)) for topic, up, down in rows]
+        return sorted(totals, key=lambda row: (-(row[1] + row[2]), row[0]))
+
+    def most_liked_papers(
+        self, since: dt.datetime, limit: int = 10
+    ) -> list[tuple[str, str, int, int]]:
+        """(arxiv id, title, likes, dislikes) of the papers most liked since ``since``."""
+        likes = func.sum(case((Vote.value > 0, 1), else_=0))
+        dislikes = func.sum(case((Vote.value < 0, 1), else_=0))
+        with self.session() as session:
+            rows = session.execute(
+                select(Vote.arxiv_id, Paper.title, likes, dislikes)
+                .outerjoin(Paper, Paper.arxiv_id == Vote.arxiv_id)
+                .where(Vote.created_at >= since)
+                .group_by(Vote.arxiv_id, Paper.title)
+                .having(likes > 0)
+                .order_by(likes.desc(), dislikes, Vote.arxiv_id)
+                .limit(limit)
+            ).all()
+        return [(pid, title or pid, int(up), int(down)) for pid, title, up, down in rows]
+
+    # -- the archive of sent digests ---------------------------------------------------------
+
+    def sent_digests(
+        self, subscriber_id: int, limit: int = ARCHIVE_EDITIONS
+    ) -> list[DeliveryRecord]:
+        """The digests sent to a subscriber, newest first."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Delivery, Subscriber.email)
+                .join(Subscriber)
+                .where(Delivery.subscriber_id == subscriber_id, Delivery.status == "sent")
+                .order_by(Delivery.edition.desc())
+                .limit(limit)
+            )
+            return [_to_delivery(d, email) for d, email in rows]
+
+    def sent_digest(self, subscriber_id: int, edition: dt.date) -> DeliveryRecord | None:
+        """The digest of ``edition`` as sent to the subscriber; None if none was sent."""
+        with self.session() as session:
+            row = session.execute(
+                select(Delivery, Subscriber.email)
+                .join(Subscriber)
+                .where(
+                    Delivery.subscriber_id == subscriber_id,
+                    Delivery.edition == edition,
+                    Delivery.status == "sent",
+                )
+            ).first()
+            return _to_delivery(*row) if row else None
 
     # -- papers ---------------------------------------------------------------------------
 

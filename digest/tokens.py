@@ -1,9 +1,11 @@
-"""Signed tokens for the links in emails: unsubscribe, preferences, confirmation (itsdangerous).
+"""Signed tokens for the links in emails: unsubscribe, preferences, confirmation, votes, the
+archive and the feed (itsdangerous).
 
 A token names the subscriber by id *and* a hash of their address, so a link keeps working
 only for the person it was sent to (not for whoever later gets the same row id), and a
 link never exposes the bare address. Each purpose has its own salt: an unsubscribe token
-cannot be replayed as a preferences token.
+cannot be replayed as a preferences token. A link about one thing (a vote on one paper, one
+day's digest) is also ``bound`` to it: changing the paper in the URL breaks the signature.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 DAY = 24 * 3600
-# Unsubscribe links must work however old the email is; preferences links are long-lived
-# convenience; confirmation links expire with the pending subscription they confirm.
-MAX_AGE = {"unsubscribe": None, "preferences": 180 * DAY, "confirm": 7 * DAY}
+# Unsubscribe links must work however old the email is, and so must a feed reader's
+# subscription; preferences, vote and "view in browser" links are long-lived convenience;
+# confirmation links expire with the pending subscription they confirm.
+MAX_AGE = {
+    "unsubscribe": None,
+    "feed": None,
+    "preferences": 180 * DAY,
+    "vote": 365 * DAY,
+    "archive": 365 * DAY,
+    "confirm": 7 * DAY,
+}
 
 
 INVALID_LINK = "this link does not work: it may be incomplete, expired or no longer valid"
@@ -43,6 +53,7 @@ class TokenData:
     payload: dict[str, Any] = field(
         default_factory=dict
     )  # what the link asks for (a sign-up's settings)
+    bound: str | None = None  # the one thing the link is about: a paper, an edition
 
     def belongs_to(self, email: str) -> bool:
         return self.email_hash == email_fingerprint(email)
@@ -56,20 +67,34 @@ class Tokens:
     def __init__(self, secret_key: str, confirm_days: int = 7) -> None:
         self.secret_key = secret_key
         self.max_age = {**MAX_AGE, "confirm": confirm_days * DAY}
+        # one per purpose: a digest signs several links, and each serializer derives its key
+        self._serializers: dict[str, URLSafeTimedSerializer] = {}
 
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
         if purpose not in self.max_age:
             raise ValueError(f"unknown token purpose {purpose!r}")
-        return URLSafeTimedSerializer(self.secret_key, salt=f"paper-digest.{purpose}")
+        if purpose not in self._serializers:
+            self._serializers[purpose] = URLSafeTimedSerializer(
+                self.secret_key, salt=f"paper-digest.{purpose}"
+            )
+        return self._serializers[purpose]
 
     def make(
-        self, purpose: str, subscriber_id: int, email: str, payload: dict[str, Any] | None = None
+        self,
+        purpose: str,
+        subscriber_id: int,
+        email: str,
+        payload: dict[str, Any] | None = None,
+        bound: str | None = None,
     ) -> str:
         """A signed link token. With a ``payload`` it also records when it was issued, to the
-        microsecond, so a sign-up link can be told apart from an unsubscribe a moment later."""
+        microsecond, so a sign-up link can be told apart from an unsubscribe a moment later.
+        ``bound``: the paper or edition the link is about, signed with it."""
         data: dict[str, Any] = {"s": subscriber_id, "h": email_fingerprint(email)}
         if payload is not None:
             data.update(p=payload, i=time.time())
+        if bound is not None:
+            data["b"] = bound
         return self._serializer(purpose).dumps(data)
 
     def read(self, purpose: str, token: str) -> TokenData:
@@ -85,6 +110,9 @@ class Tokens:
                 if "i" in data
                 else None
             )
-            return TokenData(int(data["s"]), str(data["h"]), issued, dict(data.get("p") or {}))
+            bound = str(data["b"]) if "b" in data else None
+            return TokenData(
+                int(data["s"]), str(data["h"]), issued, dict(data.get("p") or {}), bound
+            )
         except (KeyError, TypeError, ValueError, OverflowError):
             raise TokenError("malformed payload") from None

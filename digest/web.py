@@ -11,12 +11,17 @@ Routes
                                "List-Unsubscribe=One-Click" here and get a plain 200
   GET  /preferences/<token>    topics, hour, time zone, digest size, pause, unsubscribe
   POST /preferences/<token>
+  GET  /vote/<token>?v=up|down a paper with "more / less like this" buttons (a GET records nothing)
+  POST /vote/<token>           records, changes or removes the vote (the signed token authorises it)
+  GET  /archive/<token>        one day's digest as it was sent ("View in browser")
+  GET  /feed/<token>           the reader's private Atom feed of every paper sent (ETag, 304)
   GET  /preview?topics=...     JSON: today's papers the typed topics would get (the form shows it live)
   GET  /healthz                database reachable?
 
-The signed token is the credential on /confirm, /unsubscribe and /preferences; every form
-also carries a CSRF token (Flask-WTF), except the unsubscribe POST, which mail providers
-must be able to make without one (the token in the URL authorises it). What the app defends
+The signed token is the credential on every page but the sign-up form; every form also
+carries a CSRF token (Flask-WTF), except the unsubscribe and vote POSTs: mail providers must
+be able to make the first without one, and the second is one tap from an email, where the
+token in the URL (bound to the reader and the paper) authorises it. What the app defends
 against, and how, is in the README ("The subscribe page").
 """
 
@@ -30,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from flask import (
@@ -46,9 +52,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_etag
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from digest.editions import subscriber_links
+from digest.editions import archive_url, digest_content, feed_url, subscriber_links, vote_url
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import account_message_id, build_message, wire_address
 from digest.models import utcnow
@@ -115,6 +122,10 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "interest-cohort=()",
 }
 HSTS = "max-age=31536000"
+PRIVATE_PAGES = ("/confirm", "/unsubscribe", "/preferences", "/vote", "/archive")
+VOTES = {"up": 1, "down": -1}
+BOUND_PURPOSES = ("vote", "archive")
+FEED_ENTRIES = 100  # the newest papers a feed lists; readers keep what they saw
 
 # A confirmation link from before links recorded when they were issued: older than anything.
 LINK_OF_UNKNOWN_AGE = dt.datetime(1970, 1, 1)
@@ -192,7 +203,7 @@ def create_app(
         response.headers.update(SECURITY_HEADERS)
         if https:
             response.headers["Strict-Transport-Security"] = HSTS
-        if request.path.startswith(("/confirm", "/unsubscribe", "/preferences")):
+        if request.path.startswith(PRIVATE_PAGES):
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -239,7 +250,8 @@ def with_subscriber(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A view whose URL carries a ``purpose`` token gets the subscriber it names (and the
     token's data); any bad link gets ``refused``: by default the one "this link does not
-    work" page, whatever was wrong with it."""
+    work" page, whatever was wrong with it. Tokens that must be bound (to a paper, an edition)
+    are refused without it."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -249,6 +261,8 @@ def with_subscriber(
                 data = ctx.tokens.read(purpose, token)
             except TokenError as exc:
                 return refused(exc.reason)
+            if purpose in BOUND_PURPOSES and not data.bound:
+                return refused("not bound to a paper or an edition")
             sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
             if sub is None or not data.belongs_to(sub.email):
                 return refused("no such subscriber")
@@ -457,6 +471,7 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         sub, errors = _apply_preferences(ctx, sub, request.form)
         saved = not errors
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
+    base = ctx.settings.base_url
     return _page(
         "preferences.html",
         400 if errors else 200,
@@ -468,7 +483,120 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         max_topics=MAX_TOPICS,
         max_papers_limit=MAX_PAPERS_LIMIT,
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
+        votes=ctx.store.votes_of(sub.id),
+        past_digests=[
+            (d.edition, len(d.picks), archive_url(sub, d.edition, ctx.tokens, base))
+            for d in ctx.store.sent_digests(sub.id)
+        ],
+        feed_url=feed_url(sub, ctx.tokens, base),
     )
+
+
+@pages.get("/vote/<token>")
+@with_subscriber("vote")
+def vote_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    """Shows the paper and the reader's vote; records nothing (mail gateways open every link).
+    ``?v=up`` or ``?v=down``, as the email's two links say, puts that button first."""
+    wanted = request.args.get("v") if request.args.get("v") in VOTES else None
+    return _vote_page(sub, data.bound, wanted)
+
+
+@pages.post("/vote/<token>")
+@csrf.exempt  # one tap from the email: the signed token, bound to reader and paper, authorises it
+@with_subscriber("vote")
+def vote(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    ctx = _ctx()
+    choice = request.form.get("vote", "")
+    if choice in VOTES:
+        ctx.store.record_vote(sub.id, data.bound, VOTES[choice], utcnow())
+        log.info("subscriber %d voted %s on %s", sub.id, choice, data.bound)
+    elif choice == "none":
+        ctx.store.remove_vote(sub.id, data.bound)
+    else:
+        return _vote_page(sub, data.bound, None, status=400)
+    return _vote_page(sub, data.bound, None, saved=True)
+
+
+def _vote_page(
+    sub: SubscriberRecord, arxiv_id: str, wanted: str | None, saved: bool = False, status: int = 200
+) -> tuple[str, int]:
+    ctx = _ctx()
+    found = ctx.store.list_papers(ids=[arxiv_id])
+    if not found:
+        return _invalid_link("the paper is no longer stored")
+    current = {1: "up", -1: "down"}.get(ctx.store.vote_of(sub.id, arxiv_id) or 0)
+    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
+    return _page(
+        "vote.html",
+        status,
+        paper=found[0],
+        current=current,
+        wanted=wanted or current or "up",
+        saved=saved,
+        preferences_url=url_for("pages.preferences", token=prefs),
+    )
+
+
+@pages.get("/archive/<token>")
+@with_subscriber("archive")
+def archive(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    """One day's digest exactly as it was sent: its stored picks, not a new ranking."""
+    ctx = _ctx()
+    try:
+        edition = dt.date.fromisoformat(data.bound)
+    except ValueError:
+        return _invalid_link("not an edition")
+    sent = ctx.store.sent_digest(sub.id, edition)
+    if sent is None:
+        return _notice(
+            "No digest that day", f"No digest was sent to {sub.email} on {edition}.", 404
+        )
+    ids = [pick["arxiv_id"] for pick in sent.picks]
+    papers = {p.arxiv_id: p for p in ctx.store.list_papers(ids=ids)}
+    base = ctx.settings.base_url
+    content = digest_content(sub, sent.picks, papers, edition, ctx.tokens, base, sent.quiet_topics)
+    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
+    return _page(
+        "archive.html",
+        content=content,
+        trending_votes=[vote_url(sub, p.arxiv_id, ctx.tokens, base) for p in content.trending],
+        preferences_url=url_for("pages.preferences", token=prefs),
+    )
+
+
+@pages.get("/feed/<token>")
+@with_subscriber("feed")
+def feed(sub: SubscriberRecord, data: Any, token: str) -> Response:
+    """Atom, newest first: one entry per paper sent. Conditional GETs are answered with 304
+    from the ETag or Last-Modified alone, so a reader polling every few minutes costs one
+    small query."""
+    ctx = _ctx()
+    digests = ctx.store.sent_digests(sub.id)
+    entries = [(d, pick) for d in digests for pick in d.picks][:FEED_ENTRIES]
+    updated = max((d.sent_at for d in digests if d.sent_at), default=sub.created_at)
+    headers = {
+        "ETag": quote_etag(f"{sub.id}-{len(entries)}-{updated.isoformat()}"),
+        "Last-Modified": http_date(updated.replace(tzinfo=dt.UTC)),
+        "Cache-Control": "private, max-age=300",
+    }
+    if not is_resource_modified(
+        request.environ, etag=unquote_etag(headers["ETag"])[0], last_modified=updated
+    ):
+        return Response(status=304, headers=headers)
+    ids = [pick["arxiv_id"] for _, pick in entries]
+    papers = {p.arxiv_id: p for p in ctx.store.list_papers(ids=ids)}
+    xml = render_template(
+        "web/feed.xml",
+        sub=sub,
+        updated=updated,
+        feed_id=f"tag:{urlsplit(ctx.settings.base_url).hostname},2026:paper-digest:{sub.id}",
+        self_url=f"{ctx.settings.base_url}/feed/{token}",
+        home_url=ctx.settings.base_url + "/",
+        entries=[
+            (d, pick, papers[pick["arxiv_id"]]) for d, pick in entries if pick["arxiv_id"] in papers
+        ],
+    )
+    return Response(xml, mimetype="application/atom+xml", headers=headers)
 
 
 @pages.get("/preview")
@@ -511,6 +639,9 @@ def _apply_preferences(
 ) -> tuple[SubscriberRecord, dict[str, str]]:
     """The subscriber after the form's action, and the form's problems (then nothing changed)."""
     action = form.get("action", "save")
+    if action == "unvote":
+        ctx.store.remove_vote(sub.id, form.get("arxiv_id", ""))
+        return sub, {}
     if action == "pause":
         return ctx.store.set_status(sub.email, "paused", allowed_from=("active", "paused")), {}
     if action == "resume":

@@ -6,7 +6,9 @@ Renders a realistic digest (one recorded day of Hugging Face and arXiv papers, w
 a Trending today section and a topic with nothing new) and captures it at phone (375 px)
 and desktop (700 px) widths, in light and dark mode; then serves the web app on a
 temporary database and captures each page (subscribe, confirmed, preferences, unsubscribe)
-at both widths. Two of the pictures are also copied to docs/ for the README.
+at both widths, with a digest already sent and two votes cast, so the vote page, the archive
+("View in browser") and the preferences page's votes and past digests have something to
+show. Two of the pictures are also copied to docs/ for the README.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -73,26 +76,33 @@ def one_days_papers() -> list[PaperRecord]:
     return [PaperRecord(arxiv_id=pid, **fields) for pid, fields in merged.items()]
 
 
+SAMPLE_TOPICS = (
+    "reinforcement learning",
+    "large language model agents",
+    "lattice quantum chromodynamics",
+)
+SAMPLE_NOW = dt.datetime(2026, 7, 13, 7, 0)
+
+
 def sample_digest() -> DigestContent:
     sub = SubscriberRecord(
         1,
         "ada@example.org",
         "active",
-        ("reinforcement learning", "large language model agents", "lattice quantum chromodynamics"),
+        SAMPLE_TOPICS,
         "Europe/London",
         7,
         5,
         dt.datetime(2026, 7, 1),
         dt.datetime(2026, 7, 1),
     )
-    now = dt.datetime(2026, 7, 13, 7, 0)
-    plan = plan_edition(one_days_papers(), [sub], {}, now)
+    plan = plan_edition(one_days_papers(), [sub], {}, SAMPLE_NOW)
     tokens = Tokens("screenshots")
     return digest_content(
         sub,
         plan.picks[1],
         plan.papers,
-        now.date(),
+        SAMPLE_NOW.date(),
         tokens,
         "https://digest.example.org",
         plan.quiet[1],
@@ -135,20 +145,24 @@ def capture_web_pages(out: Path) -> None:
         store = Store.from_url(settings.resolved_database_url)
         store.upgrade()
         sub = store.add_subscriber(
-            build_subscriber_input("ada@example.org", ["reinforcement learning", "robotics"]),
-            SubscriberDefaults(),
+            build_subscriber_input("ada@example.org", list(SAMPLE_TOPICS)), SubscriberDefaults()
         )
+        picks = send_sample_digest(store, sub)
         tokens = Tokens(settings.secret_key)
         server = create_server(
             create_app(settings, store, redis_conn=None), host="127.0.0.1", port=0
         )
         threading.Thread(target=server.run, daemon=True).start()
         base = f"http://127.0.0.1:{server.effective_port}"
+        edition = SAMPLE_NOW.date().isoformat()
+        vote = tokens.make("vote", sub.id, sub.email, bound=picks[1])
         pages = {
             "subscribe": "/",
             "confirm": f"/confirm/{tokens.make('confirm', sub.id, sub.email, {})}",
             "preferences": f"/preferences/{tokens.make('preferences', sub.id, sub.email)}",
             "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}",
+            "vote": f"/vote/{vote}?v=up",
+            "archive": f"/archive/{tokens.make('archive', sub.id, sub.email, bound=edition)}",
         }
         try:
             for slug, path in pages.items():
@@ -156,6 +170,25 @@ def capture_web_pages(out: Path) -> None:
                     capture(base + path, out / f"web-{slug}-{name}.png", width, height=1300)
         finally:
             server.close()
+
+
+def send_sample_digest(store: Any, sub: SubscriberRecord) -> list[str]:
+    """Record the sample day's digest as sent to ``sub``, with a vote each way; its picks."""
+    from digest.records import NewDelivery, SentRecord
+
+    papers = one_days_papers()
+    store.upsert_papers(papers)
+    plan = plan_edition(papers, [sub], {}, SAMPLE_NOW)
+    picks = plan.picks[sub.id]
+    _, (delivery,) = store.create_deliveries([NewDelivery(sub.id, SAMPLE_NOW.date(), picks)])
+    claim, _ = store.claim_deliveries([delivery], SAMPLE_NOW)
+    ids = [p["arxiv_id"] for p in picks]
+    store.mark_sent(
+        [SentRecord(delivery, sub.id, claim, "<sample@example.org>", SAMPLE_NOW, tuple(ids))]
+    )
+    store.record_vote(sub.id, ids[0], 1, SAMPLE_NOW)
+    store.record_vote(sub.id, ids[2], -1, SAMPLE_NOW)
+    return ids
 
 
 if __name__ == "__main__":

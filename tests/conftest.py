@@ -133,3 +133,18 @@ def encoder():
     if reason := semantic.unavailable_reason():
         pytest.skip(reason=reason)
     return semantic.load_encoder()
+
+
+def record_sent_digest(store: Store, subscriber_id: int, edition, picks: list[dict]) -> int:
+    """A digest as the workers leave it once the SMTP server accepted it: planned, claimed and
+    recorded as sent with its papers. Returns the delivery id."""
+    import datetime as dt
+
+    from digest.records import NewDelivery, SentRecord
+
+    now = dt.datetime.combine(edition, dt.time(7))
+    _, (delivery,) = store.create_deliveries([NewDelivery(subscriber_id, edition, picks)])
+    claim, _ = store.claim_deliveries([delivery], now)
+    papers = tuple(p["arxiv_id"] for p in picks)
+    store.mark_sent([SentRecord(delivery, subscriber_id, claim, f"<{delivery}@test>", now, papers)])
+    return delivery

@@ -16,6 +16,7 @@ PURE = (
     "subscriptions",
     "evaluation",
     "records",
+    "text",
 )
 SHELL_PACKAGES = (
     "sqlalchemy",

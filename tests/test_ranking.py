@@ -10,17 +10,29 @@ from click.testing import CliRunner
 from conftest import FIXTURES
 
 from digest.cli import cli
-from digest.evaluation import load_papers_file, load_profiles_file, load_qrels, ndcg, score_run
+from digest.evaluation import (
+    load_papers_file,
+    load_profile_votes,
+    load_profiles_file,
+    load_qrels,
+    ndcg,
+    score_run,
+    simulate_votes,
+)
 from digest.ranking import (
+    LEXICAL_THRESHOLD,
     Explainer,
     SubscriberRequest,
     TopicIndex,
+    build_feedback,
     paper_signals,
     pick_papers,
     plain_bm25_ranking,
     rank_profiles,
 )
+from digest.records import Votes
 from digest.sources import PaperRecord
+from digest.subscriptions import InvalidInput
 
 DEV = FIXTURES / "ranking-dev"
 
@@ -353,3 +365,136 @@ def test_merged_profiles_are_both_covered_on_the_dev_set(encoder) -> None:
         {q: [p.arxiv_id for p in ps] for q, ps in run.items()}, merged
     )
     assert eligible == 35 and coverage == 1.0
+
+
+# -- reader feedback: more / less like this ---------------------------------------------------
+
+ATTENTION_DAY = [
+    paper(
+        "kernel",
+        "Efficient attention through random feature kernels",
+        "Kernelised efficient attention approximates softmax with random features in linear time.",
+    ),
+    paper(
+        "sparse",
+        "Efficient attention with block sparse patterns for long documents",
+        "Block sparse efficient attention reads long documents by attending within local windows.",
+    ),
+    paper(
+        "io",
+        "Efficient attention that is aware of GPU memory",
+        "An efficient attention kernel tiles the computation to avoid reading GPU memory twice.",
+    ),
+    paper(
+        "windows",
+        "Local windows and block sparse patterns for long documents",
+        "Attending within local windows with block sparse patterns lets models read long documents.",
+    ),
+]
+LIKED = paper(
+    "liked",
+    "Block sparse attention reads long documents in local windows, a page at a time",
+    "Local windows and block sparse patterns make long documents cheap to read.",
+)
+DISLIKED = paper(
+    "disliked",
+    "Random feature kernels approximate softmax",
+    "Random features and kernels approximate the softmax in linear time.",
+)
+
+
+def rank_attention(votes: Votes | None = None) -> list:
+    profile = {"ada": ["efficient attention"]}
+    return rank_profiles(
+        [*ATTENTION_DAY, LIKED, DISLIKED],
+        profile,
+        5,
+        LEXICAL_THRESHOLD,
+        votes={"ada": votes} if votes else None,
+    )["ada"]
+
+
+def test_votes_reorder_the_papers_that_pass_and_name_the_liked_paper() -> None:
+    without = [p.arxiv_id for p in rank_attention()]
+    assert without[:3] != ["sparse", "io", "kernel"], (
+        "the premise: words alone order them otherwise"
+    )
+    picks = rank_attention(Votes(liked=("liked",), disliked=("disliked",)))
+    assert [p.arxiv_id for p in picks] == ["sparse", "io", "kernel"]
+    assert picks[0].reason.startswith(
+        "Like “Block sparse attention reads long documents in local…”, which you liked. "
+    )
+    assert "which you liked" not in picks[1].reason and "which you liked" not in picks[2].reason
+
+
+def test_a_vote_never_lets_a_paper_below_the_threshold_in() -> None:
+    """ "windows" is the liked paper's twin, but not about efficient attention."""
+    picks = rank_attention(Votes(liked=("liked",)))
+    assert "windows" not in [p.arxiv_id for p in picks]
+    assert {"liked", "disliked"}.isdisjoint(p.arxiv_id for p in picks), "voted papers stay out"
+
+
+def test_one_vote_counts_less_than_four() -> None:
+    index = TopicIndex([*ATTENTION_DAY, LIKED])
+    feedback, rows = build_feedback(index, [Votes(liked=("liked",))], {"liked": LIKED})
+    one = feedback.lift(SubscriberRequest(0, (0,), 5, liked=rows[0][0]))
+    four = feedback.lift(SubscriberRequest(0, (0,), 5, liked=rows[0][0] * 4))
+    assert one.max() > 0 and np.allclose(four, 4 * one)
+
+
+def test_profile_votes_load_and_bad_ones_are_named(tmp_path) -> None:
+    good = tmp_path / "profiles.json"
+    good.write_text(json.dumps([{"qid": "q", "topics": ["rl"], "liked": ["1"], "disliked": []}]))
+    assert load_profile_votes(good) == {"q": Votes(liked=("1",))}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"qid": "q", "topics": ["rl"], "liked": "1"}]))
+    with pytest.raises(InvalidInput, match='"liked"'):
+        load_profile_votes(bad)
+
+
+def test_simulated_votes_pick_what_words_miss_and_what_fools_them() -> None:
+    qrels = {"q": {"a": 2, "b": 2, "c": 1, "d": 0, "e": 0, "f": 0}}
+    trial = simulate_votes({"q": ["d", "a", "e", "b", "f"]}, qrels)
+    assert trial.votes["q"] == Votes(liked=("b", "a"), disliked=("d", "e"))
+    assert trial.qrels["q"] == {"c": 1, "f": 0}
+
+
+def test_rank_command_takes_votes_and_leaves_voted_papers_out(tmp_path) -> None:
+    papers = tmp_path / "papers.json"
+    papers.write_text(
+        json.dumps(
+            [
+                {"id": p.arxiv_id, "title": p.title, "abstract": p.abstract}
+                for p in [*ATTENTION_DAY, LIKED, DISLIKED]
+            ]
+        )
+    )
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(
+        json.dumps(
+            [
+                {
+                    "qid": "ada",
+                    "topics": ["efficient attention"],
+                    "liked": ["liked"],
+                    "disliked": ["disliked"],
+                }
+            ]
+        )
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "rank",
+            "--papers",
+            str(papers),
+            "--profiles",
+            str(profiles),
+            "--format",
+            "json",
+            "--no-semantic",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(result.output)["ada"]
+    assert ranked[0] == "sparse" and {"liked", "disliked"}.isdisjoint(ranked)

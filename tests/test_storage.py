@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from digest.models import Base
 from digest.records import SubscriberDefaults
-from digest.storage import StorageError, Store
+from digest.storage import VOTES_USED, StorageError, Store
 from digest.subscriptions import build_subscriber_input
 
 DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
@@ -224,3 +226,22 @@ def test_two_sign_ups_of_one_new_address_at_once_both_succeed(store: Store) -> N
     assert errors == [] and len(results) == 2
     with store.session() as session:
         assert session.query(Subscriber).count() == 1
+
+
+def test_ranking_reads_each_readers_newest_votes_and_a_new_vote_replaces_the_old(
+    store: Store,
+) -> None:
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    start = dt.datetime(2026, 11, 1)
+    for n in range(VOTES_USED + 2):
+        store.record_vote(sub.id, f"p{n:03}", 1 if n % 2 else -1, start + dt.timedelta(minutes=n))
+    store.record_vote(sub.id, "p003", -1, start + dt.timedelta(days=1))  # changed its mind, last
+    votes = store.reader_votes([sub.id, 999])[sub.id]
+    assert len(votes.liked) + len(votes.disliked) == VOTES_USED
+    assert "p000" not in votes.disliked and "p001" not in votes.liked, "the oldest are dropped"
+    assert votes.disliked[-1] == "p003" and "p003" not in votes.liked
+    with pytest.raises(ValueError):
+        store.record_vote(sub.id, "p000", 2, start)
+    assert store.remove_vote(sub.id, "p003") and not store.remove_vote(sub.id, "p003")

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Iterator
+from email.message import Message
 
 import fakeredis
+import feedparser
 import pytest
 from conftest import unreachable_redis
 from itsdangerous import TimestampSigner
 from sqlalchemy.exc import OperationalError
 
+from digest.delivery import send_deliveries
+from digest.pipeline import run_tick
 from digest.records import SubscriberDefaults
 from digest.settings import Settings
+from digest.sources import PaperRecord
 from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
 from digest.tokens import INVALID_LINK, Tokens
+from digest.transports import SmtpTransport
 from digest.web import MAILS_PER_ADDRESS, create_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -843,3 +850,209 @@ def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: di
         data={**form, "send_hour": "7", "max_papers": "5", "show_trending": "on", "action": "save"},
     )
     assert store.get_subscriber("ada@example.org").show_trending is True
+
+
+# -- reader feedback, the archive and the feed --------------------------------------------------
+
+DAY_ONE = [
+    PaperRecord(
+        "2611.00001",
+        "Efficient attention with block sparse patterns for long documents",
+        "Block sparse efficient attention reads long documents by attending within local windows.",
+    ),
+    PaperRecord(
+        "2611.00002",
+        "Efficient attention through random feature kernels",
+        "Kernelised efficient attention approximates the softmax with random features in linear time.",
+    ),
+    PaperRecord(
+        "2611.00003",
+        "Efficient attention that is aware of GPU memory",
+        "An efficient attention kernel tiles the computation to avoid reading GPU memory twice.",
+    ),
+]
+DAY_TWO = [
+    PaperRecord(
+        "2611.00011",
+        "Efficient attention with random feature maps for vision transformers",
+        "Random feature maps approximate the softmax kernel, giving efficient attention in linear "
+        "time for vision transformers.",
+    ),
+    PaperRecord(
+        "2611.00012",
+        "Efficient attention on long sequences with recurrent state",
+        "A recurrent state makes efficient attention linear on long sequences.",
+    ),
+    PaperRecord(
+        "2611.00013",
+        "Local windows for efficient attention over long documents",
+        "Block sparse patterns and local windows let attention read long documents cheaply.",
+    ),
+]
+URL_PATH = re.compile(r"https://digest\.example\.org(/\S+)")
+
+
+def send_day(web: dict, papers: list[PaperRecord], now: dt.datetime) -> dict[str, Message]:
+    """Store the day's papers, plan everyone's digest and send it: each reader's email."""
+    settings = (
+        web["app"]
+        .extensions["digest"]
+        .settings.model_copy(update={"semantic": False, "offline": True})
+    )
+    web["store"].upsert_papers(papers)
+    batches: list[list[int]] = []
+    run_tick(web["store"], settings, now, batches.append, dt.timedelta(days=999), everyone=True)
+    sent_before = len(web["sink"].handler.received)
+    with SmtpTransport(settings) as transport:
+        for batch in batches:
+            send_deliveries(web["store"], settings, batch, transport, clock=lambda: now)
+    return {r.recipient: r.message() for r in web["sink"].handler.received[sent_before:]}
+
+
+def text_part(message: Message) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def titles_in(text: str, papers: list[PaperRecord]) -> list[str]:
+    return sorted(
+        (p.arxiv_id for p in papers if p.title in text),
+        key=lambda i: text.index(next(p.title for p in papers if p.arxiv_id == i)),
+    )
+
+
+def link_paths(text: str, label: str) -> list[str]:
+    """The paths of the text part's links after ``label`` ("More or less like this:")."""
+    return [URL_PATH.search(line).group(1) for line in text.splitlines() if label in line]
+
+
+def test_a_vote_through_the_page_reorders_the_next_digest(web: dict) -> None:
+    for email in ("ada@example.org", "bob@example.org"):
+        web["store"].add_subscriber(
+            build_subscriber_input(email, ["efficient attention"], max_papers=3),
+            SubscriberDefaults(),
+        )
+    day_one = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    first = text_part(send_day(web, DAY_ONE, day_one)["ada@example.org"])
+    votes = dict(
+        zip(titles_in(first, DAY_ONE), link_paths(first, "More or less like this:"), strict=True)
+    )
+    ada = web["store"].get_subscriber("ada@example.org")
+
+    page = web["client"].get(votes["2611.00001"] + "?v=up")
+    assert page.status_code == 200 and "More like this" in page.get_data(as_text=True)
+    assert web["store"].vote_of(ada.id, "2611.00001") is None, (
+        "a GET (a link scanner) records nothing"
+    )
+    liked = web["client"].post(votes["2611.00001"], data={"vote": "up"})
+    assert "Saved: more papers like this one" in liked.get_data(as_text=True)
+    web["client"].post(votes["2611.00002"], data={"vote": "down"})  # one tap, no CSRF token
+
+    second = send_day(web, DAY_TWO, day_one + dt.timedelta(days=1))
+    ada_order = titles_in(text_part(second["ada@example.org"]), DAY_TWO)
+    bob_order = titles_in(text_part(second["bob@example.org"]), DAY_TWO)
+    assert bob_order == ["2611.00012", "2611.00011", "2611.00013"], "the premise: words alone"
+    assert ada_order == ["2611.00013", "2611.00012", "2611.00011"]
+    assert (
+        "Why: Like “Efficient attention with block sparse patterns for long…”, which you liked."
+        in " ".join(text_part(second["ada@example.org"]).split())
+    )
+
+
+def test_a_vote_can_be_changed_undone_and_removed_from_the_preferences(web: dict) -> None:
+    sub = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    web["store"].upsert_papers(DAY_ONE)
+    path = f"/vote/{web['tokens'].make('vote', sub.id, sub.email, bound='2611.00001')}"
+    web["client"].post(path, data={"vote": "up"})
+    web["client"].post(path, data={"vote": "down"})
+    assert web["store"].vote_of(sub.id, "2611.00001") == -1
+    assert "You said <b>less like this</b>" in web["client"].get(path).get_data(as_text=True)
+    undone = web["client"].post(path, data={"vote": "none"})
+    assert "Your vote is removed" in undone.get_data(as_text=True)
+    assert web["store"].vote_of(sub.id, "2611.00001") is None
+    assert web["client"].post(path, data={"vote": "sideways"}).status_code == 400
+
+    web["client"].post(path, data={"vote": "up"})
+    prefs = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
+    page = web["client"].get(prefs).get_data(as_text=True)
+    assert DAY_ONE[0].title in page
+    web["client"].post(
+        prefs,
+        data={
+            "csrf_token": csrf_token(web["client"], prefs),
+            "action": "unvote",
+            "arxiv_id": "2611.00001",
+        },
+    )
+    assert web["store"].vote_of(sub.id, "2611.00001") is None
+    assert DAY_ONE[0].title not in web["client"].get(prefs).get_data(as_text=True)
+
+
+def test_vote_links_of_another_reader_or_paper_are_refused(web: dict) -> None:
+    tokens = web["tokens"]
+    ada = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    web["store"].upsert_papers(DAY_ONE)
+    good = tokens.make("vote", ada.id, ada.email, bound="2611.00001")
+    forged = [
+        tokens.make("vote", ada.id, "eve@example.org", bound="2611.00001"),  # another person
+        tokens.make("preferences", ada.id, ada.email),  # another purpose
+        tokens.make("vote", ada.id, ada.email),  # about no paper
+        Tokens("another-secret").make("vote", ada.id, ada.email, bound="2611.00001"),
+        good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+    ]
+    for token in forged:
+        assert web["client"].post(f"/vote/{token}", data={"vote": "up"}).status_code == 400
+        assert web["client"].get(f"/vote/{token}").status_code == 400
+    # a token signed for one paper cannot be pointed at another: the paper is inside the signature
+    payload, _, signature = good.partition(".")
+    other = tokens.make("vote", ada.id, ada.email, bound="2611.00002")
+    spliced = other.partition(".")[0] + "." + signature
+    assert web["client"].post(f"/vote/{spliced}", data={"vote": "up"}).status_code == 400
+    assert web["store"].votes_of(ada.id) == []
+
+
+def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(web: dict) -> None:
+    sub = web["store"].add_subscriber(
+        build_subscriber_input("ada@example.org", ["efficient attention"], max_papers=2),
+        SubscriberDefaults(),
+    )
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    text = text_part(send_day(web, DAY_ONE, now)["ada@example.org"])
+    sent_order = titles_in(text, DAY_ONE)
+    assert len(sent_order) == 2
+    (archive,) = link_paths(text, "View in browser:")
+    page = web["client"].get(archive).get_data(as_text=True)
+    assert titles_in(page, DAY_ONE) == sent_order, "the archive shows the picks as sent, in order"
+    prefs = web["client"].get(
+        f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
+    )
+    assert archive in prefs.get_data(as_text=True), "the preferences page lists past digests"
+
+    web["store"].upsert_papers(DAY_TWO)  # a new day's papers change nothing in a sent digest
+    assert titles_in(web["client"].get(archive).get_data(as_text=True), DAY_ONE) == sent_order
+    other_day = web["tokens"].make("archive", sub.id, sub.email, bound="2001-01-01")
+    assert web["client"].get(f"/archive/{other_day}").status_code == 404
+
+    feed_path = URL_PATH.search(
+        re.search(r'id="feed_url"[^>]*value="([^"]+)"', prefs.get_data(as_text=True)).group(1)
+    ).group(1)
+    response = web["client"].get(feed_path)
+    assert response.status_code == 200 and response.mimetype == "application/atom+xml"
+    parsed = feedparser.parse(response.data)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.version == "atom10" and parsed.feed.id and parsed.feed.updated
+    assert [e.link for e in parsed.entries] == [
+        f"https://arxiv.org/abs/{pid}" for pid in sent_order
+    ]
+    for entry in parsed.entries:
+        assert entry.id and entry.title and entry.updated and entry.summary
+    assert len({e.id for e in parsed.entries}) == len(parsed.entries)
+    again = web["client"].get(feed_path, headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304 and not again.data
+    since = web["client"].get(
+        feed_path, headers={"If-Modified-Since": response.headers["Last-Modified"]}
+    )
+    assert since.status_code == 304

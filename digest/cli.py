@@ -35,7 +35,13 @@ from digest.evaluation import (
     simulate_votes,
     topic_coverage,
 )
-from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
+from digest.ingestion import (
+    LIVE_SOURCES,
+    fetch_all,
+    ingest_bytes,
+    look_up_papers,
+    require_topic_papers,
+)
 from digest.limits import RateLimiter
 from digest.messages import wire_address
 from digest.models import DELIVERY_STATUSES, SUBSCRIBER_STATUSES, utcnow
@@ -49,10 +55,12 @@ from digest.storage import StorageError, Store
 from digest.subscriptions import (
     OPTED_OUT,
     InvalidInput,
+    ParsedCsv,
     build_subscriber_input,
     format_subscriber_csv,
     normalize_email,
     normalize_topic,
+    papers_of_topics,
     parse_subscriber_csv,
 )
 from digest.transports import PermanentError, TransientError, make_transport
@@ -260,6 +268,7 @@ def subscribers_add(
       digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
     """
     data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
+    require_topic_papers(app.store, app.settings, data.topics)
     sub = app.store.add_subscriber(data, app.settings.subscriber_defaults)
     click.echo(f"added {sub.email} with topics: {'; '.join(sub.topics)}")
 
@@ -282,6 +291,7 @@ def subscribers_set(
     """
     current = app.store.require_subscriber(normalize_email(email))
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
+    require_topic_papers(app.store, app.settings, data.topics)
     sub = app.store.update_subscriber(
         data.email,
         list(data.topics) if topics else None,
@@ -455,6 +465,7 @@ def subscribers_import(
     """
     parsed = parse_subscriber_csv(read_utf8_text(csv_file))
     store = app.store
+    rejected = _rows_naming_unknown_papers(app, parsed)
     total = ChangeReport()
     batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
     with progress_bar(
@@ -465,7 +476,7 @@ def subscribers_import(
                 batch, app.settings.subscriber_defaults, dry_run=dry_run
             )
             total.add(report)
-    lines = [f"line {r.line}: rejected: {r.reason}" for r in parsed.rejections]
+    lines = [f"line {r.line}: rejected: {r.reason}" for r in parsed.rejections] + rejected
     for line in lines[:SHOWN_REJECTIONS]:
         click.echo(line, err=True)
     if len(lines) > SHOWN_REJECTIONS:
@@ -479,7 +490,7 @@ def subscribers_import(
     prefix = "dry run, nothing changed: would have " if dry_run else ""
     click.echo(
         f"{prefix}created {total.created}, updated {total.updated}, "
-        f"unchanged {total.unchanged}, rejected {len(parsed.rejections)} "
+        f"unchanged {total.unchanged}, rejected {len(lines)} "
         f"(of {parsed.lines} data lines)"
         + (
             f"; kept {total.kept} (unsubscribed or bounced: an import never re-subscribes them)"
@@ -487,8 +498,24 @@ def subscribers_import(
             else ""
         )
     )
-    if parsed.rejections:
+    if lines:
         sys.exit(1)
+
+
+def _rows_naming_unknown_papers(app: AppContext, parsed: ParsedCsv) -> list[str]:
+    """Look up the papers the file's topics name, at once; the rows naming one arXiv does not
+    have are taken out of ``parsed`` and reported, one line each."""
+    unknown = look_up_papers(
+        app.store, app.settings, papers_of_topics(t for row in parsed.rows for t in row.topics)
+    )
+    if not unknown:
+        return []
+    bad = [row for row in parsed.rows if papers_of_topics(row.topics) & unknown]
+    parsed.rows = [row for row in parsed.rows if not papers_of_topics(row.topics) & unknown]
+    return [
+        f"{row.email}: rejected: arXiv has no paper {', '.join(sorted(papers_of_topics(row.topics) & unknown))}"
+        for row in bad
+    ]
 
 
 # -- topics --------------------------------------------------------------------------------

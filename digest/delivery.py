@@ -28,6 +28,7 @@ from digest.records import DeliveryRecord, SentRecord, SubscriberRecord
 from digest.settings import Settings
 from digest.sources import PaperRecord
 from digest.storage import StorageError, Store
+from digest.subscriptions import papers_of_topics
 from digest.transports import PermanentError, TransientError, Transport
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def send_deliveries(
     report = BatchReport()
     loaded = store.load_deliveries(delivery_ids)
     paper_ids = {pick["arxiv_id"] for delivery, _ in loaded for pick in delivery.picks}
+    paper_ids |= papers_of_topics(t for _, sub in loaded for t in sub.topics)  # their titles
     papers = {p.arxiv_id: p for p in store.list_papers(ids=sorted(paper_ids))} if paper_ids else {}
     wanted = []
     for delivery, subscriber in loaded:

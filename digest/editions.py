@@ -31,10 +31,13 @@ from digest.records import SubscriberRecord, Votes
 from digest.rendering import DigestContent, paper_item, render_digest
 from digest.settings import Settings
 from digest.sources import PaperRecord
+from digest.subscriptions import paper_of_topic, papers_of_topics
+from digest.text import snippet
 from digest.tokens import Tokens
 
 CANDIDATE_WINDOW = dt.timedelta(days=2)  # papers first seen this recently are "new"
 TRENDING_LINE_CHARS = 140  # a trending paper gets one line, not a paragraph
+TOPIC_TITLE_CHARS = 50  # a "more like this paper" topic, shown by the start of its title
 TRENDING_COUNT = 3  # the "Trending today" section: the day's most upvoted papers not picked
 
 
@@ -46,6 +49,7 @@ class EditionPlan:
     # subscriber id -> [{arxiv_id, topic, reason, score, also?}]; topic None: a trending paper
     picks: dict[int, list[dict[str, Any]]]
     quiet: dict[int, list[str]] = field(default_factory=dict)  # topics with nothing new today
+    candidates: int = 0  # how many of ``papers`` were today's candidates
 
 
 def paper_age_days(paper: PaperRecord, now: dt.datetime) -> float:
@@ -93,23 +97,27 @@ def plan_edition(
     threshold: float = LEXICAL_THRESHOLD,
     encoder: Encoder | None = None,
     votes: Mapping[int, Votes] | None = None,
-    voted_papers: Mapping[str, PaperRecord] | None = None,
+    known_papers: Mapping[str, PaperRecord] | None = None,
 ) -> EditionPlan:
     """Rank the candidates for every subscriber at once (distinct topics scored once).
 
     ``threshold`` must suit ``encoder`` (see :func:`digest.semantic.ranking_mode`). ``votes``:
-    the readers' "more / less like this", on papers found in ``voted_papers``."""
-    index = TopicIndex(papers, encoder=encoder)
+    the readers' "more / less like this". ``known_papers``: the stored papers that votes and
+    "more like this paper" topics name (a topic whose paper is missing matches nothing)."""
+    known = known_papers or {}
     topics = sorted({t for sub in subscribers for t in sub.topics})
+    topic_papers = {t: known[pid] for t in topics if (pid := paper_of_topic(t)) in known}
+    index = TopicIndex(papers, encoder=encoder, topic_papers=topic_papers)
     row_of = {t: i for i, t in enumerate(topics)}
     said = [(votes or {}).get(sub.id, Votes()) for sub in subscribers]
-    feedback, vote_rows = build_feedback(index, said, voted_papers or {})
+    feedback, vote_rows = build_feedback(index, said, known)
     requests = [
         SubscriberRequest(
             sub.id,
             tuple(row_of[t] for t in sub.topics),
             sub.max_papers,
-            frozenset(already_sent.get(sub.id, ())),
+            # a paper is never "similar to itself"
+            frozenset(already_sent.get(sub.id, ())) | papers_of_topics(sub.topics),
             *vote_rows[n],
         )
         for n, sub in enumerate(subscribers)
@@ -119,7 +127,9 @@ def plan_edition(
     gate = index.threshold_scores(topics, scores)
     table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate, feedback)
     explainer = Explainer(index, topics, table, requests, feedback)
-    plan = EditionPlan({p.arxiv_id: p for p in papers}, {})
+    # the topics' own papers too: the email names a "more like this paper" topic by its title
+    shown = [*topic_papers.values(), *papers]
+    plan = EditionPlan({p.arxiv_id: p for p in shown}, {}, candidates=len(papers))
     by_votes = most_upvoted(papers)
     for row, sub in enumerate(subscribers):
         picks = [pick_to_json(p) for p in explainer.picks(row)]
@@ -140,24 +150,30 @@ def digest_content(
     quiet_topics: Sequence[str] = (),
 ) -> DigestContent:
     """What one subscriber's email shows; picks without a topic are the "Trending today"
-    section. ``quiet_topics``: those of their topics that had nothing new."""
+    section. ``quiet_topics``: those of their topics that had nothing new. A "more like this
+    paper" topic is shown by its paper's title, when ``papers`` holds it."""
+
+    def label(topic: str) -> str:
+        return topic_label(topic, papers)
+
     matched, trending = [], []
     for pick in picks:
         paper = papers.get(pick["arxiv_id"])
         if paper is None:
             continue
         if pick.get("topic"):
-            item = paper_item(paper, pick["topic"], pick.get("reason") or "", pick.get("also", ()))
+            also = [label(t) for t in pick.get("also", ())]
+            item = paper_item(paper, label(pick["topic"]), pick.get("reason") or "", also)
             matched.append(item)
         else:
             trending.append(paper_item(paper, snippet_chars=TRENDING_LINE_CHARS))
     prefs, unsub = subscriber_links(subscriber, tokens, base_url)
     quiet_set = set(quiet_topics)
-    quiet = tuple(t for t in subscriber.topics if t in quiet_set)
+    quiet = tuple(label(t) for t in subscriber.topics if t in quiet_set)
     return DigestContent(
         edition,
         subscriber.email,
-        subscriber.topics,
+        tuple(label(t) for t in subscriber.topics),
         tuple(matched),
         tuple(trending),
         prefs,
@@ -166,6 +182,15 @@ def digest_content(
         archive_url(subscriber, edition, tokens, base_url),
         tuple(vote_url(subscriber, item.arxiv_id, tokens, base_url) for item in matched),
     )
+
+
+def topic_label(topic: str, papers: Mapping[str, PaperRecord]) -> str:
+    """A topic as people read it: a "more like this paper" topic by its paper's title."""
+    pid = paper_of_topic(topic)
+    if pid is None:
+        return topic
+    paper = papers.get(pid)
+    return f"like “{snippet(paper.title, TOPIC_TITLE_CHARS)}”" if paper else f"like arXiv {pid}"
 
 
 def subscriber_links(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlencode
@@ -24,6 +25,7 @@ from digest.sources import (
     parse_response,
 )
 from digest.storage import Store
+from digest.subscriptions import InvalidInput, papers_of_topics
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +178,58 @@ def ingest_bundled_sample(store: Store, announce_types: frozenset[str]) -> list[
                 ingest_bytes(store, item.read_bytes(), f"sample:{item.name}", announce_types)
             )
     return reports
+
+
+def look_up_papers(
+    store: Store, settings: Settings, ids: set[str], fetcher: Fetcher | None = None
+) -> set[str]:
+    """Store the papers that "more like this paper" topics name, fetching the unknown ones
+    from the arXiv API by id. Returns the ids arXiv does not have; raises InvalidInput when
+    arXiv cannot be asked (offline, down), naming the papers that could not be checked.
+
+    A looked-up paper is stored as first seen when it was published: an old paper a reader
+    names is not news for everyone else."""
+    missing = ids - {p.arxiv_id for p in store.list_papers(ids=sorted(ids))} if ids else set()
+    if not missing:
+        return set()
+    named = ", ".join(sorted(missing))
+    if settings.offline:
+        raise InvalidInput(
+            f"paper {named} is not stored here and DIGEST_OFFLINE forbids looking it up on arXiv",
+            "topics",
+            f"We do not know paper {named} yet and cannot look it up right now.",
+        )
+    params = {"id_list": ",".join(sorted(missing)), "max_results": len(missing)}
+    owned = fetcher is None
+    fetcher = fetcher or Fetcher(timeout=settings.http_timeout, retries=1)
+    try:
+        result = fetcher.get(f"{settings.arxiv_api_url}?{urlencode(params)}")
+        if result.status >= 400:
+            raise SourceError(_http_error_reason(result.status, result.body, ARXIV_API))
+        found = [p for p in parse_response(result.body, ARXIV_API).papers if p.arxiv_id in missing]
+    except (FetchError, SourceError) as exc:
+        raise InvalidInput(
+            f"could not look up paper {named} on arXiv: {exc}",
+            "topics",
+            f"We could not reach arXiv to look up paper {named}; please try again in a few minutes.",
+        ) from None
+    finally:
+        if owned:
+            fetcher.close()
+    store.upsert_papers(found, as_news=False)
+    log.info("looked up %d of %d papers on arXiv: %s", len(found), len(missing), named)
+    return missing - {p.arxiv_id for p in found}
+
+
+def require_topic_papers(
+    store: Store, settings: Settings, topics: Iterable[str], fetcher: Fetcher | None = None
+) -> None:
+    """Every paper that ``topics`` name is stored (looked up if need be), or InvalidInput."""
+    unknown = look_up_papers(store, settings, papers_of_topics(topics), fetcher)
+    if unknown:
+        named = ", ".join(sorted(unknown))
+        raise InvalidInput(
+            f"arXiv has no paper {named}: check the id or the link",
+            "topics",
+            f"arXiv has no paper {named}: please check the number or the link.",
+        )

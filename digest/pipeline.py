@@ -22,6 +22,7 @@ from digest.semantic import ranking_mode
 from digest.settings import Settings
 from digest.sources import PaperRecord
 from digest.storage import Store
+from digest.subscriptions import papers_of_topics
 
 VECTOR_RETENTION = dt.timedelta(days=30)  # stored embeddings: papers are candidates for 2 days
 
@@ -75,7 +76,8 @@ def rank_today(
     reorder their picks."""
     encoder, threshold = ranking_mode(settings, store, remember)
     votes = store.reader_votes([sub.id for sub in subscribers if sub.id])
-    voted = {pid for said in votes.values() for pid in said.papers}
+    named = {pid for said in votes.values() for pid in said.papers}
+    named |= papers_of_topics(t for sub in subscribers for t in sub.topics)
     return plan_edition(
         candidate_papers(store, now),
         subscribers,
@@ -84,7 +86,7 @@ def rank_today(
         threshold,
         encoder,
         votes,
-        {p.arxiv_id: p for p in store.list_papers(ids=sorted(voted))} if voted else {},
+        {p.arxiv_id: p for p in store.list_papers(ids=sorted(named))} if named else {},
     )
 
 
@@ -106,7 +108,7 @@ def todays_digest(
         settings.base_url,
         plan.quiet[sub.id],
     )
-    return content, len(plan.papers)
+    return content, plan.candidates
 
 
 def embed_papers(

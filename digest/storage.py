@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable limit
+EPOCH = dt.datetime(1970, 1, 1)  # first seen "long ago": a paper looked up, not announced
 VOTES_USED = 50  # a reader's newest votes that ranking learns from: bounded work per reader
 ARCHIVE_EDITIONS = 60  # past digests listed on the preferences page and in the feed
 
@@ -967,8 +968,10 @@ class Store:
 
     # -- papers ---------------------------------------------------------------------------
 
-    def upsert_papers(self, records: Sequence[PaperRecord]) -> ChangeReport:
-        """Insert new papers and merge new facts into known ones; re-running changes nothing."""
+    def upsert_papers(self, records: Sequence[PaperRecord], as_news: bool = True) -> ChangeReport:
+        """Insert new papers and merge new facts into known ones; re-running changes nothing.
+        ``as_news`` off (a paper looked up by id): a new paper counts as first seen when it was
+        published, so an old one never becomes a candidate of today's digests."""
         merged: dict[str, dict[str, object]] = {}
         report = ChangeReport()
         with self.session() as session:
@@ -978,7 +981,12 @@ class Store:
                 merged[record.arxiv_id] = merge_paper(base, record)
             now = utcnow()
             new_rows = [
-                {"arxiv_id": pid, **values, "first_seen_at": now, "updated_at": now}
+                {
+                    "arxiv_id": pid,
+                    **values,
+                    "first_seen_at": now if as_news else values.get("published_at") or EPOCH,
+                    "updated_at": now,
+                }
                 for pid, values in merged.items()
                 if pid not in existing
             ]
@@ -1017,16 +1025,21 @@ class Store:
         ids: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[PaperRecord]:
-        """Stored papers, newest first seen first; ``since`` filters on first_seen_at."""
+        """Stored papers, newest first seen first; ``since`` filters on first_seen_at, ``ids``
+        keeps those papers (looked up :data:`CHUNK` at a time, in no particular order)."""
+        query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.arxiv_id)
+        if since is not None:
+            query = query.where(Paper.first_seen_at >= since)
+        if limit is not None:
+            query = query.limit(limit)
         with self.session() as session:
-            query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.arxiv_id)
-            if since is not None:
-                query = query.where(Paper.first_seen_at >= since)
-            if ids is not None:
-                query = query.where(Paper.arxiv_id.in_(list(ids)))
-            if limit is not None:
-                query = query.limit(limit)
-            return [_paper_record(paper) for paper in session.scalars(query)]
+            if ids is None:
+                return [_paper_record(paper) for paper in session.scalars(query)]
+            return [
+                _paper_record(paper)
+                for chunk in _chunks(sorted(set(ids)))
+                for paper in session.scalars(query.where(Paper.arxiv_id.in_(chunk)))
+            ]
 
     def count_papers(self) -> int:
         with self.session() as session:

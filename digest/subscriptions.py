@@ -12,7 +12,7 @@ import io
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,10 +97,33 @@ def mailbox_of(email: str) -> str:
 
 
 _SPACES = re.compile(r"\s+")
+# "More like this paper": a topic may name a paper by arXiv id or by its arXiv or Hugging Face
+# page. It is stored as "arxiv:<id>"; ranking then uses the paper itself as the query.
+PAPER_TOPIC_PREFIX = "arxiv:"
+_PAPER_REFERENCE = re.compile(
+    r"(?:arxiv:\s*|(?:https?://)?(?:www\.|export\.)?"
+    r"(?:arxiv\.org/(?:abs|pdf)/|huggingface\.co/papers/))?"
+    r"(\d{4}\.\d{4,5}|[a-z][a-z.\-]*/\d{7})(?:v\d+)?(?:\.pdf)?/?",
+    re.IGNORECASE,
+)
+
+
+def paper_of_topic(topic: str) -> str | None:
+    """The arXiv id a stored topic names ("arxiv:2607.07953" -> "2607.07953"), else None."""
+    return topic[len(PAPER_TOPIC_PREFIX) :] if topic.startswith(PAPER_TOPIC_PREFIX) else None
+
+
+def papers_of_topics(topics: Iterable[str]) -> set[str]:
+    """The arXiv ids of the "more like this paper" topics among ``topics``."""
+    return {pid for topic in topics if (pid := paper_of_topic(topic))}
 
 
 def normalize_topic(raw: str) -> str:
-    """Collapse whitespace and lower-case, so "Graph  Neural Networks" == "graph neural networks"."""
+    """Collapse whitespace and lower-case, so "Graph  Neural Networks" == "graph neural networks";
+    an arXiv id or paper URL becomes "arxiv:<id>" (any version: the paper is the same)."""
+    reference = _PAPER_REFERENCE.fullmatch((raw or "").strip())
+    if reference:
+        return PAPER_TOPIC_PREFIX + reference.group(1)
     topic = _SPACES.sub(" ", (raw or "").strip()).lower()
     if len(topic) < MIN_TOPIC_LENGTH:
         raise InvalidInput(

@@ -56,6 +56,7 @@ from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_e
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digest.editions import archive_url, digest_content, feed_url, subscriber_links, vote_url
+from digest.ingestion import require_topic_papers
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import account_message_id, build_message, wire_address
 from digest.models import utcnow
@@ -82,6 +83,7 @@ from digest.subscriptions import (
     mailbox_of,
     normalize_email,
     normalize_topics,
+    papers_of_topics,
     validate_max_papers,
     validate_send_hour,
     validate_timezone,
@@ -309,6 +311,14 @@ def _validated(**checks: Callable[[], Any]) -> tuple[dict[str, Any], dict[str, s
     return values, errors
 
 
+def _known_topics(ctx: WebContext, raw: str) -> tuple[str, ...]:
+    """The topics field, normalised; a paper it names by id or link is looked up on arXiv
+    when it is not stored yet."""
+    topics = normalize_topics(topic_lines(raw))
+    require_topic_papers(ctx.store, ctx.settings, topics)
+    return topics
+
+
 def _optional(check: Callable[[str], Any], raw: str | None) -> Callable[[], Any]:
     """A check for a field that may be left blank (then: the default)."""
     return lambda: check(raw) if raw not in (None, "") else None
@@ -331,7 +341,7 @@ def subscribe() -> tuple[str, int]:
     form = request.form
     values, errors = _validated(
         email=lambda: normalize_email(form.get("email", "")),
-        topics=lambda: normalize_topics(topic_lines(form.get("topics", ""))),
+        topics=lambda: _known_topics(ctx, form.get("topics", "")),
         timezone=_optional(validate_timezone, form.get("timezone")),
         send_hour=_optional(validate_send_hour, form.get("send_hour")),
     )
@@ -551,7 +561,7 @@ def archive(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
         return _notice(
             "No digest that day", f"No digest was sent to {sub.email} on {edition}.", 404
         )
-    ids = [pick["arxiv_id"] for pick in sent.picks]
+    ids = [pick["arxiv_id"] for pick in sent.picks] + sorted(papers_of_topics(sub.topics))
     papers = {p.arxiv_id: p for p in ctx.store.list_papers(ids=ids)}
     base = ctx.settings.base_url
     content = digest_content(sub, sent.picks, papers, edition, ctx.tokens, base, sent.quiet_topics)
@@ -647,7 +657,7 @@ def _apply_preferences(
     if action == "resume":
         return ctx.store.set_status(sub.email, "active", allowed_from=("paused", "active")), {}
     values, errors = _validated(
-        topics=lambda: list(normalize_topics(topic_lines(form.get("topics", "")))),
+        topics=lambda: list(_known_topics(ctx, form.get("topics", ""))),
         timezone=lambda: validate_timezone(form.get("timezone", "UTC")),
         send_hour=lambda: validate_send_hour(form.get("send_hour", "")),
         max_papers=lambda: validate_max_papers(form.get("max_papers", "")),

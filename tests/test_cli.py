@@ -496,3 +496,35 @@ def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
         "a paper nobody liked is not listed"
     )
     assert "2611.00099" not in out
+
+
+def test_a_paper_link_is_a_topic_and_an_unknown_one_offline_is_a_clear_error(
+    settings: Settings,
+) -> None:
+    runner = CliRunner()
+    env = {"DIGEST_DATA_DIR": str(settings.data_dir), "DIGEST_OFFLINE": "true"}
+    unknown = runner.invoke(
+        cli,
+        ["subscribers", "add", "ada@example.org", "-t", "https://arxiv.org/abs/2611.00042"],
+        env=env,
+    )
+    assert unknown.exit_code == 1
+    assert "Error: paper 2611.00042 is not stored here and DIGEST_OFFLINE" in unknown.output
+    assert "ada@example.org" not in runner.invoke(cli, ["subscribers", "list"], env=env).output
+    Store.open(settings.resolved_database_url).upsert_papers(
+        [PaperRecord("2611.00042", "Sparse attention for long documents")]
+    )
+    added = runner.invoke(
+        cli,
+        [
+            "subscribers",
+            "add",
+            "ada@example.org",
+            "-t",
+            "rl",
+            "-t",
+            "https://huggingface.co/papers/2611.00042",
+        ],
+        env=env,
+    )
+    assert added.exit_code == 0 and "rl; arxiv:2611.00042" in added.output

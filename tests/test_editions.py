@@ -15,6 +15,7 @@ from conftest import FEEDS, FIXTURES
 from itsdangerous import TimestampSigner
 
 from digest.editions import digest_content, digest_message, plan_edition
+from digest.ranking import SEMANTIC_THRESHOLD
 from digest.records import SubscriberRecord
 from digest.settings import Settings
 from digest.sources import parse_response
@@ -144,3 +145,32 @@ def test_a_topic_with_nothing_new_is_named_quiet() -> None:
     plan = plan_edition(papers, [sub], {}, NOW)
     assert plan.quiet[9] == ["lattice quantum chromodynamics"]
     assert {p["topic"] for p in plan.picks[9] if p["topic"]} == {"video generation"}
+
+
+def test_a_paper_as_topic_finds_papers_like_it_and_is_shown_by_its_title(encoder) -> None:
+    """ "More like this paper": the named paper's words and meaning are the query; it is never
+    its own match, the reason says what it is similar to, and the email names it by title."""
+    papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+    named = next(p for p in papers if "UniClawBench" in p.title)
+    reader = SubscriberRecord(
+        4, "cy@example.org", "active", (f"arxiv:{named.arxiv_id}",), "UTC", 7, 3, NOW, NOW
+    )
+    known = {named.arxiv_id: named}
+    plan = plan_edition(papers, [reader], {}, NOW, SEMANTIC_THRESHOLD, encoder, known_papers=known)
+    picks = [p for p in plan.picks[4] if p["topic"]]
+    assert {plan.papers[p["arxiv_id"]].title.split(":")[0] for p in picks} == {
+        "Long-Horizon-Terminal-Bench",
+        "Remember When It Matters",
+    }, "the two agent benchmarks and agents papers of the day, not the whole field"
+    assert named.arxiv_id not in {p["arxiv_id"] for p in plan.picks[4]}, "never its own match"
+    assert {p["reason"] for p in picks} == {
+        "Similar to “UniClawBench: A Universal Benchmark for Proactive Agents on…”"
+    }
+    content = digest_content(
+        reader, plan.picks[4], plan.papers, NOW.date(), Tokens("k"), "https://x"
+    )
+    assert content.topics == ("like “UniClawBench: A Universal Benchmark for Proactive…”",)
+    assert {item.topic for item in content.items} == set(content.topics)
+
+    unknown = plan_edition(papers, [reader], {}, NOW, SEMANTIC_THRESHOLD, encoder)
+    assert not [p for p in unknown.picks[4] if p["topic"]], "a paper not stored matches nothing"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -11,10 +12,17 @@ from feed_server import FeedServer, Reply
 
 from digest.cli import cli
 from digest.fetching import Fetcher
-from digest.ingestion import fetch_all, ingest_bundled_sample, source_url
+from digest.ingestion import (
+    fetch_all,
+    ingest_bundled_sample,
+    look_up_papers,
+    require_topic_papers,
+    source_url,
+)
 from digest.settings import Settings
 from digest.sources import ARXIV_API, ARXIV_RSS, HF, parse_response
 from digest.storage import Store
+from digest.subscriptions import InvalidInput
 
 HF_BODY = (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()
 RSS_BODY = (FEEDS / "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml").read_bytes()
@@ -232,3 +240,78 @@ def test_cli_fetch_embeds_the_new_candidates_once_so_ranking_only_reads_them(
     store = Store.from_url(settings.resolved_database_url)
     keys = [semantic.vector_key(paper_passage(p)) for p in store.list_papers()]
     assert len(keys) == 25 and len(store.load_vectors(keys)) == 25
+
+
+# -- "more like this paper" topics: papers looked up by id --------------------------------------
+
+LOOKUP_BODY = (FEEDS / "arxiv_api_id_astro-ph_0601001_2026-05-11.xml").read_bytes()
+EMPTY_BODY = (FEEDS / "arxiv_api_empty_result_2026-04-12.xml").read_bytes()
+
+
+def test_a_paper_named_by_a_topic_is_looked_up_once_and_is_not_news(
+    store: Store, live: Settings, server: FeedServer
+) -> None:
+    server.script("/api/query", Reply(200, LOOKUP_BODY))
+    with quick_fetcher() as fetcher:
+        assert look_up_papers(store, live, {"astro-ph/0601001"}, fetcher) == set()
+        (paper,) = store.list_papers(ids=["astro-ph/0601001"])
+        assert paper.title.startswith("Frequency of Hot Jupiters")
+        assert paper.first_seen_at == paper.published_at, "an old paper is not today's candidate"
+        assert store.list_papers(since=dt.datetime(2026, 1, 1)) == []
+        look_up_papers(store, live, {"astro-ph/0601001"}, fetcher)
+    assert len(server.requests["/api/query"]) == 1, "a stored paper is not asked for again"
+
+
+def test_an_id_arxiv_does_not_know_is_named(
+    store: Store, live: Settings, server: FeedServer
+) -> None:
+    server.script("/api/query", Reply(200, EMPTY_BODY))
+    with quick_fetcher() as fetcher:
+        assert look_up_papers(store, live, {"2699.99999"}, fetcher) == {"2699.99999"}
+        with pytest.raises(InvalidInput, match="arXiv has no paper 2699.99999"):
+            require_topic_papers(store, live, ["rl", "arxiv:2699.99999"], fetcher)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(400, API_ERROR), "HTTP 400: arXiv API error: incorrect id format for abc"),
+        (Reply(503), "HTTP 503"),
+    ],
+)
+def test_when_arxiv_cannot_be_asked_the_error_says_so(
+    store: Store, live: Settings, server: FeedServer, reply: Reply, reason: str
+) -> None:
+    server.script("/api/query", reply)
+    with quick_fetcher() as fetcher, pytest.raises(InvalidInput) as caught:
+        look_up_papers(store, live, {"2607.07953"}, fetcher)
+    assert f"could not look up paper 2607.07953 on arXiv: {reason}" in str(caught.value)
+    assert "try again in a few minutes" in caught.value.plain
+
+
+def test_offline_a_paper_not_stored_is_a_clear_error(store: Store, settings: Settings) -> None:
+    offline = settings.model_copy(update={"offline": True})
+    with pytest.raises(InvalidInput, match="2607.07953 is not stored here and DIGEST_OFFLINE"):
+        look_up_papers(store, offline, {"2607.07953"})
+
+
+def test_an_import_rejects_the_rows_naming_papers_arxiv_does_not_have(
+    settings: Settings, server: FeedServer, tmp_path
+) -> None:
+    server.script("/api/query", Reply(200, LOOKUP_BODY))  # knows astro-ph/0601001 only
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,topics\n"
+        "ada@example.org,exoplanets;https://arxiv.org/abs/astro-ph/0601001\n"
+        "bob@example.org,2699.99999\n"
+        "cy@example.org,rl\n"
+    )
+    env = {
+        "DIGEST_DATA_DIR": str(settings.data_dir),
+        "DIGEST_ARXIV_API_URL": server.url + "/api/query",
+    }
+    result = CliRunner().invoke(cli, ["subscribers", "import", str(people)], env=env)
+    assert result.exit_code == 1
+    assert "bob@example.org: rejected: arXiv has no paper 2699.99999" in result.output
+    assert "created 2," in result.output and "rejected 1" in result.output
+    assert len(server.requests["/api/query"]) == 1, "one look-up for the whole file"

@@ -12,6 +12,8 @@ from digest.subscriptions import (
     normalize_email,
     normalize_topic,
     normalize_topics,
+    paper_of_topic,
+    papers_of_topics,
     parse_subscriber_csv,
 )
 
@@ -182,3 +184,30 @@ def test_the_first_digest_time_is_said_in_the_subscribers_own_time() -> None:
         "within minutes (today's edition), then from tomorrow, Friday 27 November, "
         "every day at 06:00 Asia/Tokyo"
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2607.07953",
+        "2607.07953v2",
+        " arXiv:2607.07953 ",
+        "https://arxiv.org/abs/2607.07953",
+        "http://www.arxiv.org/pdf/2607.07953v1.pdf",
+        "arxiv.org/abs/2607.07953",
+        "https://huggingface.co/papers/2607.07953",
+    ],
+)
+def test_a_paper_id_or_link_is_a_more_like_this_paper_topic(raw: str) -> None:
+    assert normalize_topic(raw) == "arxiv:2607.07953"
+    assert paper_of_topic(normalize_topic(raw)) == "2607.07953"
+
+
+def test_old_style_ids_keep_their_archive_and_words_stay_words() -> None:
+    assert normalize_topic("https://arxiv.org/abs/hep-th/9901001v3") == "arxiv:hep-th/9901001"
+    assert normalize_topic("2607 ideas") == "2607 ideas"
+    assert normalize_topic("https://example.org/abs/2607.07953") != "arxiv:2607.07953"
+    assert papers_of_topics(["rl", "arxiv:2607.07953", "arxiv:2607.00001"]) == {
+        "2607.07953",
+        "2607.00001",
+    }

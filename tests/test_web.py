@@ -1056,3 +1056,18 @@ def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(web: dict
         feed_path, headers={"If-Modified-Since": response.headers["Last-Modified"]}
     )
     assert since.status_code == 304
+
+
+def test_a_paper_named_on_the_form_must_exist(web: dict) -> None:
+    web["app"].extensions["digest"].settings = (
+        web["app"].extensions["digest"].settings.model_copy(update={"offline": True})
+    )
+    page = subscribe(web, "ada@example.org", "rl\nhttps://arxiv.org/abs/2611.00042")
+    assert page.status_code == 400
+    assert "We do not know paper 2611.00042 yet" in page.get_data(as_text=True)
+    web["store"].upsert_papers([PaperRecord("2611.00042", "Sparse attention for long documents")])
+    assert (
+        subscribe(web, "ada@example.org", "rl\nhttps://arxiv.org/abs/2611.00042").status_code == 200
+    )
+    confirm(web, confirmation_link(web))
+    assert web["store"].get_subscriber("ada@example.org").topics == ("rl", "arxiv:2611.00042")

@@ -577,9 +577,8 @@ def archive(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
 @pages.get("/feed/<token>")
 @with_subscriber("feed")
 def feed(sub: SubscriberRecord, data: Any, token: str) -> Response:
-    """Atom, newest first: one entry per paper sent. Conditional GETs are answered with 304
-    from the ETag or Last-Modified alone, so a reader polling every few minutes costs one
-    small query."""
+    """Atom, newest first: one entry per paper sent. A conditional GET that finds nothing new
+    is a 304 after reading the sent digests alone, before any paper or template."""
     ctx = _ctx()
     digests = ctx.store.sent_digests(sub.id)
     entries = [(d, pick) for d in digests for pick in d.picks][:FEED_ENTRIES]

@@ -25,7 +25,7 @@ from sqlalchemy import insert, text
 
 from digest.delivery import send_deliveries
 from digest.ingestion import ingest_bundled_sample
-from digest.models import Subscriber, SubscriberTopic, Topic, Vote, utcnow
+from digest.models import SentPaper, Subscriber, SubscriberTopic, Topic, Vote, utcnow
 from digest.pipeline import candidate_papers, embed_papers, run_tick
 from digest.records import SubscriberDefaults
 from digest.settings import load_settings
@@ -105,7 +105,8 @@ def plan(store: Store) -> tuple[list[list[int]], float]:
 def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: float) -> Store:
     """Like :func:`populate`, written straight into the tables: validating a million
     addresses through the import takes a quarter of an hour, and planning is what is timed.
-    ``voters``: the share of subscribers with three votes on the day's papers' neighbours."""
+    ``voters``: the share of subscribers with three votes on the day's papers. As on any day
+    but the first, everyone was already sent three of today's candidates yesterday."""
     os.environ.update(env)
     settings = load_settings()
     store = Store.from_url(url)
@@ -144,6 +145,14 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
                     {"subscriber_id": i, "topic_id": (i + k * 2) % 6 + 1, "position": k}
                     for i in ids
                     for k in range(2)
+                ],
+            )
+            conn.execute(
+                insert(SentPaper.__table__),
+                [
+                    {"subscriber_id": i, "arxiv_id": voted[(i + k) % len(voted)], "sent_at": now}
+                    for i in ids
+                    for k in range(3)
                 ],
             )
             conn.execute(

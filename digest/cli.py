@@ -707,7 +707,7 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     settings, store = app.settings, app.store
     sub = store.require_subscriber(normalize_email(email))
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
-    content, candidates = todays_digest(store, settings, sub, now, store.sent_paper_ids([sub.id]))
+    content, candidates = todays_digest(store, settings, sub, now)
     message = digest_message(content, settings, 0, now, store.install_id())
     click.echo(f"Subject: {message['Subject']}")
     click.echo(
@@ -845,7 +845,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
         )
     now = utcnow()
     message = digest_message(
-        todays_digest(store, settings, sub, now, {})[0],
+        todays_digest(store, settings, sub, now, fresh=True)[0],
         settings,
         int(now.timestamp()),
         now,

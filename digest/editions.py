@@ -31,7 +31,7 @@ from digest.records import SubscriberRecord, Votes
 from digest.rendering import DigestContent, paper_item, render_digest
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.subscriptions import paper_of_topic, papers_of_topics
+from digest.subscriptions import paper_of_topic
 from digest.text import snippet
 from digest.tokens import Tokens
 
@@ -116,8 +116,9 @@ def plan_edition(
             sub.id,
             tuple(row_of[t] for t in sub.topics),
             sub.max_papers,
-            # a paper is never "similar to itself"
-            frozenset(already_sent.get(sub.id, ())) | papers_of_topics(sub.topics),
+            frozenset(already_sent.get(sub.id, ()))
+            # a paper is never "similar to itself" (a test per topic: most readers have none)
+            | ({pid for t in sub.topics if (pid := paper_of_topic(t))} if topic_papers else set()),
             *vote_rows[n],
         )
         for n, sub in enumerate(subscribers)
@@ -131,12 +132,15 @@ def plan_edition(
     shown = [*topic_papers.values(), *papers]
     plan = EditionPlan({p.arxiv_id: p for p in shown}, {}, candidates=len(papers))
     by_votes = most_upvoted(papers)
+    with_quiet = set(np.flatnonzero(table.quiet.any(axis=1)).tolist())  # most rows have none
     for row, sub in enumerate(subscribers):
         picks = [pick_to_json(p) for p in explainer.picks(row)]
         if sub.show_trending:
-            picks += trending_section(by_votes, picks, set(already_sent.get(sub.id, ())))
+            picks += trending_section(by_votes, picks, already_sent.get(sub.id, set()))
         plan.picks[sub.id] = picks
-        plan.quiet[sub.id] = [topics[t] for t in table.quiet_topics(row)]
+        plan.quiet[sub.id] = (
+            [topics[t] for t in table.quiet_topics(row)] if row in with_quiet else []
+        )
     return plan
 
 

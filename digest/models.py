@@ -178,7 +178,8 @@ class SentPaper(Base):
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
     )
-    arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # indexed: the daily run reads who already got today's candidates, by paper
+    arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("deliveries.id", ondelete="SET NULL")
     )

@@ -9,8 +9,10 @@ creates no second delivery and sends nothing twice.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from digest.editions import CANDIDATE_WINDOW, EditionPlan, digest_content, plan_edition
@@ -67,19 +69,23 @@ def rank_today(
     settings: Settings,
     subscribers: Sequence[SubscriberRecord],
     now: dt.datetime,
-    already_sent: Mapping[int, set[str]],
     remember: bool = True,
+    fresh: bool = False,
 ) -> EditionPlan:
     """Every subscriber's picks among today's candidates, as the daily run makes them: the
-    tick, `preview`, `send-test` and the web preview all rank through here. ``remember``
-    off: embeddings of new texts are not stored (anonymous web previews). Each reader's votes
-    reorder their picks."""
+    tick, `preview`, `send-test` and the web preview all rank through here. Papers a
+    subscriber was already sent are left out, unless ``fresh`` (a test send, a visitor's
+    preview: what someone new would get). ``remember`` off: embeddings of new texts are not
+    stored (anonymous web previews). Each reader's votes reorder their picks."""
     encoder, threshold = ranking_mode(settings, store, remember)
-    votes = store.reader_votes([sub.id for sub in subscribers if sub.id])
+    candidates = candidate_papers(store, now)
+    ids = [sub.id for sub in subscribers if sub.id]
+    already_sent = {} if fresh else store.sent_paper_ids(ids, [p.arxiv_id for p in candidates])
+    votes = store.reader_votes(ids)
     named = {pid for said in votes.values() for pid in said.papers}
-    named |= papers_of_topics(t for sub in subscribers for t in sub.topics)
+    named |= papers_of_topics({t for sub in subscribers for t in sub.topics})
     return plan_edition(
-        candidate_papers(store, now),
+        candidates,
         subscribers,
         already_sent,
         now,
@@ -95,10 +101,11 @@ def todays_digest(
     settings: Settings,
     sub: SubscriberRecord,
     now: dt.datetime,
-    already_sent: Mapping[int, set[str]],
+    fresh: bool = False,
 ) -> tuple[DigestContent, int]:
-    """What ``sub`` would get from the stored papers at ``now``, and from how many candidates."""
-    plan = rank_today(store, settings, [sub], now, already_sent)
+    """What ``sub`` would get from the stored papers at ``now``, and from how many candidates
+    (``fresh``: as if they had been sent nothing yet)."""
+    plan = rank_today(store, settings, [sub], now, fresh=fresh)
     content = digest_content(
         sub,
         plan.picks[sub.id],
@@ -144,10 +151,7 @@ def plan_deliveries(
     """
     if not due:
         return 0, 0, []
-    subscribers = [sub for sub, _ in due]
-    plan = rank_today(
-        store, settings, subscribers, now, store.sent_paper_ids([sub.id for sub in subscribers])
-    )
+    plan = rank_today(store, settings, [sub for sub, _ in due], now)
     rows = [
         NewDelivery(
             sub.id,
@@ -160,6 +164,21 @@ def plan_deliveries(
     ]
     created, queued = store.create_deliveries(rows, handed_out_at=now)
     return created, sum(1 for row in rows if row.status == "skipped"), queued
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Planning a million subscribers makes tens of millions of objects that all live until
+    the delivery rows are written, and nearly none of them in cycles; Python's cyclic
+    collector walked all of them again and again (measured: 16.8 -> 10.6 s reading the due
+    subscribers at 1M, 56 -> 45 s ranking them). Reference counting still frees everything."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def run_tick(
@@ -186,12 +205,13 @@ def run_tick(
     )
     if report.requeued_stale:
         log.warning("requeued %d deliveries whose worker died mid-send", report.requeued_stale)
-    due = store.due_subscribers(now, ignore_send_hour=everyone)
-    last = store.last_fetched_at()
-    if due and (last is None or now - last >= fetch_every):
-        report.fetched = fetch_papers(store, settings)
-    report.due = len(due)
-    report.created, report.skipped, planned_now = plan_deliveries(store, settings, due, now)
+    with collector_paused():
+        due = store.due_subscribers(now, ignore_send_hour=everyone)
+        last = store.last_fetched_at()
+        if due and (last is None or now - last >= fetch_every):
+            report.fetched = fetch_papers(store, settings)
+        report.due = len(due)
+        report.created, report.skipped, planned_now = plan_deliveries(store, settings, due, now)
     lease = dt.timedelta(seconds=settings.enqueue_lease_seconds)
     ids = sorted(planned_now + store.take_deliveries_to_send(now, lease))
     planned = batches(ids, settings.batch_size)

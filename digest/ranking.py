@@ -835,44 +835,63 @@ class Explainer:
         self.table = table
         self.requests = requests
         self.feedback = feedback
-        self._cache: dict[tuple[int, int], Evidence] = {}
+        self._cache: dict[tuple[int, int], tuple[Evidence, str]] = {}
 
     def picks(self, row: int) -> list[Pick]:
+        """Row ``row``'s picks, best first. Runs once per subscriber of a daily run, so the
+        row is read into plain lists once rather than element by element from NumPy."""
+        table = self.table
+        papers = table.papers[row].tolist()
+        papers = papers[: papers.index(-1)] if -1 in papers else papers
+        if not papers:
+            return []
+        count = len(papers)
+        topics = table.topics[row, :count].tolist()
+        scores = table.scores[row, :count].tolist()
+        relevance = table.relevance[row, :count].tolist()
+        own = table.topic_rows[row].tolist()
+        # (topics x picks): which of the reader's topics each pick also passes for
+        passes = (
+            table.passing[table.topic_rows[row, :, None], table.papers[row, None, :count]] > 0
+        ).tolist()
+        request = self.requests[row] if self.feedback is not None and self.requests else None
         result = []
-        for slot, paper in enumerate(self.table.papers[row]):
-            if paper < 0:
-                break
-            topic = int(self.table.topics[row, slot])
-            evidence = self._cache.get((topic, int(paper)))
-            if evidence is None:
-                evidence = self._cache[(topic, int(paper))] = self.index.evidence(
-                    self.topics[topic], int(paper)
-                )
+        for slot, (paper, topic) in enumerate(zip(papers, topics, strict=True)):
+            evidence, sentence = self._explained(topic, paper)
             also = tuple(
                 self.topics[other]
-                for other in self.table.topic_rows[row]
-                if other >= 0 and other != topic and self.table.passing[other, paper] > 0
+                for n, other in enumerate(own)
+                if other >= 0 and other != topic and passes[n][slot]
             )
+            liked = (
+                self.feedback.nearest_liked(request, paper)
+                if self.feedback is not None and request is not None and request.liked
+                else None
+            )
+            if liked is not None:
+                sentence = (
+                    f"Like “{snippet(liked, LIKED_TITLE_CHARS)}”, which you liked. {sentence}"
+                )
             result.append(
                 Pick(
                     arxiv_id=self.index.ids[paper],
-                    score=round(float(self.table.scores[row, slot]), 6),
-                    relevance=round(float(self.table.relevance[row, slot]), 6),
+                    score=round(scores[slot], 6),
+                    relevance=round(relevance[slot], 6),
                     topic=self.topics[topic],
-                    reason=self._reason(row, int(paper), evidence),
+                    reason=sentence,
                     matched=evidence.matched,
                     also=also,
                 )
             )
         return result
 
-    def _reason(self, row: int, paper: int, evidence: Evidence) -> str:
-        if self.feedback is None or not self.requests or not self.requests[row].liked:
-            return evidence.sentence()
-        liked = self.feedback.nearest_liked(self.requests[row], paper)
-        if liked is None:
-            return evidence.sentence()
-        return f"Like “{snippet(liked, LIKED_TITLE_CHARS)}”, which you liked. {evidence.sentence()}"
+    def _explained(self, topic: int, paper: int) -> tuple[Evidence, str]:
+        """The evidence for (topic, paper) and its sentence, worked out once per pair."""
+        found = self._cache.get((topic, paper))
+        if found is None:
+            evidence = self.index.evidence(self.topics[topic], paper)
+            found = self._cache[(topic, paper)] = (evidence, evidence.sentence())
+        return found
 
 
 def rank_profiles(

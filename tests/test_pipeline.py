@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 from email import message_from_bytes
 from email.policy import default
 
 import pytest
 from click.testing import CliRunner
 
+from digest import pipeline
 from digest.cli import cli
+from digest.models import utcnow
 from digest.settings import Settings
+from digest.storage import Store
 
 
 @pytest.fixture
@@ -146,3 +150,24 @@ def test_a_sent_digest_carries_what_hugging_face_shows_trending_and_quiet_topics
     assert "Nothing new on lattice quantum chromodynamics today." in text
     assert "TRENDING TODAY" in text and ">Trending today<" in html
     assert "0 upvotes" not in html + text
+
+
+def test_the_cyclic_collector_rests_while_a_tick_plans_and_comes_back_after(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+
+    def plan(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return 0, 0, []
+
+    monkeypatch.setattr(pipeline, "plan_deliveries", plan)
+    assert gc.isenabled()
+    pipeline.run_tick(store, settings, utcnow(), lambda batch: None)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        pipeline.run_tick(store, settings, utcnow(), lambda batch: None)
+        assert not gc.isenabled(), "a caller that had it off keeps it off"
+    finally:
+        gc.enable()

@@ -7,9 +7,11 @@ import datetime as dt
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import record_sent_digest
 
+from digest import storage
 from digest.models import Base
-from digest.records import SubscriberDefaults
+from digest.records import SubscriberDefaults, Votes
 from digest.storage import VOTES_USED, StorageError, Store
 from digest.subscriptions import build_subscriber_input
 
@@ -245,3 +247,32 @@ def test_ranking_reads_each_readers_newest_votes_and_a_new_vote_replaces_the_old
     with pytest.raises(ValueError):
         store.record_vote(sub.id, "p000", 2, start)
     assert store.remove_vote(sub.id, "p003") and not store.remove_vote(sub.id, "p003")
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["few readers", "the daily run"])
+def test_what_was_sent_and_votes_are_read_the_same_for_few_readers_or_many(
+    store: Store, monkeypatch: pytest.MonkeyPatch, many: bool
+) -> None:
+    """Two ways to read, one answer: IN lists of a few readers' ids (a preview), or one pass
+    over the rows (a million readers); what was sent only among today's candidates."""
+    if many:
+        monkeypatch.setattr(storage, "MANY_SUBSCRIBERS", 1)
+    ada, bob, cy = (
+        store.add_subscriber(
+            build_subscriber_input(f"{n}@example.org", ["rl"]), SubscriberDefaults()
+        )
+        for n in ("ada", "bob", "cy")
+    )
+    today = dt.date(2026, 11, 30)
+    record_sent_digest(store, ada.id, today, [{"arxiv_id": p, "topic": "rl"} for p in ("p1", "p2")])
+    record_sent_digest(store, bob.id, today, [{"arxiv_id": p, "topic": "rl"} for p in ("p2", "p3")])
+    record_sent_digest(store, cy.id, today, [{"arxiv_id": "p2", "topic": "rl"}])
+    sent = store.sent_paper_ids([ada.id, bob.id], among=["p2", "p3", "p9"])
+    assert sent == {ada.id: {"p2"}, bob.id: {"p2", "p3"}}
+    assert store.sent_paper_ids([ada.id], among=[]) == {ada.id: set()}
+
+    now = dt.datetime(2026, 11, 30, 8)
+    store.record_vote(ada.id, "p1", 1, now)
+    store.record_vote(ada.id, "p2", -1, now + dt.timedelta(seconds=1))
+    store.record_vote(cy.id, "p2", 1, now)
+    assert store.reader_votes([ada.id, bob.id]) == {ada.id: Votes(("p1",), ("p2",))}

@@ -9,6 +9,7 @@ from digest.subscriptions import (
     InvalidInput,
     build_subscriber_input,
     format_subscriber_csv,
+    mailbox_of,
     normalize_email,
     normalize_topic,
     normalize_topics,
@@ -211,3 +212,32 @@ def test_old_style_ids_keep_their_archive_and_words_stay_words() -> None:
         "2607.07953",
         "2607.00001",
     }
+
+
+def test_header_names_are_read_whatever_their_case_and_spacing() -> None:
+    parsed = parse_subscriber_csv("  Email , TOPICS ,,\nada@example.org,rl,,\n")
+    assert [r.email for r in parsed.rows] == ["ada@example.org"], "empty names are not duplicates"
+    with pytest.raises(InvalidInput) as caught:
+        parse_subscriber_csv("mail,subjects\nada@example.org,rl\n")
+    assert (
+        str(caught.value)
+        == "CSV header must name the columns email, topics (found: mail, subjects)"
+    )
+    with pytest.raises(InvalidInput, match=r"\(found: nothing\)"):
+        parse_subscriber_csv("\n\nada@example.org\n")
+    with pytest.raises(InvalidInput, match="must name the columns") as plain:
+        parse_subscriber_csv("email;topics,extra\nada@example.org;rl,x\n")
+    assert "separated by ';'" not in str(plain.value), "the hint is for a one-column header only"
+
+
+@pytest.mark.parametrize(
+    ("address", "mailbox"),
+    [
+        ("Ada+news@Example.org", "ada@example.org"),
+        ("ada+a+b@example.org", "ada@example.org"),
+        ("ada@example.org", "ada@example.org"),
+        ("ADA@Straße.de", "ada@strasse.de"),
+    ],
+)
+def test_the_mailbox_of_an_address_drops_its_tag_and_case(address: str, mailbox: str) -> None:
+    assert mailbox_of(address) == mailbox

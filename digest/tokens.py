@@ -1,11 +1,11 @@
-"""Signed tokens for the links in emails: unsubscribe, preferences, confirmation, votes, the
-archive and the feed (itsdangerous).
+"""Signed tokens for the links in emails: unsubscribe, preferences, confirmation, one day's
+digest (view it in a browser, vote on its papers) and the feed (itsdangerous).
 
 A token names the subscriber by id *and* a hash of their address, so a link keeps working
 only for the person it was sent to (not for whoever later gets the same row id), and a
 link never exposes the bare address. Each purpose has its own salt: an unsubscribe token
-cannot be replayed as a preferences token. A link about one thing (a vote on one paper, one
-day's digest) is also ``bound`` to it: changing the paper in the URL breaks the signature.
+cannot be replayed as a preferences token. A link about one thing (one day's digest) is also
+``bound`` to it: changing the day in the URL breaks the signature.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 DAY = 24 * 3600
 # Unsubscribe links must work however old the email is, and so must a feed reader's
-# subscription; preferences, vote and "view in browser" links are long-lived convenience;
+# subscription; preferences and digest links (view in browser, votes) are long-lived;
 # confirmation links expire with the pending subscription they confirm.
 MAX_AGE = {
     "unsubscribe": None,
     "feed": None,
     "preferences": 180 * DAY,
-    "vote": 365 * DAY,
-    "archive": 365 * DAY,
+    "digest": 365 * DAY,
     "confirm": 7 * DAY,
 }
 
@@ -53,7 +52,7 @@ class TokenData:
     payload: dict[str, Any] = field(
         default_factory=dict
     )  # what the link asks for (a sign-up's settings)
-    bound: str | None = None  # the one thing the link is about: a paper, an edition
+    bound: str | None = None  # the one thing the link is about: a day's digest
 
     def belongs_to(self, email: str) -> bool:
         return self.email_hash == email_fingerprint(email)
@@ -89,7 +88,7 @@ class Tokens:
     ) -> str:
         """A signed link token. With a ``payload`` it also records when it was issued, to the
         microsecond, so a sign-up link can be told apart from an unsubscribe a moment later.
-        ``bound``: the paper or edition the link is about, signed with it."""
+        ``bound``: the day's digest the link is about, signed with it."""
         data: dict[str, Any] = {"s": subscriber_id, "h": email_fingerprint(email)}
         if payload is not None:
             data.update(p=payload, i=time.time())

@@ -11,9 +11,12 @@ Routes
                                "List-Unsubscribe=One-Click" here and get a plain 200
   GET  /preferences/<token>    topics, hour, time zone, digest size, pause, unsubscribe
   POST /preferences/<token>
-  GET  /vote/<token>?v=up|down a paper with "more / less like this" buttons (a GET records nothing)
-  POST /vote/<token>           records, changes or removes the vote (the signed token authorises it)
-  GET  /archive/<token>        one day's digest as it was sent ("View in browser")
+  GET  /digest/<token>         one day's digest as it was sent ("View in browser")
+  GET  /digest/<token>/vote/<arxiv id>?v=up|down
+                               a paper of that digest with "more / less like this" buttons
+                               (a GET records nothing)
+  POST /digest/<token>/vote/<arxiv id>
+                               records, changes or removes the vote (the signed token authorises it)
   GET  /feed/<token>           the reader's private Atom feed of every paper sent (ETag, 304)
   GET  /preview?topics=...     JSON: today's papers the typed topics would get (the form shows it live)
   GET  /healthz                database reachable?
@@ -21,7 +24,7 @@ Routes
 The signed token is the credential on every page but the sign-up form; every form also
 carries a CSRF token (Flask-WTF), except the unsubscribe and vote POSTs: mail providers must
 be able to make the first without one, and the second is one tap from an email, where the
-token in the URL (bound to the reader and the paper) authorises it. What the app defends
+token in the URL (the reader's digest of one day, which must hold the paper) authorises it. What the app defends
 against, and how, is in the README ("The subscribe page").
 """
 
@@ -55,13 +58,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_etag
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from digest.editions import archive_url, digest_content, feed_url, subscriber_links, vote_url
+from digest.editions import digest_content, digest_url, feed_url, subscriber_links, vote_url
 from digest.ingestion import require_topic_papers
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import account_message_id, build_message, wire_address
 from digest.models import utcnow
 from digest.pipeline import rank_today
-from digest.records import SubscriberDefaults, SubscriberRecord
+from digest.records import DeliveryRecord, SubscriberDefaults, SubscriberRecord
 from digest.rendering import (
     TEMPLATES_DIR,
     AlreadySubscribedContent,
@@ -71,6 +74,7 @@ from digest.rendering import (
     render_confirmation,
 )
 from digest.settings import Settings, SettingsError
+from digest.sources import PaperRecord
 from digest.storage import StorageError, Store
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
@@ -124,9 +128,9 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "interest-cohort=()",
 }
 HSTS = "max-age=31536000"
-PRIVATE_PAGES = ("/confirm", "/unsubscribe", "/preferences", "/vote", "/archive")
+PRIVATE_PAGES = ("/confirm", "/unsubscribe", "/preferences", "/digest")
 VOTES = {"up": 1, "down": -1}
-BOUND_PURPOSES = ("vote", "archive")
+BOUND_PURPOSES = ("digest",)
 FEED_ENTRIES = 100  # the newest papers a feed lists; readers keep what they saw
 
 # A confirmation link from before links recorded when they were issued: older than anything.
@@ -252,23 +256,23 @@ def with_subscriber(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A view whose URL carries a ``purpose`` token gets the subscriber it names (and the
     token's data); any bad link gets ``refused``: by default the one "this link does not
-    work" page, whatever was wrong with it. Tokens that must be bound (to a paper, an edition)
+    work" page, whatever was wrong with it. Tokens that must be bound (to a day's digest)
     are refused without it."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
-        def wrapper(token: str) -> Any:
+        def wrapper(token: str, **rest: str) -> Any:
             ctx = _ctx()
             try:
                 data = ctx.tokens.read(purpose, token)
             except TokenError as exc:
                 return refused(exc.reason)
             if purpose in BOUND_PURPOSES and not data.bound:
-                return refused("not bound to a paper or an edition")
+                return refused("not bound to a day's digest")
             sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
             if sub is None or not data.belongs_to(sub.email):
                 return refused("no such subscriber")
-            return view(sub, data, token)
+            return view(sub, data, token, **rest)
 
         return wrapper
 
@@ -495,81 +499,105 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
         votes=ctx.store.votes_of(sub.id),
         past_digests=[
-            (d.edition, len(d.picks), archive_url(sub, d.edition, ctx.tokens, base))
+            (d.edition, len(d.picks), digest_url(sub, d.edition, ctx.tokens, base))
             for d in ctx.store.sent_digests(sub.id)
         ],
         feed_url=feed_url(sub, ctx.tokens, base),
     )
 
 
-@pages.get("/vote/<token>")
-@with_subscriber("vote")
-def vote_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
-    """Shows the paper and the reader's vote; records nothing (mail gateways open every link).
-    ``?v=up`` or ``?v=down``, as the email's two links say, puts that button first."""
-    wanted = request.args.get("v") if request.args.get("v") in VOTES else None
-    return _vote_page(sub, data.bound, wanted)
-
-
-@pages.post("/vote/<token>")
-@csrf.exempt  # one tap from the email: the signed token, bound to reader and paper, authorises it
-@with_subscriber("vote")
-def vote(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
-    ctx = _ctx()
-    choice = request.form.get("vote", "")
-    if choice in VOTES:
-        ctx.store.record_vote(sub.id, data.bound, VOTES[choice], utcnow())
-        log.info("subscriber %d voted %s on %s", sub.id, choice, data.bound)
-    elif choice == "none":
-        ctx.store.remove_vote(sub.id, data.bound)
-    else:
-        return _vote_page(sub, data.bound, None, status=400)
-    return _vote_page(sub, data.bound, None, saved=True)
-
-
-def _vote_page(
-    sub: SubscriberRecord, arxiv_id: str, wanted: str | None, saved: bool = False, status: int = 200
-) -> tuple[str, int]:
-    ctx = _ctx()
-    found = ctx.store.list_papers(ids=[arxiv_id])
-    if not found:
-        return _invalid_link("the paper is no longer stored")
-    current = {1: "up", -1: "down"}.get(ctx.store.vote_of(sub.id, arxiv_id) or 0)
-    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
-    return _page(
-        "vote.html",
-        status,
-        paper=found[0],
-        current=current,
-        wanted=wanted or current or "up",
-        saved=saved,
-        preferences_url=url_for("pages.preferences", token=prefs),
-    )
-
-
-@pages.get("/archive/<token>")
-@with_subscriber("archive")
+@pages.get("/digest/<token>")
+@with_subscriber("digest")
 def archive(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
     """One day's digest exactly as it was sent: its stored picks, not a new ranking."""
     ctx = _ctx()
-    try:
-        edition = dt.date.fromisoformat(data.bound)
-    except ValueError:
-        return _invalid_link("not an edition")
-    sent = ctx.store.sent_digest(sub.id, edition)
+    sent = _sent_digest(sub, data.bound)
     if sent is None:
         return _notice(
-            "No digest that day", f"No digest was sent to {sub.email} on {edition}.", 404
+            "No digest that day", f"No digest was sent to {sub.email} on {data.bound}.", 404
         )
     ids = [pick["arxiv_id"] for pick in sent.picks] + sorted(papers_of_topics(sub.topics))
     papers = {p.arxiv_id: p for p in ctx.store.list_papers(ids=ids)}
     base = ctx.settings.base_url
-    content = digest_content(sub, sent.picks, papers, edition, ctx.tokens, base, sent.quiet_topics)
+    content = digest_content(
+        sub, sent.picks, papers, sent.edition, ctx.tokens, base, sent.quiet_topics
+    )
     prefs = ctx.tokens.make("preferences", sub.id, sub.email)
     return _page(
         "archive.html",
         content=content,
-        trending_votes=[vote_url(sub, p.arxiv_id, ctx.tokens, base) for p in content.trending],
+        trending_votes=[vote_url(content.archive_url, p.arxiv_id) for p in content.trending],
+        preferences_url=url_for("pages.preferences", token=prefs),
+    )
+
+
+def _sent_digest(sub: SubscriberRecord, edition: str) -> DeliveryRecord | None:
+    """The digest of the day a link is bound to, as sent to ``sub``; None if none was."""
+    try:
+        day = dt.date.fromisoformat(edition)
+    except ValueError:
+        return None
+    return _ctx().store.sent_digest(sub.id, day)
+
+
+@pages.get("/digest/<token>/vote/<path:arxiv_id>")
+@with_subscriber("digest")
+def vote_page(sub: SubscriberRecord, data: Any, token: str, arxiv_id: str) -> tuple[str, int]:
+    """Shows the paper and the reader's vote; records nothing (mail gateways open every link).
+    ``?v=up`` or ``?v=down``, as the email's two links say, puts that button first."""
+    paper = _paper_of_digest(sub, data.bound, arxiv_id)
+    if paper is None:
+        return _invalid_link("the paper is not in that digest")
+    wanted = request.args.get("v") if request.args.get("v") in VOTES else None
+    return _vote_page(sub, paper, wanted)
+
+
+@pages.post("/digest/<token>/vote/<path:arxiv_id>")
+@csrf.exempt  # one tap from the email: the signed link to the reader's digest authorises it
+@with_subscriber("digest")
+def vote(sub: SubscriberRecord, data: Any, token: str, arxiv_id: str) -> tuple[str, int]:
+    ctx = _ctx()
+    paper = _paper_of_digest(sub, data.bound, arxiv_id)
+    if paper is None:
+        return _invalid_link("the paper is not in that digest")
+    choice = request.form.get("vote", "")
+    if choice in VOTES:
+        ctx.store.record_vote(sub.id, arxiv_id, VOTES[choice], utcnow())
+        log.info("subscriber %d voted %s on %s", sub.id, choice, arxiv_id)
+    elif choice == "none":
+        ctx.store.remove_vote(sub.id, arxiv_id)
+    else:
+        return _vote_page(sub, paper, None, status=400)
+    return _vote_page(sub, paper, None, saved=True)
+
+
+def _paper_of_digest(sub: SubscriberRecord, edition: str, arxiv_id: str) -> PaperRecord | None:
+    """The paper, if the reader's digest of ``edition`` held it: a digest's link votes on its
+    own papers only."""
+    sent = _sent_digest(sub, edition)
+    if sent is None or all(pick["arxiv_id"] != arxiv_id for pick in sent.picks):
+        return None
+    found = _ctx().store.list_papers(ids=[arxiv_id])
+    return found[0] if found else None
+
+
+def _vote_page(
+    sub: SubscriberRecord,
+    paper: PaperRecord,
+    wanted: str | None,
+    saved: bool = False,
+    status: int = 200,
+) -> tuple[str, int]:
+    ctx = _ctx()
+    current = {1: "up", -1: "down"}.get(ctx.store.vote_of(sub.id, paper.arxiv_id) or 0)
+    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
+    return _page(
+        "vote.html",
+        status,
+        paper=paper,
+        current=current,
+        wanted=wanted or current or "up",
+        saved=saved,
         preferences_url=url_for("pages.preferences", token=prefs),
     )
 

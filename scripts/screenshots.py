@@ -155,14 +155,14 @@ def capture_web_pages(out: Path) -> None:
         threading.Thread(target=server.run, daemon=True).start()
         base = f"http://127.0.0.1:{server.effective_port}"
         edition = SAMPLE_NOW.date().isoformat()
-        vote = tokens.make("vote", sub.id, sub.email, bound=picks[1])
+        digest = f"/digest/{tokens.make('digest', sub.id, sub.email, bound=edition)}"
         pages = {
             "subscribe": "/",
             "confirm": f"/confirm/{tokens.make('confirm', sub.id, sub.email, {})}",
             "preferences": f"/preferences/{tokens.make('preferences', sub.id, sub.email)}",
             "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}",
-            "vote": f"/vote/{vote}?v=up",
-            "archive": f"/archive/{tokens.make('archive', sub.id, sub.email, bound=edition)}",
+            "vote": f"{digest}/vote/{picks[1]}?v=up",
+            "archive": digest,
         }
         try:
             for slug, path in pages.items():

@@ -66,7 +66,7 @@ def test_a_payload_travels_signed_with_the_moment_it_was_issued() -> None:
 def test_a_validly_signed_but_malformed_token_is_refused_like_any_other() -> None:
     """Signed with our key and salt, yet not what make() writes (an older release's, or a
     leaked key's experiment): refused with the same message, the log saying why."""
-    serializer = URLSafeTimedSerializer("test-secret", salt="paper-digest.vote")
+    serializer = URLSafeTimedSerializer("test-secret", salt="paper-digest.digest")
     for data in (
         {"s": "x", "h": "ab"},
         {"h": "ab"},
@@ -75,10 +75,10 @@ def test_a_validly_signed_but_malformed_token_is_refused_like_any_other() -> Non
         [1],
     ):
         with pytest.raises(TokenError) as caught:
-            tokens.read("vote", serializer.dumps(data))
+            tokens.read("digest", serializer.dumps(data))
         assert caught.value.reason == "malformed payload" and str(caught.value) == INVALID_LINK
     with pytest.raises(TokenError) as caught:
-        tokens.read("vote", "not.a.token")
+        tokens.read("digest", "not.a.token")
     assert caught.value.reason == "bad signature"
 
 
@@ -91,16 +91,19 @@ def test_what_a_plain_token_reads_back_as() -> None:
     )
 
 
-def test_a_bound_link_names_its_paper_or_day_and_cannot_be_moved_to_another() -> None:
-    vote = tokens.make("vote", 3, "a@example.org", bound="2607.07953")
-    assert tokens.read("vote", vote).bound == "2607.07953"
-    assert tokens.read("vote", vote).payload == {} and tokens.read("vote", vote).issued_at is None
-    other = tokens.make("vote", 3, "a@example.org", bound="2607.00001")
-    spliced = other.split(".")[0] + "." + ".".join(vote.split(".")[1:])
+def test_a_bound_link_names_its_day_and_cannot_be_moved_to_another() -> None:
+    digest = tokens.make("digest", 3, "a@example.org", bound="2026-11-30")
+    assert tokens.read("digest", digest).bound == "2026-11-30"
+    assert (
+        tokens.read("digest", digest).payload == {}
+        and tokens.read("digest", digest).issued_at is None
+    )
+    other = tokens.make("digest", 3, "a@example.org", bound="2026-11-29")
+    spliced = other.split(".")[0] + "." + ".".join(digest.split(".")[1:])
     with pytest.raises(TokenError):
-        tokens.read("vote", spliced)
+        tokens.read("digest", spliced)
     with pytest.raises(TokenError):
-        tokens.read("archive", vote)
+        tokens.read("preferences", digest)
 
 
 def test_every_purpose_has_its_own_lifetime() -> None:
@@ -108,8 +111,7 @@ def test_every_purpose_has_its_own_lifetime() -> None:
         "unsubscribe": None,
         "feed": None,
         "preferences": 180 * DAY,
-        "vote": 365 * DAY,
-        "archive": 365 * DAY,
+        "digest": 365 * DAY,
         "confirm": 7 * DAY,
     }
     assert Tokens("k", confirm_days=2).max_age["confirm"] == 2 * DAY

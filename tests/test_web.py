@@ -11,7 +11,7 @@ from email.message import Message
 import fakeredis
 import feedparser
 import pytest
-from conftest import unreachable_redis
+from conftest import record_sent_digest, unreachable_redis
 from itsdangerous import TimestampSigner
 from sqlalchemy.exc import OperationalError
 
@@ -958,12 +958,22 @@ def test_a_vote_through_the_page_reorders_the_next_digest(web: dict) -> None:
     )
 
 
-def test_a_vote_can_be_changed_undone_and_removed_from_the_preferences(web: dict) -> None:
-    sub = web["store"].add_subscriber(
-        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
-    )
+def sent_day_one(web: dict, email: str = "ada@example.org"):
+    """``email`` subscribed, and sent a digest of DAY_ONE's first two papers today."""
+    sub = web["store"].add_subscriber(build_subscriber_input(email, ["rl"]), SubscriberDefaults())
     web["store"].upsert_papers(DAY_ONE)
-    path = f"/vote/{web['tokens'].make('vote', sub.id, sub.email, bound='2611.00001')}"
+    today = dt.date.today()
+    picks = [{"arxiv_id": p.arxiv_id, "topic": "rl", "reason": "r"} for p in DAY_ONE[:2]]
+    record_sent_digest(web["store"], sub.id, today, picks)
+    return (
+        sub,
+        f"/digest/{web['tokens'].make('digest', sub.id, sub.email, bound=today.isoformat())}",
+    )
+
+
+def test_a_vote_can_be_changed_undone_and_removed_from_the_preferences(web: dict) -> None:
+    sub, digest = sent_day_one(web)
+    path = f"{digest}/vote/2611.00001"
     web["client"].post(path, data={"vote": "up"})
     web["client"].post(path, data={"vote": "down"})
     assert web["store"].vote_of(sub.id, "2611.00001") == -1
@@ -989,29 +999,35 @@ def test_a_vote_can_be_changed_undone_and_removed_from_the_preferences(web: dict
     assert DAY_ONE[0].title not in web["client"].get(prefs).get_data(as_text=True)
 
 
-def test_vote_links_of_another_reader_or_paper_are_refused(web: dict) -> None:
+def test_vote_links_of_another_reader_day_or_paper_are_refused(web: dict) -> None:
+    """A digest's link votes on that digest's papers, for its reader, and nothing else."""
     tokens = web["tokens"]
-    ada = web["store"].add_subscriber(
-        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
-    )
-    web["store"].upsert_papers(DAY_ONE)
-    good = tokens.make("vote", ada.id, ada.email, bound="2611.00001")
+    ada, digest = sent_day_one(web)
+    bob, _ = sent_day_one(web, "bob@example.org")
+    today = dt.date.today().isoformat()
     forged = [
-        tokens.make("vote", ada.id, "eve@example.org", bound="2611.00001"),  # another person
-        tokens.make("preferences", ada.id, ada.email),  # another purpose
-        tokens.make("vote", ada.id, ada.email),  # about no paper
-        Tokens("another-secret").make("vote", ada.id, ada.email, bound="2611.00001"),
-        good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+        f"/digest/{tokens.make('digest', ada.id, 'eve@example.org', bound=today)}/vote/2611.00001",
+        f"/digest/{tokens.make('preferences', ada.id, ada.email)}/vote/2611.00001",
+        f"/digest/{tokens.make('digest', ada.id, ada.email)}/vote/2611.00001",  # no day
+        f"/digest/{tokens.make('digest', ada.id, ada.email, bound='2001-01-01')}/vote/2611.00001",
+        f"/digest/{Tokens('another').make('digest', ada.id, ada.email, bound=today)}/vote/2611.00001",
+        f"{digest}/vote/2611.00003",  # a paper of the day that was not in her digest
+        f"{digest}/vote/2699.99999",
     ]
-    for token in forged:
-        assert web["client"].post(f"/vote/{token}", data={"vote": "up"}).status_code == 400
-        assert web["client"].get(f"/vote/{token}").status_code == 400
-    # a token signed for one paper cannot be pointed at another: the paper is inside the signature
-    payload, _, signature = good.partition(".")
-    other = tokens.make("vote", ada.id, ada.email, bound="2611.00002")
-    spliced = other.partition(".")[0] + "." + signature
-    assert web["client"].post(f"/vote/{spliced}", data={"vote": "up"}).status_code == 400
-    assert web["store"].votes_of(ada.id) == []
+    for path in forged:
+        assert web["client"].post(path, data={"vote": "up"}).status_code == 400, path
+        assert web["client"].get(path).status_code == 400, path
+    # the day is inside the signature: the link cannot be moved to another day
+    other_day = tokens.make("digest", ada.id, ada.email, bound="2001-01-01")
+    token = digest.removeprefix("/digest/")
+    spliced = other_day.partition(".")[0] + "." + token.partition(".")[2]
+    assert (
+        web["client"].post(f"/digest/{spliced}/vote/2611.00001", data={"vote": "up"}).status_code
+        == 400
+    )
+    assert web["store"].votes_of(ada.id) == [] and web["store"].votes_of(bob.id) == []
+    assert web["client"].post(f"{digest}/vote/2611.00001", data={"vote": "up"}).status_code == 200
+    assert [v.arxiv_id for v in web["store"].votes_of(ada.id)] == ["2611.00001"]
 
 
 def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(web: dict) -> None:
@@ -1033,8 +1049,8 @@ def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(web: dict
 
     web["store"].upsert_papers(DAY_TWO)  # a new day's papers change nothing in a sent digest
     assert titles_in(web["client"].get(archive).get_data(as_text=True), DAY_ONE) == sent_order
-    other_day = web["tokens"].make("archive", sub.id, sub.email, bound="2001-01-01")
-    assert web["client"].get(f"/archive/{other_day}").status_code == 404
+    other_day = web["tokens"].make("digest", sub.id, sub.email, bound="2001-01-01")
+    assert web["client"].get(f"/digest/{other_day}").status_code == 404
 
     feed_path = URL_PATH.search(
         re.search(r'id="feed_url"[^>]*value="([^"]+)"', prefs.get_data(as_text=True)).group(1)

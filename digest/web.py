@@ -508,7 +508,7 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
 
 @pages.get("/digest/<token>")
 @with_subscriber("digest")
-def archive(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+def digest_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
     """One day's digest exactly as it was sent: its stored picks, not a new ranking."""
     ctx = _ctx()
     sent = _sent_digest(sub, data.bound)

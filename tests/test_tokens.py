@@ -117,3 +117,20 @@ def test_every_purpose_has_its_own_lifetime() -> None:
     assert Tokens("k", confirm_days=2).max_age["confirm"] == 2 * DAY
     with pytest.raises(ValueError, match="unknown token purpose 'nope'"):
         Tokens("k").make("nope", 1, "a@example.org")
+
+
+def test_the_issue_time_is_utc_whatever_the_machines_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored times are naive UTC: a server set to New York must not read a link as five
+    hours older or younger than it is."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        token = tokens.make("confirm", 3, "a@example.org", {"t": ["rl"]})
+        issued = tokens.read("confirm", token).issued_at
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        assert abs((now - issued).total_seconds()) < 60
+    finally:
+        monkeypatch.undo()
+        time.tzset()

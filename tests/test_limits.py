@@ -8,6 +8,7 @@ import pytest
 import redis
 from conftest import unreachable_redis
 
+from digest import limits
 from digest.limits import REDIS_RETRY_AFTER, Limit, RateLimiter, Throttle
 
 
@@ -150,3 +151,38 @@ def test_without_redis_a_worker_paces_itself(caplog: pytest.LogCaptureFixture) -
     used = granted_per_window(limiter, clock, 3)
     assert max(used.values()) == 50 and sum(used.values()) >= 140, "the rate, no more, and no stop"
     assert "pacing this worker alone" in caplog.text
+
+
+def test_a_full_window_sleeps_exactly_until_the_next_one() -> None:
+    clock = FakeTime(start=1_000_000.25)
+    limiter = RateLimiter(0.5, fakeredis.FakeRedis(), clock=clock.clock, sleep=clock.sleep)
+    assert limiter.window_seconds == 2.0 and limiter.per_window == 1
+    limiter.wait()  # the window [1_000_000, 1_000_002) grants its one permit
+    limiter.wait()
+    assert clock.slept == [pytest.approx(1.75)], "to the next window's start, not a fixed nap"
+
+
+def test_window_counters_in_redis_expire_with_their_window() -> None:
+    """A window's key must go away (SET NX EX), or Redis fills with dead counters."""
+    client = fakeredis.FakeRedis()
+    throttle = Throttle(client, clock=lambda: 3600.0 * 10)
+    assert throttle.reserve((Limit("address", 3, 3600), "ada@example.org"))
+    (key,) = client.keys("digest:throttle:*")
+    assert 3590 < client.ttl(key) <= 3600
+    limiter = RateLimiter(10, client, clock=lambda: 1_000_000.5, sleep=lambda s: None)
+    limiter.wait()
+    (rate,) = client.keys("digest:rate:*")
+    assert client.ttl(rate) == 2, "a one-second window lives one second past its end"
+
+
+def test_the_in_process_counters_forget_their_oldest_window_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "LOCAL_KEYS", 3)
+    counters = limits.LocalCounters()
+    for key in ("a", "b", "c"):
+        counters.add(key, 1)
+    assert counters.add("c", 1) == 2, "adding to a known window forgets nothing"
+    assert counters.add("d", 5) == 5
+    assert counters.add("a", 1) == 1, "the oldest window was forgotten to make room"
+    assert counters.add("c", 1) == 3

@@ -241,3 +241,48 @@ def test_header_names_are_read_whatever_their_case_and_spacing() -> None:
 )
 def test_the_mailbox_of_an_address_drops_its_tag_and_case(address: str, mailbox: str) -> None:
     assert mailbox_of(address) == mailbox
+
+
+def test_every_csv_column_reaches_the_row_and_short_or_long_rows_say_what_is_wrong() -> None:
+    parsed = parse_subscriber_csv(
+        "email,topics,timezone,send_hour,max_papers,status\n"
+        "ada@example.org,rl;agents,Europe/Paris,9,3,paused\n"
+        "bob@example.org\n"
+        "cy@example.org,rl,UTC,7,5,active,surplus\n"
+        "\n"
+    )
+    (ada,) = parsed.rows
+    assert (ada.topics, ada.timezone, ada.send_hour, ada.max_papers, ada.status) == (
+        ("rl", "agents"),
+        "Europe/Paris",
+        9,
+        3,
+        "paused",
+    )
+    assert parsed.lines == 3, "data lines, the blank one not counted"
+    assert [(r.line, r.reason) for r in parsed.rejections] == [
+        (3, "at least one topic is required"),
+        (4, "more fields than the header has columns"),
+    ]
+    short = parse_subscriber_csv("topics,email\nrl\n")
+    assert [(r.line, r.reason) for r in short.rejections] == [(2, "email is empty")]
+    with pytest.raises(InvalidInput, match=r"\(found: nothing\)"):
+        parse_subscriber_csv("")
+
+
+def test_an_error_without_plain_words_gets_its_message_as_a_sentence() -> None:
+    error = InvalidInput("unknown thing given", "topics")
+    assert (error.field, error.plain, str(error)) == (
+        "topics",
+        "Unknown thing given.",
+        "unknown thing given",
+    )
+    with pytest.raises(InvalidInput) as zone:
+        build_subscriber_input("ada@example.org", ["rl"], timezone="Mars/Olympus")
+    assert zone.value.field == "timezone"
+    assert zone.value.plain == "Please pick a time zone from the list, like Europe/Paris."
+    with pytest.raises(InvalidInput) as status:
+        build_subscriber_input("ada@example.org", ["rl"], status="gone")
+    assert str(status.value) == (
+        "unknown status 'gone' (one of pending, active, paused, unsubscribed, bounced)"
+    )

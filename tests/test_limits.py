@@ -186,3 +186,18 @@ def test_the_in_process_counters_forget_their_oldest_window_first(
     assert counters.add("d", 5) == 5
     assert counters.add("a", 1) == 1, "the oldest window was forgotten to make room"
     assert counters.add("c", 1) == 3
+
+
+@pytest.mark.parametrize(
+    ("per_second", "window", "per_window", "chunk"),
+    [(100, 1.0, 100, 10), (5, 1.0, 5, 1), (1000, 1.0, 1000, 20), (0.2, 5.0, 1, 1)],
+)
+def test_windows_allowances_and_reservations_follow_the_rate(
+    per_second: float, window: float, per_window: int, chunk: int
+) -> None:
+    limiter = RateLimiter(per_second, None)
+    assert (limiter.window_seconds, limiter.per_window, limiter.chunk) == (
+        window,
+        per_window,
+        chunk,
+    )

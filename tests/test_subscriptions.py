@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+
 import pytest
 
 from digest.subscriptions import (
     MAX_TOPICS,
     InvalidInput,
     build_subscriber_input,
+    first_digest_time,
     format_subscriber_csv,
     mailbox_of,
     normalize_email,
@@ -285,4 +289,55 @@ def test_an_error_without_plain_words_gets_its_message_as_a_sentence() -> None:
         build_subscriber_input("ada@example.org", ["rl"], status="gone")
     assert str(status.value) == (
         "unknown status 'gone' (one of pending, active, paused, unsubscribed, bounced)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [("x", "send hour 'x' is not a whole number 0-23"), ("24", "send hour 24 is outside 0-23")],
+)
+def test_a_bad_hour_names_its_field_and_says_what_fits(raw: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        build_subscriber_input("ada@example.org", ["rl"], send_hour=raw)
+    assert (str(caught.value), caught.value.field, caught.value.plain) == (
+        message,
+        "send_hour",
+        "Please enter a whole number from 0 to 23.",
+    )
+
+
+def test_the_first_digest_comes_within_minutes_from_the_send_hour_on() -> None:
+    """At 07:30 in London, a 07:00 reader's edition is due now: the next tick sends it."""
+    summer = dt.datetime(2026, 7, 2, 6, 30)  # 07:30 in London
+    assert first_digest_time(summer, "Europe/London", 7).startswith("within minutes")
+    assert first_digest_time(summer, "Europe/London", 8) == (
+        "today, Thursday 2 July, at 08:00 Europe/London"
+    )
+
+
+def test_the_first_digest_time_does_not_depend_on_the_servers_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert first_digest_time(dt.datetime(2026, 7, 2, 6, 30), "Europe/London", 8) == (
+            "today, Thursday 2 July, at 08:00 Europe/London"
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_export_uses_one_newline_per_line() -> None:
+    text = format_subscriber_csv([{"email": "ada@example.org", "topics": ["rl"]}])
+    assert "\r" not in text and text.count("\n") == 2
+
+
+def test_the_semicolon_hint_says_what_to_do() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_subscriber_csv("email;topics\nada@example.org;rl\n")
+    assert str(caught.value) == (
+        "the columns seem separated by ';' (as some spreadsheet programs export): "
+        "save the file as CSV with commas, or UTF-8 CSV"
     )

@@ -31,7 +31,7 @@ from digest.records import SubscriberRecord, Votes
 from digest.rendering import DigestContent, paper_item, render_digest
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.subscriptions import paper_of_topic
+from digest.subscriptions import paper_of_topic, papers_of_topics
 from digest.text import snippet
 from digest.tokens import Tokens
 
@@ -117,8 +117,8 @@ def plan_edition(
             tuple(row_of[t] for t in sub.topics),
             sub.max_papers,
             frozenset(already_sent.get(sub.id, ()))
-            # a paper is never "similar to itself" (a test per topic: most readers have none)
-            | ({pid for t in sub.topics if (pid := paper_of_topic(t))} if topic_papers else set()),
+            # a paper is never "similar to itself"; no paper topics today, nothing to look for
+            | (papers_of_topics(sub.topics) if topic_papers else set()),
             *vote_rows[n],
         )
         for n, sub in enumerate(subscribers)

@@ -85,13 +85,22 @@ def browser() -> Iterator[object]:
 
 
 def heading_says(browser, text: str) -> None:
-    """Wait for the next page: reading <h1> right after a click can catch the old page."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
+    """Wait for the next page's <h1> to say `text`.
+
+    Right after a click the old page may still be showing, or be torn down between finding
+    the <h1> and reading it (Chromium then answers "Node with given id does not belong to the
+    document"). So the heading is read in one script call, in whichever document is current,
+    and a read that races with the navigation is simply tried again until the deadline.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, 15).until(
-        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), text)
+    def heading(driver) -> bool:
+        found = driver.execute_script("return document.querySelector('h1')?.textContent;")
+        return bool(found) and text in found
+
+    WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(
+        heading, message=f"no page with an <h1> saying {text!r}"
     )
 
 

@@ -20,7 +20,6 @@ from digest.ranking import (
     LEXICAL_THRESHOLD,
     Encoder,
     Explainer,
-    Pick,
     SubscriberRequest,
     TopicIndex,
     build_feedback,
@@ -46,7 +45,7 @@ class EditionPlan:
     """Every subscriber's picks for one edition, as stored in their delivery row."""
 
     papers: dict[str, PaperRecord]
-    # subscriber id -> [{arxiv_id, topic, reason, score, also?}]; topic None: a trending paper
+    # subscriber id -> [{arxiv_id, topic, reason, also?}]; topic None: a trending paper
     picks: dict[int, list[dict[str, Any]]]
     quiet: dict[int, list[str]] = field(default_factory=dict)  # topics with nothing new today
     candidates: int = 0  # how many of ``papers`` were today's candidates
@@ -64,29 +63,41 @@ def most_upvoted(papers: Sequence[PaperRecord]) -> list[PaperRecord]:
     return sorted(voted, key=lambda p: (-(p.upvotes or 0), p.arxiv_id))
 
 
-def pick_to_json(pick: Pick) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "arxiv_id": pick.arxiv_id,
-        "topic": pick.topic,
-        "reason": pick.reason,
-        "score": pick.score,
-    }
-    if pick.also:  # most picks match one topic: a million rows need not carry an empty list
-        row["also"] = list(pick.also)
-    return row
+class StoredPicks:
+    """The pick dicts a delivery row stores, one shared object per distinct pick.
 
+    A pick is stored as {arxiv_id, topic, reason, also?}: a million subscribers get a few
+    thousand distinct (paper, topic, reason) picks a day, so each is built once and shared,
+    and storage serialises each once (the rank score is not stored: nothing renders it)."""
 
-def trending_section(
-    by_votes: Sequence[PaperRecord], picked: Sequence[dict[str, Any]], sent: set[str]
-) -> list[dict[str, Any]]:
-    """The first papers of ``by_votes`` (:func:`most_upvoted`) that are neither picked nor
-    already sent, as picks without a topic."""
-    exclude = sent | {p["arxiv_id"] for p in picked}
-    fresh = (p for p in by_votes if p.arxiv_id not in exclude)
-    return [
-        {"arxiv_id": p.arxiv_id, "topic": None, "reason": None, "score": 0.0}
-        for p in itertools.islice(fresh, TRENDING_COUNT)
-    ]
+    def __init__(self, explainer: Explainer, most_upvoted: Sequence[PaperRecord]) -> None:
+        self.explainer = explainer
+        self.by_votes = [
+            (p.arxiv_id, {"arxiv_id": p.arxiv_id, "topic": None, "reason": None})
+            for p in most_upvoted
+        ]
+        self._shared: dict[tuple[str, str, str, tuple[str, ...]], dict[str, Any]] = {}
+
+    def matched(self, row: int) -> list[dict[str, Any]]:
+        """Row ``row``'s picks for its topics, best first."""
+        ids, topics, shared = self.explainer.index.ids, self.explainer.topics, self._shared
+        result = []
+        for paper, topic, reason, also, _evidence in self.explainer.choices(row):
+            key = (ids[paper], topics[topic], reason, also)
+            pick = shared.get(key)
+            if pick is None:
+                pick = shared[key] = {"arxiv_id": key[0], "topic": key[1], "reason": reason}
+                if also:  # most picks match one topic: a million rows need not carry []
+                    pick["also"] = list(also)
+            result.append(pick)
+        return result
+
+    def trending(self, picked: Sequence[dict[str, Any]], sent: set[str]) -> list[dict[str, Any]]:
+        """The day's most upvoted papers that are neither picked nor already sent, as picks
+        without a topic (the "Trending today" section)."""
+        exclude = sent | {p["arxiv_id"] for p in picked}
+        fresh = (pick for arxiv_id, pick in self.by_votes if arxiv_id not in exclude)
+        return list(itertools.islice(fresh, TRENDING_COUNT))
 
 
 def plan_edition(
@@ -127,16 +138,15 @@ def plan_edition(
     signals = paper_signals([p.upvotes for p in papers], [paper_age_days(p, now) for p in papers])
     gate = index.threshold_scores(topics, scores)
     table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate, feedback)
-    explainer = Explainer(index, topics, table, requests, feedback)
     # the topics' own papers too: the email names a "more like this paper" topic by its title
     shown = [*topic_papers.values(), *papers]
     plan = EditionPlan({p.arxiv_id: p for p in shown}, {}, candidates=len(papers))
-    by_votes = most_upvoted(papers)
+    stored = StoredPicks(Explainer(index, topics, table, requests, feedback), most_upvoted(papers))
     with_quiet = set(np.flatnonzero(table.quiet.any(axis=1)).tolist())  # most rows have none
     for row, sub in enumerate(subscribers):
-        picks = [pick_to_json(p) for p in explainer.picks(row)]
+        picks = stored.matched(row)
         if sub.show_trending:
-            picks += trending_section(by_votes, picks, already_sent.get(sub.id, set()))
+            picks += stored.trending(picks, already_sent.get(sub.id, set()))
         plan.picks[sub.id] = picks
         plan.quiet[sub.id] = (
             [topics[t] for t in table.quiet_topics(row)] if row in with_quiet else []

@@ -78,6 +78,7 @@ PASSAGE_FLOOR = 0.35
 NEAR_WORDS = 0.2  # the same for idf-weighted stems (their cosines run far lower)
 LIKED_TITLE_CHARS = 60  # a paper named in a reason (liked, or a topic): the start of its title
 PICK_CHUNK = 10_000  # subscribers per block when picking; bounds memory to chunk x papers
+EXPLAIN_BLOCK = 4096  # table rows the Explainer reads into lists at once
 
 STOP_WORDS = frozenset(
     [
@@ -814,12 +815,46 @@ def _membership(block: Sequence[SubscriberRequest], n_topics: int) -> sp.csr_mat
     return sp.csr_matrix((data, indices, indptr), shape=(len(block), n_topics))
 
 
+Choice = tuple[int, int, str, tuple[str, ...], Evidence]  # paper, topic, reason, also, evidence
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Rows ``start``.. of a :class:`PickTable` as plain lists: converting a block at once costs
+    a few NumPy calls, where converting row by row cost a dozen per subscriber."""
+
+    start: int
+    papers: list[list[int]]
+    topics: list[list[int]]
+    scores: list[list[float]]
+    relevance: list[list[float]]
+    own: list[list[int]]
+    passes: list[list[list[bool]]]  # (row, own topic, pick slot): the pick passes that topic
+
+    @classmethod
+    def read(cls, table: PickTable, start: int, stop: int) -> _Rows:
+        papers, own = table.papers[start:stop], table.topic_rows[start:stop]
+        return cls(
+            start,
+            papers.tolist(),
+            table.topics[start:stop].tolist(),
+            table.scores[start:stop].tolist(),
+            table.relevance[start:stop].tolist(),
+            own.tolist(),
+            (table.passing[own[:, :, None], papers[:, None, :]] > 0).tolist(),
+        )
+
+    def __contains__(self, row: int) -> bool:
+        return self.start <= row < self.start + len(self.papers)
+
+
 class Explainer:
-    """Turns rows of a :class:`PickTable` into :class:`Pick` objects with reasons.
+    """Turns rows of a :class:`PickTable` into picks with reasons.
 
     Evidence depends only on (topic, paper), and many subscribers share both, so it is
     computed once per pair. With ``feedback``, a pick close to a paper the reader liked
-    says so first ("Like “…”, which you liked").
+    says so first ("Like “…”, which you liked"). Rows are read in blocks, in order, as a
+    daily run reads them.
     """
 
     def __init__(
@@ -836,54 +871,57 @@ class Explainer:
         self.requests = requests
         self.feedback = feedback
         self._cache: dict[tuple[int, int], tuple[Evidence, str]] = {}
+        self._rows = _Rows.read(table, 0, 0)
 
     def picks(self, row: int) -> list[Pick]:
-        """Row ``row``'s picks, best first. Runs once per subscriber of a daily run, so the
-        row is read into plain lists once rather than element by element from NumPy."""
-        table = self.table
-        papers = table.papers[row].tolist()
-        papers = papers[: papers.index(-1)] if -1 in papers else papers
-        if not papers:
-            return []
-        count = len(papers)
-        topics = table.topics[row, :count].tolist()
-        scores = table.scores[row, :count].tolist()
-        relevance = table.relevance[row, :count].tolist()
-        own = table.topic_rows[row].tolist()
-        # (topics x picks): which of the reader's topics each pick also passes for
-        passes = (
-            table.passing[table.topic_rows[row, :, None], table.papers[row, None, :count]] > 0
-        ).tolist()
+        """Row ``row``'s picks, best first, with their scores and matched words."""
+        rows, i = self._block(row)
+        return [
+            Pick(
+                arxiv_id=self.index.ids[paper],
+                score=round(rows.scores[i][slot], 6),
+                relevance=round(rows.relevance[i][slot], 6),
+                topic=self.topics[topic],
+                reason=sentence,
+                matched=evidence.matched,
+                also=also,
+            )
+            for slot, (paper, topic, sentence, also, evidence) in enumerate(self.choices(row))
+        ]
+
+    def choices(self, row: int) -> list[Choice]:
+        """Row ``row``'s picks, best first, as (paper, topic row, reason, also, evidence): all a
+        digest keeps of a pick, without building a :class:`Pick` per subscriber."""
+        rows, i = self._block(row)
+        papers = rows.papers[i]
+        count = papers.index(-1) if -1 in papers else len(papers)
+        topics, own, passes = rows.topics[i], rows.own[i], rows.passes[i]
         request = self.requests[row] if self.feedback is not None and self.requests else None
         result = []
-        for slot, (paper, topic) in enumerate(zip(papers, topics, strict=True)):
+        for slot in range(count):
+            paper, topic = papers[slot], topics[slot]
             evidence, sentence = self._explained(topic, paper)
             also = tuple(
                 self.topics[other]
                 for n, other in enumerate(own)
                 if other >= 0 and other != topic and passes[n][slot]
             )
-            liked = (
-                self.feedback.nearest_liked(request, paper)
-                if self.feedback is not None and request is not None and request.liked
-                else None
-            )
-            if liked is not None:
-                sentence = (
-                    f"Like “{snippet(liked, LIKED_TITLE_CHARS)}”, which you liked. {sentence}"
-                )
-            result.append(
-                Pick(
-                    arxiv_id=self.index.ids[paper],
-                    score=round(scores[slot], 6),
-                    relevance=round(relevance[slot], 6),
-                    topic=self.topics[topic],
-                    reason=sentence,
-                    matched=evidence.matched,
-                    also=also,
-                )
-            )
+            if request is not None and request.liked:
+                sentence = self._with_liked(request, paper, sentence)
+            result.append((paper, topic, sentence, also, evidence))
         return result
+
+    def _block(self, row: int) -> tuple[_Rows, int]:
+        if row not in self._rows:
+            start = row - row % EXPLAIN_BLOCK
+            self._rows = _Rows.read(self.table, start, start + EXPLAIN_BLOCK)
+        return self._rows, row - self._rows.start
+
+    def _with_liked(self, request: SubscriberRequest, paper: int, sentence: str) -> str:
+        liked = self.feedback.nearest_liked(request, paper) if self.feedback else None
+        if liked is None:
+            return sentence
+        return f"Like “{snippet(liked, LIKED_TITLE_CHARS)}”, which you liked. {sentence}"
 
     def _explained(self, topic: int, paper: int) -> tuple[Evidence, str]:
         """The evidence for (topic, paper) and its sentence, worked out once per pair."""

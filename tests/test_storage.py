@@ -11,7 +11,7 @@ from conftest import record_sent_digest
 
 from digest import storage
 from digest.models import Base
-from digest.records import SubscriberDefaults, Votes
+from digest.records import NewDelivery, SubscriberDefaults, Votes
 from digest.storage import VOTES_USED, StorageError, Store
 from digest.subscriptions import build_subscriber_input
 
@@ -276,3 +276,47 @@ def test_what_was_sent_and_votes_are_read_the_same_for_few_readers_or_many(
     store.record_vote(ada.id, "p2", -1, now + dt.timedelta(seconds=1))
     store.record_vote(cy.id, "p2", 1, now)
     assert store.reader_votes([ada.id, bob.id]) == {ada.id: Votes(("p1",), ("p2",))}
+
+
+AWKWARD_TEXT = 'Tab\there, new\nline, back\\slash \\N, "quotes", ünïcödé ∑ and an emoji 🦜'
+
+
+def test_planned_deliveries_keep_their_picks_exactly_and_skip_rows_that_exist(
+    store: Store,
+) -> None:
+    """The daily run writes a million rows in one go (PostgreSQL: COPY, whose text format
+    gives tabs, newlines and backslashes a meaning of their own); a second plan of the same
+    edition, as from a second beat started by mistake, adds only the rows that are new."""
+    created = store.import_subscribers(
+        [sub(f"r{n}@example.org", "graph neural networks") for n in range(3)], DEFAULTS
+    )
+    ids = [store.get_subscriber(f"r{n}@example.org").id for n in range(3)]
+    assert created.created == 3
+    edition = dt.date(2026, 7, 13)
+    shared = {"arxiv_id": "2607.00001", "topic": AWKWARD_TEXT, "reason": AWKWARD_TEXT}
+    also = {"arxiv_id": "2607.00002", "topic": "t", "reason": "r", "also": [AWKWARD_TEXT, "b"]}
+    trending = {"arxiv_id": "2607.00003", "topic": None, "reason": None}
+    first = [
+        NewDelivery(ids[0], edition, [shared, also, trending], quiet_topics=(AWKWARD_TEXT,)),
+        NewDelivery(ids[1], edition, [], status="skipped"),
+    ]
+    made, queued = store.create_deliveries(first, handed_out_at=dt.datetime(2026, 7, 13, 7))
+    assert made == 2 and len(queued) == 1
+
+    again = [
+        NewDelivery(ids[1], edition, [shared]),
+        NewDelivery(ids[2], edition, [shared, trending]),
+    ]
+    made, queued_again = store.create_deliveries(again)
+    assert made == 1, "the existing row is left alone, the new one is written"
+    assert len(queued_again) == 1 and queued_again != queued
+
+    rows = {d.subscriber_id: d for d in store.list_deliveries(edition=edition)}
+    assert rows[ids[0]].picks == [shared, also, trending]
+    assert rows[ids[0]].quiet_topics == (AWKWARD_TEXT,)
+    assert rows[ids[0]].id == queued[0] and rows[ids[0]].status == "queued"
+    assert (rows[ids[1]].status, rows[ids[1]].picks) == ("skipped", []), "not overwritten"
+    assert rows[ids[2]].id == queued_again[0] and rows[ids[2]].picks == [shared, trending]
+    assert store.take_deliveries_to_send(
+        dt.datetime(2026, 7, 13, 7, 1), dt.timedelta(minutes=30)
+    ) == [rows[ids[2]].id], "only the row planned without a send task is handed out"

@@ -180,8 +180,9 @@ class SentPaper(Base):
     )
     # indexed: the daily run reads who already got today's candidates, by paper
     arxiv_id: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+    # indexed: removing a subscriber's deliveries sets this to NULL, found by this index
     delivery_id: Mapped[int | None] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="SET NULL")
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
     )
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -76,17 +76,21 @@ class StoredPicks:
             (p.arxiv_id, {"arxiv_id": p.arxiv_id, "topic": None, "reason": None})
             for p in most_upvoted
         ]
-        self._shared: dict[tuple[str, str, str, tuple[str, ...]], dict[str, Any]] = {}
+        self._shared: dict[tuple[int, int, str, tuple[str, ...]], dict[str, Any]] = {}
 
     def matched(self, row: int) -> list[dict[str, Any]]:
         """Row ``row``'s picks for its topics, best first."""
         ids, topics, shared = self.explainer.index.ids, self.explainer.topics, self._shared
         result = []
         for paper, topic, reason, also, _evidence in self.explainer.choices(row):
-            key = (ids[paper], topics[topic], reason, also)
+            key = (paper, topic, reason, also)
             pick = shared.get(key)
             if pick is None:
-                pick = shared[key] = {"arxiv_id": key[0], "topic": key[1], "reason": reason}
+                pick = shared[key] = {
+                    "arxiv_id": ids[paper],
+                    "topic": topics[topic],
+                    "reason": reason,
+                }
                 if also:  # most picks match one topic: a million rows need not carry []
                     pick["also"] = list(also)
             result.append(pick)
@@ -95,8 +99,8 @@ class StoredPicks:
     def trending(self, picked: Sequence[dict[str, Any]], sent: set[str]) -> list[dict[str, Any]]:
         """The day's most upvoted papers that are neither picked nor already sent, as picks
         without a topic (the "Trending today" section)."""
-        exclude = sent | {p["arxiv_id"] for p in picked}
-        fresh = (pick for arxiv_id, pick in self.by_votes if arxiv_id not in exclude)
+        picked_ids = {p["arxiv_id"] for p in picked}
+        fresh = (p for i, p in self.by_votes if i not in sent and i not in picked_ids)
         return list(itertools.islice(fresh, TRENDING_COUNT))
 
 

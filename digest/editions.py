@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,15 +40,43 @@ TOPIC_TITLE_CHARS = 50  # a "more like this paper" topic, shown by the start of 
 TRENDING_COUNT = 3  # the "Trending today" section: the day's most upvoted papers not picked
 
 
-@dataclass
 class EditionPlan:
-    """Every subscriber's picks for one edition, as stored in their delivery row."""
+    """Every subscriber's picks for one edition, as stored in their delivery row.
 
-    papers: dict[str, PaperRecord]
-    # subscriber id -> [{arxiv_id, topic, reason, also?}]; topic None: a trending paper
-    picks: dict[int, list[dict[str, Any]]]
-    quiet: dict[int, list[str]] = field(default_factory=dict)  # topics with nothing new today
-    candidates: int = 0  # how many of ``papers`` were today's candidates
+    Picks are explained as they are read: the daily run streams them into the database,
+    whose server takes in one row on the other core while the next is explained here.
+    ``picks`` and ``quiet`` read them all, by subscriber id."""
+
+    def __init__(
+        self,
+        papers: dict[str, PaperRecord],
+        candidates: int,
+        subscribers: Sequence[SubscriberRecord],
+        ranked: Callable[[int], tuple[list[dict[str, Any]], list[str]]],
+    ) -> None:
+        self.papers = papers  # the candidates, and the papers "more like this" topics name
+        self.candidates = candidates  # how many of ``papers`` were today's candidates
+        self.subscribers = subscribers
+        self._ranked = ranked
+
+    def digests(self) -> Iterator[tuple[SubscriberRecord, list[dict[str, Any]], list[str]]]:
+        """(subscriber, picks, quiet topics) in the order subscribers were given. Picks are
+        [{arxiv_id, topic, reason, also?}] best first, then topic None: a trending paper.
+        Quiet topics are theirs with nothing new today."""
+        for row, sub in enumerate(self.subscribers):
+            yield sub, *self._ranked(row)
+
+    @cached_property
+    def _by_id(self) -> dict[int, tuple[list[dict[str, Any]], list[str]]]:
+        return {sub.id: (picks, quiet) for sub, picks, quiet in self.digests()}
+
+    @property
+    def picks(self) -> dict[int, list[dict[str, Any]]]:
+        return {sid: picks for sid, (picks, _) in self._by_id.items()}
+
+    @property
+    def quiet(self) -> dict[int, list[str]]:
+        return {sid: quiet for sid, (_, quiet) in self._by_id.items()}
 
 
 def paper_age_days(paper: PaperRecord, now: dt.datetime) -> float:
@@ -142,20 +170,19 @@ def plan_edition(
     signals = paper_signals([p.upvotes for p in papers], [paper_age_days(p, now) for p in papers])
     gate = index.threshold_scores(topics, scores)
     table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate, feedback)
-    # the topics' own papers too: the email names a "more like this paper" topic by its title
-    shown = [*topic_papers.values(), *papers]
-    plan = EditionPlan({p.arxiv_id: p for p in shown}, {}, candidates=len(papers))
     stored = StoredPicks(Explainer(index, topics, table, requests, feedback), most_upvoted(papers))
     with_quiet = set(np.flatnonzero(table.quiet.any(axis=1)).tolist())  # most rows have none
-    for row, sub in enumerate(subscribers):
+
+    def ranked(row: int) -> tuple[list[dict[str, Any]], list[str]]:
         picks = stored.matched(row)
-        if sub.show_trending:
-            picks += stored.trending(picks, already_sent.get(sub.id, set()))
-        plan.picks[sub.id] = picks
-        plan.quiet[sub.id] = (
-            [topics[t] for t in table.quiet_topics(row)] if row in with_quiet else []
-        )
-    return plan
+        if subscribers[row].show_trending:
+            picks += stored.trending(picks, already_sent.get(subscribers[row].id, set()))
+        quiet = [topics[t] for t in table.quiet_topics(row)] if row in with_quiet else []
+        return picks, quiet
+
+    # the topics' own papers too: the email names a "more like this paper" topic by its title
+    shown = {p.arxiv_id: p for p in [*topic_papers.values(), *papers]}
+    return EditionPlan(shown, len(papers), subscribers, ranked)
 
 
 def digest_content(

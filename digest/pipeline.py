@@ -137,6 +137,27 @@ def embed_papers(
         progress(min(chunk, len(passages) - start))
 
 
+class PlannedDeliveries:
+    """One delivery row per subscriber due, made as they are read: storage streams them into
+    the database while the next are explained. Can be read more than once (storage re-reads
+    them when some rows already exist), and counts the rows with nothing to send."""
+
+    def __init__(self, plan: EditionPlan, editions: Sequence[dt.date]) -> None:
+        self.plan, self.editions = plan, editions
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.editions)
+
+    def __iter__(self) -> Iterator[NewDelivery]:
+        self.skipped = 0
+        for (sub, picks, quiet), edition in zip(self.plan.digests(), self.editions, strict=True):
+            self.skipped += not picks
+            yield NewDelivery(
+                sub.id, edition, picks, "queued" if picks else "skipped", tuple(quiet)
+            )
+
+
 def plan_deliveries(
     store: Store,
     settings: Settings,
@@ -152,18 +173,9 @@ def plan_deliveries(
     if not due:
         return 0, 0, []
     plan = rank_today(store, settings, [sub for sub, _ in due], now)
-    rows = [
-        NewDelivery(
-            sub.id,
-            edition,
-            plan.picks[sub.id],
-            "queued" if plan.picks[sub.id] else "skipped",
-            tuple(plan.quiet[sub.id]),
-        )
-        for sub, edition in due
-    ]
+    rows = PlannedDeliveries(plan, [edition for _, edition in due])
     created, queued = store.create_deliveries(rows, handed_out_at=now)
-    return created, sum(1 for row in rows if row.status == "skipped"), queued
+    return created, rows.skipped, queued
 
 
 @contextmanager

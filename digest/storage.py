@@ -14,7 +14,7 @@ import logging
 import math
 import secrets
 import zoneinfo
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -300,7 +300,7 @@ def _copy_lines(cursor: psycopg.Cursor, target: str, lines: Iterable[str]) -> No
 
 def _copy_new_deliveries(
     session: Session,
-    rows: Sequence[NewDelivery],
+    rows: Collection[NewDelivery],
     created_at: dt.datetime,
     handed_out_at: dt.datetime | None,
 ) -> list[tuple[int, str]]:
@@ -319,14 +319,20 @@ def _copy_new_deliveries(
     cursor.execute("SAVEPOINT straight_copy")
     cursor.execute("SELECT nextval('deliveries_id_seq') FROM generate_series(1, %s)", [len(rows)])
     ids = [delivery_id for (delivery_id,) in cursor.fetchall()]
+    statuses: list[str] = []
+
+    def numbered() -> Iterator[str]:
+        for delivery_id, row in zip(ids, rows, strict=True):
+            statuses.append(row.status)
+            yield f"{delivery_id}\t{line(row)}"
+
     try:
-        lines = (f"{i}\t{line(row)}" for i, row in zip(ids, rows, strict=True))
-        _copy_lines(cursor, f"deliveries (id, {columns})", lines)
+        _copy_lines(cursor, f"deliveries (id, {columns})", numbered())
     except UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT straight_copy")
     else:
         cursor.execute("RELEASE SAVEPOINT straight_copy")
-        return [(i, row.status) for i, row in zip(ids, rows, strict=True)]
+        return list(zip(ids, statuses, strict=True))
     cursor.execute(
         "CREATE TEMPORARY TABLE new_deliveries (LIKE deliveries INCLUDING DEFAULTS) ON COMMIT DROP"
     )
@@ -1220,13 +1226,15 @@ class Store:
         return due
 
     def create_deliveries(
-        self, rows: Sequence[NewDelivery], handed_out_at: dt.datetime | None = None
+        self, rows: Collection[NewDelivery], handed_out_at: dt.datetime | None = None
     ) -> tuple[int, list[int]]:
         """One row per (subscriber, edition); rows that already exist are left alone.
 
         Returns how many rows were new, and the ids of the new queued ones. With
         ``handed_out_at`` those are written as already handed to a send task (the caller
-        enqueues them at once), which spares rewriting every new row a moment later."""
+        enqueues them at once), which spares rewriting every new row a moment later.
+        ``rows`` may be made as they are read (see :class:`digest.pipeline.PlannedDeliveries`),
+        and is read a second time when some of them already exist."""
         now = utcnow()
         with self.session() as session:
             if session.get_bind().dialect.name == "postgresql":

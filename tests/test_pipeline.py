@@ -171,3 +171,40 @@ def test_the_cyclic_collector_rests_while_a_tick_plans_and_comes_back_after(
         assert not gc.isenabled(), "a caller that had it off keeps it off"
     finally:
         gc.enable()
+
+
+def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_skipped(
+    store: Store, settings: Settings
+) -> None:
+    """Rows are made as storage reads them; when another tick already wrote one of them
+    (two beats by mistake), storage reads the plan again and writes only the rest."""
+
+    from dataclasses import replace
+
+    from digest.ingestion import ingest_bundled_sample
+    from digest.records import NewDelivery, SubscriberDefaults
+    from digest.subscriptions import build_subscriber_input
+
+    ingest_bundled_sample(store, settings.announce_types)
+    defaults = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
+    ada, bob, eve = (
+        store.add_subscriber(build_subscriber_input(email, [topic]), defaults)
+        for email, topic in [
+            ("ada@example.org", "large language models"),
+            ("bob@example.org", "reinforcement learning"),
+            ("eve@example.org", "medieval tapestry weaving"),
+        ]
+    )
+    now = utcnow()
+    edition = now.date()
+    _, (earlier,) = store.create_deliveries([NewDelivery(ada.id, edition, [{"arxiv_id": "x"}])])
+
+    due = [(ada, edition), (bob, edition), (replace(eve, show_trending=False), edition)]
+    created, skipped, queued = pipeline.plan_deliveries(store, settings, due, now)
+
+    rows = {d.email: d for d in store.list_deliveries(edition=edition)}
+    assert (created, skipped) == (2, 1), "bob queued, eve skipped: nothing matches or trends"
+    assert queued == [rows["bob@example.org"].id] and rows["bob@example.org"].picks
+    assert rows["eve@example.org"].status == "skipped"
+    assert rows["ada@example.org"].id == earlier, "the other tick's row is left alone"
+    assert rows["ada@example.org"].picks == [{"arxiv_id": "x"}]

@@ -653,7 +653,9 @@ def preview() -> tuple[Response, int] | Response:
     visitor = SubscriberRecord(0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None)
     plan = rank_today(ctx.store, ctx.settings, [visitor], now, remember=False, fresh=True)
     papers = [
-        (plan.papers[pick["arxiv_id"]], pick["reason"]) for pick in plan.picks[0] if pick["topic"]
+        (plan.papers[pick["arxiv_id"]], pick["reason"])
+        for pick in plan.picks[0]
+        if pick.get("topic")
     ]
     return jsonify(
         {

@@ -148,7 +148,10 @@ class Delivery(Base):
     )
     edition: Mapped[dt.date] = mapped_column(Date, index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
-    picks: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    # each pick whole ({arxiv_id, topic, reason, also?}), or with ``plan`` set, the numbers of
+    # that planning run's PlannedPick rows (PostgreSQL's daily run: see PlannedPick)
+    picks: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    plan: Mapped[int | None] = mapped_column(Integer)
     # the subscriber's topics with nothing new that day ("Nothing new on agents today")
     quiet_topics: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -165,9 +168,19 @@ class Delivery(Base):
 
     subscriber: Mapped[Subscriber] = relationship(lazy="joined")
 
-    @property
-    def paper_ids(self) -> list[str]:
-        return [pick["arxiv_id"] for pick in self.picks]
+
+class PlannedPick(Base):
+    """One distinct pick of one planning run, which many delivery rows name by number.
+
+    A million readers get a few thousand distinct (paper, topic, reason) picks a day; written
+    whole into every delivery row, they were 840 MB a day and most of the database's work
+    in planning. ``plan`` is the run's first delivery id, unique as the sequence is."""
+
+    __tablename__ = "planned_picks"
+
+    plan: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pick: Mapped[dict[str, Any]] = mapped_column()  # {arxiv_id, topic, reason, also?}
 
 
 class SentPaper(Base):

@@ -17,7 +17,7 @@ import zoneinfo
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -50,6 +50,7 @@ from digest.models import (
     HttpCache,
     Installation,
     Paper,
+    PlannedPick,
     SentPaper,
     Subscriber,
     SubscriberTopic,
@@ -200,14 +201,41 @@ def _paper_record(paper: Paper) -> PaperRecord:
     )
 
 
-def _to_delivery(delivery: Delivery, email: str) -> DeliveryRecord:
+Planned = dict[tuple[int, int], dict[str, Any]]  # (plan, number) -> the pick
+
+
+def _planned_picks(session: Session, deliveries: Iterable[Delivery]) -> Planned:
+    """The PlannedPick rows that ``deliveries`` name by number, in one query per plan."""
+    wanted: dict[int, set[int]] = {}
+    for delivery in deliveries:
+        if delivery.plan is not None:
+            wanted.setdefault(delivery.plan, set()).update(delivery.picks)
+    found: Planned = {}
+    for plan, numbers in wanted.items():
+        for chunk in _chunks(sorted(numbers)):
+            rows = session.execute(
+                select(PlannedPick.number, PlannedPick.pick).where(
+                    PlannedPick.plan == plan, PlannedPick.number.in_(chunk)
+                )
+            )
+            found.update(((plan, number), pick) for number, pick in rows)
+    return found
+
+
+def _picks_of(delivery: Delivery, planned: Planned) -> list[dict[str, Any]]:
+    if delivery.plan is None:
+        return list(delivery.picks)
+    return [planned[(delivery.plan, number)] for number in delivery.picks]
+
+
+def _to_delivery(delivery: Delivery, email: str, planned: Planned) -> DeliveryRecord:
     return DeliveryRecord(
         id=delivery.id,
         subscriber_id=delivery.subscriber_id,
         email=email,
         edition=delivery.edition,
         status=delivery.status,
-        picks=list(delivery.picks),
+        picks=_picks_of(delivery, planned),
         attempts=delivery.attempts,
         last_error=delivery.last_error,
         message_id=delivery.message_id,
@@ -258,37 +286,41 @@ COMPACT = (",", ":")  # JSON without spaces: a million rows a day, each byte a m
 
 
 class _DeliveryLines:
-    """New delivery rows as lines of COPY's text format.
+    """New delivery rows as lines of COPY's text format, their picks by number.
 
     The picks of a day are shared objects across rows (see
-    :class:`digest.editions.StoredPicks`), so each is encoded to JSON once: encoding a
-    million rows' picks one by one took 17 s of a planning run. Items are keyed by identity
-    and held, so an id cannot be reused while this lives. JSON escapes control characters,
-    so doubling backslashes is all COPY's text format needs."""
+    :class:`digest.editions.StoredPicks`): each distinct one is numbered and encoded once,
+    and a row holds only the numbers (see :class:`digest.models.PlannedPick`). Objects are
+    keyed by identity and held, so an id cannot be reused while this lives. JSON escapes
+    control characters, so doubling backslashes is all COPY's text format needs."""
 
     def __init__(self, created_at: dt.datetime, handed_out_at: dt.datetime | None) -> None:
-        self._items: dict[int, tuple[object, str]] = {}
+        self._numbers: dict[int, tuple[object, int]] = {}
         self._created = created_at.isoformat(sep=" ")
         self._handed_out = handed_out_at.isoformat(sep=" ") if handed_out_at else "\\N"
 
     def __call__(self, row: NewDelivery) -> str:
         handed_out = self._handed_out if row.status == "queued" else "\\N"
+        numbers = ",".join([str(self._number(pick)) for pick in row.picks])
         return (
-            f"{row.subscriber_id}\t{row.edition.isoformat()}\t{self._list(row.picks)}\t"
-            f"{self._list(row.quiet_topics)}\t{row.status}\t0\t{self._created}\t{handed_out}\n"
+            f"{row.subscriber_id}\t{row.edition.isoformat()}\t[{numbers}]\t"
+            f"{_copy_json(list(row.quiet_topics))}\t{row.status}\t0\t{self._created}\t{handed_out}\n"
         )
 
-    def _list(self, items: Sequence[object]) -> str:
-        return "[" + ",".join([self._item(item) for item in items]) + "]"
-
-    def _item(self, item: object) -> str:
-        found = self._items.get(id(item))
+    def _number(self, pick: object) -> int:
+        found = self._numbers.get(id(pick))
         if found is None:
-            found = self._items[id(item)] = (
-                item,
-                json.dumps(item, separators=COMPACT).replace("\\", "\\\\"),
-            )
+            found = self._numbers[id(pick)] = (pick, len(self._numbers))
         return found[1]
+
+    def planned_picks(self, plan: int) -> Iterator[str]:
+        """The numbered picks as lines for COPY into planned_picks."""
+        for pick, number in self._numbers.values():
+            yield f"{plan}\t{number}\t{_copy_json(pick)}\n"
+
+
+def _copy_json(value: object) -> str:
+    return json.dumps(value, separators=COMPACT).replace("\\", "\\\\")
 
 
 def _copy_lines(cursor: psycopg.Cursor, target: str, lines: Iterable[str]) -> None:
@@ -328,24 +360,29 @@ def _copy_new_deliveries(
     def numbered() -> Iterator[str]:
         for delivery_id, row in zip(ids, rows, strict=True):
             statuses.append(row.status)
-            yield f"{delivery_id}\t{line(row)}"
+            yield f"{delivery_id}\t{ids[0]}\t{line(row)}"
 
+    plan = ids[0]  # unique: no other run draws it from the sequence
     try:
-        _copy_lines(cursor, f"deliveries (id, {columns})", numbered())
+        _copy_lines(cursor, f"deliveries (id, plan, {columns})", numbered())
     except UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT straight_copy")
     else:
         cursor.execute("RELEASE SAVEPOINT straight_copy")
+        _copy_lines(cursor, "planned_picks (plan, number, pick)", line.planned_picks(plan))
         return list(zip(ids, statuses, strict=True))
     cursor.execute(
         "CREATE TEMPORARY TABLE new_deliveries (LIKE deliveries INCLUDING DEFAULTS) ON COMMIT DROP"
     )
     _copy_lines(cursor, f"new_deliveries ({columns})", map(line, rows))
     cursor.execute(
-        f"INSERT INTO deliveries ({columns}) SELECT {columns} FROM new_deliveries"
-        " ON CONFLICT (subscriber_id, edition) DO NOTHING RETURNING id, status"
+        f"INSERT INTO deliveries (plan, {columns}) SELECT %s, {columns} FROM new_deliveries"
+        " ON CONFLICT (subscriber_id, edition) DO NOTHING RETURNING id, status",
+        [plan],
     )
-    return cursor.fetchall()
+    created = cursor.fetchall()
+    _copy_lines(cursor, "planned_picks (plan, number, pick)", line.planned_picks(plan))
+    return created
 
 
 def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
@@ -933,12 +970,15 @@ class Store:
 
     @staticmethod
     def _sent_for_topic(session: Session, subscriber_id: int, arxiv_id: str) -> str | None:
-        picks = session.scalar(
-            select(Delivery.picks)
+        delivery = session.scalar(
+            select(Delivery)
             .join(SentPaper, SentPaper.delivery_id == Delivery.id)
             .where(SentPaper.subscriber_id == subscriber_id, SentPaper.arxiv_id == arxiv_id)
         )
-        return next((p.get("topic") for p in picks or () if p["arxiv_id"] == arxiv_id), None)
+        if delivery is None:
+            return None
+        picks = _picks_of(delivery, _planned_picks(session, [delivery]))
+        return next((p.get("topic") for p in picks if p["arxiv_id"] == arxiv_id), None)
 
     def remove_vote(self, subscriber_id: int, arxiv_id: str) -> bool:
         with self.session() as session:
@@ -1043,8 +1083,9 @@ class Store:
                 .where(Delivery.subscriber_id == subscriber_id, Delivery.status == "sent")
                 .order_by(Delivery.edition.desc())
                 .limit(limit)
-            )
-            return [_to_delivery(d, email) for d, email in rows]
+            ).all()
+            planned = _planned_picks(session, (d for d, _ in rows))
+            return [_to_delivery(d, email, planned) for d, email in rows]
 
     def sent_digest(self, subscriber_id: int, edition: dt.date) -> DeliveryRecord | None:
         """The digest of ``edition`` as sent to the subscriber; None if none was sent."""
@@ -1058,7 +1099,7 @@ class Store:
                     Delivery.status == "sent",
                 )
             ).first()
-            return _to_delivery(*row) if row else None
+            return _to_delivery(*row, _planned_picks(session, [row[0]])) if row else None
 
     # -- papers ---------------------------------------------------------------------------
 
@@ -1312,11 +1353,13 @@ class Store:
         with self.session() as session:
             found = []
             for chunk in _chunks(list(ids)):
-                for delivery in session.scalars(
+                deliveries = session.scalars(
                     select(Delivery).where(Delivery.id.in_(chunk)).order_by(Delivery.id)
-                ):
+                ).all()
+                planned = _planned_picks(session, deliveries)
+                for delivery in deliveries:
                     sub = _to_record(delivery.subscriber)
-                    found.append((_to_delivery(delivery, sub.email), sub))
+                    found.append((_to_delivery(delivery, sub.email, planned), sub))
             return found
 
     def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
@@ -1447,7 +1490,9 @@ class Store:
                 query = query.where(Delivery.status == status)
             if limit is not None:
                 query = query.limit(limit)
-            return [_to_delivery(d, email) for d, email in session.execute(query)]
+            rows = session.execute(query).all()
+            planned = _planned_picks(session, (d for d, _ in rows))
+            return [_to_delivery(d, email, planned) for d, email in rows]
 
     def delivery_counts(
         self, edition: dt.date | None = None, status: str | None = None

@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import record_sent_digest
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import UniqueConstraint, text
 
 from digest import storage
 from digest.models import Base
@@ -321,6 +321,11 @@ def test_planned_deliveries_keep_their_picks_exactly_and_skip_rows_that_exist(
     assert store.take_deliveries_to_send(
         dt.datetime(2026, 7, 13, 7, 1), dt.timedelta(minutes=30)
     ) == [rows[ids[2]].id], "only the row planned without a send task is handed out"
+    if store.engine.dialect.name == "postgresql":  # the daily run's path: picks by number
+        with store.engine.connect() as conn:
+            stored = conn.execute(text("SELECT count(*) FROM planned_picks")).scalar()
+            numbers = conn.execute(text("SELECT picks FROM deliveries ORDER BY id")).scalars()
+            assert stored == 5 and list(numbers)[0] == [0, 1, 2], "each distinct pick once"
 
 
 def test_every_foreign_key_is_indexed() -> None:

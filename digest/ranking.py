@@ -595,18 +595,33 @@ class Feedback:
     similarity: np.ndarray  # (voted papers x today's papers) cosine, clipped at 0
     near: float  # similarity from which a paper counts as close to a voted one
 
-    def closeness(self, rows: tuple[int, ...]) -> np.ndarray:
-        """(papers) 0..1: how far above ``near`` each paper's similarity to the closest of
-        ``rows`` is; 0 for every paper when ``rows`` is empty."""
-        if not rows:
-            return np.zeros(self.similarity.shape[1], dtype=np.float32)
-        best = self.similarity[list(rows)].max(axis=0)
-        return np.clip(best - self.near, 0.0, None) / (1.0 - self.near)
-
     def lift(self, request: SubscriberRequest) -> np.ndarray:
         """(papers) the log of the factor each paper's score is multiplied by for ``request``."""
-        weight = FEEDBACK_WEIGHT * min(1.0, request.votes / FULL_FEEDBACK_VOTES)
-        return weight * (self.closeness(request.liked) - self.closeness(request.disliked))
+        return self.lifts([request])[0]
+
+    def lifts(self, requests: Sequence[SubscriberRequest]) -> np.ndarray:
+        """(requests x papers) :meth:`lift` for many readers at once: one gather over their
+        voted rows, padded with a row of zeros, where a dozen small NumPy calls per reader
+        cost 4 s of a daily run with 100,000 voters."""
+        weights = np.array(
+            [FEEDBACK_WEIGHT * min(1.0, r.votes / FULL_FEEDBACK_VOTES) for r in requests],
+            dtype=np.float32,
+        )
+        liked = self._closeness_of([r.liked for r in requests])
+        disliked = self._closeness_of([r.disliked for r in requests])
+        return weights[:, None] * (liked - disliked)
+
+    def _closeness_of(self, rows: Sequence[tuple[int, ...]]) -> np.ndarray:
+        """(len(rows) x papers) 0..1: how far above ``near`` each paper's similarity to the
+        closest of each tuple of rows is; 0 for every paper where a tuple is empty."""
+        padding = len(self.similarity)  # the zero row: closeness 0, as for no rows at all
+        width = max(map(len, rows), default=0) or 1
+        index = np.full((len(rows), width), padding, dtype=np.int64)
+        reader, place, row = _ragged(rows)
+        index[reader, place] = row
+        table = np.vstack([self.similarity, np.zeros((1, self.similarity.shape[1]))])
+        best = table[index].max(axis=1)
+        return np.clip(best - self.near, 0.0, None) / (1.0 - self.near)
 
     def nearest_liked(self, request: SubscriberRequest, paper: int) -> str | None:
         """The title of the liked paper that lifted ``paper``, if one did."""
@@ -732,9 +747,10 @@ def _pick_block(
     n_topics = day.passing.shape[0]
     relevance = np.asarray(_membership(block, n_topics) @ day.passing)
     final = relevance * day.boost
-    if day.feedback is not None:
-        for row in [row for row, request in enumerate(block) if request.votes]:
-            final[row] *= np.exp(day.feedback.lift(block[row]))  # > 0: a vote never drops a paper
+    voters = [row for row, request in enumerate(block) if request.votes]
+    if day.feedback is not None and voters:
+        lifts = day.feedback.lifts([block[row] for row in voters])
+        final[voters] *= np.exp(lifts)  # > 0: a vote never drops a paper
     rows_out, _, papers_out = _ragged(excluded)
     final[rows_out, papers_out] = 0.0
     own = np.full((len(block), width), n_topics, dtype=np.int64)

@@ -745,7 +745,12 @@ def _pick_block(
     width: int,
 ) -> tuple[np.ndarray, ...]:
     n_topics = day.passing.shape[0]
-    relevance = np.asarray(_membership(block, n_topics) @ day.passing)
+    subscriber, place, topic = _ragged([r.topic_rows for r in block])
+    membership = sp.csr_matrix(
+        (np.ones(len(topic), dtype=np.float32), topic, _row_starts(subscriber, len(block))),
+        shape=(len(block), n_topics),
+    )
+    relevance = np.asarray(membership @ day.passing)
     final = relevance * day.boost
     voters = [row for row, request in enumerate(block) if request.votes]
     if day.feedback is not None and voters:
@@ -754,7 +759,6 @@ def _pick_block(
     rows_out, _, papers_out = _ragged(excluded)
     final[rows_out, papers_out] = 0.0
     own = np.full((len(block), width), n_topics, dtype=np.int64)
-    subscriber, place, topic = _ragged([r.topic_rows for r in block])
     own[subscriber, place] = topic
     covering, has_new = _covering_papers(final, own, day.best, block)
     topic_rows = np.where(own == n_topics, -1, own).astype(np.int32)
@@ -835,14 +839,11 @@ def _ragged(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.n
     return row_of, place, values
 
 
-def _membership(block: Sequence[SubscriberRequest], n_topics: int) -> sp.csr_matrix:
-    indptr = np.zeros(len(block) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([len(r.topic_rows) for r in block])
-    indices = np.fromiter(
-        (t for r in block for t in r.topic_rows), dtype=np.int64, count=int(indptr[-1])
-    )
-    data = np.ones(len(indices), dtype=np.float32)
-    return sp.csr_matrix((data, indices, indptr), shape=(len(block), n_topics))
+def _row_starts(row_of: np.ndarray, rows: int) -> np.ndarray:
+    """CSR row pointers for values grouped by row (as :func:`_ragged` returns them)."""
+    starts = np.zeros(rows + 1, dtype=np.int64)
+    starts[1:] = np.cumsum(np.bincount(row_of, minlength=rows))
+    return starts
 
 
 Choice = tuple[int, int, str, tuple[str, ...], Evidence]  # paper, topic, reason, also, evidence

@@ -364,32 +364,32 @@ def _copy_new_deliveries(
     cursor.execute("SAVEPOINT straight_copy")
     cursor.execute("SELECT nextval('deliveries_id_seq') FROM generate_series(1, %s)", [len(rows)])
     ids = [delivery_id for (delivery_id,) in cursor.fetchall()]
+    plan = ids[0]  # unique: no other run draws it from the sequence
     statuses: list[str] = []
 
     def numbered() -> Iterator[str]:
         for delivery_id, row in zip(ids, rows, strict=True):
             statuses.append(row.status)
-            yield f"{delivery_id}\t{ids[0]}\t{line(row)}"
+            yield f"{delivery_id}\t{plan}\t{line(row)}"
 
-    plan = ids[0]  # unique: no other run draws it from the sequence
     try:
         _copy_lines(cursor, f"deliveries (id, plan, {columns})", numbered())
     except UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT straight_copy")
+        cursor.execute(
+            "CREATE TEMPORARY TABLE new_deliveries (LIKE deliveries INCLUDING DEFAULTS)"
+            " ON COMMIT DROP"
+        )
+        _copy_lines(cursor, f"new_deliveries ({columns})", map(line, rows))
+        cursor.execute(
+            f"INSERT INTO deliveries (plan, {columns}) SELECT %s, {columns} FROM new_deliveries"
+            " ON CONFLICT (subscriber_id, edition) DO NOTHING RETURNING id, status",
+            [plan],
+        )
+        created = cursor.fetchall()
     else:
         cursor.execute("RELEASE SAVEPOINT straight_copy")
-        _copy_lines(cursor, "planned_picks (plan, number, pick)", line.planned_picks(plan))
-        return list(zip(ids, statuses, strict=True))
-    cursor.execute(
-        "CREATE TEMPORARY TABLE new_deliveries (LIKE deliveries INCLUDING DEFAULTS) ON COMMIT DROP"
-    )
-    _copy_lines(cursor, f"new_deliveries ({columns})", map(line, rows))
-    cursor.execute(
-        f"INSERT INTO deliveries (plan, {columns}) SELECT %s, {columns} FROM new_deliveries"
-        " ON CONFLICT (subscriber_id, edition) DO NOTHING RETURNING id, status",
-        [plan],
-    )
-    created = cursor.fetchall()
+        created = list(zip(ids, statuses, strict=True))
     _copy_lines(cursor, "planned_picks (plan, number, pick)", line.planned_picks(plan))
     return created
 
@@ -1290,10 +1290,10 @@ class Store:
         ``rows`` may be made as they are read (see :class:`digest.pipeline.PlannedDeliveries`),
         and is read a second time when some of them already exist."""
         now = utcnow()
-        with self.session() as session:
-            if session.get_bind().dialect.name == "postgresql":
+        if self.engine.dialect.name == "postgresql":
+            with self.session() as session:
                 created = _copy_new_deliveries(session, rows, now, handed_out_at)
-                return len(created), sorted(i for i, status in created if status == "queued")
+            return len(created), sorted(i for i, status in created if status == "queued")
         values = [
             {
                 "subscriber_id": r.subscriber_id,

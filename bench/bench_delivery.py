@@ -203,8 +203,9 @@ def naive_rate(store: Store, batches: list[list[int]], sample: int) -> float:
 
 
 def celery_rate(
-    store: Store, batches: list[list[int]], workers: int, env: dict[str, str]
-) -> tuple[float, int]:
+    store: Store, batches: list[list[int]], workers: int, env: dict[str, str], sink: int
+) -> tuple[float, int, dict[str, float]]:
+    """(messages per second, messages, CPU milliseconds per message of each part)."""
     redis.Redis.from_url(BROKER).flushdb()
     client = Celery(broker=BROKER)
     with client.connection_for_write() as conn:
@@ -237,14 +238,54 @@ def celery_rate(
         ):  # time from the first accepted message
             time.sleep(0.05)
         start, first = time.perf_counter(), store.delivery_counts().get("sent", 0)
+        cpu_before = cpu_by_part(proc.pid, sink)
         while store.delivery_counts().get("sent", 0) < before + total:
             time.sleep(0.2)
             if proc.poll() is not None:
                 raise SystemExit("worker died")
         elapsed = time.perf_counter() - start
+        cpu_after = cpu_by_part(proc.pid, sink)
         proc.terminate()
         proc.wait(30)
-    return (before + total - first) / elapsed, total
+    sent = before + total - first
+    cpu = {part: 1000 * (cpu_after[part] - cpu_before[part]) / sent for part in cpu_after}
+    return sent / elapsed, total, cpu
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_table() -> dict[int, tuple[str, int, float]]:
+    """pid -> (command name, parent pid, CPU seconds so far), read from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        table[int(stat.parent.name)] = (name, int(fields[1]), cpu)
+    return table
+
+
+def cpu_by_part(worker: int, sink: int) -> dict[str, float]:
+    """CPU seconds so far of each part of the pipeline: the Celery worker (parent and
+    pool), the SMTP sink, the database server's processes and Redis. Shares of a noisy
+    machine's throughput move by a fifth between runs; CPU time per message does not."""
+    table = _process_table()
+
+    def tree(root: int) -> float:
+        children = [pid for pid, (_, parent, _) in table.items() if parent == root]
+        return table.get(root, ("", 0, 0.0))[2] + sum(tree(child) for child in children)
+
+    return {
+        "workers": tree(worker),
+        "sink": tree(sink),
+        "database": sum(cpu for name, _, cpu in table.values() if name == "postgres"),
+        "redis": sum(cpu for name, _, cpu in table.values() if name == "redis-server"),
+    }
 
 
 def bench_env(url: str, tmp: Path, port: int) -> dict[str, str]:
@@ -298,12 +339,17 @@ def main() -> None:
                     f"{naive_rate(store, batches, args.naive_sample):6.0f} msg/s"
                 )
                 batches = _drop_sent(store, batches)
-            rate, total = celery_rate(store, batches, workers, env)
+            rate, total, cpu = celery_rate(store, batches, workers, env, sink.pid)
             after = sink_ceiling(port, message)
             print(
                 f"pipeline, {workers} worker process(es), batches of 200, {total:,} msgs: {rate:6.0f} msg/s"
                 f" = {rate / ((ceiling + after) / 2):.0%} of the sink ceiling (mean of "
                 f"{ceiling:.0f} before and {after:.0f} msg/s right after: on 2 shared cores it drifts)"
+            )
+            print(
+                "  CPU per message: "
+                + ", ".join(f"{part} {ms:.2f} ms" for part, ms in cpu.items())
+                + f"; all {sum(cpu.values()):.2f} ms"
             )
             ceiling = after
             store.engine.dispose()

@@ -22,14 +22,14 @@ from typing import TypeVar
 
 from digest.editions import digest_content, digest_message
 from digest.limits import RateLimiter
-from digest.messages import wire_address
+from digest.messages import Message, wire_address
 from digest.models import utcnow
 from digest.records import DeliveryRecord, SentRecord, SubscriberRecord
 from digest.settings import Settings
 from digest.sources import PaperRecord
 from digest.storage import StorageError, Store
 from digest.subscriptions import papers_of_topics
-from digest.transports import PermanentError, TransientError, Transport
+from digest.transports import Pending, PermanentError, TransientError, Transport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,75 +109,100 @@ def send_deliveries(
         else:
             store.skip_delivery(delivery.id, f"not sent: the subscriber is {subscriber.status}")
             report.skipped += 1
+    sending = _Sending(store, settings, transport, limiter, papers, clock, report)
     for start in range(0, len(wanted), settings.send_group):
         group = wanted[start : start + settings.send_group]
         claim, taken = store.claim_deliveries([d.id for d, _ in group], clock())
         report.skipped += len(group) - len(taken)
-        accepted = [
-            sent
-            for delivery, subscriber in group
-            if delivery.id in taken
-            and (
-                sent := _send_one(
-                    store,
-                    settings,
-                    transport,
-                    limiter,
-                    delivery,
-                    subscriber,
-                    claim,
-                    papers,
-                    clock,
-                    report,
-                )
-            )
-        ]
+        accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], claim)
         recorded = _record("mark sent", store.mark_sent, accepted)
         report.sent += len(recorded)
         report.lost += len(accepted) - len(recorded)
     return report
 
 
-def _send_one(
-    store: Store,
-    settings: Settings,
-    transport: Transport,
-    limiter: RateLimiter | None,
-    delivery: DeliveryRecord,
-    subscriber: SubscriberRecord,
-    claim: str,
-    papers: Mapping[str, PaperRecord],
-    clock: Callable[[], dt.datetime],
-    report: BatchReport,
-) -> SentRecord | None:
-    """Render and send one claimed delivery. Accepted: the record to write. Refused: the
-    retry or failure is recorded here, and None."""
-    now = clock()
-    content = digest_content(
-        subscriber,
-        delivery.picks,
-        papers,
-        delivery.edition,
-        settings.tokens,
-        settings.base_url,
-        delivery.quiet_topics,
-    )
-    message = digest_message(content, settings, delivery.id, now, store.install_id())
-    if limiter is not None:
-        limiter.wait()
-    try:
-        transport.send(message, settings.sender, wire_address(subscriber.email))
-    except TransientError as exc:
-        _handle_transient(store, settings, delivery, claim, str(exc), now, report)
-        return None
-    except PermanentError as exc:
-        bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
-        report.count("bounced", _record("mark bounced", store.mark_failed, *bounce))
-        report.errors.append(f"{subscriber.email}: {exc}")
-        log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
-        return None
-    paper_ids = tuple(p["arxiv_id"] for p in delivery.picks)
-    return SentRecord(delivery.id, subscriber.id, claim, message["Message-ID"], clock(), paper_ids)
+@dataclass
+class _Sending:
+    """What every message of a batch is built and sent with."""
+
+    store: Store
+    settings: Settings
+    transport: Transport
+    limiter: RateLimiter | None
+    papers: Mapping[str, PaperRecord]
+    clock: Callable[[], dt.datetime]
+    report: BatchReport
+
+    def group(
+        self, claimed: Sequence[tuple[DeliveryRecord, SubscriberRecord]], claim: str
+    ) -> list[SentRecord]:
+        """Send a claimed group; the records to write for the messages the server accepted.
+
+        Each message is built while the server takes in the one before it, whose answer is
+        read (and any refusal recorded) before the next is handed over."""
+        accepted: list[SentRecord | None] = []
+        handed: tuple[DeliveryRecord, SubscriberRecord, Message, Pending, dt.datetime] | None = None
+        for delivery, subscriber in claimed:
+            message, now = self.compose(delivery, subscriber)
+            if handed is not None:
+                accepted.append(self.conclude(*handed, claim))
+            if self.limiter is not None:
+                self.limiter.wait()
+            recipient = wire_address(subscriber.email)
+            handed = (
+                delivery,
+                subscriber,
+                message,
+                self.transport.begin(message, self.settings.sender, recipient),
+                now,
+            )
+        if handed is not None:
+            accepted.append(self.conclude(*handed, claim))
+        return [sent for sent in accepted if sent is not None]
+
+    def compose(
+        self, delivery: DeliveryRecord, subscriber: SubscriberRecord
+    ) -> tuple[Message, dt.datetime]:
+        now = self.clock()
+        content = digest_content(
+            subscriber,
+            delivery.picks,
+            self.papers,
+            delivery.edition,
+            self.settings.tokens,
+            self.settings.base_url,
+            delivery.quiet_topics,
+        )
+        message = digest_message(content, self.settings, delivery.id, now, self.store.install_id())
+        return message, now
+
+    def conclude(
+        self,
+        delivery: DeliveryRecord,
+        subscriber: SubscriberRecord,
+        message: Message,
+        pending: Pending,
+        now: dt.datetime,
+        claim: str,
+    ) -> SentRecord | None:
+        """The server's answer for one message. Accepted: the record to write. Refused: the
+        retry or failure is recorded here, and None."""
+        store, settings, report = self.store, self.settings, self.report
+        try:
+            pending.result()
+        except TransientError as exc:
+            _handle_transient(store, settings, delivery, claim, str(exc), now, report)
+            return None
+        except PermanentError as exc:
+            bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
+            report.count("bounced", _record("mark bounced", store.mark_failed, *bounce))
+            report.errors.append(f"{subscriber.email}: {exc}")
+            log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
+            return None
+        paper_ids = tuple(p["arxiv_id"] for p in delivery.picks)
+        return SentRecord(
+            delivery.id, subscriber.id, claim, message["Message-ID"], self.clock(), paper_ids
+        )
 
 
 def _handle_transient(

@@ -17,7 +17,7 @@ from digest.records import SubscriberDefaults
 from digest.settings import Settings
 from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
-from digest.transports import Closing, OutboxTransport, SmtpTransport
+from digest.transports import BaseTransport, OutboxTransport, SmtpTransport
 
 NOW = dt.datetime(2026, 11, 23, 8, 0)
 TOPICS = [
@@ -340,7 +340,7 @@ def test_a_hiccup_after_the_sent_commit_is_not_an_error(
     assert store.delivery_counts() == {"sent": 3}
 
 
-class StallingTransport(Closing):
+class StallingTransport(BaseTransport):
     """Worker A's SMTP connection, which hangs past the claim lease on one message: meanwhile
     a tick requeues that delivery and worker B sends it."""
 
@@ -435,7 +435,7 @@ class WorkerKilled(BaseException):
     """The process dies here: no handler of ours runs."""
 
 
-class DyingTransport(Closing):
+class DyingTransport(BaseTransport):
     def __init__(self, inner, accepted_before_death: int) -> None:
         self.inner, self.left = inner, accepted_before_death
 

@@ -541,6 +541,25 @@ def test_a_refusal_at_data_is_temporary_or_final_by_its_code(
     assert delivery.status == status and reply.split()[0] in delivery.last_error
 
 
+def test_refusals_at_data_mid_batch_land_on_their_own_deliveries(
+    store: Store, settings: Settings, smtp_sink
+) -> None:
+    """The final answer of a message is read after the next one is built: each answer must
+    still be recorded against the delivery it answers."""
+    emails = populate(store, 7)
+    refusals = {emails[2]: "554 5.7.1 rejected as spam", emails[5]: "451 4.3.0 try later"}
+    smtp_sink.handler.data_reply = refusals.get
+    (report,) = tick_and_send(store, smtp_settings(settings, smtp_sink, send_group=3), NOW)
+    assert (report.sent, report.bounced, report.retried) == (5, 1, 1)
+    status = {d.email: d.status for d in store.list_deliveries()}
+    assert status == {
+        **dict.fromkeys(emails, "sent"),
+        emails[2]: "bounced",
+        emails[5]: "queued",
+    }
+    assert smtp_sink.handler.by_recipient() == Counter({e: 1 for e in emails if e not in refusals})
+
+
 def test_a_refused_sender_is_our_problem_not_the_subscribers_bounce(
     store: Store, settings: Settings, smtp_sink
 ) -> None:

@@ -4,6 +4,7 @@ with a certificate from a throwaway CA (trustme): trusted, it delivers; untruste
 from __future__ import annotations
 
 import datetime as dt
+import smtplib
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from digest.messages import build_message
 from digest.rendering import RenderedEmail
 from digest.settings import Settings
 from digest.smtp_sink import SmtpSink
-from digest.transports import SmtpTransport, TransientError
+from digest.transports import SmtpTransport, TransientError, dot_stuffed
 
 MESSAGE = build_message(
     RenderedEmail("Hello", "text\n", "<p>html</p>\n"),
@@ -119,3 +120,28 @@ def test_smtp_auth_logs_in_and_a_wrong_password_is_our_error(
     with SmtpTransport(base.model_copy(update={"smtp_password": "s3cret"})) as transport:
         transport.send(MESSAGE, "digest@example.org", "ada@example.org")
     assert [m.recipient for m in sink.handler.received] == ["ada@example.org"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"a\r\n.b\r\n", b".first\r\n..\r\n.\r\nlast", b"\r\n.\r\n", b"no dots\r\n", b"."],
+)
+def test_dot_stuffing_matches_smtplib(data: bytes) -> None:
+    stuffed = smtplib._quote_periods(data)  # what smtplib.SMTP.data sends
+    stuffed += (b"" if stuffed.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+    assert dot_stuffed(data) == stuffed
+
+
+def test_lines_that_start_with_a_dot_arrive_intact(settings: Settings, smtp_sink) -> None:
+    dotted = build_message(
+        RenderedEmail("Dots", ".leading\n..double\n.\nend\n", "<p>\n.x\n</p>\n"),
+        sender="Paper Digest <digest@example.org>",
+        recipient="ada@example.org",
+        msg_id="<dots@example.org>",
+        date=dt.datetime(2026, 11, 25, 7),
+    )
+    with SmtpTransport(settings_for(settings, smtp_sink)) as transport:
+        transport.send(dotted, "digest@example.org", "ada@example.org")
+        transport.send(MESSAGE, "digest@example.org", "bob@example.org")
+    ada, bob = smtp_sink.handler.received
+    assert ada.data == dotted.as_bytes() and bob.data == MESSAGE.as_bytes()

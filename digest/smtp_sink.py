@@ -36,7 +36,8 @@ class Received:
 @dataclass
 class SinkHandler:
     """Records messages; ``mail_reply``/``rcpt_reply``/``data_reply`` script refusals; ``drop_every`` closes
-    the connection after that many accepted messages on it (then resets). With ``keep=False``
+    the connection after that many accepted messages on it (then resets); ``pipelining=False``
+    makes it a server that takes one command at a time. With ``keep=False``
     (the long-running ``digest smtp-sink``) it only counts them, so memory stays flat."""
 
     maildir: Path | None = None
@@ -47,9 +48,23 @@ class SinkHandler:
     rcpt_reply: Reply | None = None
     data_reply: Reply | None = None
     drop_every: int = 0
+    pipelining: bool = True  # offer RFC 2920 PIPELINING in the EHLO answer, as relays do
     delay: float = 0.0  # seconds per accepted message: a slow server, for crash-mid-batch tests
     lock: threading.Lock = field(default_factory=threading.Lock)
     _count_on_connection: Counter = field(default_factory=Counter)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads one command after the other either way
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self,

@@ -231,27 +231,73 @@ def dot_stuffed(data: bytes) -> bytes:
 
 def _hand_over(smtp: smtplib.SMTP, message: Message, sender: str, recipient: str) -> None:
     """What ``smtplib.SMTP.sendmail`` says up to the end of the data, without waiting for
-    the answer to it. A disconnect is left to the caller; any refusal raises."""
+    the answer to it; MAIL, RCPT and DATA in one write where the server offers PIPELINING
+    (RFC 2920, as relays do: one round trip instead of three). A disconnect is left to the
+    caller; any refusal raises, with the connection ready for the next message."""
     data = message.as_bytes()
     try:
         smtp.ehlo_or_helo_if_needed()
-        code, reply = smtp.mail(sender, _mail_options(smtp, recipient, len(data)))
-        if code != 250:  # our From address: never the recipient's bounce
-            _reset(smtp, code)
-            raise TransientError(f"sender refused: {code} {reply!r}")
-        code, reply = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            _reset(smtp, code)
-            raise _error_for(code, reply)
-        code, reply = smtp.docmd("data")
-        if code != 354:
-            _reset(smtp, code)
-            raise _error_for(code, reply)
+        options = _mail_options(smtp, recipient, len(data))
+        if smtp.has_extn("pipelining"):
+            answers = _pipelined_envelope(smtp, sender, recipient, options)
+        else:
+            answers = _envelope_step_by_step(smtp, sender, recipient, options)
+        _check_envelope(smtp, *answers)
         smtp.send(dot_stuffed(data))
     except smtplib.SMTPServerDisconnected:
         raise
     except (OSError, smtplib.SMTPException) as exc:
         raise TransientError(f"{type(exc).__name__}: {exc}") from None
+
+
+Answer = tuple[int, bytes]
+
+
+def _envelope_step_by_step(
+    smtp: smtplib.SMTP, sender: str, recipient: str, options: list[str]
+) -> tuple[Answer, Answer | None, Answer | None]:
+    """MAIL, then RCPT, then DATA, each after the answer to the one before; stops at a refusal."""
+    mail = smtp.mail(sender, options)
+    rcpt = smtp.rcpt(recipient) if mail[0] == 250 else None
+    start = smtp.docmd("data") if rcpt is not None and rcpt[0] in (250, 251) else None
+    return mail, rcpt, start
+
+
+def _pipelined_envelope(
+    smtp: smtplib.SMTP, sender: str, recipient: str, options: list[str]
+) -> tuple[Answer, Answer, Answer]:
+    """MAIL, RCPT and DATA in one write; then their three answers, in order."""
+    utf8 = "SMTPUTF8" in options
+    if utf8 and not smtp.has_extn("smtputf8"):
+        raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+    commands = (
+        f"MAIL FROM:{smtplib.quoteaddr(sender)}{''.join(' ' + o for o in options)}\r\n"
+        f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
+    )
+    if commands.count("\n") != 3:
+        raise PermanentError(f"a line break in the address {recipient!r} or {sender!r}")
+    smtp.send(commands.encode("utf-8" if utf8 else "ascii"))
+    return smtp.getreply(), smtp.getreply(), smtp.getreply()
+
+
+def _check_envelope(
+    smtp: smtplib.SMTP, mail: Answer, rcpt: Answer | None, start: Answer | None
+) -> None:
+    """Raise the first refusal among the envelope's answers, after putting the connection
+    back at the start of a new message."""
+    if mail[0] != 250:  # our From address: never the recipient's bounce
+        code, error = mail[0], TransientError(f"sender refused: {mail[0]} {mail[1]!r}")
+    elif rcpt is not None and rcpt[0] not in (250, 251):
+        code, error = rcpt[0], _error_for(*rcpt)
+    elif start is not None and start[0] != 354:
+        code, error = start[0], _error_for(*start)
+    else:
+        return
+    if start is not None and start[0] == 354:  # pipelined, and told to go on regardless:
+        smtp.send(b".\r\n")  # an empty message, refused for want of a recipient (RFC 2920)
+        smtp.getreply()
+    _reset(smtp, code)
+    raise error
 
 
 def _mail_options(smtp: smtplib.SMTP, recipient: str, size: int) -> list[str]:

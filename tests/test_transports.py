@@ -17,7 +17,7 @@ from digest.messages import build_message
 from digest.rendering import RenderedEmail
 from digest.settings import Settings
 from digest.smtp_sink import SmtpSink
-from digest.transports import SmtpTransport, TransientError, dot_stuffed
+from digest.transports import PermanentError, SmtpTransport, TransientError, dot_stuffed
 
 MESSAGE = build_message(
     RenderedEmail("Hello", "text\n", "<p>html</p>\n"),
@@ -145,3 +145,36 @@ def test_lines_that_start_with_a_dot_arrive_intact(settings: Settings, smtp_sink
         transport.send(MESSAGE, "digest@example.org", "bob@example.org")
     ada, bob = smtp_sink.handler.received
     assert ada.data == dotted.as_bytes() and bob.data == MESSAGE.as_bytes()
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])
+@pytest.mark.parametrize(
+    ("stage", "reply", "error"),
+    [
+        ("mail_reply", "550 5.7.1 sender not allowed", TransientError),
+        ("mail_reply", "451 4.3.0 try later", TransientError),
+        ("rcpt_reply", "550 5.1.1 no such user", PermanentError),
+        ("rcpt_reply", "450 4.2.1 mailbox busy", TransientError),
+        ("data_reply", "554 5.7.1 rejected as spam", PermanentError),
+        ("data_reply", "451 4.3.0 try later", TransientError),
+    ],
+)
+def test_a_refusal_at_each_step_names_its_reply_and_the_next_message_goes_through(
+    settings: Settings, smtp_sink, pipelining: bool, stage: str, reply: str, error: type
+) -> None:
+    """Pipelined, the envelope's three answers are read together: after a refusal the
+    conversation must still be in step, so the next message on the connection is accepted."""
+    smtp_sink.handler.pipelining = pipelining
+    setattr(smtp_sink.handler, stage, lambda address: reply if "ada" in address else None)
+    with SmtpTransport(settings_for(settings, smtp_sink)) as transport:
+        connection = transport.connect()
+        assert connection.has_extn("pipelining") == pipelining
+        connection.quit()
+        with pytest.raises(error, match=reply.split()[0]):
+            transport.send(MESSAGE, "ada@example.org", "ada@example.org")
+        transport.send(MESSAGE, "digest@example.org", "bob@example.org")
+        transport.send(MESSAGE, "digest@example.org", "eve@example.org")
+    assert [m.recipient for m in smtp_sink.handler.received] == [
+        "bob@example.org",
+        "eve@example.org",
+    ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
+import socketserver
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +180,55 @@ def test_a_refusal_at_each_step_names_its_reply_and_the_next_message_goes_throug
         "bob@example.org",
         "eve@example.org",
     ]
+
+
+class CarelessServer(socketserver.StreamRequestHandler):
+    """A relay that offers PIPELINING but answers DATA with 354 even when it refused every
+    recipient: RFC 2920 asks the client to end that empty message with a lone dot."""
+
+    received: list[str] = []
+    connections = 0
+
+    def handle(self) -> None:
+        CarelessServer.connections += 1
+        self.wfile.write(b"220 careless\r\n")
+        recipients: list[str] = []
+        while line := self.rfile.readline().decode():
+            verb = line[:4].upper()
+            if verb == "EHLO":
+                self.wfile.write(b"250-careless\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb == "RCPT" and "ada@" in line:
+                self.wfile.write(b"550 5.1.1 no such user\r\n")
+            elif verb == "RCPT":
+                recipients.append(line)
+                self.wfile.write(b"250 ok\r\n")
+            elif verb == "DATA":
+                self.wfile.write(b"354 go ahead\r\n")
+                while self.rfile.readline() not in (b".\r\n", b""):
+                    pass
+                self.received.extend(recipients)
+                self.wfile.write(b"250 accepted\r\n" if recipients else b"554 no recipients\r\n")
+                recipients = []
+            elif verb == "QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:  # MAIL, RSET
+                self.wfile.write(b"250 ok\r\n")
+
+
+def test_a_server_that_says_go_ahead_after_refusing_everyone_gets_an_empty_message(
+    settings: Settings,
+) -> None:
+    with socketserver.TCPServer(("127.0.0.1", 0), CarelessServer) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        config = settings.model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_timeout": 5.0}
+        )
+        with SmtpTransport(config) as transport:
+            with pytest.raises(PermanentError, match="550"):
+                transport.send(MESSAGE, "digest@example.org", "ada@example.org")
+            transport.send(MESSAGE, "digest@example.org", "bob@example.org")
+        server.shutdown()
+    assert CarelessServer.received == ["RCPT TO:<bob@example.org>\r\n"]
+    assert CarelessServer.connections == 1, "the conversation stayed in step"

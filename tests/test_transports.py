@@ -232,3 +232,13 @@ def test_a_server_that_says_go_ahead_after_refusing_everyone_gets_an_empty_messa
         server.shutdown()
     assert CarelessServer.received == ["RCPT TO:<bob@example.org>\r\n"]
     assert CarelessServer.connections == 1, "the conversation stayed in step"
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])
+def test_an_address_beyond_ascii_goes_out_with_smtputf8(
+    settings: Settings, smtp_sink, pipelining: bool
+) -> None:
+    smtp_sink.handler.pipelining = pipelining
+    with SmtpTransport(settings_for(settings, smtp_sink)) as transport:
+        transport.send(MESSAGE, "digest@example.org", "josé@example.org")
+    assert [m.recipient for m in smtp_sink.handler.received] == ["josé@example.org"]

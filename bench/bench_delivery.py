@@ -4,7 +4,9 @@ Celery workers on Redis (1 and 2 worker processes), beside
   * the naive baseline: one SMTP connection per message, on a sample.
 
 Run: .venv/bin/python -m bench.bench_delivery [--subscribers 10000] [--workers 1 2] [--database-url URL]
-Needs Redis at 127.0.0.1:6379 (uses db 12, flushed). The sink runs in its own process.
+Needs Redis at 127.0.0.1:6379 (uses db 12, flushed). The sink runs in its own process. A
+database given by --database-url gets the bench's subscribers, and its deliveries are
+deleted before each run: give it a database of its own.
 """
 
 from __future__ import annotations
@@ -98,6 +100,13 @@ def populate(url: str, subscribers: int, env: dict[str, str]) -> Store:
         ]
         store.import_subscribers(rows, SubscriberDefaults())
     return store
+
+
+def forget_sending(store: Store) -> None:
+    """Everyone due again: a database given by URL serves each worker count in turn."""
+    with store.engine.begin() as conn:
+        for table in ("sent_papers", "planned_picks", "deliveries"):
+            conn.execute(text(f"DELETE FROM {table}"))
 
 
 def plan(store: Store) -> tuple[list[list[int]], float]:
@@ -225,6 +234,8 @@ def celery_rate(
         for batch in batches:
             client.send_task("workers.tasks.send_batch", args=[batch], connection=conn)
     total = sum(len(b) for b in batches)
+    if not total:
+        raise SystemExit("nothing was planned: is everyone in this database already sent today?")
     before = store.delivery_counts().get("sent", 0)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -340,6 +351,8 @@ def main() -> None:
             url = args.database_url or f"sqlite:///{tmp / f'w{workers}.db'}"
             env = bench_env(url, tmp, port)
             store = populate(url, args.subscribers, env)
+            if args.database_url:
+                forget_sending(store)
             batches, planning = plan(store)
             if workers == args.workers[0]:
                 sample = store.load_deliveries(batches[0][:1])

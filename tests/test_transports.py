@@ -21,13 +21,18 @@ from digest.settings import Settings
 from digest.smtp_sink import SmtpSink
 from digest.transports import PermanentError, SmtpTransport, TransientError, dot_stuffed
 
-MESSAGE = build_message(
-    RenderedEmail("Hello", "text\n", "<p>html</p>\n"),
-    sender="Paper Digest <digest@example.org>",
-    recipient="ada@example.org",
-    msg_id="<t@example.org>",
-    date=dt.datetime(2026, 11, 25, 7),
-)
+
+def message(subject: str, text: str, html: str, msg_id: str):
+    return build_message(
+        RenderedEmail(subject, text, html),
+        sender="Paper Digest <digest@example.org>",
+        recipient="ada@example.org",
+        msg_id=msg_id,
+        date=dt.datetime(2026, 11, 25, 7),
+    )
+
+
+MESSAGE = message("Hello", "text\n", "<p>html</p>\n", "<t@example.org>")
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +140,8 @@ def test_dot_stuffing_matches_smtplib(data: bytes) -> None:
 
 
 def test_lines_that_start_with_a_dot_arrive_intact(settings: Settings, smtp_sink) -> None:
-    dotted = build_message(
-        RenderedEmail("Dots", ".leading\n..double\n.\nend\n", "<p>\n.x\n</p>\n"),
-        sender="Paper Digest <digest@example.org>",
-        recipient="ada@example.org",
-        msg_id="<dots@example.org>",
-        date=dt.datetime(2026, 11, 25, 7),
+    dotted = message(
+        "Dots", ".leading\n..double\n.\nend\n", "<p>\n.x\n</p>\n", "<dots@example.org>"
     )
     with SmtpTransport(settings_for(settings, smtp_sink)) as transport:
         transport.send(dotted, "digest@example.org", "ada@example.org")

@@ -107,7 +107,6 @@ def main() -> None:
         own = [topics[t] for t in request.topic_rows]
         own_index = TopicIndex(papers)
         pick_papers(
-            own,
             own_index.score_topics(own),
             [SubscriberRequest(0, tuple(range(len(own))), 10)],
             signals,
@@ -161,7 +160,7 @@ def daily_run(
         for key, (liked, disliked) in zip(voters, rows, strict=True):
             requests[key] = dataclasses.replace(requests[key], liked=liked, disliked=disliked)
     scored = time.perf_counter()
-    table = pick_papers(topics, scores, requests, signals, gate=gate, feedback=feedback)
+    table = pick_papers(scores, requests, signals, gate=gate, feedback=feedback)
     done = time.perf_counter()
     print(
         f"{label}: index+score topics{' and votes' if votes else ''} {scored - start:6.2f} s, "

@@ -169,7 +169,7 @@ def plan_edition(
     scores = index.score_topics(topics) if topics else np.zeros((0, len(papers)), dtype=np.float32)
     signals = paper_signals([p.upvotes for p in papers], [paper_age_days(p, now) for p in papers])
     gate = index.threshold_scores(topics, scores)
-    table = pick_papers(topics, scores, requests, signals, threshold, index.ids, gate, feedback)
+    table = pick_papers(scores, requests, signals, threshold, index.ids, gate, feedback)
     stored = StoredPicks(Explainer(index, topics, table, requests, feedback), most_upvoted(papers))
     with_quiet = set(np.flatnonzero(table.quiet.any(axis=1)).tolist())  # most rows have none
 

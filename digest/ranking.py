@@ -658,7 +658,6 @@ class PickTable:
 
 
 def pick_papers(
-    topics: Sequence[str],
     scores: np.ndarray,
     requests: Sequence[SubscriberRequest],
     signals: np.ndarray | None = None,
@@ -995,7 +994,6 @@ def rank_profiles(
     ]
     gate = index.threshold_scores(topics, scores) if threshold > 0 else None
     table = pick_papers(
-        topics,
         scores,
         requests,
         threshold=threshold,

@@ -142,8 +142,9 @@ def test_a_topic_with_nothing_new_is_named_quiet() -> None:
         NOW,
         NOW,
     )
-    plan = plan_edition(papers, [sub], {}, NOW)
+    plan = plan_edition(papers, [SUBSCRIBERS[0], sub], {}, NOW)  # not the first row
     assert plan.quiet[9] == ["lattice quantum chromodynamics"]
+    assert plan.quiet[1] == [], "ada's topics both had news"
     assert {p["topic"] for p in plan.picks[9] if p["topic"]} == {"video generation"}
 
 
@@ -174,3 +175,77 @@ def test_a_paper_as_topic_finds_papers_like_it_and_is_shown_by_its_title(encoder
 
     unknown = plan_edition(papers, [reader], {}, NOW, SEMANTIC_THRESHOLD, encoder)
     assert not [p for p in unknown.picks[4] if p["topic"]], "a paper not stored matches nothing"
+
+
+def test_a_papers_age_counts_from_publication_else_first_sight_and_never_goes_negative() -> None:
+    from digest.editions import paper_age_days
+    from digest.sources import PaperRecord
+
+    day_and_a_half = NOW - dt.timedelta(hours=36)
+    assert paper_age_days(PaperRecord("1", "t", published_at=day_and_a_half), NOW) == 1.5
+    seen_only = PaperRecord("2", "t", first_seen_at=NOW - dt.timedelta(hours=6))
+    assert paper_age_days(seen_only, NOW) == 0.25
+    both = PaperRecord("3", "t", published_at=day_and_a_half, first_seen_at=NOW)
+    assert paper_age_days(both, NOW) == 1.5, "publication first"
+    assert paper_age_days(PaperRecord("4", "t"), NOW) == 0.0, "never seen: new today"
+    tomorrow = PaperRecord("5", "t", published_at=NOW + dt.timedelta(days=1))
+    assert paper_age_days(tomorrow, NOW) == 0.0, "a clock ahead of ours is not negative age"
+
+
+def test_most_upvoted_keeps_papers_with_a_vote_most_first_ties_by_id() -> None:
+    from digest.editions import most_upvoted
+    from digest.sources import PaperRecord
+
+    papers = [
+        PaperRecord("2611.00004", "t", upvotes=1),
+        PaperRecord("2611.00003", "t", upvotes=0),
+        PaperRecord("2611.00005", "t", upvotes=7),
+        PaperRecord("2611.00002", "t", upvotes=None),
+        PaperRecord("2611.00001", "t", upvotes=7),
+    ]
+    assert [p.arxiv_id for p in most_upvoted(papers)] == [
+        "2611.00001",
+        "2611.00005",
+        "2611.00004",
+    ]
+
+
+def test_upvotes_and_freshness_order_papers_equally_on_topic() -> None:
+    from digest.sources import PaperRecord
+
+    def paper(arxiv_id: str, upvotes: int, age_days: float) -> PaperRecord:
+        published = NOW - dt.timedelta(days=age_days)
+        return PaperRecord(
+            arxiv_id, "Graph neural networks", upvotes=upvotes, published_at=published
+        )
+
+    reader = SubscriberRecord(
+        5, "g@example.org", "active", ("graph neural networks",), "UTC", 7, 3, NOW, NOW
+    )
+    papers = [paper("2611.00001", 0, 2), paper("2611.00002", 40, 2), paper("2611.00003", 0, 0)]
+    picks = plan_edition(papers, [reader], {}, NOW).picks[5]
+    assert [p["arxiv_id"] for p in picks if p["topic"]] == [
+        "2611.00002",
+        "2611.00003",
+        "2611.00001",
+    ]
+
+
+def test_a_digest_skips_a_pick_whose_paper_is_gone_and_names_an_unknown_paper_topic() -> None:
+    from dataclasses import replace
+
+    from digest.sources import PaperRecord
+
+    papers = {p: PaperRecord(p, f"Title {p}") for p in ("2611.00001", "2611.00003")}
+    picks = [
+        {"arxiv_id": "2611.00001", "topic": "rl", "reason": None},
+        {"arxiv_id": "2611.00002", "topic": "rl", "reason": "gone since"},
+        {"arxiv_id": "2611.00003", "topic": "arxiv:2607.07953", "reason": "Similar"},
+    ]
+    reader = replace(SUBSCRIBERS[0], topics=("rl", "arxiv:2607.07953"))
+    content = digest_content(reader, picks, papers, NOW.date(), Tokens("k"), "https://x.org")
+    assert [(i.arxiv_id, i.topic, i.reason) for i in content.items] == [
+        ("2611.00001", "rl", ""),
+        ("2611.00003", "like arXiv 2607.07953", "Similar"),
+    ]
+    assert content.topics == ("rl", "like arXiv 2607.07953")

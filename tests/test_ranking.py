@@ -68,7 +68,7 @@ def picks_by_key(topics: list[str], requests: list[SubscriberRequest], **kwargs)
     index = TopicIndex(PAPERS)
     scores = index.score_topics(topics)
     gate = index.threshold_scores(topics, scores)
-    table = pick_papers(topics, scores, requests, paper_ids=index.ids, gate=gate, **kwargs)
+    table = pick_papers(scores, requests, paper_ids=index.ids, gate=gate, **kwargs)
     explainer = Explainer(index, topics, table)
     return {key: explainer.picks(row) for row, key in enumerate(table.keys)}
 
@@ -272,7 +272,7 @@ def test_every_topic_with_a_match_gets_a_slot_the_rest_go_by_score() -> None:
     index = TopicIndex(RL_HEAVY_DAY)
     scores = index.score_topics(topics)
     assert scores[0].max() > scores[1].max(), "the premise: RL is the stronger topic today"
-    table = pick_papers(topics, scores, [SubscriberRequest(0, (0, 1, 2), 3)], paper_ids=index.ids)
+    table = pick_papers(scores, [SubscriberRequest(0, (0, 1, 2), 3)], paper_ids=index.ids)
     picks = Explainer(index, topics, table).picks(0)
     assert [p.topic for p in picks].count("language model agents") == 1
     assert [p.topic for p in picks].count("reinforcement learning") == 2
@@ -290,7 +290,7 @@ def test_more_topics_with_matches_than_slots_keeps_the_strongest() -> None:
     topics = ["language model agents", "reinforcement learning", "bread"]
     index = TopicIndex(RL_HEAVY_DAY)
     request = SubscriberRequest(0, (0, 1, 2), 2)
-    table = pick_papers(topics, index.score_topics(topics), [request], paper_ids=index.ids)
+    table = pick_papers(index.score_topics(topics), [request], paper_ids=index.ids)
     covered = {topics[t] for t in table.topics[0] if t >= 0}
     assert len(covered) == 2 and table.quiet_topics(0) == []
 
@@ -300,7 +300,7 @@ def test_a_covering_paper_already_sent_gives_way_to_the_next_one() -> None:
     index = TopicIndex(RL_HEAVY_DAY)
     sent = frozenset({"agents1", "agents2"})
     requests = [SubscriberRequest(0, (0, 1), 3, exclude=sent)]
-    table = pick_papers(topics, index.score_topics(topics), requests, paper_ids=index.ids)
+    table = pick_papers(index.score_topics(topics), requests, paper_ids=index.ids)
     picks = Explainer(index, topics, table).picks(0)
     assert {p.topic for p in picks} == {"reinforcement learning"}
     assert [topics[t] for t in table.quiet_topics(0)] == ["language model agents"]

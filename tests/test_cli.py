@@ -528,3 +528,25 @@ def test_a_paper_link_is_a_topic_and_an_unknown_one_offline_is_a_clear_error(
         env=env,
     )
     assert added.exit_code == 0 and "rl; arxiv:2611.00042" in added.output
+
+
+def test_preview_lists_the_picks_and_counts_the_candidates(run, tmp_path: Path) -> None:
+    import re
+
+    from conftest import FEEDS
+
+    from digest.sources import parse_response
+
+    day = FEEDS / "hf_daily_papers_2026-07-13.json"
+    run("fetch", "--from-file", str(day))
+    run("subscribers", "add", "ada@example.org", "-t", "agents", "-t", "reinforcement learning")
+    eml = tmp_path / "d.eml"
+    output = run("preview", "ada@example.org", "--eml", str(eml)).output
+    matched, candidates = map(
+        int, re.search(r"(\d+) matched .* from (\d+) candidate", output).groups()
+    )
+    assert candidates == len({p.arxiv_id for p in parse_response(day.read_bytes()).papers})
+    assert matched >= 2 and re.findall(r"\n  (\d+)\. ", output) == [
+        str(n + 1) for n in range(matched)
+    ]
+    assert b"Subject: " in eml.read_bytes() and output.startswith("Subject: ")

@@ -9,6 +9,7 @@ import socketserver
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,14 @@ from digest.messages import build_message
 from digest.rendering import RenderedEmail
 from digest.settings import Settings
 from digest.smtp_sink import SmtpSink
-from digest.transports import PermanentError, SmtpTransport, TransientError, dot_stuffed
+from digest.transports import (
+    BaseTransport,
+    OutboxTransport,
+    PermanentError,
+    SmtpTransport,
+    TransientError,
+    dot_stuffed,
+)
 
 
 def message(subject: str, text: str, html: str, msg_id: str):
@@ -183,26 +191,32 @@ def test_a_refusal_at_each_step_names_its_reply_and_the_next_message_goes_throug
     ]
 
 
-class CarelessServer(socketserver.StreamRequestHandler):
-    """A relay that offers PIPELINING but answers DATA with 354 even when it refused every
-    recipient: RFC 2920 asks the client to end that empty message with a lone dot."""
+class ScriptedRelay(socketserver.StreamRequestHandler):
+    """A hand-written relay for what aiosmtpd will not do: answer DATA with 354 after refusing
+    every recipient (RFC 2920 then asks the client for a lone dot), accept a recipient with
+    251 ("will forward"), or hang up at every MAIL."""
 
-    received: list[str] = []
-    connections = 0
+    pipelining = True
+    hang_up_at_mail = False
+    received: list[str]
+    connections: int
 
     def handle(self) -> None:
-        CarelessServer.connections += 1
-        self.wfile.write(b"220 careless\r\n")
+        type(self).connections += 1
+        self.wfile.write(b"220 relay\r\n")
         recipients: list[str] = []
         while line := self.rfile.readline().decode():
             verb = line[:4].upper()
             if verb == "EHLO":
-                self.wfile.write(b"250-careless\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                offers = b"250-PIPELINING\r\n" if self.pipelining else b""
+                self.wfile.write(b"250-relay\r\n" + offers + b"250 8BITMIME\r\n")
+            elif verb == "MAIL" and self.hang_up_at_mail:
+                return
             elif verb == "RCPT" and "ada@" in line:
                 self.wfile.write(b"550 5.1.1 no such user\r\n")
             elif verb == "RCPT":
-                recipients.append(line)
-                self.wfile.write(b"250 ok\r\n")
+                recipients.append(line.partition(":")[2].strip())
+                self.wfile.write(b"251 will forward\r\n" if "fwd@" in line else b"250 ok\r\n")
             elif verb == "DATA":
                 self.wfile.write(b"354 go ahead\r\n")
                 while self.rfile.readline() not in (b".\r\n", b""):
@@ -217,22 +231,78 @@ class CarelessServer(socketserver.StreamRequestHandler):
                 self.wfile.write(b"250 ok\r\n")
 
 
+@contextmanager
+def scripted_relay(settings: Settings, **behaviour) -> Iterator[tuple[Settings, type]]:
+    relay = type("Relay", (ScriptedRelay,), {"received": [], "connections": 0, **behaviour})
+    with socketserver.TCPServer(("127.0.0.1", 0), relay) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        yield (
+            settings.model_copy(
+                update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_timeout": 5.0}
+            ),
+            relay,
+        )
+        server.shutdown()
+
+
 def test_a_server_that_says_go_ahead_after_refusing_everyone_gets_an_empty_message(
     settings: Settings,
 ) -> None:
-    with socketserver.TCPServer(("127.0.0.1", 0), CarelessServer) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        port = server.server_address[1]
-        config = settings.model_copy(
-            update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_timeout": 5.0}
-        )
+    with scripted_relay(settings) as (config, relay), SmtpTransport(config) as transport:
+        with pytest.raises(PermanentError, match="550"):
+            transport.send(MESSAGE, "digest@example.org", "ada@example.org")
+        transport.send(MESSAGE, "digest@example.org", "bob@example.org")
+    assert relay.received == ["<bob@example.org>"]
+    assert relay.connections == 1, "the conversation stayed in step"
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])
+def test_a_recipient_the_relay_will_forward_is_accepted(
+    settings: Settings, pipelining: bool
+) -> None:
+    with scripted_relay(settings, pipelining=pipelining) as (config, relay):
         with SmtpTransport(config) as transport:
-            with pytest.raises(PermanentError, match="550"):
-                transport.send(MESSAGE, "digest@example.org", "ada@example.org")
-            transport.send(MESSAGE, "digest@example.org", "bob@example.org")
-        server.shutdown()
-    assert CarelessServer.received == ["RCPT TO:<bob@example.org>\r\n"]
-    assert CarelessServer.connections == 1, "the conversation stayed in step"
+            transport.send(MESSAGE, "digest@example.org", "fwd@example.org")
+    assert relay.received == ["<fwd@example.org>"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])
+def test_a_server_that_always_hangs_up_gets_one_fresh_try_then_a_transient_error(
+    settings: Settings, pipelining: bool
+) -> None:
+    behaviour = {"pipelining": pipelining, "hang_up_at_mail": True}
+    with scripted_relay(settings, **behaviour) as (config, relay), SmtpTransport(config) as sender:
+        with pytest.raises(TransientError, match="server disconnected"):
+            sender.send(MESSAGE, "digest@example.org", "bob@example.org")
+    assert relay.connections == 2 and relay.received == []
+
+
+def test_a_refusal_from_a_transport_that_only_sends_comes_back_from_begin() -> None:
+    class Refusing(BaseTransport):
+        def send(self, message, sender: str, recipient: str) -> None:
+            raise PermanentError("550 no such user")
+
+    with pytest.raises(PermanentError, match="550 no such user"):
+        Refusing().begin(MESSAGE, "digest@example.org", "ada@example.org").result()
+
+
+@pytest.mark.parametrize(
+    ("msg_id", "path"),
+    [
+        ("<digest.2026-07-13.7.ab/c d@mail>", "2026-07-13/digest.2026-07-13.7.ab_c_d_mail.eml"),
+        ("<a.2026-07-13.b>", "2026-07-13/a.2026-07-13.b.eml"),
+        ("<one.dot>", "one.dot.eml"),  # no edition in it: the outbox itself
+    ],
+)
+def test_the_outbox_files_each_message_by_edition_under_a_safe_name(
+    tmp_path: Path, msg_id: str, path: str
+) -> None:
+    OutboxTransport(tmp_path).send(
+        message("Hi", "text\n", "<p>html</p>\n", msg_id), "digest@example.org", "a@example.org"
+    )
+    written = [str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*") if f.is_file()]
+    assert written == [path]
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])

@@ -300,6 +300,60 @@ def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
     assert store.delivery_counts() == {"sent": 3}
 
 
+class FlakyRecords(FlakyStore):
+    """The retry and the failure records each fail once before they land."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.failures = 0  # the 'sent' record is sound here
+        self.failing = {"mark_retry", "mark_failed"}
+
+    def __getattr__(self, name: str):
+        write = getattr(self._store, name)
+        if name not in self.failing:
+            return write
+
+        def fails_once(*args):
+            if name in self.failing:
+                self.failing.discard(name)
+                raise OperationalError("UPDATE deliveries", {}, Exception("connection reset"))
+            return write(*args)
+
+        return fails_once
+
+
+def test_retries_and_final_failures_say_what_happened_in_the_log(
+    store: Store, settings: Settings, smtp_sink, monkeypatch, caplog
+) -> None:
+    import logging
+
+    monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
+    populate(store, 1)
+    smtp_sink.handler.data_reply = lambda _: "451 4.3.0 try later"
+    config = smtp_settings(settings, smtp_sink, max_attempts=2)
+    flaky = FlakyRecords(store)
+    caplog.set_level(logging.INFO, logger="digest.delivery")
+    for now in (NOW, NOW + dt.timedelta(seconds=config.retry_base_seconds)):
+        batches: list[list[int]] = []
+        run_tick(store, config, now, batches.append, fetch_every=dt.timedelta(days=999))
+        with SmtpTransport(config) as transport:
+            send_deliveries(flaky, config, batches[0], transport, clock=lambda now=now: now)
+    (delivery,) = store.list_deliveries()
+    retry_at = NOW + dt.timedelta(seconds=config.retry_base_seconds)
+    said = [
+        r.getMessage().split(" (", 1)[0] if "retrying" in r.getMessage() else r.getMessage()
+        for r in caplog.records
+    ]
+    assert said == [
+        "mark retry failed",
+        f"delivery {delivery.id}: temporary failure (451 4.3.0 try later); retry at {retry_at}",
+        "mark failed failed",
+        f"delivery {delivery.id} failed for good after 2 attempts: 451 4.3.0 try later",
+    ]
+    assert all("connection reset" in r.getMessage() for r in caplog.records[::2])
+    assert delivery.status == "failed" and not flaky.failing
+
+
 def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Settings) -> None:
     populate(store, 4)
     tick_and_send(

@@ -10,7 +10,7 @@ import pytest
 from conftest import FEEDS
 from sqlalchemy.exc import OperationalError
 
-from digest.delivery import send_deliveries
+from digest.delivery import DB_WRITE_RETRIES, send_deliveries
 from digest.ingestion import ingest_bytes
 from digest.pipeline import run_tick
 from digest.records import SubscriberDefaults
@@ -352,6 +352,37 @@ def test_retries_and_final_failures_say_what_happened_in_the_log(
     ]
     assert all("connection reset" in r.getMessage() for r in caplog.records[::2])
     assert delivery.status == "failed" and not flaky.failing
+
+
+@pytest.mark.parametrize("failures", [DB_WRITE_RETRIES - 1, DB_WRITE_RETRIES])
+def test_a_sent_record_is_tried_db_write_retries_times_before_the_batch_gives_up(
+    store: Store, settings: Settings, smtp_sink, monkeypatch, failures: int
+) -> None:
+    monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
+    populate(store, 2)
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    flaky = FlakyStore(store)
+    flaky.failures = failures
+    with SmtpTransport(config) as transport:
+        if failures < DB_WRITE_RETRIES:
+            assert (
+                send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW).sent == 2
+            )
+        else:
+            with pytest.raises(OperationalError):  # the batch is redelivered; the lease resends
+                send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW)
+
+
+def test_a_record_that_finds_its_claim_gone_counts_as_lost() -> None:
+    from digest.delivery import BatchReport
+
+    report = BatchReport()
+    report.count("bounced", True)
+    report.count("retried", False)
+    report.count("failed", False)
+    assert (report.bounced, report.retried, report.failed, report.lost) == (1, 0, 0, 2)
 
 
 def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Settings) -> None:

@@ -1,11 +1,12 @@
-"""Sending a batch of deliveries: claim -> render -> send -> record, one delivery at a time.
+"""Sending a batch of deliveries: claim a group -> render and send each -> record the group.
 
-The database row is the truth. A delivery is claimed with a conditional UPDATE before it is
-sent and marked ``sent`` right after the server's 250, so a redelivered batch (acks_late)
-skips what is done and two workers never send the same row. The one unavoidable duplicate
-window is between the server accepting a message and the ``sent`` commit: if the worker
-dies exactly there, the stale claim is requeued and the digest goes out again with the
-same Message-ID (see README, "Exactly once").
+Each message is rendered while the server takes in the one before it; its answer is read
+before anything is recorded. The database row is the truth. A delivery is claimed with a
+conditional UPDATE before it is sent and marked ``sent`` once the server's 250 is read, so a
+redelivered batch (acks_late) skips what is done and two workers never send the same row.
+The one unavoidable duplicate window is between the server accepting a message and the
+group's ``sent`` commit: if the worker dies exactly there, the stale claims are requeued and
+those digests go out again with the same Message-IDs (see README, "Exactly once").
 
 A message's path: content (editions) -> render (rendering) -> MIME (messages) -> send
 (transports) -> record (storage).
@@ -18,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from digest.editions import digest_content, digest_message
 from digest.limits import RateLimiter
@@ -121,6 +122,16 @@ def send_deliveries(
     return report
 
 
+class _InFlight(NamedTuple):
+    """A message handed to the server, whose answer is read after the next one is built."""
+
+    delivery: DeliveryRecord
+    subscriber: SubscriberRecord
+    message: Message
+    pending: Pending
+    built_at: dt.datetime
+
+
 @dataclass
 class _Sending:
     """What every message of a batch is built and sent with."""
@@ -141,23 +152,18 @@ class _Sending:
         Each message is built while the server takes in the one before it, whose answer is
         read (and any refusal recorded) before the next is handed over."""
         accepted: list[SentRecord | None] = []
-        handed: tuple[DeliveryRecord, SubscriberRecord, Message, Pending, dt.datetime] | None = None
+        in_flight: _InFlight | None = None
         for delivery, subscriber in claimed:
             message, now = self.compose(delivery, subscriber)
-            if handed is not None:
-                accepted.append(self.conclude(*handed, claim))
+            if in_flight is not None:
+                accepted.append(self.conclude(in_flight, claim))
             if self.limiter is not None:
                 self.limiter.wait()
             recipient = wire_address(subscriber.email)
-            handed = (
-                delivery,
-                subscriber,
-                message,
-                self.transport.begin(message, self.settings.sender, recipient),
-                now,
-            )
-        if handed is not None:
-            accepted.append(self.conclude(*handed, claim))
+            pending = self.transport.begin(message, self.settings.sender, recipient)
+            in_flight = _InFlight(delivery, subscriber, message, pending, now)
+        if in_flight is not None:
+            accepted.append(self.conclude(in_flight, claim))
         return [sent for sent in accepted if sent is not None]
 
     def compose(
@@ -176,18 +182,11 @@ class _Sending:
         message = digest_message(content, self.settings, delivery.id, now, self.store.install_id())
         return message, now
 
-    def conclude(
-        self,
-        delivery: DeliveryRecord,
-        subscriber: SubscriberRecord,
-        message: Message,
-        pending: Pending,
-        now: dt.datetime,
-        claim: str,
-    ) -> SentRecord | None:
+    def conclude(self, in_flight: _InFlight, claim: str) -> SentRecord | None:
         """The server's answer for one message. Accepted: the record to write. Refused: the
         retry or failure is recorded here, and None."""
         store, settings, report = self.store, self.settings, self.report
+        delivery, subscriber, message, pending, now = in_flight
         try:
             pending.result()
         except TransientError as exc:

@@ -154,13 +154,19 @@ def test_retries_stop_at_the_attempt_cap_and_retry_failed_requeues(
 
 
 def test_550_for_one_address_fails_only_that_delivery(
-    store: Store, settings: Settings, smtp_sink
+    store: Store, settings: Settings, smtp_sink, caplog
 ) -> None:
     emails = populate(store, 10)
     smtp_sink.handler.rcpt_reply = lambda rcpt: (
         "550 5.1.1 No such user" if rcpt == "user3@example.org" else None
     )
-    tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
+    caplog.set_level("WARNING", logger="digest.delivery")
+    (report,) = tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
+    assert report.errors == ["user3@example.org: 550 5.1.1 No such user"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"delivery {store.list_deliveries(status='bounced')[0].id} to user3@example.org "
+        "bounced: 550 5.1.1 No such user"
+    ]
     assert smtp_sink.handler.by_recipient() == Counter(
         {e: 1 for e in emails if e != "user3@example.org"}
     )
@@ -284,7 +290,7 @@ class FlakyStore:
 
 
 def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
-    store: Store, settings: Settings, smtp_sink, monkeypatch
+    store: Store, settings: Settings, smtp_sink, monkeypatch, caplog
 ) -> None:
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     emails = populate(store, 3)
@@ -293,9 +299,11 @@ def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
     run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
     flaky = FlakyStore(store)
     transport = SmtpTransport(config)
+    caplog.set_level("WARNING", logger="digest.delivery")
     report = send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW)
     transport.close()
     assert report.sent == 3 and flaky.failures == 0
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["mark sent failed"] * 2
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
     assert store.delivery_counts() == {"sent": 3}
 
@@ -383,6 +391,47 @@ def test_a_record_that_finds_its_claim_gone_counts_as_lost() -> None:
     report.count("retried", False)
     report.count("failed", False)
     assert (report.bounced, report.retried, report.failed, report.lost) == (1, 0, 0, 2)
+
+
+def test_a_bounce_record_that_fails_once_says_so_and_lands(
+    store: Store, settings: Settings, smtp_sink, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
+    populate(store, 1)
+    smtp_sink.handler.rcpt_reply = lambda _: "550 5.1.1 No such user"
+    config = smtp_settings(settings, smtp_sink)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    caplog.set_level("WARNING", logger="digest.delivery")
+    with SmtpTransport(config) as transport:
+        report = send_deliveries(FlakyRecords(store), config, batches[0], transport)
+    assert report.bounced == 1 and store.delivery_counts() == {"bounced": 1}
+    assert caplog.records[0].getMessage().startswith("mark bounced failed (")
+
+
+def test_the_batch_counts_what_it_skipped_and_paces_every_message(
+    store: Store, settings: Settings, smtp_sink
+) -> None:
+    emails = populate(store, 6)
+    config = smtp_settings(settings, smtp_sink, send_group=3)
+    batches: list[list[int]] = []
+    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    for email in emails[:2]:
+        store.set_status(email, "paused")
+    store.claim_deliveries(batches[0][2:3], NOW)  # in another worker's hands
+
+    class CountingLimiter:
+        waits = 0
+
+        def wait(self) -> None:
+            self.waits += 1
+
+    limiter = CountingLimiter()
+    with SmtpTransport(config) as transport:
+        report = send_deliveries(store, config, batches[0], transport, limiter, lambda: NOW)
+    assert (report.sent, report.skipped) == (3, 3)
+    assert limiter.waits == 3, "one permit per message sent"
+    assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails[3:], 1))
 
 
 def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Settings) -> None:

@@ -366,7 +366,8 @@ def test_retries_and_final_failures_say_what_happened_in_the_log(
 def test_a_sent_record_is_tried_db_write_retries_times_before_the_batch_gives_up(
     store: Store, settings: Settings, smtp_sink, monkeypatch, failures: int
 ) -> None:
-    monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
+    slept: list[float] = []
+    monkeypatch.setattr("digest.delivery.time.sleep", slept.append)
     populate(store, 2)
     config = smtp_settings(settings, smtp_sink)
     batches: list[list[int]] = []
@@ -378,6 +379,7 @@ def test_a_sent_record_is_tried_db_write_retries_times_before_the_batch_gives_up
             assert (
                 send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW).sent == 2
             )
+            assert slept == [0.4, 0.8, 1.6, 3.2][:failures], "the wait doubles between tries"
         else:
             with pytest.raises(OperationalError):  # the batch is redelivered; the lease resends
                 send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW)

@@ -347,3 +347,73 @@ def test_every_foreign_key_is_indexed() -> None:
             if not any(found[: len(columns)] == columns for found in leading):
                 unindexed.append(f"{table.name}.{', '.join(columns)}")
     assert unindexed == []
+
+
+T0 = dt.datetime(2026, 7, 13, 7, 0)
+LEASE = dt.timedelta(minutes=10)
+
+
+def queued_deliveries(store: Store, count: int) -> list[int]:
+    """``count`` readers, each with a queued delivery of T0's edition."""
+    store.import_subscribers([sub(f"q{n}@example.org", "rl") for n in range(count)], DEFAULTS)
+    ids = [store.get_subscriber(f"q{n}@example.org").id for n in range(count)]
+    return store.create_deliveries([NewDelivery(i, T0.date(), []) for i in ids])[1]
+
+
+def test_only_claims_older_than_the_lease_are_requeued_and_start_afresh(store: Store) -> None:
+    old, fresh = queued_deliveries(store, 2)
+    store.claim_deliveries([old], T0)
+    store.claim_deliveries([fresh], T0 + LEASE)
+    assert store.requeue_stale_claims(T0 + LEASE, LEASE) == 1
+    by_id = {d.id: d for d in store.list_deliveries()}
+    assert (by_id[old].status, by_id[fresh].status) == ("queued", "sending")
+    assert by_id[old].resent and "worker lost while sending" in by_id[old].last_error
+    assert store.take_deliveries_to_send(T0 + LEASE, LEASE) == [old], "due again at once"
+    assert store.claim_deliveries([old], T0 + LEASE)[1] == {old}, "the dead claim is gone"
+
+
+def test_handing_out_follows_the_edition_and_the_enqueue_lease(store: Store) -> None:
+    today = queued_deliveries(store, 2)
+    assert store.take_deliveries_to_send(T0, LEASE, edition=T0.date() - dt.timedelta(days=1)) == []
+    assert store.take_deliveries_to_send(T0, LEASE, edition=T0.date()) == today
+    assert store.take_deliveries_to_send(T0 + LEASE - dt.timedelta(seconds=1), LEASE) == []
+    assert store.take_deliveries_to_send(T0 + LEASE, LEASE) == today, "lost with its queue"
+
+
+def test_skipping_closes_only_a_queued_delivery(store: Store) -> None:
+    queued, claimed = queued_deliveries(store, 2)
+    store.claim_deliveries([claimed], T0)
+    assert store.skip_delivery(queued, "paused") is True
+    assert store.skip_delivery(claimed, "paused") is False
+    status = {d.id: d.status for d in store.list_deliveries()}
+    assert status == {queued: "skipped", claimed: "sending"}
+
+
+@pytest.mark.parametrize("outcome", ["retry", "failed", "bounced"])
+def test_a_record_applies_under_its_own_claim_only_and_a_repeated_one_is_recognised(
+    store: Store, outcome: str
+) -> None:
+    (delivery,) = queued_deliveries(store, 1)
+    claim, _ = store.claim_deliveries([delivery], T0)
+    long_error = "451 " + "x" * 3000
+
+    def record(token: str) -> bool:
+        if outcome == "retry":
+            return store.mark_retry(delivery, token, long_error, T0 + LEASE)
+        return store.mark_failed(delivery, token, long_error, outcome == "bounced", 1)
+
+    assert record("another-workers-claim") is False
+    assert store.list_deliveries()[0].status == "sending", "someone else's record changes nothing"
+    assert record(claim) is True
+    assert record(claim) is True, "a retried write that had committed counts as done"
+    (row,) = store.list_deliveries()
+    assert row.status == {"retry": "queued", "failed": "failed", "bounced": "bounced"}[outcome]
+    assert row.last_error == long_error[:2000]
+    from digest.models import Subscriber
+
+    with store.session() as session:
+        reader = session.query(Subscriber).one()
+        bounced = outcome == "bounced"
+        assert (reader.status, reader.unsubscribed_at is not None) == (
+            ("bounced", True) if bounced else ("active", False)
+        ), "a mailbox past the bounce limit is no longer mailed, and says since when"

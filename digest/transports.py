@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, Self
@@ -73,12 +74,13 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class BaseTransport:
+class BaseTransport(ABC):
     """``with transport:`` closes it however the block ends; ``begin`` sends at once where
     a transport has nothing to overlap."""
 
+    @abstractmethod
     def send(self, message: Message, sender: str, recipient: str) -> None:
-        raise NotImplementedError
+        """Hand the message over and wait for the answer; a refusal raises."""
 
     def begin(self, message: Message, sender: str, recipient: str) -> Pending:
         try:
@@ -87,7 +89,7 @@ class BaseTransport:
             return Pending.failed(exc)
         return Pending()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - only a transport with a connection has one to close
         pass
 
     def __enter__(self) -> Self:

@@ -284,11 +284,11 @@ def _process_table() -> dict[int, tuple[str, int, float]]:
     table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            line = stat.read_text()
         except OSError:  # the process ended while we looked
             continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
+        name = line[line.index("(") + 1 : line.rindex(")")]
+        fields = line[line.rindex(")") + 2 :].split()
         cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
         table[int(stat.parent.name)] = (name, int(fields[1]), cpu)
     return table

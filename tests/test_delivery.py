@@ -59,9 +59,15 @@ def smtp_settings(settings: Settings, sink, **extra) -> Settings:
     )
 
 
-def tick_and_send(store: Store, settings: Settings, now: dt.datetime, transport=None) -> list:
+def planned(store: Store, settings: Settings, now: dt.datetime = NOW) -> list[list[int]]:
+    """One tick's batches of delivery ids, without fetching."""
     batches: list[list[int]] = []
     run_tick(store, settings, now, batches.append, fetch_every=dt.timedelta(days=999))
+    return batches
+
+
+def tick_and_send(store: Store, settings: Settings, now: dt.datetime, transport=None) -> list:
+    batches = planned(store, settings, now)
     with transport or SmtpTransport(settings) as sender:
         return [
             send_deliveries(store, settings, batch, sender, clock=lambda: now) for batch in batches
@@ -215,8 +221,7 @@ def test_a_stale_claim_from_a_dead_worker_is_requeued_and_sent_once(
 ) -> None:
     emails = populate(store, 3)
     config = smtp_settings(settings, smtp_sink)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     dead = batches[0][0]
     _, taken = store.claim_deliveries([dead], NOW)  # a worker claimed it, then died before sending
     assert taken == {dead}
@@ -241,8 +246,7 @@ def test_a_subscriber_who_pauses_after_planning_gets_nothing_and_is_not_retried(
 ) -> None:
     populate(store, 3)
     config = smtp_settings(settings, smtp_sink)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     store.set_status("user1@example.org", "paused")
     transport = SmtpTransport(config)
     send_deliveries(store, config, batches[0], transport, clock=lambda: NOW)
@@ -261,8 +265,7 @@ def test_two_workers_on_the_same_batch_send_each_digest_once(
 ) -> None:
     emails = populate(store, 40)
     config = smtp_settings(settings, smtp_sink)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     ids = [i for b in batches for i in b]
     for _ in range(2):  # a redelivered batch after the first run finished
         transport = SmtpTransport(config)
@@ -295,8 +298,7 @@ def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     emails = populate(store, 3)
     config = smtp_settings(settings, smtp_sink)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     flaky = FlakyStore(store)
     transport = SmtpTransport(config)
     caplog.set_level("WARNING", logger="digest.delivery")
@@ -342,8 +344,7 @@ def test_retries_and_final_failures_say_what_happened_in_the_log(
     flaky = FlakyRecords(store)
     caplog.set_level(logging.INFO, logger="digest.delivery")
     for now in (NOW, NOW + dt.timedelta(seconds=config.retry_base_seconds)):
-        batches: list[list[int]] = []
-        run_tick(store, config, now, batches.append, fetch_every=dt.timedelta(days=999))
+        batches = planned(store, config, now)
         with SmtpTransport(config) as transport:
             send_deliveries(flaky, config, batches[0], transport, clock=lambda now=now: now)
     (delivery,) = store.list_deliveries()
@@ -370,8 +371,7 @@ def test_a_sent_record_is_tried_db_write_retries_times_before_the_batch_gives_up
     monkeypatch.setattr("digest.delivery.time.sleep", slept.append)
     populate(store, 2)
     config = smtp_settings(settings, smtp_sink)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     flaky = FlakyStore(store)
     flaky.failures = failures
     with SmtpTransport(config) as transport:
@@ -402,8 +402,7 @@ def test_a_bounce_record_that_fails_once_says_so_and_lands(
     populate(store, 1)
     smtp_sink.handler.rcpt_reply = lambda _: "550 5.1.1 No such user"
     config = smtp_settings(settings, smtp_sink)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     caplog.set_level("WARNING", logger="digest.delivery")
     with SmtpTransport(config) as transport:
         report = send_deliveries(FlakyRecords(store), config, batches[0], transport)
@@ -416,8 +415,7 @@ def test_the_batch_counts_what_it_skipped_and_paces_every_message(
 ) -> None:
     emails = populate(store, 6)
     config = smtp_settings(settings, smtp_sink, send_group=3)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     for email in emails[:2]:
         store.set_status(email, "paused")
     store.claim_deliveries(batches[0][2:3], NOW)  # in another worker's hands
@@ -465,8 +463,7 @@ def test_a_hiccup_after_the_sent_commit_is_not_an_error(
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     emails = populate(store, 3)
     config = smtp_settings(settings, smtp_sink)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     with SmtpTransport(config) as transport:
         report = send_deliveries(
             LostAfterCommit(store), config, batches[0], transport, clock=lambda: NOW
@@ -497,8 +494,7 @@ def test_a_worker_that_stalls_past_its_lease_loses_its_claim_not_its_batch(
 ) -> None:
     emails = populate(store, 5)
     config = smtp_settings(settings, smtp_sink, send_group=1)  # claims and records per message
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     later = NOW + dt.timedelta(seconds=config.claim_lease_seconds + 60)
 
     def tick_and_worker_b() -> None:
@@ -541,9 +537,7 @@ def run_at_once(count: int, work) -> list:
 
 def test_concurrent_claims_take_each_delivery_once(store: Store, settings: Settings) -> None:
     populate(store, 40)
-    batches: list[list[int]] = []
-    run_tick(store, settings, NOW, batches.append, fetch_every=dt.timedelta(days=999))
-    ids = [i for batch in batches for i in batch]
+    ids = [i for batch in planned(store, settings) for i in batch]
     claimed = run_at_once(4, lambda _: [i for i in ids if store.claim_deliveries([i], NOW)[1]])
     assert sorted(i for mine in claimed for i in mine) == sorted(ids)
 
@@ -555,8 +549,7 @@ def test_two_beat_processes_by_mistake_send_each_digest_once(
     config = smtp_settings(settings, smtp_sink)
 
     def beat(_: int) -> int:
-        batches: list[list[int]] = []
-        run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+        batches = planned(store, config)
         with SmtpTransport(config) as transport:
             return sum(
                 send_deliveries(store, config, batch, transport, clock=lambda: NOW).sent
@@ -590,8 +583,7 @@ def test_a_worker_killed_mid_group_resends_at_most_that_group_and_says_which(
 ) -> None:
     emails = populate(store, 12)
     config = smtp_settings(settings, smtp_sink, send_group=5)
-    batches: list[list[int]] = []
-    run_tick(store, config, NOW, batches.append, fetch_every=dt.timedelta(days=999))
+    batches = planned(store, config)
     with pytest.raises(WorkerKilled), DyingTransport(SmtpTransport(config), 8) as dying:
         send_deliveries(store, config, batches[0], dying, clock=lambda: NOW)
     # groups of 5: the first was recorded, 3 of the second were accepted but not recorded;

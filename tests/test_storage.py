@@ -12,7 +12,7 @@ from sqlalchemy import UniqueConstraint, text
 
 from digest import storage
 from digest.models import Base
-from digest.records import NewDelivery, SubscriberDefaults, Votes
+from digest.records import NewDelivery, SentRecord, SubscriberDefaults, Votes
 from digest.storage import VOTES_USED, StorageError, Store
 from digest.subscriptions import build_subscriber_input
 
@@ -417,3 +417,31 @@ def test_a_record_applies_under_its_own_claim_only_and_a_repeated_one_is_recogni
         assert (reader.status, reader.unsubscribed_at is not None) == (
             ("bounced", True) if bounced else ("active", False)
         ), "a mailbox past the bounce limit is no longer mailed, and says since when"
+
+
+@pytest.mark.parametrize("outcome", ["retry", "failed"])
+def test_a_late_record_never_reopens_a_sent_digest_and_the_log_says_where_it_went(
+    store: Store, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The claim token stays on a sent row: only its status tells a late retry record from
+    the one it was meant for. Reopening a sent digest would send it twice."""
+    sent, removed = queued_deliveries(store, 2)
+    claim, _ = store.claim_deliveries([sent, removed], T0)
+    reader = store.get_subscriber("q0@example.org").id
+    assert store.mark_sent([SentRecord(sent, reader, claim, "<m@example.org>", T0, ())]) == {sent}
+    store.remove_subscriber("q1@example.org")
+
+    def record(delivery: int) -> bool:
+        if outcome == "retry":
+            return store.mark_retry(delivery, claim, "451 later", T0 + LEASE)
+        return store.mark_failed(delivery, claim, "550 no such user", False, 3)
+
+    with caplog.at_level("WARNING", logger="digest.storage"):
+        assert record(sent) is False
+        assert record(removed) is False
+    assert [(d.id, d.status) for d in store.list_deliveries()] == [(sent, "sent")]
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        f"delivery {sent}: this worker's claim was lost (now sent); another worker has it",
+        f"delivery {removed}: this worker's claim was lost (now deleted); another worker has it",
+    ]

@@ -362,12 +362,14 @@ def queued_deliveries(store: Store, count: int) -> list[int]:
 
 def test_only_claims_older_than_the_lease_are_requeued_and_start_afresh(store: Store) -> None:
     old, fresh = queued_deliveries(store, 2)
-    store.claim_deliveries([old], T0)
+    dead_claim, _ = store.claim_deliveries([old], T0)
     store.claim_deliveries([fresh], T0 + LEASE)
     assert store.requeue_stale_claims(T0 + LEASE, LEASE) == 1
     by_id = {d.id: d for d in store.list_deliveries()}
     assert (by_id[old].status, by_id[fresh].status) == ("queued", "sending")
-    assert by_id[old].resent and "worker lost while sending" in by_id[old].last_error
+    assert by_id[old].resent
+    assert by_id[old].last_error == "worker lost while sending; resent (a duplicate is possible)"
+    assert not store.mark_retry(old, dead_claim, "451", T0), "the stalled worker is told it lost"
     assert store.take_deliveries_to_send(T0 + LEASE, LEASE) == [old], "due again at once"
     assert store.claim_deliveries([old], T0 + LEASE)[1] == {old}, "the dead claim is gone"
 

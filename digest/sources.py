@@ -140,8 +140,24 @@ def split_authors(creator: str) -> list[str]:
         else:
             current.append(char)
     names.append("".join(current))
-    without_affiliations = (re.sub(r"\s*\([^)]*\)\s*$", "", name).strip() for name in names)
+    without_affiliations = (_without_trailing_groups(name) for name in names)
     return [name for name in without_affiliations if name]
+
+
+def _without_trailing_groups(name: str) -> str:
+    """A name without the parenthesised affiliations after it, nested or several: "Ada (Univ
+    (Dept A)) (Lab)" is "Ada"; a parenthesis inside a name, "Wei (David) Li", stays."""
+    name = name.strip()
+    while name.endswith(")"):
+        depth = 0
+        for start in range(len(name) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(name[start], 0)
+            if depth == 0:
+                break
+        if depth:
+            return name  # unbalanced: keep the name as written
+        name = name[:start].rstrip()
+    return name
 
 
 def parse_arxiv_id(text: str) -> tuple[str, int | None] | None:
@@ -251,9 +267,8 @@ def _display_name(person_or_org: Any) -> str | None:
 
 
 def _parse_feed(body: bytes) -> feedparser.FeedParserDict:
-    """feedparser on bytes, refusing what is not a well-formed feed (HTML pages, truncation)."""
-    if not body.strip():
-        raise SourceError("empty response body")
+    """feedparser on bytes, refusing what is not a well-formed feed (HTML pages, truncation).
+    An empty body never gets here: :func:`parse_response` refuses it first."""
     feed = feedparser.parse(body)
     if feed.bozo and not isinstance(feed.bozo_exception, feedparser.CharacterEncodingOverride):
         raise SourceError(f"malformed feed: {feed.bozo_exception}")

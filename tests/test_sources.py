@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from conftest import FEEDS
@@ -21,6 +22,15 @@ from digest.sources import (
     parse_response,
     split_authors,
 )
+
+
+def edited(name: str, *changes: tuple[str, str]) -> bytes:
+    """A recorded response with a few of its elements changed, each change made exactly once."""
+    text = (FEEDS / name).read_text(encoding="utf-8")
+    for old, new in changes:
+        assert text.count(old) == 1, f"{old!r} is not in {name} exactly once"
+        text = text.replace(old, new)
+    return text.encode("utf-8")
 
 
 def parse(name: str) -> dict[str, PaperRecord]:
@@ -87,9 +97,8 @@ def test_current_arxiv_rss_fields() -> None:
     assert replaced.authors == ["Michael Joswig", "Marek Kaluba", "Lukas Ruff"]
     assert replaced.categories == ["cs.LG", "math.MG", "stat.ML"]
     assert replaced.title == "Random Polytope Descriptors"
-    assert not replaced.abstract.startswith("arXiv:") and not replaced.abstract.startswith(
-        "Abstract"
-    )
+    assert replaced.abstract.startswith("We introduce a class of random polytopes")
+    assert {tuple(r.sources) for r in papers.values()} == {(ARXIV_RSS,)}
     assert papers["2205.06398"].version == 2
     assert papers["2609.26811"].published_at == dt.datetime(2026, 9, 24, 4, 0)
 
@@ -147,9 +156,87 @@ def test_legacy_api_unwraps_titles_and_drops_msc_categories() -> None:
 
 
 def test_arxiv_api_error_body_is_an_error_not_a_paper_titled_error() -> None:
-    body = (FEEDS / "arxiv_api_error_http400_bad_id_2026-04-12.xml").read_bytes()
+    name = "arxiv_api_error_http400_bad_id_2026-04-12.xml"
     with pytest.raises(SourceError, match="arXiv API error: incorrect id format for abc"):
-        parse_response(body)
+        parse_response((FEEDS / name).read_bytes())
+    without_text = edited(name, ("<summary>incorrect id format for abc</summary>", ""))
+    with pytest.raises(SourceError) as error:
+        parse_response(without_text)
+    assert str(error.value) == (
+        "arXiv API error: https://arxiv.org/api/errors#incorrect_id_format_for_abc"
+    )
+
+
+def test_arxiv_entries_missing_a_field_fall_back_or_are_skipped_with_a_reason() -> None:
+    """One recorded API answer, two of its entries each given a defect a feed can have."""
+    body = edited(
+        "arxiv_api_search_testing_2026-04-12.xml",
+        # 1st: no <id>, so the id comes from its link; no <published>: no date (the feed's
+        # <updated> is when the query ran, not when anything was published)
+        ("<id>http://arxiv.org/abs/2202.12139v1</id>", ""),
+        ("<published>2022-02-24T15:05:19Z</published>", ""),
+        # 2nd: no title at all
+        (
+            "<title>Towards Explainable Test Case Prioritisation with Learning-to-Rank Models</title>",
+            "",
+        ),
+    )
+    result = parse_response(body)
+    first = {p.arxiv_id: p for p in result.papers}["2202.12139"]
+    assert (first.version, first.sources, first.published_at) == (1, [ARXIV_API], None)
+    assert result.skipped == ["entry 1: 2405.13786: missing title"]
+    assert len(result.papers) == 9, "the entries after a skipped one are still read"
+
+
+def test_an_arxiv_entry_without_id_summary_or_authors_is_named_by_its_title_or_kept_bare() -> None:
+    entry = (
+        "<entry><title>{title}</title>{rest}"
+        '<arxiv:primary_category term="cs.LG"/>'
+        '<category term="cs.SE"/><category term="cs.LG"/></entry>'
+    )
+    body = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+        'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>q</title>'
+        + entry.format(title="A title far longer than forty characters, to be cut", rest="")
+        + entry.format(title="Bare", rest="<id>http://arxiv.org/abs/2607.00001v2</id>")
+        + "</feed>"
+    ).encode()
+    result = parse_response(body)
+    assert result.skipped == ["entry 0: 'A title far longer than forty characters': no arXiv id"]
+    (bare,) = result.papers
+    assert (bare.abstract, bare.authors) == ("", [])
+    assert bare.categories == ["cs.LG", "cs.SE"], "the primary category leads, whatever the order"
+
+
+def test_arxiv_rss_in_its_atom_form_counts_as_the_rss_source_and_keeps_its_announce_type() -> None:
+    """rss.arxiv.org/atom/... serves the RSS listing as Atom: oai: ids, and the announce type
+    in an element or only in the text."""
+    body = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+        'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>cs.LG</title>'
+        "<entry><id>oai:arXiv.org:2609.26811v1</id><title>By element</title>"
+        "<summary>An abstract.</summary><arxiv:announce_type>cross</arxiv:announce_type></entry>"
+        "<entry><id>oai:arXiv.org:2609.26820v2</id><title>By text</title>"
+        "<summary>arXiv:2609.26820v2 Announce Type: replace Abstract: Text.</summary></entry>"
+        "</feed>"
+    ).encode()
+    papers = {p.arxiv_id: p for p in parse_response(body).papers}
+    assert {p: (r.sources, r.announce_type) for p, r in papers.items()} == {
+        "2609.26811": ([ARXIV_RSS], "cross"),
+        "2609.26820": ([ARXIV_RSS], "replace"),
+    }
+    assert papers["2609.26820"].abstract == "Text."
+
+
+def test_feed_dates_do_not_depend_on_the_servers_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        papers = parse("arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert papers["2609.26811"].published_at == dt.datetime(2026, 9, 24, 4, 0)
 
 
 def test_community_hf_rss_splits_ai_summary_from_abstract() -> None:
@@ -158,6 +245,43 @@ def test_community_hf_rss_splits_ai_summary_from_abstract() -> None:
     assert env.ai_summary.startswith("EnvHarness and EnvRigger dynamically reshape")
     assert env.abstract.startswith("LLM agents learn by interacting with environments")
     assert env.hf_url == "https://huggingface.co/papers/2608.19880"
+    assert (env.published_at, env.sources) == (dt.datetime(2026, 8, 21, 2, 30, 55), [HF_RSS])
+
+
+HF_RSS_FIXTURE = "hf_papers_rss_community_michaelmarkert_2026-08-22.xml"
+HF_RSS_LINK = ("<link>https://huggingface.co/papers/2608.19880</link>", "")
+HF_RSS_GUID = ('<guid isPermaLink="true">https://huggingface.co/papers/2608.19880</guid>', "")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        [HF_RSS_LINK, (HF_RSS_GUID[0], HF_RSS_GUID[0].replace("true", "false"))],
+        [HF_RSS_GUID],
+    ],
+    ids=["guid only", "link only"],
+)
+def test_community_hf_rss_finds_a_paper_by_its_link_or_its_guid(
+    changes: list[tuple[str, str]],
+) -> None:
+    papers = parse_response(edited(HF_RSS_FIXTURE, *changes)).papers
+    assert papers[0].arxiv_id == "2608.19880" and len(papers) == 26
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        [HF_RSS_LINK, HF_RSS_GUID],
+        [("<title>EnvHarness: Awakening Static Worlds for Agent Learning</title>", "<title/>")],
+    ],
+    ids=["no id", "no title"],
+)
+def test_community_hf_rss_skips_an_entry_it_cannot_name_and_reads_on(
+    changes: list[tuple[str, str]],
+) -> None:
+    result = parse_response(edited(HF_RSS_FIXTURE, *changes))
+    assert result.skipped == ["entry 0: missing arXiv id or title"]
+    assert len(result.papers) == 25 and "2608.19880" not in {p.arxiv_id for p in result.papers}
 
 
 @pytest.mark.parametrize(
@@ -183,8 +307,9 @@ def test_broken_responses_raise_a_clear_reason(body: bytes, reason: str) -> None
 
 
 def test_forced_format_still_checks_the_content() -> None:
-    with pytest.raises(SourceError, match="not an RSS or Atom feed"):
+    with pytest.raises(SourceError) as error:
         parse_response(b"<?xml version='1.0'?><note>hello</note>", ARXIV_RSS)
+    assert str(error.value) == "not an RSS or Atom feed (an HTML page or another document?)"
     with pytest.raises(SourceError, match="not valid JSON"):
         parse_response((FEEDS / "arxiv_rss_cs.CL_2026-08-01_weekend_empty.xml").read_bytes(), HF)
 
@@ -209,6 +334,11 @@ def test_text_cleaning() -> None:
         "Alan Turing",
         "Grace Hopper",
     ]
+    assert split_authors("Ada (Univ (Dept A), Lab B), Alan (X) (Y, Z), Wei (David) Li") == [
+        "Ada",
+        "Alan",
+        "Wei (David) Li",
+    ], "nested and repeated affiliations go; a parenthesis inside a name stays"
     assert parse_arxiv_id("oai:arXiv.org:2009.13987v3") == ("2009.13987", 3)
     assert parse_arxiv_id("http://arxiv.org/abs/astro-ph/0601001v1") == ("astro-ph/0601001", 1)
 
@@ -252,3 +382,27 @@ def test_hugging_face_details_are_read_and_survive_a_merge_with_arxiv() -> None:
         merged["github_repo"] == medpmc.github_repo
         and merged["organization"] == "Yale-BIDS-Chen-Lab"
     )
+
+
+def test_merging_follows_each_fields_authority() -> None:
+    """arXiv's newest version owns title and abstract, the longest author list wins, the first
+    announce type and the earliest date stay, Hugging Face's keywords stay until replaced."""
+    day = dt.datetime(2026, 7, 1)
+    v1 = PaperRecord("2607.00001", "Old", "", ["A"], ["cs.LG"], 1, "new", published_at=day)
+    hf = PaperRecord("2607.00001", "HF title", "HF abstract", ["A", "B", "C"], ai_keywords=["k"])
+    v2 = PaperRecord("2607.00001", "New", "new", ["A", "B", "X"], ["cs.AI"], 2, "replace")
+    v2.published_at = day + dt.timedelta(days=9)
+    same_version = PaperRecord("2607.00001", "Same version, other title", "other", version=2)
+    v3 = PaperRecord("2607.00001", "Newest", "", ["A"], version=3)
+
+    merged = merge_paper(merge_paper(None, v1), hf)
+    assert (merged["title"], merged["abstract"]) == ("Old", "HF abstract"), "gaps are filled"
+    for record in (v2, same_version, v3):
+        merged = merge_paper(merged, record)
+    assert (merged["title"], merged["abstract"], merged["version"]) == ("Newest", "new", 3)
+    assert merged["authors"] == ["A", "B", "C"]
+    assert merged["categories"] == ["cs.LG", "cs.AI"]
+    assert (merged["ai_keywords"], merged["announce_type"]) == (["k"], "new")
+    assert merged["published_at"] == day
+    undated = PaperRecord("2607.00002", "Undated")
+    assert merge_paper(merge_paper(None, undated), undated)["published_at"] is None

@@ -212,14 +212,14 @@ def test_arxiv_rss_in_its_atom_form_counts_as_the_rss_source_and_keeps_its_annou
     """rss.arxiv.org/atom/... serves the RSS listing as Atom: oai: ids, and the announce type
     in an element or only in the text."""
     body = (
-        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
-        'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>cs.LG</title>'
-        "<entry><id>oai:arXiv.org:2609.26811v1</id><title>By element</title>"
-        "<summary>An abstract.</summary><arxiv:announce_type>cross</arxiv:announce_type></entry>"
-        "<entry><id>oai:arXiv.org:2609.26820v2</id><title>By text</title>"
-        "<summary>arXiv:2609.26820v2 Announce Type: replace Abstract: Text.</summary></entry>"
-        "</feed>"
-    ).encode()
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+        b'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>cs.LG</title>'
+        b"<entry><id>oai:arXiv.org:2609.26811v1</id><title>By element</title>"
+        b"<summary>An abstract.</summary><arxiv:announce_type>cross</arxiv:announce_type></entry>"
+        b"<entry><id>oai:arXiv.org:2609.26820v2</id><title>By text</title>"
+        b"<summary>arXiv:2609.26820v2 Announce Type: replace Abstract: Text.</summary></entry>"
+        b"</feed>"
+    )
     papers = {p.arxiv_id: p for p in parse_response(body).papers}
     assert {p: (r.sources, r.announce_type) for p, r in papers.items()} == {
         "2609.26811": ([ARXIV_RSS], "cross"),

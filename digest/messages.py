@@ -109,7 +109,7 @@ def sender_domain(sender: str) -> str:
 
 
 def message_id(
-    delivery_id: int, edition: dt.date, secret: str, domain: str, install_id: str = ""
+    delivery_id: int, edition: dt.date, secret: str, domain: str, install_id: str
 ) -> str:
     """Deterministic per delivery: a resend after a crash carries the same Message-ID, so a
     duplicate is recognisable downstream (and by our own SMTP sink in the tests). The

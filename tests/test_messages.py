@@ -28,6 +28,10 @@ def test_transfer_encoding_is_8bit_until_a_line_is_too_long() -> None:
     assert transfer_encoding("short\n" * 100) == "8bit"
     assert transfer_encoding("é" * 400) == "8bit"  # 800 bytes: fits
     assert transfer_encoding("é" * 600) == "quoted-printable"  # 1,200 bytes: does not
+    exactly = "é" * (messages.MAX_8BIT_LINE // 2)
+    assert len(exactly.encode()) == messages.MAX_8BIT_LINE
+    assert transfer_encoding(exactly) == "8bit"
+    assert transfer_encoding(exactly + "e") == "quoted-printable"
 
 
 def test_message_parts_and_headers(settings: Settings) -> None:
@@ -48,6 +52,7 @@ def test_message_parts_and_headers(settings: Settings) -> None:
     assert parsed["List-Unsubscribe"] == "<https://digest.example.org/unsubscribe/TOKEN-U>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed["List-Id"] == "Paper Digest <daily.digest.localhost>"
+    assert parsed["Auto-Submitted"] == "auto-generated", "RFC 3834: no auto-replies, please"
     again = digest_message(content(hf_papers()[:5]), settings, 42, dt.datetime(2026, 11, 23, 8, 0))
     assert again["Message-ID"] == msg["Message-ID"], "a resend keeps its Message-ID"
 
@@ -125,3 +130,34 @@ def test_unsubscribe_mailto_is_offered_when_configured(settings: Settings) -> No
         "<https://digest.example.org/unsubscribe/TOKEN-U>, "
         "<mailto:unsubscribe@example.org?subject=unsubscribe>"
     )
+
+
+def test_a_zoned_date_keeps_its_offset_and_a_naive_one_is_utc() -> None:
+    rendered = RenderedEmail(subject="s", text="t", html="<p>h</p>")
+    paris = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    dates = [
+        build_message(rendered, sender="d@x.org", recipient="a@x.org", msg_id="<1@x>", date=d)[
+            "Date"
+        ]
+        for d in (paris, dt.datetime(2026, 11, 23, 7, 0))
+    ]
+    assert dates == ["Mon, 23 Nov 2026 08:00:00 +0100", "Mon, 23 Nov 2026 07:00:00 +0000"]
+
+
+def test_an_internationalised_address_travels_as_utf8_and_an_idn_domain_as_punycode() -> None:
+    rendered = RenderedEmail(subject="s", text="t", html="<p>h</p>")
+    raw = build_message(
+        rendered,
+        sender="d@x.org",
+        recipient="józef@bücher.example",
+        msg_id="<1@x>",
+        date=dt.datetime(2026, 11, 23),
+    ).as_bytes()
+    assert "To: józef@xn--bcher-kva.example\r\n".encode() in raw, "SMTPUTF8, not RFC 2047"
+
+
+def test_a_boundary_is_never_a_line_of_either_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried = iter(["in-text", "in-html", "free"])
+    monkeypatch.setattr(messages.secrets, "token_hex", lambda _n: next(tried))
+    rendered = RenderedEmail(subject="s", text="--=_digest_in-text", html="=_digest_in-html")
+    assert messages.boundary_for(rendered) == "=_digest_free"

@@ -278,11 +278,14 @@ class _ExpandedLoader(BaseLoader):
         return source, filename, uptodate
 
 
+# An expression inside href/src after libxml2 percent-escaped it: spaces always become %20,
+# and some versions escape the braces too.
+_ESCAPED_EXPRESSION = re.compile(r"(?:\{\{|%7B%7B)(.*?)(?:\}\}|%7D%7D)")
+
+
 def _restore_jinja_in_urls(html: str) -> str:
-    """libxml2 percent-escapes characters inside href/src; undo it within ``{{ }}``."""
-    return re.sub(
-        r"%7B%7B(.*?)%7D%7D", lambda m: "{{" + m.group(1).replace("%20", " ") + "}}", html
-    )
+    """Undo libxml2's escaping within ``{{ }}``, so ``href="{{ url }}"`` stays an expression."""
+    return _ESCAPED_EXPRESSION.sub(lambda m: "{{" + m.group(1).replace("%20", " ") + "}}", html)
 
 
 class FragmentCache:
@@ -338,7 +341,7 @@ class FragmentCacheExtension(Extension):
         return nodes.If(is_cached, [hit], [], miss, lineno=lineno)
 
 
-def make_environment(directory: Path = TEMPLATES_DIR, inline: bool = True) -> Environment:
+def make_environment(directory: Path, inline: bool) -> Environment:
     env = Environment(
         loader=_ExpandedLoader(directory, inline),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -375,8 +378,6 @@ def digest_context(content: DigestContent) -> dict[str, Any]:
     topics = subject_topics(content.items, content.topics)
     return {
         **vars(content),  # shallow: asdict would deep-copy every item and double the cost
-        "items": list(content.items),
-        "trending": list(content.trending),
         "edition_label": f"{content.edition:%A, %B} {content.edition.day}, {content.edition.year}",
         "short_date": f"{content.edition:%b} {content.edition.day}",
         "subject_topics": topics,

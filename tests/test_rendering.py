@@ -6,7 +6,9 @@ import datetime as dt
 import re
 from dataclasses import replace
 
+import pytest
 from conftest import FEEDS
+from jinja2 import UndefinedError
 from lxml import html as lxml_html
 from markupsafe import Markup
 
@@ -21,9 +23,11 @@ from digest.rendering import (
     inline_per_email,
     make_environment,
     paper_item,
+    preheader,
     render_already_subscribed,
     render_confirmation,
     render_digest,
+    short_count,
     shorten_authors,
     snippet,
 )
@@ -173,11 +177,15 @@ def test_per_template_inlining_equals_per_email_inlining_element_by_element() ->
 
 
 def test_cached_cards_equal_fresh_renders_and_follow_changed_papers() -> None:
-    env = make_environment()
+    env = make_environment(TEMPLATES_DIR, inline=True)
     papers = hf_papers()[:4]
     first = render_digest(content(papers), env)
     again = render_digest(content(papers), env)  # every card now comes from the cache
-    assert again == first == render_digest(content(papers), make_environment())
+    assert (
+        again
+        == first
+        == render_digest(content(papers), make_environment(TEMPLATES_DIR, inline=True))
+    )
     assert (
         len(env.extensions[FragmentCacheExtension.identifier].cache.fragments) == 4 * 2
     )  # html + text card
@@ -314,6 +322,72 @@ def test_preheader_is_the_first_hidden_text_of_the_body() -> None:
     assert empty.text_content().startswith("Nothing new on your topics today. Trending: ")
 
 
+def test_a_preheader_cuts_the_title_at_ninety_characters_and_says_when_nothing_is_new() -> None:
+    long = replace(hf_papers()[0], title="Graph" + " word" * 30)
+    cut = "Graph" + " word" * 16 + "…"  # the 17th word ends on the 90th character: cut too
+    assert preheader((paper_item(long, "rl"),), (), "rl") == f"1 paper on rl: {cut}"
+    trending = (paper_item(long),)
+    assert preheader((), trending, "rl") == f"Nothing new on your topics today. Trending: {cut}"
+    assert preheader((), (), "rl") == "Nothing new on your topics today."
+
+
+@pytest.mark.parametrize(
+    ("render", "shown"),
+    [
+        (
+            lambda: render_confirmation(ConfirmationContent("a@x.org", ("rl",), "https://c", 7)),
+            "One click and your first digest is on its way.",
+        ),
+        (
+            lambda: render_already_subscribed(
+                AlreadySubscribedContent("a@x.org", ("rl",), "https://p", paused=False)
+            ),
+            "Nothing was changed: here is your preferences link.",
+        ),
+    ],
+)
+def test_account_emails_have_their_own_preheader(render, shown: str) -> None:
+    first = parse_html(render().html).body[0]
+    assert first.get("class") == "preheader" and first.text_content().strip().startswith(shown)
+
+
+def test_counts_on_a_card_are_short_and_only_shown_when_they_say_something() -> None:
+    assert [short_count(n) for n in (999, 1000, 1250, 12_000, 12_345)] == [
+        "999",
+        "1k",
+        "1.2k",
+        "12k",
+        "12.3k",
+    ]
+    assert shorten_authors(["A", "B", "C"]) == "A, B, C", "exactly three: no et al."
+    base = PaperRecord("2607.00001", "T", authors=["A", "B", "C"], upvotes=1, github_stars=0)
+    three = paper_item(base)
+    assert (three.authors_count, three.upvotes_label, three.stars_label, three.snippet) == (
+        "",
+        "1 upvote",
+        "",
+        "",
+    )
+    four = paper_item(replace(base, authors=["A", "B", "C", "D"], upvotes=0, github_stars=1234))
+    assert (four.authors_count, four.upvotes_label, four.stars_label) == ("4 authors", "", "1.2k")
+
+
+def test_an_expression_with_spaces_in_a_link_survives_css_inlining(tmp_path) -> None:
+    """libxml2 writes a space inside href as %20: {{ url }} would no longer be Jinja."""
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "x.html").write_text(
+        '<html><body><a href="{{ url }}?a={{ a }}">x</a><img src="{{ base }}/i.png"></body></html>'
+    )
+    page = make_environment(tmp_path, inline=True).get_template("email/x.html")
+    html = page.render(url="https://x.org/u", a="1", base="https://cdn")
+    assert 'href="https://x.org/u?a=1"' in html and 'src="https://cdn/i.png"' in html
+
+
+def test_a_misspelt_name_in_a_template_fails_loudly() -> None:
+    with pytest.raises(UndefinedError):
+        make_environment(TEMPLATES_DIR, inline=False).from_string("{{ misspelt }}").render()
+
+
 def test_quiet_topics_get_one_line_each() -> None:
     quiet = replace(
         content(hf_papers()[:2], topics=("rl", "agents", "video")), quiet_topics=("agents", "video")
@@ -364,7 +438,7 @@ def test_link_row_taps_are_44_px_tall_on_phones() -> None:
 
 def test_a_cached_text_card_keeps_its_number_in_each_digest() -> None:
     """The card is cached across digests; its position in each one is not part of it."""
-    env = make_environment()
+    env = make_environment(TEMPLATES_DIR, inline=True)
     papers = hf_papers()
     render_digest(content(papers[:2]), env)
     text = render_digest(content([papers[1]]), env).text

@@ -20,7 +20,9 @@ from digest.evaluation import (
     simulate_votes,
 )
 from digest.ranking import (
+    FRESHNESS_BOOST,
     LEXICAL_THRESHOLD,
+    TRENDING_BOOST,
     Explainer,
     SubscriberRequest,
     TopicIndex,
@@ -144,6 +146,22 @@ def test_trending_and_freshness_reorder_only_relevant_papers() -> None:
     boosted = [p.arxiv_id for p in run_picks(topics, signals=signals)]
     assert "4" not in boosted and set(boosted) == set(base)
     assert paper_signals([None, 10, 100], [0, 3, 100]).max() <= 1.15 + 1e-6
+
+
+def test_upvotes_count_on_a_log_scale_and_freshness_halves_every_three_days() -> None:
+    """The day's most upvoted paper gets the whole trending boost, one with no (or a
+    negative) count none; a paper published today the whole freshness boost, one from three
+    days ago half, one "from the future" (clock skew) no more than today's."""
+    signals = paper_signals([99, 9, None, 0, -3], [0, 3, 6, -2, 1e9])
+    trend = [1.0, np.log1p(9) / np.log1p(99), 0, 0, 0]
+    fresh = [1.0, 0.5, 0.25, 1.0, 0.0]
+    expected = [
+        1 + TRENDING_BOOST * t + FRESHNESS_BOOST * f for t, f in zip(trend, fresh, strict=True)
+    ]
+    assert signals.dtype == np.float32
+    assert signals.tolist() == pytest.approx(expected, abs=1e-6)
+    quiet_day = paper_signals([0, None], [0, 0])
+    assert quiet_day.tolist() == pytest.approx([1 + FRESHNESS_BOOST] * 2), "no upvotes, no trend"
 
 
 def test_nothing_relevant_today_gives_no_picks() -> None:
@@ -514,3 +532,13 @@ def test_four_votes_per_profile_help_and_never_hurt_on_the_dev_set(encoder) -> N
     assert with_votes >= no_votes + 0.04
     assert with_votes >= left_out
     assert all(change >= -0.02 for *_, change in rows.values())
+
+
+def test_rows_are_scaled_to_unit_length_whatever_their_size() -> None:
+    """Short rows (weights below 1) as well as long ones: cosine similarity needs both."""
+    import scipy.sparse as sp
+
+    from digest.ranking import _unit_rows
+
+    rows = _unit_rows(sp.csr_matrix(np.array([[0.03, 0.04], [3.0, 4.0], [0.0, 0.0]])))
+    assert rows.toarray().tolist() == pytest.approx([[0.6, 0.8], [0.6, 0.8], [0.0, 0.0]])

@@ -99,6 +99,51 @@ def test_ranking_mode_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
     assert semantic.ranking_mode(Settings(semantic=False, relevance_threshold=0.2)) == (None, 0.2)
     monkeypatch.setattr(semantic, "load_encoder", lambda: "model")
     assert semantic.ranking_mode(Settings()) == ("model", SEMANTIC_THRESHOLD)
+    store = DictStore()
+    assert semantic.ranking_mode(Settings(semantic=False), store) == (None, LEXICAL_THRESHOLD)
+    stored, threshold = semantic.ranking_mode(Settings(), store, remember=False)
+    assert isinstance(stored, semantic.StoredEncoder) and threshold == SEMANTIC_THRESHOLD
+    assert (stored.model, stored.store, stored.remember) == ("model", store, False)
+
+
+class DictStore:
+    """The vector table, in memory: what storage gives StoredEncoder."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, bytes] = {}
+        self.reads: list[list[str]] = []
+
+    def load_vectors(self, keys):
+        self.reads.append(list(keys))
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    def save_vectors(self, vectors):
+        self.rows.update(vectors)
+
+
+def test_a_stored_encoder_embeds_each_text_once_and_reads_it_back_unchanged(
+    encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DictStore()
+    stored = semantic.StoredEncoder(encoder, store)
+    first = stored.encode(["graph neural networks", "efficient attention", "graph neural networks"])
+    assert first.dtype == np.float32 and first.shape == (3, encoder.dimensions)
+    assert np.array_equal(
+        first, encoder.encode(["graph neural networks", "efficient attention"])[[0, 1, 0]]
+    )
+    assert set(store.rows) == {
+        semantic.vector_key("graph neural networks"),
+        semantic.vector_key("efficient attention"),
+    }
+    monkeypatch.setattr(encoder, "encode", None)  # from here on, all comes from the store
+    assert np.array_equal(stored.encode(["efficient attention"]), first[[1]])
+    assert stored.encode([]).shape == (0, stored.model.dimensions)
+
+
+def test_a_stored_encoder_that_must_not_remember_saves_nothing(encoder) -> None:
+    store = DictStore()
+    vectors = semantic.StoredEncoder(encoder, store, remember=False).encode(["a passing query"])
+    assert store.rows == {} and np.array_equal(vectors, encoder.encode(["a passing query"]))
 
 
 def test_a_missing_model_means_words_only_with_a_log_line_naming_the_fix(

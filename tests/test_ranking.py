@@ -541,4 +541,4 @@ def test_rows_are_scaled_to_unit_length_whatever_their_size() -> None:
     from digest.ranking import _unit_rows
 
     rows = _unit_rows(sp.csr_matrix(np.array([[0.03, 0.04], [3.0, 4.0], [0.0, 0.0]])))
-    assert rows.toarray().tolist() == pytest.approx([[0.6, 0.8], [0.6, 0.8], [0.0, 0.0]])
+    assert rows.toarray().ravel().tolist() == pytest.approx([0.6, 0.8, 0.6, 0.8, 0.0, 0.0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pytest
@@ -233,10 +234,12 @@ def test_feed_dates_do_not_depend_on_the_servers_time_zone(monkeypatch: pytest.M
     time.tzset()
     try:
         papers = parse("arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml")
+        hf = parse("hf_daily_papers_2026-07-13.json")
     finally:
         monkeypatch.undo()
         time.tzset()
     assert papers["2609.26811"].published_at == dt.datetime(2026, 9, 24, 4, 0)
+    assert hf["2607.07673"].published_at == dt.datetime(2026, 7, 8), "ISO times with Z"
 
 
 def test_community_hf_rss_splits_ai_summary_from_abstract() -> None:
@@ -334,7 +337,7 @@ def test_text_cleaning() -> None:
         "Alan Turing",
         "Grace Hopper",
     ]
-    assert split_authors("Ada (Univ (Dept A), Lab B), Alan (X) (Y, Z), Wei (David) Li") == [
+    assert split_authors("Ada (Univ (Dept A), Lab B), Alan (X) (Y, Z), Wei (David) Li, (Anon)") == [
         "Ada",
         "Alan",
         "Wei (David) Li",
@@ -406,3 +409,34 @@ def test_merging_follows_each_fields_authority() -> None:
     assert merged["published_at"] == day
     undated = PaperRecord("2607.00002", "Undated")
     assert merge_paper(merge_paper(None, undated), undated)["published_at"] is None
+
+
+def test_hugging_face_fields_are_read_from_the_paper_or_else_from_the_item() -> None:
+    """SCHEMA.md: title, summary and organization appear on both the item and its paper,
+    the submitter as item.submittedBy or paper.submittedOnDailyBy; some pages carry only one
+    of each pair (the trimmed 07-31 page has no item.summary and no organization)."""
+    paper_side = {
+        "id": "2607.00001",
+        "title": "Paper title",
+        "summary": "Paper summary",
+        "organization": {"fullname": "Paper org"},
+        "submittedOnDailyBy": {"fullname": "Paper submitter"},
+    }
+    item_side = {
+        "title": "Item title",
+        "summary": "Item summary",
+        "organization": {"name": "item-org"},
+        "submittedBy": {"fullname": "Item submitter"},
+    }
+    both = {**item_side, "paper": paper_side}
+    item_only = {**item_side, "paper": {"id": "2607.00002"}}
+    paper_only = {"paper": {**paper_side, "id": "2607.00003"}}
+    body = json.dumps([both, item_only, paper_only]).encode()
+    seen = [
+        (p.title, p.abstract, p.organization, p.submitted_by) for p in parse_response(body).papers
+    ]
+    assert seen == [
+        ("Paper title", "Paper summary", "Paper org", "Item submitter"),
+        ("Item title", "Item summary", "item-org", "Item submitter"),
+        ("Paper title", "Paper summary", "Paper org", "Paper submitter"),
+    ]

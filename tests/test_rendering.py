@@ -352,12 +352,13 @@ def test_account_emails_have_their_own_preheader(render, shown: str) -> None:
 
 
 def test_counts_on_a_card_are_short_and_only_shown_when_they_say_something() -> None:
-    assert [short_count(n) for n in (999, 1000, 1250, 12_000, 12_345)] == [
+    assert [short_count(n) for n in (999, 1000, 1250, 12_000, 12_345, 500_000)] == [
         "999",
         "1k",
         "1.2k",
         "12k",
         "12.3k",
+        "500k",
     ]
     assert shorten_authors(["A", "B", "C"]) == "A, B, C", "exactly three: no et al."
     base = PaperRecord("2607.00001", "T", authors=["A", "B", "C"], upvotes=1, github_stars=0)

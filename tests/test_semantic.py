@@ -104,6 +104,7 @@ def test_ranking_mode_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
     stored, threshold = semantic.ranking_mode(Settings(), store, remember=False)
     assert isinstance(stored, semantic.StoredEncoder) and threshold == SEMANTIC_THRESHOLD
     assert (stored.model, stored.store, stored.remember) == ("model", store, False)
+    assert semantic.ranking_mode(Settings(), store)[0].remember, "the daily run keeps vectors"
 
 
 class DictStore:
@@ -122,11 +123,19 @@ class DictStore:
 
 
 def test_a_stored_encoder_embeds_each_text_once_and_reads_it_back_unchanged(
-    encoder, monkeypatch: pytest.MonkeyPatch
+    encoder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = DictStore()
     stored = semantic.StoredEncoder(encoder, store)
-    first = stored.encode(["graph neural networks", "efficient attention", "graph neural networks"])
+    with caplog.at_level("INFO", logger="digest.semantic"):
+        stored.encode(["efficient attention"])
+        first = stored.encode(
+            ["graph neural networks", "efficient attention", "graph neural networks"]
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        "embedded 1 new texts (0 read from the store)",
+        "embedded 1 new texts (1 read from the store)",
+    ]
     assert first.dtype == np.float32 and first.shape == (3, encoder.dimensions)
     assert np.array_equal(
         first, encoder.encode(["graph neural networks", "efficient attention"])[[0, 1, 0]]
@@ -137,7 +146,8 @@ def test_a_stored_encoder_embeds_each_text_once_and_reads_it_back_unchanged(
     }
     monkeypatch.setattr(encoder, "encode", None)  # from here on, all comes from the store
     assert np.array_equal(stored.encode(["efficient attention"]), first[[1]])
-    assert stored.encode([]).shape == (0, stored.model.dimensions)
+    nothing = stored.encode([])
+    assert nothing.shape == (0, stored.model.dimensions) and nothing.dtype == np.float32
 
 
 def test_a_stored_encoder_that_must_not_remember_saves_nothing(encoder) -> None:

@@ -462,8 +462,13 @@ def test_one_vote_counts_less_than_four() -> None:
 
 def test_profile_votes_load_and_bad_ones_are_named(tmp_path) -> None:
     good = tmp_path / "profiles.json"
-    good.write_text(json.dumps([{"qid": "q", "topics": ["rl"], "liked": ["1"], "disliked": []}]))
-    assert load_profile_votes(good) == {"q": Votes(liked=("1",))}
+    profiles = [
+        {"qid": "q", "topics": ["rl"], "liked": ["1"], "disliked": []},
+        {"qid": "r", "topics": ["gnn"], "disliked": [7]},
+        {"qid": "s", "topics": ["agents"]},
+    ]
+    good.write_text(json.dumps(profiles))
+    assert load_profile_votes(good) == {"q": Votes(liked=("1",)), "r": Votes(disliked=("7",))}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"qid": "q", "topics": ["rl"], "liked": "1"}]))
     with pytest.raises(InvalidInput, match='"liked"'):

@@ -305,8 +305,78 @@ def test_community_hf_rss_skips_an_entry_it_cannot_name_and_reads_on(
     ],
 )
 def test_broken_responses_raise_a_clear_reason(body: bytes, reason: str) -> None:
-    with pytest.raises(SourceError, match=reason):
+    with pytest.raises(SourceError) as error:
         parse_response(body)
+    assert str(error.value).startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("body", "source", "reason"),
+    [
+        (
+            b"\xef\xbb\xbf \r\n<!DOCTYPE HTML><html></html>",
+            None,
+            "got an HTML page, not a feed (an error or captcha page?)",
+        ),
+        (b"{}", None, "expected a JSON array of papers, got dict"),
+        (b"[]", "nope", "unknown source 'nope'; expected one of hf, arxiv-rss, arxiv-api, hf-rss"),
+        (
+            b"Service Unavailable",
+            None,
+            "unrecognised format: neither Hugging Face JSON nor an RSS/Atom feed",
+        ),
+    ],
+)
+def test_each_refusal_says_exactly_why(body: bytes, source: str | None, reason: str) -> None:
+    with pytest.raises(SourceError) as error:
+        parse_response(body, source)
+    assert str(error.value) == reason
+
+
+def test_hugging_face_values_are_kept_only_when_they_are_what_they_claim(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    long_url = "https://example.org/" + "x" * 280
+    item = {
+        "numComments": 0,
+        "organization": {"fullname": "O" * 250},
+        "paper": {
+            "id": "2607.00001",
+            "title": "T",
+            "upvotes": "12",
+            "githubStars": 0,
+            "githubRepo": "http://example.org/code",
+            "projectPage": long_url,
+            "ai_keywords": [" graph  nets ", 3],
+            "authors": [{"name": ""}, "Ada", {"name": "Alan"}],
+        },
+    }
+    refused = {
+        "paper": {
+            "id": "2607.00002",
+            "title": "U",
+            "githubStars": -1,
+            "githubRepo": "javascript:alert(1)",
+            "projectPage": long_url + "y",
+        },
+        "numComments": True,
+    }
+    body = json.dumps([item, 7, refused]).encode()
+    with caplog.at_level("WARNING", logger="digest.sources"):
+        kept, other = parse_response(body).papers
+    assert [r.getMessage() for r in caplog.records] == [
+        "hf: skipped a record: item 1: no 'paper' object"
+    ]
+    assert (kept.upvotes, kept.github_stars, kept.num_comments) == (None, 0, 0)
+    assert (kept.github_repo, kept.project_page) == ("http://example.org/code", long_url)
+    assert (kept.ai_keywords, kept.authors) == (["graph nets"], ["Alan"])
+    assert kept.organization == "O" * 200
+    assert (other.github_stars, other.num_comments, other.github_repo, other.project_page) == (
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def test_forced_format_still_checks_the_content() -> None:

@@ -477,6 +477,8 @@ def test_merging_follows_each_fields_authority() -> None:
     assert merged["categories"] == ["cs.LG", "cs.AI"]
     assert (merged["ai_keywords"], merged["announce_type"]) == (["k"], "new")
     assert merged["published_at"] == day
+    first_seen_on_hf = merge_paper(merge_paper(None, hf), v1)
+    assert first_seen_on_hf["announce_type"] == "new", "arXiv's announce type fills the gap"
     undated = PaperRecord("2607.00002", "Undated")
     assert merge_paper(merge_paper(None, undated), undated)["published_at"] is None
 

@@ -112,10 +112,8 @@ class DictStore:
 
     def __init__(self) -> None:
         self.rows: dict[str, bytes] = {}
-        self.reads: list[list[str]] = []
 
     def load_vectors(self, keys):
-        self.reads.append(list(keys))
         return {k: self.rows[k] for k in keys if k in self.rows}
 
     def save_vectors(self, vectors):

@@ -189,19 +189,27 @@ def test_arxiv_entries_missing_a_field_fall_back_or_are_skipped_with_a_reason() 
     assert len(result.papers) == 9, "the entries after a skipped one are still read"
 
 
+def atom_feed(title: str, *entries: str) -> bytes:
+    """An Atom document with arXiv's namespace, as the API and rss.arxiv.org/atom write it."""
+    return (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+        f'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>{title}</title>'
+        + "".join(entries)
+        + "</feed>"
+    ).encode()
+
+
 def test_an_arxiv_entry_without_id_summary_or_authors_is_named_by_its_title_or_kept_bare() -> None:
     entry = (
         "<entry><title>{title}</title>{rest}"
         '<arxiv:primary_category term="cs.LG"/>'
         '<category term="cs.SE"/><category term="cs.LG"/></entry>'
     )
-    body = (
-        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
-        'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>q</title>'
-        + entry.format(title="A title far longer than forty characters, to be cut", rest="")
-        + entry.format(title="Bare", rest="<id>http://arxiv.org/abs/2607.00001v2</id>")
-        + "</feed>"
-    ).encode()
+    body = atom_feed(
+        "q",
+        entry.format(title="A title far longer than forty characters, to be cut", rest=""),
+        entry.format(title="Bare", rest="<id>http://arxiv.org/abs/2607.00001v2</id>"),
+    )
     result = parse_response(body)
     assert result.skipped == ["entry 0: 'A title far longer than forty characters': no arXiv id"]
     (bare,) = result.papers
@@ -212,14 +220,12 @@ def test_an_arxiv_entry_without_id_summary_or_authors_is_named_by_its_title_or_k
 def test_arxiv_rss_in_its_atom_form_counts_as_the_rss_source_and_keeps_its_announce_type() -> None:
     """rss.arxiv.org/atom/... serves the RSS listing as Atom: oai: ids, and the announce type
     in an element or only in the text."""
-    body = (
-        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
-        b'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>cs.LG</title>'
-        b"<entry><id>oai:arXiv.org:2609.26811v1</id><title>By element</title>"
-        b"<summary>An abstract.</summary><arxiv:announce_type>cross</arxiv:announce_type></entry>"
-        b"<entry><id>oai:arXiv.org:2609.26820v2</id><title>By text</title>"
-        b"<summary>arXiv:2609.26820v2 Announce Type: replace Abstract: Text.</summary></entry>"
-        b"</feed>"
+    body = atom_feed(
+        "cs.LG",
+        "<entry><id>oai:arXiv.org:2609.26811v1</id><title>By element</title>"
+        "<summary>An abstract.</summary><arxiv:announce_type>cross</arxiv:announce_type></entry>",
+        "<entry><id>oai:arXiv.org:2609.26820v2</id><title>By text</title>"
+        "<summary>arXiv:2609.26820v2 Announce Type: replace Abstract: Text.</summary></entry>",
     )
     papers = {p.arxiv_id: p for p in parse_response(body).papers}
     assert {p: (r.sources, r.announce_type) for p, r in papers.items()} == {

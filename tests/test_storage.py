@@ -360,6 +360,14 @@ def queued_deliveries(store: Store, count: int) -> list[int]:
     return store.create_deliveries([NewDelivery(i, T0.date(), []) for i in ids])[1]
 
 
+def record_outcome(store: Store, outcome: str, delivery: int, claim: str, error: str) -> bool:
+    """A worker's record of a try that did not end in "sent": a retry, a failure or a bounce
+    (with a bounce limit of one)."""
+    if outcome == "retry":
+        return store.mark_retry(delivery, claim, error, T0 + LEASE)
+    return store.mark_failed(delivery, claim, error, outcome == "bounced", 1)
+
+
 def test_only_claims_older_than_the_lease_are_requeued_and_start_afresh(store: Store) -> None:
     old, fresh = queued_deliveries(store, 2)
     dead_claim, _ = store.claim_deliveries([old], T0)
@@ -400,9 +408,7 @@ def test_a_record_applies_under_its_own_claim_only_and_a_repeated_one_is_recogni
     long_error = "451 " + "x" * 3000
 
     def record(token: str) -> bool:
-        if outcome == "retry":
-            return store.mark_retry(delivery, token, long_error, T0 + LEASE)
-        return store.mark_failed(delivery, token, long_error, outcome == "bounced", 1)
+        return record_outcome(store, outcome, delivery, token, long_error)
 
     assert record("another-workers-claim") is False
     assert store.list_deliveries()[0].status == "sending", "someone else's record changes nothing"
@@ -433,14 +439,9 @@ def test_a_late_record_never_reopens_a_sent_digest_and_the_log_says_where_it_wen
     assert store.mark_sent([SentRecord(sent, reader, claim, "<m@example.org>", T0, ())]) == {sent}
     store.remove_subscriber("q1@example.org")
 
-    def record(delivery: int) -> bool:
-        if outcome == "retry":
-            return store.mark_retry(delivery, claim, "451 later", T0 + LEASE)
-        return store.mark_failed(delivery, claim, "550 no such user", False, 3)
-
     with caplog.at_level("WARNING", logger="digest.storage"):
-        assert record(sent) is False
-        assert record(removed) is False
+        assert record_outcome(store, outcome, sent, claim, "451 later") is False
+        assert record_outcome(store, outcome, removed, claim, "451 later") is False
     assert [(d.id, d.status) for d in store.list_deliveries()] == [(sent, "sent")]
     said = [r.getMessage() for r in caplog.records]
     assert said == [

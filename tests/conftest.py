@@ -126,13 +126,34 @@ def smtp_sink():
 
 
 @pytest.fixture(scope="session")
-def encoder():
+def encoder() -> Iterator:
     """The MiniLM encoder the daily run uses; skipped, saying what to install, where it is absent."""
     from digest import semantic
 
     if reason := semantic.unavailable_reason():
         pytest.skip(reason=reason)
-    return semantic.load_encoder()
+    model = semantic.load_encoder()
+    if saved := os.environ.get("DIGEST_TEST_VECTORS"):
+        yield from _with_saved_vectors(model, Path(saved))
+    else:
+        yield model
+
+
+def _with_saved_vectors(model, path: Path) -> Iterator:
+    """For mutation runs of ranking code only (README, "Mutation testing"): each mutant's
+    test run starts a fresh process, and embedding the dev set again costs ~35 s. The
+    vectors a first run embedded fill the model's in-process cache (the path a second
+    ranking in one process takes anyway); the file is written once and never updated, so
+    a mutant that changes the text embedded pays for a forward pass, as it should."""
+    import numpy as np
+
+    if path.exists():
+        with np.load(path) as saved:
+            model.cache.update(zip(saved["texts"], saved["vectors"], strict=True))
+    yield model
+    if not path.exists() and model.cache:
+        texts = list(model.cache)
+        np.savez(path, texts=np.array(texts), vectors=np.stack(list(model.cache.values())))
 
 
 def record_sent_digest(store: Store, subscriber_id: int, edition, picks: list[dict]) -> int:

@@ -375,11 +375,7 @@ class TopicIndex:
         if not self.papers or not topics:
             return scores
         lone = self._one_word_only(topics, self._query_matrix(topics))
-        meaning = (
-            SEMANTIC_WEIGHT * self._meaning(topics)
-            if self.vectors is not None
-            else np.zeros_like(scores)
-        )
+        meaning = SEMANTIC_WEIGHT * self._meaning(topics) if self.vectors is not None else 0.0
         return np.where(lone, meaning, scores).astype(np.float32)
 
     def _word_scores(self, topics: Sequence[str], query: sp.csr_matrix | None = None) -> np.ndarray:
@@ -428,21 +424,18 @@ class TopicIndex:
         return self._topic_matrix(topics) @ self.vectors.T
 
     def paper_similarities(self, others: Sequence[PaperText]) -> np.ndarray:
-        """(others x papers) how alike two papers are, 0..1: the cosine of their MiniLM
-        vectors, or without an encoder the cosine of their idf-weighted stems."""
-        if not others or not self.papers:
-            return np.zeros((len(others), len(self.papers)), dtype=np.float32)
+        """(others x papers) how alike two papers are: the cosine of their MiniLM vectors, or
+        without an encoder the cosine of their idf-weighted stems. Only values above a
+        :class:`Feedback` bar count, so a slightly negative MiniLM cosine needs no clipping."""
         if self.vectors is not None:
             assert self.encoder is not None
             mine = self.encoder.encode([paper_passage(p) for p in others])
-            return np.clip(mine @ self.vectors.T, 0.0, None).astype(np.float32)
+            return (mine @ self.vectors.T).astype(np.float32)
         theirs = _unit_rows(
             self._query_matrix([f"{p.title} {p.title} {p.abstract}" for p in others])
         )
         theirs = theirs @ sp.diags(self.idf)
-        return np.clip(
-            (_unit_rows(theirs) @ _unit_rows(self.weights).T).toarray(), 0.0, None
-        ).astype(np.float32)
+        return (_unit_rows(theirs) @ _unit_rows(self.weights).T).toarray().astype(np.float32)
 
     def _topic_matrix(self, topics: Sequence[str]) -> np.ndarray:
         """The topics' vectors, each topic encoded once per index (new ones in one batch)."""
@@ -515,9 +508,7 @@ def _phrases(topic: str) -> list[str]:
 
 def _unit_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1))).ravel()
-    return sp.csr_matrix(
-        sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0)) @ matrix
-    )
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ matrix)  # a zero row stays 0
 
 
 def build_feedback(
@@ -562,9 +553,9 @@ def paper_signals(upvotes: Sequence[int | None], ages_days: Sequence[float]) -> 
     Upvotes count on a log scale relative to the day's most upvoted paper; freshness
     halves every 3 days. Both are secondary: they only scale relevance.
     """
-    votes = np.log1p(np.array([max(v or 0, 0) for v in upvotes], dtype=float))
+    votes = np.log1p([max(v or 0, 0) for v in upvotes])
     trend = votes / votes.max() if votes.size and votes.max() > 0 else np.zeros(len(upvotes))
-    fresh = 0.5 ** (np.clip(np.asarray(ages_days, dtype=float), 0, None) / 3.0)
+    fresh = 0.5 ** (np.clip(ages_days, 0, None) / 3.0)
     return (1.0 + TRENDING_BOOST * trend + FRESHNESS_BOOST * fresh).astype(np.float32)
 
 
@@ -592,7 +583,7 @@ class Feedback:
     speech and one on graph learning likes two things, and their average is neither."""
 
     titles: tuple[str, ...]  # of the voted papers, for reasons
-    similarity: np.ndarray  # (voted papers x today's papers) cosine, clipped at 0
+    similarity: np.ndarray  # (voted papers x today's papers) cosine
     near: float  # similarity from which a paper counts as close to a voted one
 
     def lift(self, request: SubscriberRequest) -> np.ndarray:
@@ -619,7 +610,8 @@ class Feedback:
         index = np.full((len(rows), width), padding, dtype=np.int64)
         reader, place, row = _ragged(rows)
         index[reader, place] = row
-        table = np.vstack([self.similarity, np.zeros((1, self.similarity.shape[1]))])
+        zero_row = np.zeros((1, self.similarity.shape[1]), dtype=self.similarity.dtype)
+        table = np.vstack([self.similarity, zero_row])
         best = table[index].max(axis=1)
         return np.clip(best - self.near, 0.0, None) / (1.0 - self.near)
 

@@ -20,10 +20,13 @@ from digest.evaluation import (
     simulate_votes,
 )
 from digest.ranking import (
+    FEEDBACK_WEIGHT,
     FRESHNESS_BOOST,
+    FULL_FEEDBACK_VOTES,
     LEXICAL_THRESHOLD,
     TRENDING_BOOST,
     Explainer,
+    Feedback,
     SubscriberRequest,
     TopicIndex,
     build_feedback,
@@ -162,6 +165,8 @@ def test_upvotes_count_on_a_log_scale_and_freshness_halves_every_three_days() ->
     assert signals.tolist() == pytest.approx(expected, abs=1e-6)
     quiet_day = paper_signals([0, None], [0, 0])
     assert quiet_day.tolist() == pytest.approx([1 + FRESHNESS_BOOST] * 2), "no upvotes, no trend"
+    one_vote = paper_signals([1, 0], [0, 0])
+    assert one_vote.tolist() == pytest.approx([1 + TRENDING_BOOST + FRESHNESS_BOOST, 1.15 - 0.1])
 
 
 def test_nothing_relevant_today_gives_no_picks() -> None:
@@ -460,6 +465,26 @@ def test_one_vote_counts_less_than_four() -> None:
     assert one.max() > 0 and np.allclose(four, 4 * one)
 
 
+def test_closeness_counts_up_from_the_bar_and_votes_weigh_up_to_four() -> None:
+    """Similarity 0.8 to a liked paper, with the bar at 0.6, is halfway from the bar to
+    identical: closeness 0.5. One vote weighs a quarter of four, six no more than four; a
+    dislike takes off what a like adds. A paper exactly at the bar is neither lifted nor
+    named as like the liked one."""
+    feedback = Feedback(("Liked", "Disliked"), np.array([[0.8, 0.6, 0.1], [0.1, 0.1, 0.8]]), 0.6)
+
+    def request(liked: tuple[int, ...] = (), disliked: tuple[int, ...] = ()) -> SubscriberRequest:
+        return SubscriberRequest(0, (0,), 5, liked=liked, disliked=disliked)
+
+    quarter = FEEDBACK_WEIGHT / FULL_FEEDBACK_VOTES
+    assert feedback.lift(request((0,))).tolist() == pytest.approx([quarter / 2, 0, 0])
+    assert feedback.lift(request((0,) * 6)).tolist() == pytest.approx([FEEDBACK_WEIGHT / 2, 0, 0])
+    both = feedback.lift(request((0,), (1,)))
+    assert both.tolist() == pytest.approx([quarter, 0, -quarter])
+    assert feedback.nearest_liked(request((0,)), 0) == "Liked"
+    assert feedback.nearest_liked(request((0,)), 1) is None
+    assert feedback.nearest_liked(request(disliked=(1,)), 2) is None, "only a liked one is named"
+
+
 def test_profile_votes_load_and_bad_ones_are_named(tmp_path) -> None:
     good = tmp_path / "profiles.json"
     profiles = [
@@ -547,3 +572,25 @@ def test_rows_are_scaled_to_unit_length_whatever_their_size() -> None:
 
     rows = _unit_rows(sp.csr_matrix(np.array([[0.03, 0.04], [3.0, 4.0], [0.0, 0.0]])))
     assert rows.toarray().ravel().tolist() == pytest.approx([0.6, 0.8, 0.6, 0.8, 0.0, 0.0])
+
+
+def test_a_day_without_papers_or_topics_gives_empty_matrices() -> None:
+    """A weekend's empty feed, or a run before anyone subscribed: shapes, not errors."""
+    empty, day = TopicIndex([]), TopicIndex(PAPERS)
+    assert empty.score_topics(["graph neural networks"]).shape == (1, 0)
+    assert day.score_topics([]).shape == (0, 5)
+    assert day.threshold_scores([], day.score_topics([])).shape == (0, 5)
+    assert empty.paper_similarities(PAPERS[:2]).shape == (2, 0)
+    assert day.paper_similarities([]).shape == (0, 5)
+
+
+def test_the_matrices_a_daily_run_holds_are_float32() -> None:
+    """Topics x papers for every topic of a million subscribers: half NumPy's default size."""
+    index = TopicIndex(PAPERS)
+    topics = ["graph neural networks", "lattice quantum chromodynamics"]
+    scores = index.score_topics(topics)
+    feedback, rows = build_feedback(index, [Votes(liked=("1",))], {"1": PAPERS[0]})
+    assert scores.dtype == np.float32
+    assert index.threshold_scores(topics, scores).dtype == np.float32
+    assert index.paper_similarities(PAPERS[:1]).dtype == np.float32
+    assert feedback.lifts([SubscriberRequest(0, (0,), 5, liked=rows[0][0])]).dtype == np.float32

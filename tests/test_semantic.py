@@ -13,6 +13,7 @@ from digest import semantic
 from digest.evaluation import load_papers_file, load_profiles_file
 from digest.ranking import (
     LEXICAL_THRESHOLD,
+    NEAR_MEANING,
     SEMANTIC_THRESHOLD,
     TopicIndex,
     paper_passage,
@@ -81,6 +82,19 @@ def test_a_paper_about_the_topic_in_other_words_is_found_and_says_why(encoder) -
     ]
     assert [p.arxiv_id for p in picks] == ["1"]
     assert picks[0].reason == "Close in meaning to speech recognition"
+
+
+def test_a_voted_paper_is_near_in_meaning_to_one_on_its_subject_only(encoder) -> None:
+    """What a vote is measured by with MiniLM: today's papers against the voted one."""
+    voted = PaperRecord(
+        arxiv_id="9",
+        title="Speech recognition for low-resource languages",
+        abstract="We transcribe recordings of speakers of rare languages into text.",
+    )
+    speech, streets, taxes = TopicIndex(
+        [SPEECH, STREETS, TAXES], encoder=encoder
+    ).paper_similarities([voted])[0]
+    assert speech > NEAR_MEANING > max(streets, taxes)
 
 
 def test_the_semantic_threshold_still_drops_off_topic_papers(encoder) -> None:

@@ -12,12 +12,9 @@ from conftest import FIXTURES
 from digest.cli import cli
 from digest.evaluation import (
     load_papers_file,
-    load_profile_votes,
     load_profiles_file,
     load_qrels,
-    ndcg,
     score_run,
-    simulate_votes,
 )
 from digest.ranking import (
     FEEDBACK_WEIGHT,
@@ -37,7 +34,6 @@ from digest.ranking import (
 )
 from digest.records import Votes
 from digest.sources import PaperRecord
-from digest.subscriptions import InvalidInput
 
 DEV = FIXTURES / "ranking-dev"
 
@@ -191,14 +187,6 @@ def test_dev_set_quality_beats_plain_bm25() -> None:
     plain = score_run(plain_bm25_ranking(papers, profiles, 10), qrels)
     assert ours["mean"].ndcg10 >= plain["mean"].ndcg10 + 0.05
     assert ours["mean"].ndcg10 >= 0.80
-
-
-def test_ndcg_known_values() -> None:
-    grades = {"a": 2, "b": 1, "c": 0}
-    assert ndcg(["a", "b", "c"], grades) == pytest.approx(1.0)
-    assert ndcg(["c", "b", "a"], grades) == pytest.approx(
-        (1 / np.log2(3) + 3 / 2) / (3 + 1 / np.log2(3))
-    )
 
 
 def test_rank_cli_json_and_rank_eval_table() -> None:
@@ -483,28 +471,6 @@ def test_closeness_counts_up_from_the_bar_and_votes_weigh_up_to_four() -> None:
     assert feedback.nearest_liked(request((0,)), 0) == "Liked"
     assert feedback.nearest_liked(request((0,)), 1) is None
     assert feedback.nearest_liked(request(disliked=(1,)), 2) is None, "only a liked one is named"
-
-
-def test_profile_votes_load_and_bad_ones_are_named(tmp_path) -> None:
-    good = tmp_path / "profiles.json"
-    profiles = [
-        {"qid": "q", "topics": ["rl"], "liked": ["1"], "disliked": []},
-        {"qid": "r", "topics": ["gnn"], "disliked": [7]},
-        {"qid": "s", "topics": ["agents"]},
-    ]
-    good.write_text(json.dumps(profiles))
-    assert load_profile_votes(good) == {"q": Votes(liked=("1",)), "r": Votes(disliked=("7",))}
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"qid": "q", "topics": ["rl"], "liked": "1"}]))
-    with pytest.raises(InvalidInput, match='"liked"'):
-        load_profile_votes(bad)
-
-
-def test_simulated_votes_pick_what_words_miss_and_what_fools_them() -> None:
-    qrels = {"q": {"a": 2, "b": 2, "c": 1, "d": 0, "e": 0, "f": 0}}
-    trial = simulate_votes({"q": ["d", "a", "e", "b", "f"]}, qrels)
-    assert trial.votes["q"] == Votes(liked=("b", "a"), disliked=("d", "e"))
-    assert trial.qrels["q"] == {"c": 1, "f": 0}
 
 
 def test_rank_command_takes_votes_and_leaves_voted_papers_out(tmp_path) -> None:

@@ -467,9 +467,8 @@ class TopicIndex:
             for word in dict.fromkeys(words(self.expand(topic))):
                 stems_ = self.analyze(word)
                 place = next((f for f in range(3) if stems_ and set(stems_) <= fields[f]), None)
-                if place is not None and word not in said:
+                if place is not None and word not in said:  # words are distinct already
                     found[place].append(word)
-                    said.add(word)
         return Evidence(topic, *(tuple(f) for f in found))
 
     def _phrase_place(self, phrase: str, texts: tuple[list[str], list[str]]) -> int | None:
@@ -673,10 +672,7 @@ def pick_papers(
     passing = np.where(gate >= threshold, scores, 0.0).astype(np.float32)
     boost = signals if signals is not None else np.ones(scores.shape[1], dtype=np.float32)
     position = {pid: i for i, pid in enumerate(paper_ids or [])}
-    excluded = [
-        [position[pid] for pid in r.exclude if pid in position] if r.exclude else []
-        for r in requests
-    ]
+    excluded = [[position[pid] for pid in r.exclude if pid in position] for r in requests]
     # Each topic's best papers: enough to choose from, and one always left after exclusions
     depth = min(max(map(len, excluded), default=0) + COVER_CHOICES, scores.shape[1])
     topic_best = _best_papers(np.vstack([passing * boost, np.zeros((1, scores.shape[1]))]), depth)
@@ -923,7 +919,7 @@ class Explainer:
         papers = rows.papers[i]
         count = papers.index(-1) if -1 in papers else len(papers)
         topics, own, also_bits = rows.topics[i], rows.own[i], rows.also[i]
-        request = self.requests[row] if self.feedback is not None and self.requests else None
+        request = self.requests[row] if self.requests else None
         result = []
         for slot in range(count):
             paper, topic, bits = papers[slot], topics[slot], also_bits[slot]
@@ -941,7 +937,8 @@ class Explainer:
         return self._rows, row - self._rows.start
 
     def _with_liked(self, request: SubscriberRequest, paper: int, sentence: str) -> str:
-        liked = self.feedback.nearest_liked(request, paper) if self.feedback else None
+        assert self.feedback is not None, "liked rows come from build_feedback, with feedback"
+        liked = self.feedback.nearest_liked(request, paper)
         if liked is None:
             return sentence
         return f"Like “{snippet(liked, LIKED_TITLE_CHARS)}”, which you liked. {sentence}"
@@ -984,7 +981,7 @@ def rank_profiles(
         )
         for n, q in enumerate(keys)
     ]
-    gate = index.threshold_scores(topics, scores) if threshold > 0 else None
+    gate = index.threshold_scores(topics, scores)
     table = pick_papers(
         scores,
         requests,

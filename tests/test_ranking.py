@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES
 
+from digest import ranking
 from digest.cli import cli
 from digest.evaluation import (
     load_papers_file,
@@ -21,7 +22,9 @@ from digest.ranking import (
     FRESHNESS_BOOST,
     FULL_FEEDBACK_VOTES,
     LEXICAL_THRESHOLD,
+    NEAR_WORDS,
     TRENDING_BOOST,
+    Evidence,
     Explainer,
     Feedback,
     SubscriberRequest,
@@ -105,6 +108,8 @@ def test_one_shared_word_of_a_longer_topic_cannot_pass_the_threshold() -> None:
     assert scores[0, 3] > 0.01 and gate[0, 3] == 0, "the poetry paper shares only 'network'"
     loose = run_picks(["graph neural networks"], threshold=0.01)
     assert sorted(p.arxiv_id for p in loose) == ["1", "3"]
+    ranked = rank_profiles(PAPERS, {"q": ["graph neural networks"]}, 5, threshold=0.01)["q"]
+    assert sorted(p.arxiv_id for p in ranked) == ["1", "3"], "the `digest rank` path gates too"
     assert gate[1, 3] == scores[1, 3] > 0
     assert gate[2, 0] == scores[2, 0] > 0
 
@@ -163,6 +168,40 @@ def test_upvotes_count_on_a_log_scale_and_freshness_halves_every_three_days() ->
     assert quiet_day.tolist() == pytest.approx([1 + FRESHNESS_BOOST] * 2), "no upvotes, no trend"
     one_vote = paper_signals([1, 0], [0, 0])
     assert one_vote.tolist() == pytest.approx([1 + TRENDING_BOOST + FRESHNESS_BOOST, 1.15 - 0.1])
+
+
+def test_a_pick_keeps_its_relevance_apart_from_its_boosted_score() -> None:
+    signals = paper_signals([0, 0, 9, 0, 0], [30, 30, 0, 30, 30])
+    picks = run_picks(["graph neural networks"], signals=signals)
+    assert picks, "the premise: papers to look at"
+    for pick in picks:
+        boost = float(signals[int(pick.arxiv_id) - 1])
+        assert pick.score == pytest.approx(pick.relevance * boost, rel=1e-5)
+        assert 0 < pick.relevance <= 1
+
+
+def test_a_score_exactly_at_the_threshold_passes() -> None:
+    scores = np.array([[0.5, 0.25]], dtype=np.float32)
+    table = pick_papers(scores, [SubscriberRequest(7, (0,), 5)], threshold=0.5)
+    assert table.papers.tolist() == [[0, -1]]
+    nobody = pick_papers(scores, [], threshold=0.5)
+    assert nobody.keys == [] and len(nobody.papers) == 0, "a day nobody is due"
+
+
+def test_rows_asked_for_in_any_order_are_explained_from_the_right_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A daily run reads rows in blocks; the web and the CLI ask for any row."""
+    monkeypatch.setattr(ranking, "EXPLAIN_BLOCK", 2)
+    topics = ["graph neural networks", "efficient attention", "protein folding"]
+    requests = [SubscriberRequest(10 + n, (n % 3,), 5) for n in range(5)]
+    index = TopicIndex(PAPERS)
+    table = pick_papers(index.score_topics(topics), requests)
+    assert table.row_of() == {10 + n: n for n in range(5)}
+    explainer = Explainer(index, topics, table)
+    for row in (3, 0, 4, 1, 2, 3):
+        picks = explainer.picks(row)
+        assert picks and {p.topic for p in picks} == {topics[row % 3]}, row
 
 
 def test_nothing_relevant_today_gives_no_picks() -> None:
@@ -339,6 +378,26 @@ def test_a_word_found_only_in_hugging_face_keywords_is_said_so() -> None:
     assert explain("diffusion", crafted) == "Hugging Face keywords: diffusion"
 
 
+def test_a_reason_quotes_the_topic_as_typed_and_lists_words_as_a_person_would() -> None:
+    hyphenated = paper("h", "Graph-neural networks at scale", "We scale them.")
+    assert explain("Graph-neural  networks", hyphenated) == "Title mentions graph-neural networks"
+    assert explain("graph poetry", PAPERS[0]) == "Close in meaning to graph poetry", (
+        "one shared word of a two-word topic is not a reason"
+    )
+    said = Evidence("gnn", ("graph", "network"), ("neural",), ("gnn", "message passing"))
+    assert said.sentence() == (
+        "Title mentions graph, network; abstract: neural; "
+        "hugging face keywords: gnn, message passing"
+    )
+
+
+def test_a_more_like_this_paper_topic_is_explained_by_the_paper_it_names() -> None:
+    index = TopicIndex(PAPERS, topic_papers={"like:1": PAPERS[0]})
+    evidence = index.evidence("like:1", 2)
+    assert evidence == Evidence("like:1", (), (), (), similar_to=PAPERS[0].title)
+    assert evidence.sentence() == "Similar to “Graph neural networks for molecules”"
+
+
 def test_a_lone_shared_word_is_not_offered_as_the_reason(encoder) -> None:
     """Words cannot have carried it past the threshold, so the reason must be meaning."""
     crafted = paper("q", "Quantum error correction codes", "Surface codes protect qubits.")
@@ -451,6 +510,7 @@ def test_one_vote_counts_less_than_four() -> None:
     one = feedback.lift(SubscriberRequest(0, (0,), 5, liked=rows[0][0]))
     four = feedback.lift(SubscriberRequest(0, (0,), 5, liked=rows[0][0] * 4))
     assert one.max() > 0 and np.allclose(four, 4 * one)
+    assert feedback.near == NEAR_WORDS, "idf-weighted stems: their cosines run lower"
 
 
 def test_closeness_counts_up_from_the_bar_and_votes_weigh_up_to_four() -> None:
@@ -548,6 +608,21 @@ def test_a_day_without_papers_or_topics_gives_empty_matrices() -> None:
     assert day.threshold_scores([], day.score_topics([])).shape == (0, 5)
     assert empty.paper_similarities(PAPERS[:2]).shape == (2, 0)
     assert day.paper_similarities([]).shape == (0, 5)
+
+
+def test_plain_bm25_weighs_title_and_abstract_alike_without_stems_or_acronyms() -> None:
+    """The baseline must stay plain, or every gain measured against it shrinks."""
+    day = [
+        paper("b", "Sparse attention", "We study it."),
+        paper("a", "We study it", "Sparse attention."),
+        paper("c", "Graph neural network layers", "Message passing networks."),
+        paper("d", "Attention", "Attention, attention and sparse attention everywhere."),
+        paper("e", "Cooking", "Bread."),
+    ]
+    profiles = {"tie": ["sparse", "attention"], "gnn": ["GNN"], "stems": ["networks layer"]}
+    ranked = plain_bm25_ranking(day, profiles, 10)
+    assert ranked["tie"][:2] == ["d", "a"] and sorted(ranked["tie"][2:]) == ["b"]
+    assert ranked == {"tie": ["d", "a", "b"], "gnn": [], "stems": ["c"]}
 
 
 def test_the_matrices_a_daily_run_holds_are_float32() -> None:

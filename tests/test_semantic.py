@@ -97,6 +97,17 @@ def test_a_voted_paper_is_near_in_meaning_to_one_on_its_subject_only(encoder) ->
     assert speech > NEAR_MEANING > max(streets, taxes)
 
 
+def test_meaning_never_takes_away_from_a_score(encoder) -> None:
+    """A slightly negative cosine ("protein folding" and the tax paper), or a "more like this
+    paper" topic below the passage floor, adds nothing rather than lowering the score."""
+    voted = TopicIndex([SPEECH], topic_papers={"like:1": SPEECH})
+    index = TopicIndex([SPEECH, STREETS, TAXES], encoder=encoder, topic_papers=voted.topic_papers)
+    assert index.similarities(["protein folding"])[0, 2] < 0, "the premise"
+    scores = index.score_topics(["protein folding", "like:1"])
+    assert scores[0, 2] == 0 and scores[1, 1] == scores[1, 2] == 0
+    assert scores[1, 0] > 0.9, "the paper itself"
+
+
 def test_the_semantic_threshold_still_drops_off_topic_papers(encoder) -> None:
     scores = TopicIndex([SPEECH, STREETS, TAXES], encoder=encoder).score_topics(["protein folding"])
     assert scores.max() < SEMANTIC_THRESHOLD

@@ -186,13 +186,25 @@ def test_a_score_exactly_at_the_threshold_passes() -> None:
     assert table.papers.tolist() == [[0, -1]]
     nobody = pick_papers(scores, [], threshold=0.5)
     assert nobody.keys == [] and len(nobody.papers) == 0, "a day nobody is due"
+    no_papers = pick_papers(np.zeros((1, 0), np.float32), [SubscriberRequest(7, (0,), 5)])
+    assert no_papers.papers.shape == (1, 0) and no_papers.quiet_topics(0) == [0], "a weekend"
+
+
+def test_a_topics_best_paper_is_judged_with_its_trending_boost() -> None:
+    """Two papers equally on the topic: the trending one covers it, and takes the one slot."""
+    scores = np.array([[0.5, 0.5]], dtype=np.float32)
+    table = pick_papers(
+        scores, [SubscriberRequest(7, (0,), 1)], signals=np.array([1.0, 1.15], np.float32)
+    )
+    assert table.papers.tolist() == [[1]]
 
 
 def test_rows_asked_for_in_any_order_are_explained_from_the_right_block(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A daily run reads rows in blocks; the web and the CLI ask for any row."""
+    """A daily run picks and reads rows in blocks; the web and the CLI ask for any row."""
     monkeypatch.setattr(ranking, "EXPLAIN_BLOCK", 2)
+    monkeypatch.setattr(ranking, "PICK_CHUNK", 2)
     topics = ["graph neural networks", "efficient attention", "protein folding"]
     requests = [SubscriberRequest(10 + n, (n % 3,), 5) for n in range(5)]
     index = TopicIndex(PAPERS)
@@ -635,3 +647,5 @@ def test_the_matrices_a_daily_run_holds_are_float32() -> None:
     assert index.threshold_scores(topics, scores).dtype == np.float32
     assert index.paper_similarities(PAPERS[:1]).dtype == np.float32
     assert feedback.lifts([SubscriberRequest(0, (0,), 5, liked=rows[0][0])]).dtype == np.float32
+    table = pick_papers(scores, [SubscriberRequest(0, (0, 1), 5)])
+    assert table.scores.dtype == table.relevance.dtype == np.float32

@@ -750,10 +750,6 @@ def _pick_block(
     covering, has_new = _covering_papers(final, own, day.best, block)
     topic_rows = np.where(own == n_topics, -1, own).astype(np.int32)
     quiet = (topic_rows >= 0) & ~has_new
-    if k == 0:
-        shape = (len(block), 0)
-        empty_picks = (np.zeros(shape, np.int32),) * 2 + (np.zeros(shape, np.float32),) * 2
-        return (*empty_picks, topic_rows, quiet)
     lifted = final.copy()
     rows, cols = np.nonzero(covering >= 0)
     lifted[rows, covering[rows, cols]] += np.float32(1e6)  # above any score: into the top k

@@ -342,6 +342,31 @@ def test_every_topic_with_a_match_gets_a_slot_the_rest_go_by_score() -> None:
     assert [topics[t] for t in table.quiet_topics(0)] == ["video generation"]
 
 
+def test_a_first_paper_can_cover_a_topic_and_a_first_topic_can_be_quiet() -> None:
+    """Row and column 0 are ordinary: the agents paper first in the day, the quiet topic
+    first in the list; a reader of fewer topics has their row padded with -1."""
+    day = [RL_HEAVY_DAY[6], *RL_HEAVY_DAY[:6], RL_HEAVY_DAY[8]]
+    topics = ["video generation", "reinforcement learning", "language model agents"]
+    index = TopicIndex(day)
+    requests = [SubscriberRequest(0, (0, 1, 2), 3), SubscriberRequest(1, (1,), 3)]
+    table = pick_papers(index.score_topics(topics), requests)
+    assert [p.arxiv_id for p in Explainer(index, topics, table).picks(0)].count("agents1") == 1
+    assert table.quiet_topics(0) == [0] and table.quiet_topics(1) == []
+    assert table.topic_rows.tolist() == [[0, 1, 2], [1, -1, -1]]
+
+
+def test_best_papers_are_the_exact_top_of_a_long_row_ties_to_the_lower_column() -> None:
+    from digest.ranking import _best_papers
+
+    values = np.random.default_rng(7).permutation(1000).astype(np.float32)[None, :]
+    values[0, [5, 3]] = 2000
+    top, best = _best_papers(values, 10)
+    expected = np.argsort(-values[0], kind="stable")[:10]
+    assert expected[:2].tolist() == [3, 5], "the premise: a tie at the top"
+    assert top[0].tolist() == expected.tolist()
+    assert best[0].tolist() == values[0, expected].tolist()
+
+
 def test_one_paper_on_two_topics_covers_both_with_one_slot() -> None:
     topics = ["graph neural networks", "efficient attention"]
     picks = picks_by_key(topics, [SubscriberRequest(7, (0, 1), 1)])[7]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -21,9 +22,12 @@ from digest.ranking import (
     FEEDBACK_WEIGHT,
     FRESHNESS_BOOST,
     FULL_FEEDBACK_VOTES,
+    K1,
     LEXICAL_THRESHOLD,
     NEAR_WORDS,
+    TITLE_WEIGHT,
     TRENDING_BOOST,
+    B,
     Evidence,
     Explainer,
     Feedback,
@@ -89,6 +93,29 @@ def test_scores_are_fractions_of_an_ideal_match() -> None:
     assert ((scores >= 0) & (scores < 1)).all()
     assert scores[0].argmax() in (0, 2)
     assert scores[1].max() == 0  # no word of the topic occurs today
+
+
+def test_scores_follow_bm25f_with_unseen_words_at_the_highest_idf() -> None:
+    """The formula by hand on two papers: "graph" twice in a title counts 2 x TITLE_WEIGHT;
+    a topic's score is the paper's BM25 weight over the topic's ideal, where a word absent
+    today ("quantum") counts with the highest idf there is."""
+    index = TopicIndex([paper("a", "Graph graph"), paper("b", "Poetry", "Poetry")])
+    length, average = 2 * TITLE_WEIGHT, (2 * TITLE_WEIGHT + TITLE_WEIGHT + 1) / 2
+    idf = math.log1p((2 - 1 + 0.5) / (1 + 0.5))
+    norm = K1 * (1 - B + B * length / average)
+    weight = length * (K1 + 1) / (length + norm) * idf
+    unseen = math.log1p((2 + 0.5) / 0.5)
+    scores = index.score_topics(["graph", "graph quantum", "the of"])
+    assert scores[:, 0].tolist() == pytest.approx(
+        [weight / (idf * (K1 + 1)), weight / ((idf + unseen) * (K1 + 1)), 0.0]
+    )
+    assert scores[2].tolist() == [0.0, 0.0], "a topic of stop words matches nothing"
+
+
+def test_a_paper_of_stop_words_only_scores_nothing() -> None:
+    day = [*PAPERS, paper("s", "The", "Of the and.")]
+    assert TopicIndex(day).score_topics(["graph neural networks"])[0, -1] == 0
+    assert TopicIndex(day[-1:]).score_topics(["graph"]).tolist() == [[0.0]], "no word at all"
 
 
 def test_threshold_drops_off_topic_papers() -> None:
@@ -183,7 +210,8 @@ def test_a_pick_keeps_its_relevance_apart_from_its_boosted_score() -> None:
 def test_a_score_exactly_at_the_threshold_passes() -> None:
     scores = np.array([[0.5, 0.25]], dtype=np.float32)
     table = pick_papers(scores, [SubscriberRequest(7, (0,), 5)], threshold=0.5)
-    assert table.papers.tolist() == [[0, -1]]
+    assert table.papers.tolist() == [[0, -1]] and table.topics.tolist() == [[0, -1]]
+    assert table.scores.tolist() == table.relevance.tolist() == [[0.5, 0.0]], "an empty slot"
     nobody = pick_papers(scores, [], threshold=0.5)
     assert nobody.keys == [] and len(nobody.papers) == 0, "a day nobody is due"
     no_papers = pick_papers(np.zeros((1, 0), np.float32), [SubscriberRequest(7, (0,), 5)])
@@ -382,6 +410,18 @@ def test_more_topics_with_matches_than_slots_keeps_the_strongest() -> None:
     assert len(covered) == 2 and table.quiet_topics(0) == []
 
 
+def test_the_stronger_topic_keeps_the_one_slot_however_close_the_scores() -> None:
+    """Topic 0's paper scores 0.5, topic 1's 0.48, and topic 1's paper comes first."""
+    scores = np.array([[0.0, 0.5], [0.48, 0.0]], dtype=np.float32)
+    table = pick_papers(scores, [SubscriberRequest(7, (1, 0), 1)], threshold=0.3)
+    assert table.papers.tolist() == [[1]] and table.topics.tolist() == [[0]]
+
+
+def test_a_day_of_one_paper_leaves_its_topic_not_quiet() -> None:
+    table = pick_papers(np.array([[0.5]], np.float32), [SubscriberRequest(7, (0,), 5)])
+    assert table.papers.tolist() == [[0]] and table.quiet_topics(0) == []
+
+
 def test_a_covering_paper_already_sent_gives_way_to_the_next_one() -> None:
     topics = ["reinforcement learning", "language model agents"]
     index = TopicIndex(RL_HEAVY_DAY)
@@ -413,6 +453,10 @@ def test_a_word_found_only_in_hugging_face_keywords_is_said_so() -> None:
         arxiv_id="k", title="A new model", abstract="We scale it.", ai_keywords=["diffusion"]
     )
     assert explain("diffusion", crafted) == "Hugging Face keywords: diffusion"
+    summarised = PaperRecord(
+        arxiv_id="s", title="A new model", abstract="We scale it.", ai_summary="Diffusion rules."
+    )
+    assert explain("diffusion", summarised) == "Hugging Face keywords: diffusion"
 
 
 def test_a_reason_quotes_the_topic_as_typed_and_lists_words_as_a_person_would() -> None:

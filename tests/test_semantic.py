@@ -97,6 +97,10 @@ def test_a_voted_paper_is_near_in_meaning_to_one_on_its_subject_only(encoder) ->
     assert speech > NEAR_MEANING > max(streets, taxes)
 
 
+def test_no_topics_give_an_empty_matrix_with_meaning_too(encoder) -> None:
+    assert TopicIndex([SPEECH], encoder=encoder).score_topics([]).shape == (0, 1)
+
+
 def test_meaning_never_takes_away_from_a_score(encoder) -> None:
     """A slightly negative cosine ("protein folding" and the tax paper), or a "more like this
     paper" topic below the passage floor, adds nothing rather than lowering the score."""

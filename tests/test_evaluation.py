@@ -40,6 +40,8 @@ def test_recall_and_precision_count_grade_one_as_relevant_and_unjudged_as_not() 
     assert recall(ranked, grades) == pytest.approx(2 / 3)
     assert recall(["b"], {"b": 1}) == precision(["b"], {"b": 1}, k=1) == 1.0
     assert recall(ranked, {"c": 0}) == 0.0, "nothing relevant to find: 0, not a division by 0"
+    eleventh = [f"x{n}" for n in range(10)] + ["a"]
+    assert recall(eleventh, grades) == 0.0 and ndcg(eleventh, grades) == 0.0, "@10"
 
 
 def test_a_run_is_scored_per_profile_and_on_average() -> None:

@@ -214,6 +214,12 @@ def test_a_score_exactly_at_the_threshold_passes() -> None:
     assert table.scores.tolist() == table.relevance.tolist() == [[0.5, 0.0]], "an empty slot"
     nobody = pick_papers(scores, [], threshold=0.5)
     assert nobody.keys == [] and len(nobody.papers) == 0, "a day nobody is due"
+    assert [a.dtype for a in (nobody.papers, nobody.topics, nobody.topic_rows)] == [np.int32] * 3
+    assert nobody.scores.dtype == nobody.relevance.dtype == np.float32
+    assert nobody.quiet.dtype == bool and len(nobody.topic_rows) == len(nobody.quiet) == 0
+    readers = [SubscriberRequest(1, (0,), 5), SubscriberRequest(2, (0,), 1)]
+    no_topics_last = pick_papers(scores, [*readers, SubscriberRequest(3, (), 5)])
+    assert no_topics_last.papers.tolist() == [[0, -1], [0, -1], [-1, -1]], "no topic left"
     no_papers = pick_papers(np.zeros((1, 0), np.float32), [SubscriberRequest(7, (0,), 5)])
     assert no_papers.papers.shape == (1, 0) and no_papers.quiet_topics(0) == [0], "a weekend"
 
@@ -717,4 +723,5 @@ def test_the_matrices_a_daily_run_holds_are_float32() -> None:
     assert index.paper_similarities(PAPERS[:1]).dtype == np.float32
     assert feedback.lifts([SubscriberRequest(0, (0,), 5, liked=rows[0][0])]).dtype == np.float32
     table = pick_papers(scores, [SubscriberRequest(0, (0, 1), 5)])
-    assert table.scores.dtype == table.relevance.dtype == np.float32
+    assert table.scores.dtype == table.relevance.dtype == table.passing.dtype == np.float32
+    assert table.papers.dtype == table.topics.dtype == np.int32

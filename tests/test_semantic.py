@@ -91,10 +91,10 @@ def test_a_voted_paper_is_near_in_meaning_to_one_on_its_subject_only(encoder) ->
         title="Speech recognition for low-resource languages",
         abstract="We transcribe recordings of speakers of rare languages into text.",
     )
-    speech, streets, taxes = TopicIndex(
-        [SPEECH, STREETS, TAXES], encoder=encoder
-    ).paper_similarities([voted])[0]
+    similarity = TopicIndex([SPEECH, STREETS, TAXES], encoder=encoder).paper_similarities([voted])
+    speech, streets, taxes = similarity[0]
     assert speech > NEAR_MEANING > max(streets, taxes)
+    assert similarity.dtype == np.float32
 
 
 def test_no_topics_give_an_empty_matrix_with_meaning_too(encoder) -> None:

@@ -60,6 +60,12 @@ def test_status_changes_and_removal(store: Store) -> None:
     store.remove_subscriber("ada@example.org")
     assert store.get_subscriber("ada@example.org") is None
     assert store.topic_counts() == []
+    store.add_subscriber(sub("cy@example.org", "rl"), DEFAULTS, status="pending")
+    assert store.get_subscriber("cy@example.org").confirmed_at is None
+    confirmed = store.set_status("cy@example.org", "active").confirmed_at
+    assert confirmed is not None, "activating a pending subscriber confirms them"
+    store.set_status("cy@example.org", "paused")
+    assert store.set_status("cy@example.org", "active").confirmed_at == confirmed, "kept"
     with pytest.raises(StorageError, match="no subscriber"):
         store.remove_subscriber("ada@example.org")
 
@@ -245,9 +251,15 @@ def test_ranking_reads_each_readers_newest_votes_and_a_new_vote_replaces_the_old
     assert len(votes.liked) + len(votes.disliked) == VOTES_USED
     assert "p000" not in votes.disliked and "p001" not in votes.liked, "the oldest are dropped"
     assert votes.disliked[-1] == "p003" and "p003" not in votes.liked
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"a vote is \+1 or -1, not 2"):
         store.record_vote(sub.id, "p000", 2, start)
+    other = store.add_subscriber(
+        build_subscriber_input("cy@example.org", ["rl"]), SubscriberDefaults()
+    )
+    store.record_vote(other.id, "p003", 1, start)
     assert store.remove_vote(sub.id, "p003") and not store.remove_vote(sub.id, "p003")
+    assert store.vote_of(other.id, "p003") == 1, "another reader's vote on the paper stays"
+    assert store.vote_of(sub.id, "p004") == -1, "the reader's other votes stay"
 
 
 @pytest.mark.parametrize("many", [False, True], ids=["few readers", "the daily run"])

@@ -54,6 +54,17 @@ def test_a_run_is_scored_per_profile_and_on_average() -> None:
     assert score_run({}, {}) == {"mean": Scores(0.0, 0.0, 0.0)}
 
 
+def test_unrelated_profiles_merge_with_the_better_grade() -> None:
+    profiles = {"A": ["rl"], "B": ["speech"], "C": ["agents"]}
+    qrels = {"A": {"p1": 2, "p2": 0}, "B": {"p2": 1, "p3": 2}, "C": {"p1": 1}}
+    merged = merge_unrelated_profiles(profiles, qrels)
+    assert list(merged.profiles) == ["A+B", "B+C"], "A and C share p1: related"
+    assert merged.profiles["A+B"] == ["rl", "speech"]
+    assert merged.qrels["A+B"] == {"p1": 2, "p2": 1, "p3": 2}
+    run = {"A+B": ["p1", "p3"], "B+C": ["p2", "x", "x", "x", "x", "p1"]}
+    assert topic_coverage(run, merged) == (0.5, 2), "B+C has C's paper only at rank 6"
+
+
 def test_unrelated_profiles_merge_keeping_each_papers_grade() -> None:
     """A paper judged by one half only keeps that half's grade, 0 included; profiles sharing
     a relevant paper are not unrelated and do not merge."""

@@ -104,8 +104,7 @@ def test_no_topics_give_an_empty_matrix_with_meaning_too(encoder) -> None:
 def test_meaning_never_takes_away_from_a_score(encoder) -> None:
     """A slightly negative cosine ("protein folding" and the tax paper), or a "more like this
     paper" topic below the passage floor, adds nothing rather than lowering the score."""
-    voted = TopicIndex([SPEECH], topic_papers={"like:1": SPEECH})
-    index = TopicIndex([SPEECH, STREETS, TAXES], encoder=encoder, topic_papers=voted.topic_papers)
+    index = TopicIndex([SPEECH, STREETS, TAXES], encoder=encoder, topic_papers={"like:1": SPEECH})
     assert index.similarities(["protein folding"])[0, 2] < 0, "the premise"
     scores = index.score_topics(["protein folding", "like:1"])
     assert scores[0, 2] == 0 and scores[1, 1] == scores[1, 2] == 0

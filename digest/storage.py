@@ -594,12 +594,9 @@ class Store:
             new_topic = session.scalar(select(Topic).where(Topic.name == new))
             if new_topic is None:
                 old_topic.name = new
-                return (
-                    session.scalar(
-                        select(func.count()).where(SubscriberTopic.topic_id == old_topic.id)
-                    )
-                    or 0
-                )
+                return session.execute(
+                    select(func.count()).where(SubscriberTopic.topic_id == old_topic.id)
+                ).scalar_one()
             holders = set(
                 session.scalars(
                     select(SubscriberTopic.subscriber_id).where(
@@ -704,7 +701,7 @@ class Store:
             if sub is not None and sub.status != "pending":
                 return _to_record(sub), sub.status in OPTED_OUT
             if sub is None:
-                sub = Subscriber(email=data.email, status="pending", created_at=utcnow())
+                sub = Subscriber(email=data.email, status="pending")
                 session.add(sub)
             for name, value in defaults.schedule_of(data).items():
                 setattr(sub, name, value)
@@ -727,7 +724,6 @@ class Store:
         than the subscriber's last unsubscribe or bounce changes nothing: only a link sent
         after it is fresh consent. Returns the subscriber as it now is (None if gone).
         """
-        now = utcnow()
         consent = or_(
             Subscriber.status == "pending",
             and_(
@@ -744,8 +740,7 @@ class Store:
                 .where(Subscriber.id == subscriber_id, consent)
                 .values(
                     status="active",
-                    confirmed_at=now,
-                    updated_at=now,
+                    confirmed_at=utcnow(),
                     hard_bounces=0,
                     **defaults.schedule_of(data),
                 )

@@ -8,10 +8,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import record_sent_digest
-from sqlalchemy import UniqueConstraint, text
+from sqlalchemy import UniqueConstraint, select, text
 
 from digest import storage
-from digest.models import Base
+from digest.models import Base, utcnow
 from digest.records import NewDelivery, SentRecord, SubscriberDefaults, Votes
 from digest.storage import VOTES_USED, StorageError, Store
 from digest.subscriptions import build_subscriber_input
@@ -193,6 +193,70 @@ def test_only_unconfirmed_sign_ups_expire(store: Store, status: str) -> None:
     assert left == (
         {"new@example.org"} if status == "pending" else {"old@example.org", "new@example.org"}
     )
+
+
+def _opted_out_at(store: Store, email: str, when: dt.datetime, hard_bounces: int = 0) -> None:
+    from digest.models import Subscriber
+
+    with store.session() as session:
+        row = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        row.status, row.unsubscribed_at, row.hard_bounces = "bounced", when, hard_bounces
+
+
+def test_a_sign_up_stays_pending_and_a_second_one_replaces_its_settings(store: Store) -> None:
+    first, needs_confirming = store.request_subscription(
+        sub("ada@example.org", "rl", timezone="Europe/Paris", send_hour=8), DEFAULTS
+    )
+    assert needs_confirming and first.status == "pending" and first.confirmed_at is None
+    assert first.created_at is not None
+    again, needs_confirming = store.request_subscription(
+        sub("ada@example.org", "gnn", send_hour=9, max_papers=3), DEFAULTS
+    )
+    assert needs_confirming, "a pending address gets a new confirmation mail"
+    assert (again.id, again.status, again.topics) == (first.id, "pending", ("gnn",))
+    assert (again.timezone, again.send_hour, again.max_papers) == ("UTC", 9, 3)
+    assert store.topic_counts() == [], "a pending sign-up follows nothing yet"
+
+
+def test_confirming_activates_that_sign_up_alone_with_the_links_settings(store: Store) -> None:
+    ada, _ = store.request_subscription(sub("ada@example.org", "rl"), DEFAULTS)
+    store.request_subscription(sub("bob@example.org", "rl"), DEFAULTS)
+    link_settings = sub("ada@example.org", "gnn", timezone="Asia/Tokyo", send_hour=6)
+    confirmed = store.confirm_subscription(ada.id, link_settings, DEFAULTS, utcnow())
+    assert (confirmed.status, confirmed.topics) == ("active", ("gnn",))
+    assert (confirmed.timezone, confirmed.send_hour) == ("Asia/Tokyo", 6)
+    assert confirmed.confirmed_at is not None
+    assert store.get_subscriber("bob@example.org").status == "pending", "only the link's owner"
+    assert store.confirm_subscription(ada.id + 1000, link_settings, DEFAULTS, utcnow()) is None
+
+
+def test_an_old_confirmation_link_never_resumes_a_paused_subscriber(store: Store) -> None:
+    ada, _ = store.request_subscription(sub("ada@example.org", "rl"), DEFAULTS)
+    issued = utcnow()
+    store.confirm_subscription(ada.id, sub("ada@example.org", "rl"), DEFAULTS, issued)
+    store.set_status("ada@example.org", "paused")
+    again = store.confirm_subscription(ada.id, sub("ada@example.org", "gnn"), DEFAULTS, issued)
+    assert (again.status, again.topics) == ("paused", ("rl",))
+
+
+def test_only_a_link_sent_after_an_opt_out_renews_consent(store: Store) -> None:
+    from digest.models import Subscriber
+
+    ada = store.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
+    bounced_at = dt.datetime(2026, 11, 30, 9, 0, 0)
+    _opted_out_at(store, "ada@example.org", bounced_at, hard_bounces=3)
+    renewal = sub("ada@example.org", "gnn", send_hour=9, max_papers=3, timezone="Asia/Tokyo")
+    for issued in (bounced_at - dt.timedelta(seconds=1), bounced_at):
+        kept = store.confirm_subscription(ada.id, renewal, DEFAULTS, issued)
+        assert (kept.status, kept.topics) == ("bounced", ("rl",)), issued
+    renewed = store.confirm_subscription(
+        ada.id, renewal, DEFAULTS, bounced_at + dt.timedelta(seconds=1)
+    )
+    assert (renewed.status, renewed.topics) == ("active", ("gnn",))
+    assert (renewed.timezone, renewed.send_hour, renewed.max_papers) == ("Asia/Tokyo", 9, 3)
+    assert renewed.confirmed_at > ada.confirmed_at, "confirmed anew"
+    with store.session() as session:
+        assert session.get(Subscriber, ada.id).hard_bounces == 0, "a fresh start"
 
 
 def test_two_sign_ups_of_one_new_address_at_once_both_succeed(store: Store) -> None:

@@ -571,7 +571,7 @@ class Store:
     def topic_counts(self) -> list[tuple[str, int]]:
         """Topics with how many active subscribers follow them, most followed first."""
         with self.session() as session:
-            count = func.count(Subscriber.id)
+            count = func.count()
             rows = session.execute(
                 select(Topic.name, count)
                 .join(SubscriberTopic, SubscriberTopic.topic_id == Topic.id)

@@ -75,6 +75,11 @@ def test_topic_counts_rename_and_merge(store: Store) -> None:
     store.add_subscriber(sub("b@example.org", "graph neural networks"), DEFAULTS)
     store.add_subscriber(sub("c@example.org", "gnn", "graph neural networks"), DEFAULTS)
     assert store.topic_counts() == [("gnn", 2), ("graph neural networks", 2), ("rl", 1)]
+    for email in ("d@example.org", "e@example.org"):
+        store.add_subscriber(sub(email, "rl"), DEFAULTS)
+    assert store.topic_counts()[0] == ("rl", 3), "the most followed first, whatever its name"
+    for email in ("d@example.org", "e@example.org"):
+        store.remove_subscriber(email)
     assert store.rename_topic("gnn", "graph neural networks") == 2
     assert store.topic_counts() == [("graph neural networks", 3), ("rl", 1)]
     assert store.get_subscriber("c@example.org").topics == ("graph neural networks",)
@@ -88,8 +93,8 @@ def test_topic_counts_rename_and_merge(store: Store) -> None:
 
 
 def test_list_filters_by_status_and_topic(store: Store) -> None:
-    store.add_subscriber(sub("a@example.org", "rl"), DEFAULTS)
     store.add_subscriber(sub("b@example.org", "rl", "nlp"), DEFAULTS)
+    store.add_subscriber(sub("a@example.org", "rl"), DEFAULTS)
     store.set_status("b@example.org", "paused")
     assert [s.email for s in store.list_subscribers(topic="rl")] == [
         "a@example.org",

@@ -46,6 +46,7 @@ def test_old_schema_is_refused_without_auto_upgrade(db_url: str) -> None:
 def test_add_show_and_duplicate_subscriber(store: Store) -> None:
     created = store.add_subscriber(sub("ada@example.org", "rl", "graph neural networks"), DEFAULTS)
     assert created.topics == ("rl", "graph neural networks")
+    assert created.status == "active" and created.confirmed_at is not None, "an admin's add"
     assert store.get_subscriber("ada@example.org") == created
     with pytest.raises(StorageError, match="already subscribed"):
         store.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
@@ -181,8 +182,6 @@ def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store)
 
 @pytest.mark.parametrize("status", ["pending", "active", "paused", "unsubscribed", "bounced"])
 def test_only_unconfirmed_sign_ups_expire(store: Store, status: str) -> None:
-    import datetime as dt
-
     from digest.models import Subscriber
 
     store.add_subscriber(sub("old@example.org", "rl"), DEFAULTS, status=status)
@@ -192,6 +191,7 @@ def test_only_unconfirmed_sign_ups_expire(store: Store, status: str) -> None:
         session.query(Subscriber).filter_by(email="old@example.org").update(
             {"created_at": month_ago, "updated_at": month_ago}
         )
+    assert store.delete_expired_pending(month_ago) == 0, "a sign-up exactly that old stays"
     deleted = store.delete_expired_pending(dt.datetime(2026, 10, 20))
     left = {s.email for s in store.list_subscribers()}
     assert deleted == (1 if status == "pending" else 0)
@@ -329,6 +329,78 @@ def test_ranking_reads_each_readers_newest_votes_and_a_new_vote_replaces_the_old
     assert store.remove_vote(sub.id, "p003") and not store.remove_vote(sub.id, "p003")
     assert store.vote_of(other.id, "p003") == 1, "another reader's vote on the paper stays"
     assert store.vote_of(sub.id, "p004") == -1, "the reader's other votes stay"
+
+
+def test_feedback_counts_each_vote_under_the_topic_its_reader_got_the_paper_for(
+    store: Store,
+) -> None:
+    """`digest feedback`'s two tables. The same paper went to two readers for different
+    topics, and one reader got two digests, so a vote must find its own reader's digest
+    holding that paper; topics tie on votes, and one has many votes but a poor balance."""
+    from digest.records import VoteRecord
+    from digest.sources import PaperRecord
+
+    ada, bob, cy, dan = (
+        store.add_subscriber(sub(f"{name}@example.org", "rl"), DEFAULTS)
+        for name in ("ada", "bob", "cy", "dan")
+    )
+    titled = ("p1", "p2", "p4", "p5", "p6", "p7", "p8", "p9")  # p3 is not in the papers table
+    store.upsert_papers([PaperRecord(pid, f"Title {pid}") for pid in titled])
+
+    def pick(pid: str, topic: str | None) -> dict:
+        return {"arxiv_id": pid, "topic": topic, "reason": "r"}
+
+    day = dt.date(2026, 11, 23)
+    record_sent_digest(
+        store, ada.id, day, [pick("p1", "rl"), pick("p2", "agents"), pick("p3", None)]
+    )
+    record_sent_digest(store, bob.id, day, [pick(p, "policy learning") for p in ("p1", "p7", "p8")])
+    record_sent_digest(
+        store, ada.id, day + dt.timedelta(days=1), [pick("p4", "rl"), pick("p9", "agents")]
+    )
+    since = dt.datetime(2026, 11, 24, 12, 0)
+    votes = [  # (reader, paper, value, minutes after `since`)
+        (ada, "p1", 1, 0),  # exactly at `since`: counted
+        (ada, "p4", -1, 1),
+        (ada, "p9", 1, 2),
+        (ada, "p2", 1, 2),  # the same minute as p9
+        (ada, "p3", 1, 3),
+        (bob, "p1", -1, 4),
+        (bob, "p7", -1, 4),
+        (bob, "p8", -1, 4),
+        (cy, "p5", 1, 5),  # never sent to cy: "(trending)"
+        (dan, "p5", 1, 5),
+        (cy, "p6", -1, 5),
+        (dan, "p2", -1, -1),  # before `since`: not counted
+    ]
+    for reader, pid, value, minutes in votes:
+        store.record_vote(reader.id, pid, value, since + dt.timedelta(minutes=minutes))
+
+    assert store.votes_by_topic(since) == [
+        ("(trending)", 3, 1),
+        ("policy learning", 0, 3),  # more votes first, however they went
+        ("agents", 2, 0),  # a tie on votes: by name
+        ("rl", 1, 1),
+    ]
+    assert store.most_liked_papers(since) == [
+        ("p5", "Title p5", 2, 0),
+        ("p2", "Title p2", 1, 0),  # dan's older dislike does not count
+        ("p3", "p3", 1, 0),  # no title known: its id
+        ("p9", "Title p9", 1, 0),
+        ("p1", "Title p1", 1, 1),  # as many likes, more dislikes: after
+    ]
+    assert (store.vote_of(ada.id, "p1"), store.vote_of(bob.id, "p1")) == (1, -1)
+    assert store.vote_of(ada.id, "p4") == -1 and store.vote_of(cy.id, "p1") is None
+    at = since + dt.timedelta(minutes=2)
+    assert store.votes_of(ada.id)[:3] == [
+        VoteRecord("p3", 1, "p3", None, since + dt.timedelta(minutes=3)),
+        VoteRecord("p2", 1, "Title p2", "agents", at),  # newest first, then by id
+        VoteRecord("p9", 1, "Title p9", "agents", at),
+    ]
+    assert [v.topic for v in store.votes_of(ada.id)[3:]] == ["rl", "rl"]
+    for n in range(10, 16):
+        store.record_vote(cy.id, f"p{n}", 1, since)
+    assert len(store.most_liked_papers(since)) == 10, "ten by default"
 
 
 @pytest.mark.parametrize("many", [False, True], ids=["few readers", "the daily run"])

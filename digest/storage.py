@@ -574,8 +574,8 @@ class Store:
             count = func.count()
             rows = session.execute(
                 select(Topic.name, count)
-                .join(SubscriberTopic, SubscriberTopic.topic_id == Topic.id)
-                .join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
+                .join(SubscriberTopic)
+                .join(Subscriber)
                 .where(Subscriber.status == "active")
                 .group_by(Topic.name)
                 .order_by(count.desc(), Topic.name)
@@ -976,7 +976,7 @@ class Store:
     def _sent_for_topic(session: Session, subscriber_id: int, arxiv_id: str) -> str | None:
         delivery = session.scalar(
             select(Delivery)
-            .join(SentPaper, SentPaper.delivery_id == Delivery.id)
+            .join(SentPaper)
             .where(SentPaper.subscriber_id == subscriber_id, SentPaper.arxiv_id == arxiv_id)
         )
         if delivery is None:

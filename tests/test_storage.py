@@ -122,6 +122,23 @@ def test_import_creates_updates_and_is_idempotent(store: Store) -> None:
     assert len(store.list_subscribers()) == 1200
 
 
+def test_an_import_mixing_new_changed_and_opted_out_rows_counts_each(store: Store) -> None:
+    for email in ("out1@example.org", "out2@example.org", "old@example.org"):
+        store.add_subscriber(sub(email, "rl"), DEFAULTS)
+    store.set_status("out1@example.org", "unsubscribed")
+    store.set_status("out2@example.org", "bounced")
+    rows = [
+        sub("new@example.org", "rl"),  # a new address first: the rest are still read
+        sub("out1@example.org", "nlp"),
+        sub("out2@example.org", "nlp"),
+        sub("old@example.org", "nlp"),
+    ]
+    report = store.import_subscribers(rows, DEFAULTS)
+    assert (report.created, report.updated, report.unchanged, report.kept) == (1, 1, 0, 2)
+    assert store.get_subscriber("old@example.org").topics == ("nlp",)
+    assert store.get_subscriber("out1@example.org").topics == ("rl",), "an opt-out is kept"
+
+
 def test_import_dry_run_changes_nothing(store: Store) -> None:
     report = store.import_subscribers([sub("a@example.org", "rl")], DEFAULTS, dry_run=True)
     assert report.created == 1

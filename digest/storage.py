@@ -905,9 +905,6 @@ class Store:
                 "email": row.email,
                 "status": row.status or "active",
                 **defaults.schedule_of(row),
-                "hard_bounces": 0,
-                "created_at": now,
-                "updated_at": now,
                 "confirmed_at": now if (row.status or "active") in ("active", "paused") else None,
                 "unsubscribed_at": now if row.status in OPTED_OUT else None,
             }

@@ -139,6 +139,35 @@ def test_an_import_mixing_new_changed_and_opted_out_rows_counts_each(store: Stor
     assert store.get_subscriber("out1@example.org").topics == ("rl",), "an opt-out is kept"
 
 
+def test_an_imported_status_carries_its_consent_dates(store: Store) -> None:
+    """What `export` wrote comes back as it was: an active or paused row is confirmed, an
+    opted-out row is dated (so no older confirmation link can undo it), a pending one is
+    neither, and a row without a status is an active subscriber."""
+    from digest.models import Subscriber
+
+    statuses = ("active", "paused", "pending", "unsubscribed", "bounced", None)
+    store.import_subscribers(
+        [sub(f"{status}@example.org", "rl", status=status) for status in statuses], DEFAULTS
+    )
+    with store.session() as session:
+        dated = {
+            row.email.split("@")[0]: (
+                row.status,
+                row.confirmed_at is not None,
+                row.unsubscribed_at is not None,
+            )
+            for row in session.scalars(select(Subscriber))
+        }
+    assert dated == {
+        "active": ("active", True, False),
+        "paused": ("paused", True, False),
+        "pending": ("pending", False, False),
+        "unsubscribed": ("unsubscribed", False, True),
+        "bounced": ("bounced", False, True),
+        "none": ("active", True, False),  # the address is lower-cased
+    }
+
+
 def test_import_dry_run_changes_nothing(store: Store) -> None:
     report = store.import_subscribers([sub("a@example.org", "rl")], DEFAULTS, dry_run=True)
     assert report.created == 1

@@ -11,8 +11,8 @@ from conftest import record_sent_digest
 from sqlalchemy import UniqueConstraint, select, text
 
 from digest import storage
-from digest.models import Base, utcnow
-from digest.records import NewDelivery, SentRecord, SubscriberDefaults, Votes
+from digest.models import Base, Subscriber, utcnow
+from digest.records import NewDelivery, SentRecord, SubscriberDefaults, VoteRecord, Votes
 from digest.storage import VOTES_USED, StorageError, Store
 from digest.subscriptions import build_subscriber_input
 
@@ -143,8 +143,6 @@ def test_an_imported_status_carries_its_consent_dates(store: Store) -> None:
     """What `export` wrote comes back as it was: an active or paused row is confirmed, an
     opted-out row is dated (so no older confirmation link can undo it), a pending one is
     neither, and a row without a status is an active subscriber."""
-    from digest.models import Subscriber
-
     statuses = ("active", "paused", "pending", "unsubscribed", "bounced", None)
     store.import_subscribers(
         [sub(f"{status}@example.org", "rl", status=status) for status in statuses], DEFAULTS
@@ -176,10 +174,6 @@ def test_import_dry_run_changes_nothing(store: Store) -> None:
 
 
 def test_vectors_round_trip_keep_the_first_copy_and_are_pruned_by_age(store: Store) -> None:
-    import datetime as dt
-
-    from digest.models import utcnow
-
     store.save_vectors({"a" * 64: b"\x00\x01", "b" * 64: b"\x02"})
     store.save_vectors({"a" * 64: b"\xff", "c" * 64: b"\x03"})  # a second worker, same texts
     assert store.load_vectors(["a" * 64, "c" * 64, "missing"]) == {
@@ -228,8 +222,6 @@ def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store)
 
 @pytest.mark.parametrize("status", ["pending", "active", "paused", "unsubscribed", "bounced"])
 def test_only_unconfirmed_sign_ups_expire(store: Store, status: str) -> None:
-    from digest.models import Subscriber
-
     store.add_subscriber(sub("old@example.org", "rl"), DEFAULTS, status=status)
     store.add_subscriber(sub("new@example.org", "rl"), DEFAULTS, status="pending")
     month_ago = dt.datetime(2026, 10, 1)
@@ -244,14 +236,6 @@ def test_only_unconfirmed_sign_ups_expire(store: Store, status: str) -> None:
     assert left == (
         {"new@example.org"} if status == "pending" else {"old@example.org", "new@example.org"}
     )
-
-
-def _opted_out_at(store: Store, email: str, when: dt.datetime, hard_bounces: int = 0) -> None:
-    from digest.models import Subscriber
-
-    with store.session() as session:
-        row = session.scalar(select(Subscriber).where(Subscriber.email == email))
-        row.status, row.unsubscribed_at, row.hard_bounces = "bounced", when, hard_bounces
 
 
 def test_a_sign_up_stays_pending_and_a_second_one_replaces_its_settings(store: Store) -> None:
@@ -291,11 +275,11 @@ def test_an_old_confirmation_link_never_resumes_a_paused_subscriber(store: Store
 
 
 def test_only_a_link_sent_after_an_opt_out_renews_consent(store: Store) -> None:
-    from digest.models import Subscriber
-
     ada = store.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
     bounced_at = dt.datetime(2026, 11, 30, 9, 0, 0)
-    _opted_out_at(store, "ada@example.org", bounced_at, hard_bounces=3)
+    with store.session() as session:
+        row = session.get(Subscriber, ada.id)
+        row.status, row.unsubscribed_at, row.hard_bounces = "bounced", bounced_at, 3
     renewal = sub("ada@example.org", "gnn", send_hour=9, max_papers=3, timezone="Asia/Tokyo")
     for issued in (bounced_at - dt.timedelta(seconds=1), bounced_at):
         kept = store.confirm_subscription(ada.id, renewal, DEFAULTS, issued)
@@ -312,8 +296,6 @@ def test_only_a_link_sent_after_an_opt_out_renews_consent(store: Store) -> None:
 
 def test_two_sign_ups_of_one_new_address_at_once_both_succeed(store: Store) -> None:
     import threading
-
-    from digest.models import Subscriber
 
     both_looked = threading.Barrier(2)
     results, errors = [], []
@@ -383,7 +365,6 @@ def test_feedback_counts_each_vote_under_the_topic_its_reader_got_the_paper_for(
     """`digest feedback`'s two tables. The same paper went to two readers for different
     topics, and one reader got two digests, so a vote must find its own reader's digest
     holding that paper; topics tie on votes, and one has many votes but a poor balance."""
-    from digest.records import VoteRecord
     from digest.sources import PaperRecord
 
     ada, bob, cy, dan = (
@@ -616,8 +597,6 @@ def test_a_record_applies_under_its_own_claim_only_and_a_repeated_one_is_recogni
     (row,) = store.list_deliveries()
     assert row.status == {"retry": "queued", "failed": "failed", "bounced": "bounced"}[outcome]
     assert row.last_error == long_error[:2000]
-    from digest.models import Subscriber
-
     with store.session() as session:
         reader = session.query(Subscriber).one()
         bounced = outcome == "bounced"

@@ -626,3 +626,79 @@ def test_a_late_record_never_reopens_a_sent_digest_and_the_log_says_where_it_wen
         f"delivery {sent}: this worker's claim was lost (now sent); another worker has it",
         f"delivery {removed}: this worker's claim was lost (now deleted); another worker has it",
     ]
+
+
+def fail_twice(store: Store, delivery: int) -> None:
+    """A delivery handed out, tried, retried and given up on: failed, with two attempts, a
+    retry time and a hand-out time that a requeue must all forget."""
+    store.take_deliveries_to_send(T0, LEASE)
+    claim, _ = store.claim_deliveries([delivery], T0)
+    store.mark_retry(delivery, claim, "451 busy", T0 + LEASE)
+    store.take_deliveries_to_send(T0 + LEASE, LEASE)
+    claim, _ = store.claim_deliveries([delivery], T0 + LEASE)
+    store.mark_failed(delivery, claim, "gave up after 2 attempts: 451 busy", False, 5)
+
+
+def test_retry_failed_requeues_the_editions_failures_afresh_and_nothing_else(store: Store) -> None:
+    failed, bounced, untouched = queued_deliveries(store, 3)
+    reader = store.get_subscriber("q0@example.org").id
+    tomorrow = T0.date() + dt.timedelta(days=1)
+    _, (other_day,) = store.create_deliveries([NewDelivery(reader, tomorrow, [])])
+    fail_twice(store, failed)
+    fail_twice(store, other_day)
+    claim, _ = store.claim_deliveries([bounced], T0 + LEASE)
+    store.mark_failed(bounced, claim, "550 no such user", True, 5)
+
+    assert store.retry_failed(T0.date()) == 1
+    rows = {d.id: d for d in store.list_deliveries()}
+    assert (rows[failed].status, rows[failed].attempts, rows[failed].next_try_at) == (
+        "queued",
+        0,
+        None,
+    ), "a fresh start: every attempt again, and due now"
+    assert rows[other_day].status == "failed", "another edition's failure waits for its own"
+    assert rows[bounced].status == "bounced", "a dead mailbox is not tried again"
+    assert store.take_deliveries_to_send(T0 + LEASE, LEASE) == [failed], (
+        "handed out at once, not after the enqueue lease of its last try"
+    )
+    assert rows[untouched].status == "queued"
+
+
+def test_deliveries_are_listed_newest_edition_first_and_counted_by_edition(store: Store) -> None:
+    first, second = queued_deliveries(store, 2)
+    tomorrow = T0.date() + dt.timedelta(days=1)
+    reader = store.get_subscriber("q0@example.org").id
+    _, (later,) = store.create_deliveries([NewDelivery(reader, tomorrow, [])])
+    listed = store.list_deliveries()
+    assert [(d.id, d.edition) for d in listed] == [
+        (later, tomorrow),
+        (first, T0.date()),
+        (second, T0.date()),
+    ]
+    assert store.list_deliveries(limit=2) == listed[:2]
+    assert store.delivery_counts(edition=T0.date()) == {"queued": 2}
+    assert store.delivery_counts(edition=tomorrow) == {"queued": 1}
+
+
+def test_the_archive_holds_only_the_readers_own_sent_digests_newest_first(store: Store) -> None:
+    ada, bob = (
+        store.add_subscriber(sub(f"{name}@example.org", "rl"), DEFAULTS) for name in ("ada", "bob")
+    )
+    days = [dt.date(2026, 7, day) for day in (11, 12, 13)]
+    for day in days:
+        record_sent_digest(store, ada.id, day, [{"arxiv_id": f"ada-{day.day}", "topic": "rl"}])
+    record_sent_digest(store, bob.id, days[0], [{"arxiv_id": "bob-11", "topic": "rl"}])
+    planned = days[-1] + dt.timedelta(days=1)
+    store.create_deliveries([NewDelivery(ada.id, planned, [{"arxiv_id": "ada-14"}])])
+
+    def shown(digests: list) -> list[tuple]:
+        return [(d.edition, d.email, [p["arxiv_id"] for p in d.picks]) for d in digests]
+
+    assert shown(store.sent_digests(ada.id, limit=2)) == [
+        (days[2], "ada@example.org", ["ada-13"]),
+        (days[1], "ada@example.org", ["ada-12"]),
+    ], "sent only, newest first, as many as asked"
+    assert len(store.sent_digests(ada.id)) == 3
+    assert shown([store.sent_digest(bob.id, days[0])]) == [(days[0], "bob@example.org", ["bob-11"])]
+    assert store.sent_digest(bob.id, days[1]) is None, "another reader's edition is not bob's"
+    assert store.sent_digest(ada.id, planned) is None, "planned, not sent: not in the archive"

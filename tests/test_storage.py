@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -506,6 +507,9 @@ def test_planned_deliveries_keep_their_picks_exactly_and_skip_rows_that_exist(
             stored = conn.execute(text("SELECT count(*) FROM planned_picks")).scalar()
             numbers = conn.execute(text("SELECT picks FROM deliveries ORDER BY id")).scalars()
             assert stored == 5 and list(numbers)[0] == [0, 1, 2], "each distinct pick once"
+            written = conn.execute(text("SELECT pick::text FROM planned_picks WHERE number = 1"))
+            compact = json.dumps(also, separators=(",", ":"))
+            assert written.scalar() == compact, "JSON without spaces: a million rows a day"
 
 
 def test_every_foreign_key_is_indexed() -> None:

@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import record_sent_digest
 from sqlalchemy import UniqueConstraint, select, text
+from sqlalchemy.exc import OperationalError
 
 from digest import storage
 from digest.models import Base, Subscriber, utcnow
@@ -730,3 +731,74 @@ def test_a_plan_that_miscounts_its_rows_is_written_whole_or_refused_never_cut(st
     except ValueError:
         pass
     assert store.delivery_counts() in ({}, {"queued": 3}), "no digest silently left out"
+
+
+PRAGMAS = ("foreign_keys", "journal_mode", "synchronous")
+
+
+def test_sqlite_connections_enforce_foreign_keys_and_write_ahead(sqlite_url: str) -> None:
+    """Removing a subscriber removes their deliveries only with foreign keys on (SQLite's are
+    off by default); the write-ahead log lets the web app read while a worker writes, and
+    with it ``synchronous=NORMAL`` loses no committed row on a crash."""
+    with Store.from_url(sqlite_url).engine.connect() as conn:
+        said = [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in PRAGMAS]
+    assert said == [1, "wal", 1]
+
+
+def test_a_sqlite_writer_waits_for_another_and_gives_up_after_the_statement_timeout(
+    sqlite_url: str,
+) -> None:
+    import sqlite3
+    import threading
+    import time
+
+    Store.from_url(sqlite_url).upgrade()
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    impatient = Store.from_url(sqlite_url, statement_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(OperationalError, match="locked"):
+        impatient.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
+    assert time.monotonic() - started < 3, "the web app's statement timeout, not 30 s"
+
+    threading.Timer(1.0, writer.rollback).start()
+    Store.from_url(sqlite_url).add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
+    assert time.monotonic() - started > 1, "a worker waited for the other write to end"
+    writer.close()
+
+
+@pytest.mark.postgres
+def test_a_postgres_process_holds_ten_connections_and_the_next_waits_its_connect_timeout(
+    pg_url: str,
+) -> None:
+    """Ten per process (5 kept, 5 more under load) sizes PostgreSQL's max_connections for a
+    worker fleet; a request past them gives up like a database that does not answer."""
+    import time
+
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    engine = Store.from_url(pg_url, connect_timeout=0.5).engine
+    held = [engine.connect() for _ in range(10)]
+    started = time.monotonic()
+    try:
+        with pytest.raises(PoolTimeout):
+            engine.connect()
+        assert time.monotonic() - started < 3
+        assert engine.pool.size() == 5
+    finally:
+        for conn in held:
+            conn.close()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_the_database_dropped_is_replaced_not_used(pg_url: str) -> None:
+    """A PostgreSQL restart or an idle-session timeout ends pooled connections server side:
+    the next query checks first and reconnects instead of failing."""
+    store = Store.from_url(pg_url)
+    store.upgrade()
+    with store.engine.connect() as conn:
+        pooled = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with Store.from_url(pg_url).engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled})
+    assert store.count_subscribers() == {}

@@ -168,10 +168,10 @@ def _subscriber_records(session: Session, condition: ColumnElement[bool]) -> lis
     conn = session.connection()
     topic_rows = conn.execute(
         select(SubscriberTopic.subscriber_id, Topic.name)
-        .join(Topic, Topic.id == SubscriberTopic.topic_id)
-        .join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
+        .join(Topic)
+        .join(Subscriber)
         .where(condition)
-        .order_by(SubscriberTopic.subscriber_id, SubscriberTopic.position)
+        .order_by(SubscriberTopic.position)
     )
     for subscriber_id, name in topic_rows.all():
         topics.setdefault(subscriber_id, []).append(name)

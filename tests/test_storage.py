@@ -802,3 +802,36 @@ def test_a_connection_the_database_dropped_is_replaced_not_used(pg_url: str) -> 
     with Store.from_url(pg_url).engine.connect() as admin:
         admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled})
     assert store.count_subscribers() == {}
+
+
+def test_due_subscribers_are_the_active_ones_whose_local_hour_came_as_get_subscriber_sees_them(
+    store: Store,
+) -> None:
+    """The daily run reads subscribers in bulk, not one by one: both reads must agree, every
+    field and the topics in the subscriber's own order."""
+    people = {  # name: (time zone, send hour, topics)
+        "ada": ("UTC", 6, ("reinforcement learning", "agents")),
+        "bob": ("UTC", 7, ("rl",)),  # 06:30 UTC: not yet
+        "cy": ("Asia/Tokyo", 9, ("zebrafish", "alignment", "mixture of experts")),
+        "dan": ("America/Los_Angeles", 6, ("rl",)),  # 23:30 the day before, past 6 there
+        "eve": ("UTC", 6, ("rl",)),  # paused
+        "fay": ("UTC", 6, ("rl",)),  # already has today's edition
+        "gil": ("UTC", 6, ("world models", "agents")),
+    }
+    for name, (zone, hour, topics) in people.items():
+        store.add_subscriber(
+            sub(f"{name}@example.org", *topics, timezone=zone, send_hour=hour), DEFAULTS
+        )
+    store.set_status("eve@example.org", "paused")
+    record = {name: store.get_subscriber(f"{name}@example.org") for name in people}
+    now = dt.datetime(2026, 7, 13, 6, 30)
+    store.create_deliveries([NewDelivery(record["fay"].id, now.date(), [])])
+
+    def due(**options: bool) -> dict[str, tuple]:
+        return {r.email.split("@")[0]: (r, day) for r, day in store.due_subscribers(now, **options)}
+
+    today, yesterday = now.date(), now.date() - dt.timedelta(days=1)
+    expected = {"ada": today, "cy": today, "dan": yesterday, "gil": today}
+    assert due() == {name: (record[name], day) for name, day in expected.items()}
+    assert record["cy"].topics == ("zebrafish", "alignment", "mixture of experts")
+    assert set(due(ignore_send_hour=True)) == {*expected, "bob"}

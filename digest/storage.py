@@ -630,15 +630,14 @@ class Store:
             return _to_record(sub) if sub else None
 
     def install_id(self) -> str:
-        """This database's install id, made on first use (by whichever process comes first)."""
+        """This database's install id, made on first use. Two processes starting at once on a
+        new database may each make one; the oldest then serves everyone, and either keeps
+        Message-IDs apart from another install's."""
         if self._install_id is None:
             with self.session() as session:
-                _insert_ignoring_duplicates(
-                    session,
-                    Installation,
-                    [{"id": secrets.token_hex(16), "created_at": utcnow()}],
-                    ["id"],
-                )
+                if not session.scalar(select(func.count()).select_from(Installation)):
+                    session.add(Installation(id=secrets.token_hex(16)))
+                    session.flush()
                 self._install_id = session.scalar(
                     select(Installation.id)
                     .order_by(Installation.created_at, Installation.id)

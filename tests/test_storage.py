@@ -835,3 +835,16 @@ def test_due_subscribers_are_the_active_ones_whose_local_hour_came_as_get_subscr
     assert due() == {name: (record[name], day) for name, day in expected.items()}
     assert record["cy"].topics == ("zebrafish", "alignment", "mixture of experts")
     assert set(due(ignore_send_hour=True)) == {*expected, "bob"}
+
+
+def test_an_install_keeps_one_id_however_many_processes_ask(store: Store) -> None:
+    """Every worker process asks once at start: the table must not grow by one row each."""
+    from sqlalchemy import func
+
+    from digest.models import Installation
+
+    first = store.install_id()
+    others = {Store(store.engine).install_id() for _ in range(3)}  # three more processes
+    with store.session() as session:
+        rows = session.scalar(select(func.count()).select_from(Installation))
+    assert (others, rows) == ({first}, 1)

@@ -848,3 +848,46 @@ def test_an_install_keeps_one_id_however_many_processes_ask(store: Store) -> Non
     with store.session() as session:
         rows = session.scalar(select(func.count()).select_from(Installation))
     assert (others, rows) == ({first}, 1)
+
+
+def test_the_last_fetch_is_the_newest_of_any_feed(store: Store) -> None:
+    """The tick fetches again only when this is older than the fetch interval."""
+    assert store.last_fetched_at() is None, "never fetched: fetch at once"
+    store.save_http_validators("https://a.example/feed", '"v1"', None)
+    first = store.last_fetched_at()
+    store.save_http_validators("https://b.example/feed", None, "Mon, 30 Nov 2026 08:00:00 GMT")
+    assert first is not None and first <= store.last_fetched_at() <= utcnow()
+    assert store.http_validators("https://b.example/feed") == (
+        None,
+        "Mon, 30 Nov 2026 08:00:00 GMT",
+    )
+
+
+@pytest.mark.postgres
+def test_an_opened_store_gives_up_on_a_statement_after_its_timeout(pg_url: str) -> None:
+    """`digest web` opens its store with the web's statement timeout: a page waiting on a lock
+    must fail fast (a 503), not hold a server thread."""
+    import threading
+
+    Store.from_url(pg_url).upgrade()
+    store = Store.open(pg_url, statement_timeout=0.5)
+    errors: list[str] = []
+
+    def read() -> None:
+        try:
+            store.count_subscribers()
+        except OperationalError as exc:
+            errors.append(str(exc.orig))
+
+    reader = threading.Thread(target=read)
+    locker = Store.from_url(pg_url).engine.connect()
+    try:
+        locker.execute(text("LOCK TABLE subscribers IN ACCESS EXCLUSIVE MODE"))
+        reader.start()
+        reader.join(timeout=5)
+        assert errors and "statement timeout" in errors[0], "still waiting after 5 s"
+    finally:
+        locker.rollback()
+        locker.close()
+        if reader.is_alive():
+            reader.join()

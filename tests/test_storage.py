@@ -704,6 +704,8 @@ def test_the_archive_holds_only_the_readers_own_sent_digests_newest_first(store:
         (days[1], "ada@example.org", ["ada-12"]),
     ], "sent only, newest first, as many as asked"
     assert len(store.sent_digests(ada.id)) == 3
+    sent_at = [d.sent_at for d in store.sent_digests(ada.id)]
+    assert sent_at == [dt.datetime.combine(day, dt.time(7)) for day in reversed(days)], "dated"
     assert shown([store.sent_digest(bob.id, days[0])]) == [(days[0], "bob@example.org", ["bob-11"])]
     assert store.sent_digest(bob.id, days[1]) is None, "another reader's edition is not bob's"
     assert store.sent_digest(ada.id, planned) is None, "planned, not sent: not in the archive"

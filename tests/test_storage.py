@@ -893,3 +893,42 @@ def test_an_opened_store_gives_up_on_a_statement_after_its_timeout(pg_url: str) 
         locker.close()
         if reader.is_alive():
             reader.join()
+
+
+@pytest.mark.postgres
+def test_two_sign_ups_creating_the_same_new_topic_at_once_both_succeed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both see the topic missing, both insert it: the second insert waits for the first and
+    skips it, and must then look up the id the first made. (SQLite lets one writer at a
+    time, so only PostgreSQL can interleave them.)"""
+    import threading
+
+    from digest.models import Topic
+
+    store = Store.from_url(pg_url)
+    store.upgrade()
+    real_insert = storage._insert_ignoring_duplicates
+    both_looked = threading.Barrier(2)
+
+    def insert_after_both_looked(session, model, *args):  # noqa: ANN001, ANN202
+        if model is Topic:
+            both_looked.wait(10)
+        return real_insert(session, model, *args)
+
+    monkeypatch.setattr(storage, "_insert_ignoring_duplicates", insert_after_both_looked)
+    errors: list[Exception] = []
+
+    def sign_up(name: str) -> None:
+        try:
+            store.add_subscriber(sub(f"{name}@example.org", "quantum error correction"), DEFAULTS)
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign_up, args=(name,)) for name in ("ada", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert store.topic_counts() == [("quantum error correction", 2)]

@@ -1292,8 +1292,6 @@ class Store:
                 "picks": r.picks,
                 "quiet_topics": list(r.quiet_topics),
                 "status": r.status,
-                "attempts": 0,
-                "created_at": now,
                 "enqueued_at": handed_out_at if r.status == "queued" else None,
             }
             for r in rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -932,3 +933,15 @@ def test_two_sign_ups_creating_the_same_new_topic_at_once_both_succeed(
         thread.join(30)
     assert errors == []
     assert store.topic_counts() == [("quantum error correction", 2)]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_needs_no_data_folder(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A throwaway store for a trial run: no folder is made for a database with no file."""
+    monkeypatch.chdir(tmp_path)
+    store = Store.open(url)
+    store.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
+    assert store.count_subscribers() == {"active": 1}
+    assert list(tmp_path.iterdir()) == []

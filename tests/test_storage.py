@@ -826,6 +826,7 @@ def test_due_subscribers_are_the_active_ones_whose_local_hour_came_as_get_subscr
             sub(f"{name}@example.org", *topics, timezone=zone, send_hour=hour), DEFAULTS
         )
     store.set_status("eve@example.org", "paused")
+    store.update_subscriber("gil@example.org", show_trending=False)
     record = {name: store.get_subscriber(f"{name}@example.org") for name in people}
     now = dt.datetime(2026, 7, 13, 6, 30)
     store.create_deliveries([NewDelivery(record["fay"].id, now.date(), [])])

@@ -946,3 +946,18 @@ def test_an_in_memory_database_needs_no_data_folder(
     store.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
     assert store.count_subscribers() == {"active": 1}
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_database_from_before_the_one_row_fix_keeps_its_oldest_install_id(store: Store) -> None:
+    """Earlier versions added a row per process; the oldest is the id its Message-IDs used."""
+    from digest.models import Installation
+
+    with store.session() as session:
+        session.add(Installation(id="f" * 32, created_at=dt.datetime(2026, 7, 1)))
+        session.add(Installation(id="1" * 32, created_at=dt.datetime(2026, 7, 2)))
+        session.flush()
+        session.add(Installation(id="0" * 32, created_at=dt.datetime(2026, 7, 2)))
+    assert store.install_id() == "f" * 32
+    with store.session() as session:
+        session.delete(session.get(Installation, "f" * 32))
+    assert Store(store.engine).install_id() == "0" * 32, "a tie on time: by id"

@@ -1194,15 +1194,11 @@ class Store:
 
     def save_vectors(self, vectors: dict[str, bytes]) -> None:
         """Keeps the first vector stored for a key: two workers computing one text agree anyway."""
-        now = utcnow()
         with self.session() as session:
             _insert_ignoring_duplicates(
                 session,
                 TextVector,
-                [
-                    {"key": key, "vector": vector, "created_at": now}
-                    for key, vector in vectors.items()
-                ],
+                [{"key": key, "vector": vector} for key, vector in vectors.items()],
                 ["key"],
             )
 

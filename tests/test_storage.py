@@ -961,3 +961,20 @@ def test_a_database_from_before_the_one_row_fix_keeps_its_oldest_install_id(stor
     with store.session() as session:
         session.delete(session.get(Installation, "f" * 32))
     assert Store(store.engine).install_id() == "0" * 32, "a tie on time: by id"
+
+
+def test_papers_are_listed_newest_first_seen_first_from_since_on(store: Store) -> None:
+    """`digest papers` and the candidates of a day: newest first, ties by id, ``since``
+    itself included, at most ``limit``."""
+    from digest.sources import PaperRecord
+
+    day = dt.datetime(2026, 7, 13, 8)
+    seen = {"p1": day, "p3": day, "p2": day + dt.timedelta(hours=1), "p0": day - LEASE}
+    store.upsert_papers(
+        [PaperRecord(pid, f"Title {pid}", published_at=at) for pid, at in seen.items()],
+        as_news=False,  # first seen when published: the test's own times
+    )
+    listed = [p.arxiv_id for p in store.list_papers(since=day)]
+    assert listed == ["p2", "p1", "p3"]
+    assert [p.arxiv_id for p in store.list_papers(limit=2)] == listed[:2]
+    assert len(store.list_papers()) == 4

@@ -978,3 +978,27 @@ def test_papers_are_listed_newest_first_seen_first_from_since_on(store: Store) -
     assert listed == ["p2", "p1", "p3"]
     assert [p.arxiv_id for p in store.list_papers(limit=2)] == listed[:2]
     assert len(store.list_papers()) == 4
+
+
+def test_one_batch_naming_a_new_paper_twice_stores_both_sources_facts(store: Store) -> None:
+    """A fetch gathers every feed before storing: arXiv's text and Hugging Face's upvotes of
+    one new paper arrive in the same batch and make one row."""
+    from digest.sources import PaperRecord
+
+    arxiv = PaperRecord("2607.00001", "Title", abstract="What it does.", sources=["arxiv_rss"])
+    hf = PaperRecord("2607.00001", "Title", upvotes=12, sources=["hf_daily"])
+    report = store.upsert_papers([arxiv, hf])
+    (paper,) = store.list_papers()
+    assert (report.created, paper.abstract, paper.upvotes) == (1, "What it does.", 12)
+    assert paper.sources == ["arxiv_rss", "hf_daily"]
+
+
+def test_a_topic_no_one_follows_any_more_is_dropped(store: Store) -> None:
+    """Topics are rows readers share: the last follower leaving removes the row, so the
+    table holds only what someone follows."""
+    from digest.models import Topic
+
+    store.add_subscriber(sub("ada@example.org", "rl", "agents"), DEFAULTS)
+    store.update_subscriber("ada@example.org", topics=["agents", "world models"])
+    with store.session() as session:
+        assert sorted(session.scalars(select(Topic.name))) == ["agents", "world models"]

@@ -635,14 +635,14 @@ class Store:
         Message-IDs apart from another install's."""
         if self._install_id is None:
             with self.session() as session:
-                if not session.scalar(select(func.count()).select_from(Installation)):
-                    session.add(Installation(id=secrets.token_hex(16)))
-                    session.flush()
                 self._install_id = session.scalar(
                     select(Installation.id)
                     .order_by(Installation.created_at, Installation.id)
                     .limit(1)
                 )
+                if self._install_id is None:
+                    self._install_id = secrets.token_hex(16)
+                    session.add(Installation(id=self._install_id))
         return self._install_id
 
     def require_subscriber(self, email: str) -> SubscriberRecord:

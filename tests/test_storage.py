@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import record_sent_digest
-from sqlalchemy import UniqueConstraint, select, text
+from conftest import FEEDS, record_sent_digest
+from sqlalchemy import UniqueConstraint, func, select, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 
 from digest import storage
-from digest.models import Base, Subscriber, utcnow
+from digest.models import Base, Installation, Subscriber, Topic, utcnow
 from digest.records import NewDelivery, SentRecord, SubscriberDefaults, VoteRecord, Votes
+from digest.sources import PaperRecord, parse_response
 from digest.storage import VOTES_USED, StorageError, Store
 from digest.subscriptions import build_subscriber_input
 
@@ -24,6 +31,26 @@ DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
 
 def sub(email: str, *topics: str, **extra: object):
     return build_subscriber_input(email, list(topics), **extra)  # type: ignore[arg-type]
+
+
+def run_at_once(action: Callable[[], object], times: int = 2) -> tuple[list, list[Exception]]:
+    """``action`` in ``times`` threads at once, as that many processes would run it; what
+    they returned, and what they raised."""
+    results: list = []
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            results.append(action())
+        except Exception as exc:  # noqa: BLE001 - the caller reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors
 
 
 def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
@@ -190,12 +217,6 @@ def test_vectors_round_trip_keep_the_first_copy_and_are_pruned_by_age(store: Sto
 
 def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store) -> None:
     """A cron `run --now` and the beat tick fetch the same feed at the same moment."""
-    import threading
-
-    from conftest import FEEDS
-
-    from digest.sources import parse_response
-
     papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
     real_read = store._papers_by_id
     both_read = threading.Barrier(2)
@@ -206,19 +227,7 @@ def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store)
         return found
 
     store._papers_by_id = read_then_wait
-    reports, errors = [], []
-
-    def run() -> None:
-        try:
-            reports.append(store.upsert_papers(papers))
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    reports, errors = run_at_once(lambda: store.upsert_papers(papers))
     assert errors == [] and store.count_papers() == len(papers)
     assert sum(r.created for r in reports) == len(papers), "each paper counted new once"
 
@@ -298,19 +307,7 @@ def test_only_a_link_sent_after_an_opt_out_renews_consent(store: Store) -> None:
 
 
 def test_two_sign_ups_of_one_new_address_at_once_both_succeed(store: Store) -> None:
-    import threading
-
     both_looked = threading.Barrier(2)
-    results, errors = [], []
-
-    def sign_up() -> None:
-        try:
-            results.append(store.request_subscription(sub("ada@example.org", "rl"), DEFAULTS))
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            errors.append(exc)
-
-    from sqlalchemy.orm import Session
-
     real_scalar = Session.scalar
 
     def look_then_wait(self, statement, *args, **kwargs):
@@ -325,11 +322,9 @@ def test_two_sign_ups_of_one_new_address_at_once_both_succeed(store: Store) -> N
 
     Session.scalar = look_then_wait
     try:
-        threads = [threading.Thread(target=sign_up) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        results, errors = run_at_once(
+            lambda: store.request_subscription(sub("ada@example.org", "rl"), DEFAULTS)
+        )
     finally:
         Session.scalar = real_scalar
     assert errors == [] and len(results) == 2
@@ -368,8 +363,6 @@ def test_feedback_counts_each_vote_under_the_topic_its_reader_got_the_paper_for(
     """`digest feedback`'s two tables. The same paper went to two readers for different
     topics, and one reader got two digests, so a vote must find its own reader's digest
     holding that paper; topics tie on votes, and one has many votes but a poor balance."""
-    from digest.sources import PaperRecord
-
     ada, bob, cy, dan = (
         store.add_subscriber(sub(f"{name}@example.org", "rl"), DEFAULTS)
         for name in ("ada", "bob", "cy", "dan")
@@ -751,10 +744,6 @@ def test_sqlite_connections_enforce_foreign_keys_and_write_ahead(sqlite_url: str
 def test_a_sqlite_writer_waits_for_another_and_gives_up_after_the_statement_timeout(
     sqlite_url: str,
 ) -> None:
-    import sqlite3
-    import threading
-    import time
-
     Store.from_url(sqlite_url).upgrade()
     writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), check_same_thread=False)
     writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
@@ -776,10 +765,6 @@ def test_a_postgres_process_holds_ten_connections_and_the_next_waits_its_connect
 ) -> None:
     """Ten per process (5 kept, 5 more under load) sizes PostgreSQL's max_connections for a
     worker fleet; a request past them gives up like a database that does not answer."""
-    import time
-
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
     engine = Store.from_url(pg_url, connect_timeout=0.5).engine
     held = [engine.connect() for _ in range(10)]
     started = time.monotonic()
@@ -843,10 +828,6 @@ def test_due_subscribers_are_the_active_ones_whose_local_hour_came_as_get_subscr
 
 def test_an_install_keeps_one_id_however_many_processes_ask(store: Store) -> None:
     """Every worker process asks once at start: the table must not grow by one row each."""
-    from sqlalchemy import func
-
-    from digest.models import Installation
-
     first = store.install_id()
     others = {Store(store.engine).install_id() for _ in range(3)}  # three more processes
     with store.session() as session:
@@ -871,8 +852,6 @@ def test_the_last_fetch_is_the_newest_of_any_feed(store: Store) -> None:
 def test_an_opened_store_gives_up_on_a_statement_after_its_timeout(pg_url: str) -> None:
     """`digest web` opens its store with the web's statement timeout: a page waiting on a lock
     must fail fast (a 503), not hold a server thread."""
-    import threading
-
     Store.from_url(pg_url).upgrade()
     store = Store.open(pg_url, statement_timeout=0.5)
     errors: list[str] = []
@@ -904,10 +883,6 @@ def test_two_sign_ups_creating_the_same_new_topic_at_once_both_succeed(
     """Both see the topic missing, both insert it: the second insert waits for the first and
     skips it, and must then look up the id the first made. (SQLite lets one writer at a
     time, so only PostgreSQL can interleave them.)"""
-    import threading
-
-    from digest.models import Topic
-
     store = Store.from_url(pg_url)
     store.upgrade()
     real_insert = storage._insert_ignoring_duplicates
@@ -919,19 +894,10 @@ def test_two_sign_ups_creating_the_same_new_topic_at_once_both_succeed(
         return real_insert(session, model, *args)
 
     monkeypatch.setattr(storage, "_insert_ignoring_duplicates", insert_after_both_looked)
-    errors: list[Exception] = []
-
-    def sign_up(name: str) -> None:
-        try:
-            store.add_subscriber(sub(f"{name}@example.org", "quantum error correction"), DEFAULTS)
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=sign_up, args=(name,)) for name in ("ada", "bob")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    readers = iter(["ada@example.org", "bob@example.org"])
+    _, errors = run_at_once(
+        lambda: store.add_subscriber(sub(next(readers), "quantum error correction"), DEFAULTS)
+    )
     assert errors == []
     assert store.topic_counts() == [("quantum error correction", 2)]
 
@@ -950,8 +916,6 @@ def test_an_in_memory_database_needs_no_data_folder(
 
 def test_a_database_from_before_the_one_row_fix_keeps_its_oldest_install_id(store: Store) -> None:
     """Earlier versions added a row per process; the oldest is the id its Message-IDs used."""
-    from digest.models import Installation
-
     with store.session() as session:
         session.add(Installation(id="f" * 32, created_at=dt.datetime(2026, 7, 1)))
         session.add(Installation(id="1" * 32, created_at=dt.datetime(2026, 7, 2)))
@@ -966,8 +930,6 @@ def test_a_database_from_before_the_one_row_fix_keeps_its_oldest_install_id(stor
 def test_papers_are_listed_newest_first_seen_first_from_since_on(store: Store) -> None:
     """`digest papers` and the candidates of a day: newest first, ties by id, ``since``
     itself included, at most ``limit``."""
-    from digest.sources import PaperRecord
-
     day = dt.datetime(2026, 7, 13, 8)
     seen = {"p1": day, "p3": day, "p2": day + dt.timedelta(hours=1), "p0": day - LEASE}
     store.upsert_papers(
@@ -983,8 +945,6 @@ def test_papers_are_listed_newest_first_seen_first_from_since_on(store: Store) -
 def test_one_batch_naming_a_new_paper_twice_stores_both_sources_facts(store: Store) -> None:
     """A fetch gathers every feed before storing: arXiv's text and Hugging Face's upvotes of
     one new paper arrive in the same batch and make one row."""
-    from digest.sources import PaperRecord
-
     arxiv = PaperRecord("2607.00001", "Title", abstract="What it does.", sources=["arxiv_rss"])
     hf = PaperRecord("2607.00001", "Title", upvotes=12, sources=["hf_daily"])
     report = store.upsert_papers([arxiv, hf])
@@ -996,8 +956,6 @@ def test_one_batch_naming_a_new_paper_twice_stores_both_sources_facts(store: Sto
 def test_a_topic_no_one_follows_any_more_is_dropped(store: Store) -> None:
     """Topics are rows readers share: the last follower leaving removes the row, so the
     table holds only what someone follows."""
-    from digest.models import Topic
-
     store.add_subscriber(sub("ada@example.org", "rl", "agents"), DEFAULTS)
     store.update_subscriber("ada@example.org", topics=["agents", "world models"])
     with store.session() as session:

@@ -1108,7 +1108,6 @@ class Store:
         ``as_news`` off (a paper looked up by id): a new paper counts as first seen when it was
         published, so an old one never becomes a candidate of today's digests."""
         merged: dict[str, dict[str, object]] = {}
-        report = ChangeReport()
         with self.session() as session:
             existing = self._papers_by_id(session, list(dict.fromkeys(r.arxiv_id for r in records)))
             for record in records:
@@ -1120,26 +1119,22 @@ class Store:
                     "arxiv_id": pid,
                     **values,
                     "first_seen_at": now if as_news else values.get("published_at") or EPOCH,
-                    "updated_at": now,
                 }
                 for pid, values in merged.items()
                 if pid not in existing
             ]
             # Another run may store the same new papers at this moment (a cron `run --now`
-            # beside the beat tick): the database's own upsert lets both finish.
-            report.created = len(
-                _insert_ignoring_duplicates(session, Paper, new_rows, ["arxiv_id"])
-            )
-            report.unchanged += len(new_rows) - report.created
+            # beside the beat tick): the database's own upsert lets both finish, and the
+            # papers it stored first are as given.
+            created = len(_insert_ignoring_duplicates(session, Paper, new_rows, ["arxiv_id"]))
+            report = ChangeReport(created=created, unchanged=len(new_rows) - created)
             for pid, values in merged.items():
                 if pid not in existing:
                     continue
                 if values == existing[pid]:
                     report.unchanged += 1
                     continue
-                session.execute(
-                    update(Paper).where(Paper.arxiv_id == pid).values(**values, updated_at=now)
-                )
+                session.execute(update(Paper).where(Paper.arxiv_id == pid).values(**values))
                 report.updated += 1
         return report
 

@@ -230,6 +230,7 @@ def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store)
     reports, errors = run_at_once(lambda: store.upsert_papers(papers))
     assert errors == [] and store.count_papers() == len(papers)
     assert sum(r.created for r in reports) == len(papers), "each paper counted new once"
+    assert [r.created + r.unchanged for r in reports] == [len(papers)] * 2, "the rest as given"
 
 
 @pytest.mark.parametrize("status", ["pending", "active", "paused", "unsubscribed", "bounced"])
@@ -951,6 +952,22 @@ def test_one_batch_naming_a_new_paper_twice_stores_both_sources_facts(store: Sto
     (paper,) = store.list_papers()
     assert (report.created, paper.abstract, paper.upvotes) == (1, "What it does.", 12)
     assert paper.sources == ["arxiv_rss", "hf_daily"]
+
+
+def test_storing_papers_again_reports_what_changed_and_touches_only_that(store: Store) -> None:
+    """A fetch re-reads feeds that still list yesterday's papers: only new facts are written,
+    and the report says how many papers were new, updated and already as given."""
+    day = [PaperRecord(f"2607.0000{n}", f"Title {n}", sources=["arxiv_rss"]) for n in range(4)]
+    first = store.upsert_papers(day)
+    stored = {p.arxiv_id: p for p in store.list_papers()}
+    again = store.upsert_papers(day)
+    voted = PaperRecord("2607.00001", "Title 1", upvotes=7, sources=["hf_daily"])
+    mixed = store.upsert_papers([*day[2:], voted, PaperRecord("2607.00009", "New")])
+    counts = [(r.created, r.updated, r.unchanged) for r in (first, again, mixed)]
+    assert counts == [(4, 0, 0), (0, 0, 4), (1, 1, 2)]
+    now = {p.arxiv_id: p for p in store.list_papers()}
+    assert now["2607.00001"].upvotes == 7
+    assert [now[pid] == stored[pid] for pid in ("2607.00000", "2607.00002")] == [True, True]
 
 
 def test_a_topic_no_one_follows_any_more_is_dropped(store: Store) -> None:

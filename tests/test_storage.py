@@ -752,7 +752,7 @@ def test_a_sqlite_writer_waits_for_another_and_gives_up_after_the_statement_time
     started = time.monotonic()
     with pytest.raises(OperationalError, match="locked"):
         impatient.add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
-    assert time.monotonic() - started < 3, "the web app's statement timeout, not 30 s"
+    assert time.monotonic() - started < 15, "the web app's statement timeout, not 30 s"
 
     threading.Timer(1.0, writer.rollback).start()
     Store.from_url(sqlite_url).add_subscriber(sub("ada@example.org", "rl"), DEFAULTS)
@@ -772,7 +772,7 @@ def test_a_postgres_process_holds_ten_connections_and_the_next_waits_its_connect
     try:
         with pytest.raises(PoolTimeout):
             engine.connect()
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 15, "its connect timeout, not the pool's default 30 s"
         assert engine.pool.size() == 5
     finally:
         for conn in held:

@@ -284,8 +284,16 @@ def one_error_line(result: Result) -> str:
     ("env", "args", "says"),
     [
         ({"DIGEST_DATABASE_URL": "nonsense"}, ["subscribers", "list"], "DIGEST_DATABASE_URL"),
-        ({"DIGEST_DATABASE_URL": "foo://bar"}, ["subscribers", "list"], "DIGEST_DATABASE_URL"),
-        ({"DIGEST_DATABASE_URL": "mysql://u@h/db"}, ["subscribers", "list"], "driver"),
+        (
+            {"DIGEST_DATABASE_URL": "foo://bar"},
+            ["subscribers", "list"],
+            "like postgresql+psycopg://user@host/db, or empty for SQLite in DIGEST_DATA_DIR",
+        ),
+        (
+            {"DIGEST_DATABASE_URL": "mysql://u@h/db"},
+            ["subscribers", "list"],
+            "driver that is not installed (MySQLdb); Paper Digest supports PostgreSQL",
+        ),
         (
             {"DIGEST_SENDER": "Paper Digest <not an address>"},
             ["subscribers", "list"],

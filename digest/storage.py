@@ -470,11 +470,15 @@ def alembic_config(engine: Engine) -> Config:
 
 
 class Store:
-    """Storage operations over one engine. Cheap to create; share one per process."""
+    """Storage operations over one engine. Cheap to create; share one per process.
+
+    Rows leave a session only as the plain records of `digest.records`: SQLAlchemy's default
+    expiry on commit stays on, so code that slipped an ORM object past its session would
+    fail loudly (DetachedInstanceError) instead of reading values that may be stale."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(engine)
         self._install_id: str | None = None
 
     @classmethod

@@ -1128,8 +1128,8 @@ class Store:
                 if pid not in existing
             ]
             # Another run may store the same new papers at this moment (a cron `run --now`
-            # beside the beat tick): the database's own upsert lets both finish, and the
-            # papers it stored first are as given.
+            # beside the beat tick): the database's own upsert lets both finish, and papers
+            # the other run stored first count as already given.
             created = len(_insert_ignoring_duplicates(session, Paper, new_rows, ["arxiv_id"]))
             report = ChangeReport(created=created, unchanged=len(new_rows) - created)
             for pid, values in merged.items():

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,26 @@ def record_sent_digest(store: Store, subscriber_id: int, edition, picks: list[di
     papers = tuple(p["arxiv_id"] for p in picks)
     store.mark_sent([SentRecord(delivery, subscriber_id, claim, f"<{delivery}@test>", now, papers)])
     return delivery
+
+
+def run_at_once(work: Callable[[int], object], count: int = 2) -> tuple[list, list[Exception]]:
+    """``work(i)`` in ``count`` threads released together by a barrier, as that many
+    processes would run it; what they returned (in the order they finished) and what they
+    raised, for the test to assert on rather than lose in a thread."""
+    barrier = threading.Barrier(count)
+    results: list = []
+    errors: list[Exception] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results.append(work(i))
+        except Exception as exc:  # noqa: BLE001 - the caller reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors

@@ -7,7 +7,7 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from conftest import FEEDS
+from conftest import FEEDS, run_at_once
 from sqlalchemy.exc import OperationalError
 
 from digest.delivery import DB_WRITE_RETRIES, send_deliveries
@@ -517,29 +517,13 @@ def test_a_worker_that_stalls_past_its_lease_loses_its_claim_not_its_batch(
     assert resent.resent, "the possible duplicate stays visible to admins"
 
 
-def run_at_once(count: int, work) -> list:
-    """``work(i)`` in ``count`` threads released together by a barrier; their results."""
-    import threading
-
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
-
-
 def test_concurrent_claims_take_each_delivery_once(store: Store, settings: Settings) -> None:
     populate(store, 40)
     ids = [i for batch in planned(store, settings) for i in batch]
-    claimed = run_at_once(4, lambda _: [i for i in ids if store.claim_deliveries([i], NOW)[1]])
-    assert sorted(i for mine in claimed for i in mine) == sorted(ids)
+    claimed, errors = run_at_once(
+        lambda _: [i for i in ids if store.claim_deliveries([i], NOW)[1]], 4
+    )
+    assert errors == [] and sorted(i for mine in claimed for i in mine) == sorted(ids)
 
 
 def test_two_beat_processes_by_mistake_send_each_digest_once(
@@ -556,7 +540,8 @@ def test_two_beat_processes_by_mistake_send_each_digest_once(
                 for batch in batches
             )
 
-    assert sum(run_at_once(2, beat)) == 30
+    sent, errors = run_at_once(beat)
+    assert errors == [] and sum(sent) == 30
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
 
 

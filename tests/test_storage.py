@@ -7,13 +7,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import FEEDS, record_sent_digest
+from conftest import FEEDS, record_sent_digest, run_at_once
 from sqlalchemy import UniqueConstraint, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -31,26 +30,6 @@ DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
 
 def sub(email: str, *topics: str, **extra: object):
     return build_subscriber_input(email, list(topics), **extra)  # type: ignore[arg-type]
-
-
-def run_at_once(action: Callable[[], object], times: int = 2) -> tuple[list, list[Exception]]:
-    """``action`` in ``times`` threads at once, as that many processes would run it; what
-    they returned, and what they raised."""
-    results: list = []
-    errors: list[Exception] = []
-
-    def run() -> None:
-        try:
-            results.append(action())
-        except Exception as exc:  # noqa: BLE001 - the caller reports it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(times)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results, errors
 
 
 def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
@@ -227,7 +206,7 @@ def test_two_runs_storing_the_same_new_papers_at_once_both_succeed(store: Store)
         return found
 
     store._papers_by_id = read_then_wait
-    reports, errors = run_at_once(lambda: store.upsert_papers(papers))
+    reports, errors = run_at_once(lambda _: store.upsert_papers(papers))
     assert errors == [] and store.count_papers() == len(papers)
     assert sum(r.created for r in reports) == len(papers), "each paper counted new once"
     assert [r.created + r.unchanged for r in reports] == [len(papers)] * 2, "the rest as given"
@@ -324,7 +303,7 @@ def test_two_sign_ups_of_one_new_address_at_once_both_succeed(store: Store) -> N
     Session.scalar = look_then_wait
     try:
         results, errors = run_at_once(
-            lambda: store.request_subscription(sub("ada@example.org", "rl"), DEFAULTS)
+            lambda _: store.request_subscription(sub("ada@example.org", "rl"), DEFAULTS)
         )
     finally:
         Session.scalar = real_scalar
@@ -897,7 +876,7 @@ def test_two_sign_ups_creating_the_same_new_topic_at_once_both_succeed(
     monkeypatch.setattr(storage, "_insert_ignoring_duplicates", insert_after_both_looked)
     readers = iter(["ada@example.org", "bob@example.org"])
     _, errors = run_at_once(
-        lambda: store.add_subscriber(sub(next(readers), "quantum error correction"), DEFAULTS)
+        lambda _: store.add_subscriber(sub(next(readers), "quantum error correction"), DEFAULTS)
     )
     assert errors == []
     assert store.topic_counts() == [("quantum error correction", 2)]

@@ -1197,3 +1197,54 @@ def test_every_page_showing_a_paper_escapes_every_field_of_it(web: dict) -> None
     for field in ("title", "abstract", "summary", "author", "organization", "topic", "reason"):
         assert f"{field} &amp; co" in archive, f"the archive shows the {field}"
     assert archive.count("quiet topic &amp; co") >= 2, "as a quiet topic and as 'also'"
+
+
+PURPOSES = ("confirm", "unsubscribe", "preferences", "digest", "feed")
+LINKED_ROUTES = [
+    ("GET", "confirm", ""),
+    ("POST", "confirm", ""),
+    ("GET", "unsubscribe", ""),
+    ("POST", "unsubscribe", ""),
+    ("GET", "preferences", ""),
+    ("POST", "preferences", ""),
+    ("GET", "digest", ""),
+    ("GET", "digest", "/vote/2611.00001"),
+    ("POST", "digest", "/vote/2611.00001"),
+    ("GET", "feed", ""),
+]
+
+
+@pytest.mark.parametrize(("method", "purpose", "rest"), LINKED_ROUTES)
+def test_every_linked_page_takes_only_its_own_purposes_link_for_its_own_reader(
+    web: dict, method: str, purpose: str, rest: str
+) -> None:
+    """Each page checks its own purpose: a link signed for another (an unsubscribe link
+    opening the preferences, a feed link confirming), or for the same row of another
+    address, gets the one 'this link does not work' answer and changes nothing."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    ada, _ = sent_day_one(web)
+    store.set_status(ada.email, "paused")  # a confirm or unsubscribe would change it
+    day = dt.date.today().isoformat()
+    links = [
+        tokens.make(other, ada.id, ada.email, bound=day if other == "digest" else None)
+        for other in PURPOSES
+        if other != purpose
+    ]
+    links.append(tokens.make(purpose, ada.id, "eve@example.org", bound=day))
+    form = {
+        "csrf_token": csrf_token(client),
+        "List-Unsubscribe": "One-Click",
+        "action": "resume",
+        "vote": "up",
+    }
+    before = (store.list_subscribers(), store.votes_of(ada.id))
+    for token in links:
+        path = f"/{purpose}/{token}{rest}"
+        response = client.get(path) if method == "GET" else client.post(path, data=form)
+        assert response.status_code == 400, path
+        assert INVALID_LINK in response.get_data(as_text=True)
+    assert (store.list_subscribers(), store.votes_of(ada.id)) == before
+    own = tokens.make(purpose, ada.id, ada.email, bound=day if purpose == "digest" else None)
+    path = f"/{purpose}/{own}{rest}"
+    response = client.get(path) if method == "GET" else client.post(path, data=form)
+    assert response.status_code == 200, "its own link works"

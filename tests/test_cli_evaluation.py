@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -27,3 +29,12 @@ def test_rank_eval_on_a_binary_qrels_file(settings: Settings, tmp_path: Path) ->
         str(qrels),
     ]
     assert "q.bin" in one_error_line(CliRunner().invoke(cli, args))
+
+
+def test_python_m_digest_evaluation_is_digest_eval() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "digest.evaluation", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "digest-eval rank-eval --papers" in done.stdout
+    assert {"rank", "rank-eval"} == set(cli.commands)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from lxml import html as lxml_html
 
 from bench.corpus import real_papers
-from digest.editions import digest_message
+from digest import emails
 from digest.rendering import DigestContent, inline_per_email, paper_item, render_digest
 from digest.settings import Settings
 
@@ -92,7 +92,7 @@ def main() -> None:
         {
             "per_email": inline_per_email,
             "cached": render_digest,
-            "with_mime": lambda d: digest_message(d, settings, 1, now).as_bytes(),
+            "with_mime": lambda d: emails.digest(d, settings, 1, now).as_bytes(),
         },
         digests,
         args.seconds,

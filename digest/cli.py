@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from digest import semantic
 from digest.delivery import BatchReport, send_deliveries
-from digest.editions import digest_message
+from digest.emails import digest as digest_message
 from digest.evaluation import (
     Qrels,
     load_papers_file,

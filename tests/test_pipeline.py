@@ -215,7 +215,7 @@ def test_run_now_takes_a_permit_for_every_message(
 ) -> None:
     """`digest run --now` sends at DIGEST_RATE_LIMIT_PER_SECOND like the workers: the real
     limiter, counted as it grants each message its permit."""
-    from digest import cli as cli_module
+    from digest import limits
     from digest.limits import RateLimiter
 
     permits: list[float] = []
@@ -225,7 +225,7 @@ def test_run_now_takes_a_permit_for_every_message(
             super().wait()
             permits.append(self.per_window / self.window_seconds)
 
-    monkeypatch.setattr(cli_module, "RateLimiter", CountedLimiter)
+    monkeypatch.setattr(limits, "RateLimiter", CountedLimiter)  # the command imports it late
     for email in ("ada@example.org", "bob@example.org"):
         run("subscribers", "add", email, "-t", "medical imaging")
     smtp = {"DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(smtp_sink.port)}

@@ -26,6 +26,7 @@ from digest.storage import Store
 from digest.transports import SmtpTransport
 from digest.web import create_app
 
+PREVIEW_WAIT_SECONDS = 120
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
@@ -122,13 +123,24 @@ def heading_says(browser, text: str) -> None:
     )
 
 
+def preview_items(browser) -> list:
+    """The live preview's papers, once shown. The first preview a process serves loads
+    MiniLM and embeds the day's papers: about 2 s on an idle machine, but 48 s was measured
+    on two cores shared by several test runs, hence the long wait."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, PREVIEW_WAIT_SECONDS).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#preview-list li")
+    )
+
+
 def link_in(text: str, pattern: str) -> str:
     return re.search(pattern, text).group(0)
 
 
 def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dict, browser) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base, store, sink = served["base"], served["store"], served["sink"]
     ingest_bytes(
@@ -144,9 +156,7 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     assert browser.find_element(By.ID, "timezone").get_attribute("value"), (
         "pre-filled from the browser"
     )
-    previews = WebDriverWait(browser, 15).until(
-        lambda b: b.find_elements(By.CSS_SELECTOR, "#preview-list li")
-    )
+    previews = preview_items(browser)
     assert re.search(r"\n(Title mentions|Abstract: |Close in meaning)", previews[0].text), (
         "the live preview lists today's papers with their reasons"
     )
@@ -363,14 +373,11 @@ def _reader_pages(browser, site: dict, folder: Path) -> dict[str, Callable[[], N
 
     def subscribe_with_suggestion_and_preview() -> None:
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
 
         browser.get(base + "/")
         browser.find_element(By.CSS_SELECTOR, ".chip").click()  # a pressed chip
         browser.find_element(By.ID, "topics").send_keys("\nreinforcement learning")
-        WebDriverWait(browser, 15).until(
-            lambda b: b.find_elements(By.CSS_SELECTOR, "#preview-list li")
-        )
+        preview_items(browser)
 
     preferences = visit(browser, links["preferences"], "Your digest")
 

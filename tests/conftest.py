@@ -56,8 +56,6 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-
-
 def _shared_redis_url() -> str:
     """The shared Redis database of this test process: ``DIGEST_TEST_REDIS_URL`` (db 13 by
     default), moved up by the pytest-xdist worker's number, because the worker tests flush

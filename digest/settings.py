@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(
         default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`."
     )
+    signup_mails_per_domain_per_hour: int = Field(
+        default=100,
+        ge=1,
+        description="Sign-up emails to one mail domain (gmail.com...) per hour, all senders.",
+    )
     signup_answer_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -89,11 +89,23 @@ def normalize_email(raw: str) -> str:
     return result.normalized.lower()
 
 
+GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+
+
 def mailbox_of(email: str) -> str:
-    """The mailbox an address delivers to: ``Ada+news@Example.org`` and ``ada@example.org``
-    reach the same person, so per-person limits count them together."""
+    """The mailbox an address delivers to, as the key of per-person limits (never to mail):
+    ``Ada+news@Example.org`` and ``ada@example.org`` reach the same person, and so do
+    ``a.d.a@googlemail.com`` and ``ada@gmail.com`` (Gmail ignores dots in the name)."""
     local, _, domain = email.casefold().rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}"
+    local = local.split("+", 1)[0]
+    if domain in GMAIL_DOMAINS:
+        return f"{local.replace('.', '')}@{GMAIL_DOMAINS[0]}"
+    return f"{local}@{domain}"
+
+
+def mail_domain_of(email: str) -> str:
+    """The domain whose mail servers receive mail for ``email`` (googlemail.com is gmail.com)."""
+    return mailbox_of(email).rpartition("@")[2]
 
 
 _SPACES = re.compile(r"\s+")

@@ -241,6 +241,9 @@ def test_header_names_are_read_whatever_their_case_and_spacing() -> None:
         ("ada+a+b@example.org", "ada@example.org"),
         ("ada@example.org", "ada@example.org"),
         ("ADA@Straße.de", "ada@strasse.de"),
+        ("a.da@example.org", "a.da@example.org"),  # a dot is a different mailbox elsewhere
+        ("A.d.a+news@Gmail.com", "ada@gmail.com"),  # Gmail ignores dots and tags
+        ("a.da@googlemail.com", "ada@gmail.com"),  # ... and googlemail.com is gmail.com
     ],
 )
 def test_the_mailbox_of_an_address_drops_its_tag_and_case(address: str, mailbox: str) -> None:

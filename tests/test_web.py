@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from digest.delivery import send_deliveries
 from digest.pipeline import run_tick
 from digest.records import SubscriberDefaults
-from digest.settings import Settings
+from digest.settings import Settings, load_settings
 from digest.sources import PaperRecord
 from digest.storage import Store
 from digest.subscriptions import build_subscriber_input
@@ -637,6 +637,18 @@ def test_forms_work_over_https_and_the_site_asks_for_https_only(web: dict) -> No
     ), "the strict referrer check is still on"
     plain = make_app(web, base_url="http://127.0.0.1:8000").test_client().get("/")
     assert "Strict-Transport-Security" not in plain.headers
+
+
+def test_an_upper_case_https_base_url_still_gets_hsts_and_secure_cookies(
+    web: dict, settings: Settings
+) -> None:
+    config = load_settings(
+        data_dir=settings.data_dir, base_url="HTTPS://digest.example.org", secret_key="k" * 32
+    )
+    app = create_app(config, web["store"], fakeredis.FakeRedis())
+    page = app.test_client().get("/", base_url="https://digest.example.org")
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Secure" in page.headers["Set-Cookie"]
 
 
 class Blackhole:

@@ -242,6 +242,16 @@ def test_a_token_for_another_purpose_or_person_is_refused(web: dict) -> None:
     assert response.status_code == 400 and active(web["store"]) == "active"
 
 
+@pytest.mark.parametrize("subscriber_id", [2**31, 2**63, 10**30, 0, -1])
+def test_a_signed_token_naming_an_impossible_id_is_an_invalid_link(
+    web: dict, subscriber_id: int
+) -> None:
+    """An id past the database's integer once overflowed the query: a 500."""
+    token = web["tokens"].make("preferences", subscriber_id, "ada@example.org")
+    page = web["client"].get(f"/preferences/{token}")
+    assert page.status_code == 400 and INVALID_LINK in page.get_data(as_text=True)
+
+
 def test_unsubscribe_get_confirms_and_post_acts(web: dict) -> None:
     sub = web["store"].add_subscriber(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()

@@ -663,7 +663,13 @@ class Store:
         self, data: SubscriberInput, defaults: SubscriberDefaults, status: str = "active"
     ) -> SubscriberRecord:
         with self.session() as session:
-            if session.scalar(select(Subscriber.id).where(Subscriber.email == data.email)):
+            status = session.scalar(select(Subscriber.status).where(Subscriber.email == data.email))
+            if status in OPTED_OUT:
+                raise StorageError(
+                    f"{data.email} is {status}: they asked to stop, or their mailbox refused our "
+                    f"mail. Only with their consent: digest subscribers resume --force {data.email}"
+                )
+            if status:
                 raise StorageError(
                     f"{data.email} is already subscribed (use `digest subscribers set` to change it)"
                 )

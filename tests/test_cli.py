@@ -188,6 +188,25 @@ def test_web_refuses_to_serve_a_public_site_with_the_development_key(settings: S
     assert result.output.startswith("Error: invalid settings: DIGEST_SECRET_KEY is not set")
 
 
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced"])
+def test_adding_an_opted_out_address_says_so_and_how_to_resume(
+    run, settings: Settings, status: str
+) -> None:
+    run("subscribers", "add", "ada@example.org", "-t", "rl")
+    store = Store.from_url(settings.resolved_database_url)
+    store.set_status("ada@example.org", status)
+    store.engine.dispose()
+    out = run("subscribers", "add", "ada@example.org", "-t", "rl", code=1).output
+    assert "already subscribed" not in out
+    assert f"ada@example.org is {status}" in out
+    assert "digest subscribers resume --force ada@example.org" in out
+    run("subscribers", "resume", "ada@example.org", "--force")
+    assert (
+        "ada@example.org is already subscribed"
+        in run("subscribers", "add", "ada@example.org", "-t", "rl", code=1).output
+    )
+
+
 def test_a_restored_backup_keeps_everyones_consent(run, tmp_path: Path) -> None:
     for email in ("a@example.org", "p@example.org", "u@example.org", "b@example.org"):
         run("subscribers", "add", email, "-t", "rl")

@@ -663,13 +663,15 @@ class Store:
         self, data: SubscriberInput, defaults: SubscriberDefaults, status: str = "active"
     ) -> SubscriberRecord:
         with self.session() as session:
-            status = session.scalar(select(Subscriber.status).where(Subscriber.email == data.email))
-            if status in OPTED_OUT:
+            existing = session.scalar(
+                select(Subscriber.status).where(Subscriber.email == data.email)
+            )
+            if existing in OPTED_OUT:
                 raise StorageError(
-                    f"{data.email} is {status}: they asked to stop, or their mailbox refused our "
-                    f"mail. Only with their consent: digest subscribers resume --force {data.email}"
+                    f"{data.email} is {existing}: they asked to stop, or their mailbox refused "
+                    f"our mail. Only with their consent: digest subscribers resume --force {data.email}"
                 )
-            if status:
+            if existing:
                 raise StorageError(
                     f"{data.email} is already subscribed (use `digest subscribers set` to change it)"
                 )

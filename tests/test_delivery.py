@@ -686,3 +686,44 @@ def test_a_refused_sender_is_our_problem_not_the_subscribers_bounce(
     with store.session() as session:
         subscriber = session.query(Subscriber).one()
         assert (subscriber.status, subscriber.hard_bounces) == ("active", 0)
+
+
+def test_a_digest_resent_after_midnight_keeps_its_message_id(
+    store: Store, settings: Settings, smtp_sink
+) -> None:
+    """The Message-ID is the edition's, not the sending day's: a digest accepted just before
+    midnight by a worker that then died is resent after midnight with the same Message-ID,
+    so the duplicate can be recognised downstream."""
+    emails = populate(store, 2)
+    config = smtp_settings(settings, smtp_sink, semantic=False)
+    late = dt.datetime(2026, 11, 23, 23, 58)
+    (batch,) = planned(store, config, late)
+    with pytest.raises(WorkerKilled), DyingTransport(SmtpTransport(config), 1) as dying:
+        send_deliveries(store, config, batch, dying, clock=lambda: late)
+    after_midnight = dt.datetime(2026, 11, 24, 0, 30)
+    leases = max(config.claim_lease_seconds, config.enqueue_lease_seconds)
+    assert after_midnight - late > dt.timedelta(seconds=leases), "the resend is past the leases"
+    tick_and_send(store, config, after_midnight)
+    ids = {email: [] for email in emails}
+    for received in smtp_sink.handler.received:
+        ids[received.recipient].append(received.message()["Message-ID"])
+    (resent,) = [email for email in emails if len(ids[email]) == 2]
+    assert ids[resent][0] == ids[resent][1] and ids[resent][0].startswith("<digest.20261123.")
+    assert store.delivery_counts() == {"sent": 2}
+
+
+def test_a_reader_east_of_utc_gets_the_message_id_of_their_own_day(
+    store: Store, settings: Settings, smtp_sink
+) -> None:
+    """08:00 in Tokyo is 23:00 the day before in UTC: the digest is the Tokyo day's edition,
+    and its Message-ID names that day, whatever the server's date."""
+    populate(store, 1)
+    store.update_subscriber("user0@example.org", timezone="Asia/Tokyo", send_hour=8)
+    tick_and_send(
+        store, smtp_settings(settings, smtp_sink, semantic=False), dt.datetime(2026, 11, 22, 23, 0)
+    )
+    (delivery,) = store.list_deliveries()
+    assert delivery.edition == dt.date(2026, 11, 23)
+    (received,) = smtp_sink.handler.received
+    assert received.message()["Message-ID"] == delivery.message_id
+    assert delivery.message_id.startswith(f"<digest.20261123.{delivery.id}.")

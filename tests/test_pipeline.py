@@ -208,3 +208,27 @@ def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_
     assert rows["eve@example.org"].status == "skipped"
     assert rows["ada@example.org"].id == earlier, "the other tick's row is left alone"
     assert rows["ada@example.org"].picks == [{"arxiv_id": "x"}]
+
+
+def test_run_now_takes_a_permit_for_every_message(
+    run, smtp_sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`digest run --now` sends at DIGEST_RATE_LIMIT_PER_SECOND like the workers: the real
+    limiter, counted as it grants each message its permit."""
+    from digest import limits
+    from digest.limits import RateLimiter
+
+    permits: list[float] = []
+
+    class CountedLimiter(RateLimiter):
+        def wait(self) -> None:
+            super().wait()
+            permits.append(self.per_window / self.window_seconds)
+
+    monkeypatch.setattr(limits, "RateLimiter", CountedLimiter)  # the command imports it late
+    for email in ("ada@example.org", "bob@example.org"):
+        run("subscribers", "add", email, "-t", "medical imaging")
+    smtp = {"DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(smtp_sink.port)}
+    result = run("run", "--now", DIGEST_SEMANTIC="false", DIGEST_RATE_LIMIT_PER_SECOND="40", **smtp)
+    assert "digests sent: 2" in result.output
+    assert permits == [40.0, 40.0], "one permit per message, at the configured rate"

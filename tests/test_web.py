@@ -11,7 +11,13 @@ from email.message import Message
 import fakeredis
 import feedparser
 import pytest
-from conftest import record_sent_digest, run_at_once, unreachable_redis
+from conftest import (
+    poisoned,
+    poisoned_paper,
+    record_sent_digest,
+    run_at_once,
+    unreachable_redis,
+)
 from itsdangerous import TimestampSigner
 from sqlalchemy.exc import OperationalError
 
@@ -1138,3 +1144,160 @@ def test_a_paper_named_on_the_form_must_exist(web: dict) -> None:
     )
     confirm(web, confirmation_link(web))
     assert web["store"].get_subscriber("ada@example.org").topics == ("rl", "arxiv:2611.00042")
+
+
+# -- every place that implements a rule (#37) -----------------------------------------------------
+
+CSRF_FORMS = ["subscribe", "confirm", "save preferences", "pause", "resume", "remove a vote"]
+
+
+@pytest.mark.parametrize("form", CSRF_FORMS)
+def test_every_form_refuses_a_post_without_its_csrf_token(web: dict, form: str) -> None:
+    """Every form but the RFC 8058 unsubscribe and the vote carries a CSRF token. The same
+    POST with the token then does what it says, so the refusal was the token's, not a
+    field's (a form that is exempted and also invalid would pass the refusal alone)."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    ada, digest = sent_day_one(web)
+    client.post(f"{digest}/vote/2611.00001", data={"vote": "up"})
+    if form == "resume":
+        store.set_status(ada.email, "paused")
+    bob, _ = store.request_subscription(
+        build_subscriber_input("bob@example.org", ["rl"]), SubscriberDefaults()
+    )
+    prefs = f"/preferences/{tokens.make('preferences', ada.id, ada.email)}"
+    path, data = {
+        "subscribe": ("/subscribe", {"email": "cy@example.org", "topics": "rl"}),
+        "confirm": (f"/confirm/{tokens.make('confirm', bob.id, bob.email)}", {}),
+        "save preferences": (
+            prefs,
+            {
+                "topics": "speech recognition",
+                "timezone": "UTC",
+                "send_hour": "6",
+                "max_papers": "4",
+                "action": "save",
+            },
+        ),
+        "pause": (prefs, {"action": "pause"}),
+        "resume": (prefs, {"action": "resume"}),
+        "remove a vote": (prefs, {"action": "unvote", "arxiv_id": "2611.00001"}),
+    }[form]
+
+    def state() -> tuple:
+        return store.list_subscribers(), store.votes_of(ada.id)
+
+    before = state()
+    refused = client.post(path, data=data)
+    assert refused.status_code == 400 and "The form expired" in refused.get_data(as_text=True)
+    assert state() == before, "a refused form changes nothing"
+    accepted = client.post(path, data={**data, "csrf_token": csrf_token(client)})
+    assert accepted.status_code == 200 and state() != before, "with its token it acts"
+
+
+@pytest.mark.parametrize(
+    "button",
+    [{"List-Unsubscribe": "One-Click"}, {"List-Unsubscribe": "One-Click", "from_page": "1"}],
+    ids=["one-click", "page"],
+)
+def test_a_paused_reader_who_unsubscribes_is_unsubscribed_for_good(web: dict, button) -> None:
+    """Unsubscribing acts whatever the reader's status. A paused reader left paused could be
+    resumed later by a click, without a new sign-up and its confirmation."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    store.set_status(sub.email, "paused")
+    unsubscribed = client.post(
+        f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}", data=button
+    )
+    assert unsubscribed.status_code == 200 and active(store) == "unsubscribed"
+    prefs = f"/preferences/{tokens.make('preferences', sub.id, sub.email)}"
+    client.post(prefs, data={"csrf_token": csrf_token(client, prefs), "action": "resume"})
+    assert active(store) == "unsubscribed", "only a confirmed new sign-up brings them back"
+
+
+def test_every_page_showing_a_paper_escapes_every_field_of_it(web: dict) -> None:
+    """The archive, the vote pages, the preferences (votes) and the feed each have their own
+    template: markup in any field of a pick or a trending paper, with or without its AI
+    summary, and in the topics, reasons and quiet topics, stays text on each of them."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    topic, quiet = poisoned("topic"), poisoned("quiet topic")
+    sub = store.add_subscriber(
+        build_subscriber_input("ada@example.org", [topic, quiet]), SubscriberDefaults()
+    )
+    papers = [poisoned_paper(f"2611.0010{n}", summary=n % 2 == 0) for n in range(4)]
+    store.upsert_papers(papers)
+    picks = [
+        {"arxiv_id": p.arxiv_id, "topic": topic, "reason": poisoned("reason"), "also": [quiet]}
+        for p in papers[:2]
+    ] + [{"arxiv_id": p.arxiv_id, "topic": None, "reason": None} for p in papers[2:]]
+    today = dt.date.today()
+    record_sent_digest(store, sub.id, today, picks, quiet_topics=(quiet,))
+    for paper in papers:
+        store.record_vote(sub.id, paper.arxiv_id, 1, dt.datetime.now())
+    digest = f"/digest/{tokens.make('digest', sub.id, sub.email, bound=today.isoformat())}"
+    pages = {
+        "archive": client.get(digest),
+        "preferences": client.get(f"/preferences/{tokens.make('preferences', sub.id, sub.email)}"),
+        "feed": client.get(f"/feed/{tokens.make('feed', sub.id, sub.email)}"),
+        **{f"vote {p.arxiv_id}": client.get(f"{digest}/vote/{p.arxiv_id}") for p in papers},
+    }
+    for name, page in pages.items():
+        body = page.get_data(as_text=True)
+        assert page.status_code == 200, name
+        assert "<u class=" not in body and "&lt;u class=" in body, name
+    archive = pages["archive"].get_data(as_text=True)
+    for field in ("title", "abstract", "summary", "author", "organization", "topic", "reason"):
+        assert f"{field} &amp; co" in archive, f"the archive shows the {field}"
+    assert archive.count("quiet topic &amp; co") >= 2, "as a quiet topic and as 'also'"
+
+
+PURPOSES = ("confirm", "unsubscribe", "preferences", "digest", "feed")
+LINKED_ROUTES = [
+    ("GET", "confirm", ""),
+    ("POST", "confirm", ""),
+    ("GET", "unsubscribe", ""),
+    ("POST", "unsubscribe", ""),
+    ("GET", "preferences", ""),
+    ("POST", "preferences", ""),
+    ("GET", "digest", ""),
+    ("GET", "digest", "/vote/2611.00001"),
+    ("POST", "digest", "/vote/2611.00001"),
+    ("GET", "feed", ""),
+]
+
+
+@pytest.mark.parametrize(("method", "purpose", "rest"), LINKED_ROUTES)
+def test_every_linked_page_takes_only_its_own_purposes_link_for_its_own_reader(
+    web: dict, method: str, purpose: str, rest: str
+) -> None:
+    """Each page checks its own purpose: a link signed for another (an unsubscribe link
+    opening the preferences, a feed link confirming), or for the same row of another
+    address, gets the one 'this link does not work' answer and changes nothing."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    ada, _ = sent_day_one(web)
+    store.set_status(ada.email, "paused")  # a confirm or unsubscribe would change it
+    day = dt.date.today().isoformat()
+    links = [
+        tokens.make(other, ada.id, ada.email, bound=day if other == "digest" else None)
+        for other in PURPOSES
+        if other != purpose
+    ]
+    links.append(tokens.make(purpose, ada.id, "eve@example.org", bound=day))
+    form = {
+        "csrf_token": csrf_token(client),
+        "List-Unsubscribe": "One-Click",
+        "action": "resume",
+        "vote": "up",
+    }
+    before = (store.list_subscribers(), store.votes_of(ada.id))
+    for token in links:
+        path = f"/{purpose}/{token}{rest}"
+        response = client.get(path) if method == "GET" else client.post(path, data=form)
+        assert response.status_code == 400, path
+        assert INVALID_LINK in response.get_data(as_text=True)
+    assert (store.list_subscribers(), store.votes_of(ada.id)) == before
+    own = tokens.make(purpose, ada.id, ada.email, bound=day if purpose == "digest" else None)
+    path = f"/{purpose}/{own}{rest}"
+    response = client.get(path) if method == "GET" else client.post(path, data=form)
+    assert response.status_code == 200, "its own link works"

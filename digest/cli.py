@@ -51,7 +51,7 @@ from digest.records import ChangeReport, SubscriberRecord
 from digest.rendering import render_digest
 from digest.settings import Settings, SettingsError, load_settings
 from digest.sources import HF_RSS, PaperRecord
-from digest.storage import StorageError, Store
+from digest.storage import Storage, StorageError
 from digest.subscriptions import (
     OPTED_OUT,
     InvalidInput,
@@ -83,18 +83,18 @@ class AppContext:
         return load_settings(**self.overrides)
 
     @cached_property
-    def store(self) -> Store:
+    def store(self) -> Storage:
         return self.open_store()
 
-    def open_store(self, statement_timeout: float | None = None) -> Store:
-        return Store.open(
+    def open_store(self, statement_timeout: float | None = None) -> Storage:
+        return Storage.open(
             self.settings.resolved_database_url, self.settings.db_connect_timeout, statement_timeout
         )
 
     @cached_property
     def ranking(self) -> tuple[Encoder | None, float]:
         """(encoder, threshold) for ranking stored papers, as the daily run does."""
-        return semantic.ranking_mode(self.settings, self.store)
+        return semantic.ranking_mode(self.settings, self.store.papers)
 
 
 class DigestGroup(click.Group):
@@ -174,10 +174,10 @@ def db_upgrade(app: AppContext) -> None:
     Example:
       DIGEST_DATABASE_URL=postgresql+psycopg://user@host/digest digest db upgrade
     """
-    store = Store.from_url(app.settings.resolved_database_url)
-    before = store.schema_revision()
-    store.upgrade()
-    after = store.schema_revision()
+    store = Storage.from_url(app.settings.resolved_database_url)
+    before = store.db.schema_revision()
+    store.db.upgrade()
+    after = store.db.schema_revision()
     click.echo(f"database at revision {after} (was {before or 'empty'})")
 
 
@@ -190,8 +190,10 @@ def db_current(app: AppContext) -> None:
     Example:
       digest db current
     """
-    store = Store.from_url(app.settings.resolved_database_url)
-    click.echo(f"current: {store.schema_revision() or 'empty'}  head: {store.head_revision()}")
+    store = Storage.from_url(app.settings.resolved_database_url)
+    click.echo(
+        f"current: {store.db.schema_revision() or 'empty'}  head: {store.db.head_revision()}"
+    )
 
 
 # -- subscribers ---------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def subscribers_add(
     """
     data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
     require_topic_papers(app.store, app.settings, data.topics)
-    sub = app.store.add_subscriber(data, app.settings.subscriber_defaults)
+    sub = app.store.subscribers.add(data, app.settings.subscriber_defaults)
     click.echo(f"added {sub.email} with topics: {'; '.join(sub.topics)}")
 
 
@@ -289,10 +291,10 @@ def subscribers_set(
     Example:
       digest subscribers set ada@example.org -t "speech recognition" --send-hour 8
     """
-    current = app.store.require_subscriber(normalize_email(email))
+    current = app.store.subscribers.require(normalize_email(email))
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
     require_topic_papers(app.store, app.settings, data.topics)
-    sub = app.store.update_subscriber(
+    sub = app.store.subscribers.update(
         data.email,
         list(data.topics) if topics else None,
         data.timezone,
@@ -316,7 +318,7 @@ def subscribers_remove(app: AppContext, email: str, yes: bool) -> None:
     address = normalize_email(email)
     if not yes:
         click.confirm(f"Delete {address} and its history?", abort=True)
-    app.store.remove_subscriber(address)
+    app.store.subscribers.remove(address)
     click.echo(f"removed {address}")
 
 
@@ -330,7 +332,9 @@ def subscribers_pause(app: AppContext, email: str) -> None:
     Example:
       digest subscribers pause ada@example.org
     """
-    sub = app.store.set_status(normalize_email(email), "paused", allowed_from=("active", "paused"))
+    sub = app.store.subscribers.set_status(
+        normalize_email(email), "paused", allowed_from=("active", "paused")
+    )
     click.echo(f"{sub.email} is {sub.status}")
 
 
@@ -349,13 +353,13 @@ def subscribers_resume(app: AppContext, email: str, force: bool) -> None:
       digest subscribers resume ada@example.org
     """
     address = normalize_email(email)
-    current = app.store.require_subscriber(address)
+    current = app.store.subscribers.require(address)
     if current.status in OPTED_OUT and not force:
         raise StorageError(
             f"{address} is {current.status}: they asked to stop, or their mailbox refused our mail. "
             "Resume only with their consent: digest subscribers resume --force " + address
         )
-    sub = app.store.set_status(address, "active")
+    sub = app.store.subscribers.set_status(address, "active")
     click.echo(f"{sub.email} is {sub.status}")
 
 
@@ -369,7 +373,7 @@ def subscribers_show(app: AppContext, email: str) -> None:
     Example:
       digest subscribers show ada@example.org
     """
-    _echo_subscriber(app.store.require_subscriber(normalize_email(email)))
+    _echo_subscriber(app.store.subscribers.require(normalize_email(email)))
 
 
 FORMATS = click.Choice(["table", "csv", "json"])
@@ -406,7 +410,7 @@ def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt
     Example:
       digest subscribers list --topic "efficient attention" --format csv
     """
-    subs = app.store.list_subscribers(
+    subs = app.store.subscribers.find(
         status=status, topic=normalize_topic(topic) if topic else None
     )
     _print_subscribers(subs, fmt)
@@ -426,7 +430,7 @@ def subscribers_export(app: AppContext, output: Path | None, status: str | None)
       digest subscribers export -o backup.csv
     """
     text = format_subscriber_csv(
-        [sub.as_row() for sub in app.store.list_subscribers(status=status)]
+        [sub.as_row() for sub in app.store.subscribers.find(status=status)]
     )
     if output:
         write_output(output, text)
@@ -472,7 +476,7 @@ def subscribers_import(
         batches, label="importing", item_show_func=lambda b: f"{len(b)} rows" if b else ""
     ) as bar:
         for batch in bar:
-            report = store.import_subscribers(
+            report = store.subscribers.import_rows(
                 batch, app.settings.subscriber_defaults, dry_run=dry_run
             )
             total.add(report)
@@ -532,7 +536,7 @@ def topics(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         app: AppContext = ctx.obj
-        rows = app.store.topic_counts()
+        rows = app.store.topics.counts()
         click.echo(format_table(["topic", "subscribers"], [[name, n] for name, n in rows]))
 
 
@@ -550,7 +554,7 @@ def topics_rename(app: AppContext, old: str, new: str) -> None:
     old_name, new_name = normalize_topic(old), normalize_topic(new)
     if old_name == new_name:
         raise InvalidInput("the old and new topic are the same")
-    affected = app.store.rename_topic(old_name, new_name)
+    affected = app.store.topics.rename(old_name, new_name)
     click.echo(f"{affected} subscriber(s) moved from {old_name!r} to {new_name!r}")
 
 
@@ -569,7 +573,7 @@ def topics_merge(app: AppContext, sources: Sequence[str], target: str) -> None:
     for source in sources:
         source_name = normalize_topic(source)
         if source_name != target_name:
-            affected = app.store.rename_topic(source_name, target_name)
+            affected = app.store.topics.rename(source_name, target_name)
             click.echo(f"{affected} subscriber(s) moved from {source_name!r} to {target_name!r}")
 
 
@@ -654,7 +658,7 @@ def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str)
     Example:
       digest papers --since 2026-11-20 --topic "efficient attention"
     """
-    found = app.store.list_papers(since=since, limit=None if topic else limit)
+    found = app.store.papers.find(since=since, limit=None if topic else limit)
     if topic:
         wanted = normalize_topic(topic)
         encoder, threshold = app.ranking
@@ -673,7 +677,7 @@ def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str)
             ],
         )
     )
-    click.echo(f"{len(found)} paper(s) shown, {app.store.count_papers()} stored")
+    click.echo(f"{len(found)} paper(s) shown, {app.store.papers.count()} stored")
 
 
 def paper_json(paper: PaperRecord) -> dict[str, Any]:
@@ -705,10 +709,10 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
       digest preview ada@example.org --out /tmp/digest.html --eml /tmp/digest.eml
     """
     settings, store = app.settings, app.store
-    sub = store.require_subscriber(normalize_email(email))
+    sub = store.subscribers.require(normalize_email(email))
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
     content, candidates = todays_digest(store, settings, sub, now)
-    message = digest_message(content, settings, 0, now, store.install_id())
+    message = digest_message(content, settings, 0, now, store.deliveries.install_id())
     click.echo(f"Subject: {message['Subject']}")
     click.echo(
         f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
@@ -738,10 +742,10 @@ DEMO_SUBSCRIBER = (
 
 def _seed_demo_subscriber(app: AppContext) -> None:
     """The embedded default with no subscribers yet: add one, so the first run shows a digest."""
-    if app.settings.database_url or app.store.count_subscribers():
+    if app.settings.database_url or app.store.subscribers.counts():
         return
     email, demo_topics = DEMO_SUBSCRIBER
-    app.store.add_subscriber(
+    app.store.subscribers.add(
         build_subscriber_input(email, demo_topics), app.settings.subscriber_defaults
     )
     click.echo(
@@ -790,7 +794,8 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
         for batch in bar:
             totals.add(
                 send_deliveries(
-                    store,
+                    store.deliveries,
+                    store.papers,
                     settings,
                     batch,
                     transport,
@@ -804,7 +809,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     for error in totals.errors[:10]:
         click.echo(f"  error: {error}", err=True)
     if totals.failed or totals.bounced or totals.retried:
-        retry = store.next_retry_at()
+        retry = store.deliveries.next_retry_at()
         raise click.ClickException(
             f"{totals.failed + totals.bounced} digest(s) failed and {totals.retried} wait for a retry"
             + (
@@ -837,7 +842,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
     """
     settings, store = app.settings, app.store
     address = normalize_email(email)
-    sub = store.get_subscriber(address)
+    sub = store.subscribers.get(address)
     if sub is None:
         data = build_subscriber_input(address, topics)
         sub = SubscriberRecord(
@@ -849,7 +854,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
         settings,
         int(now.timestamp()),
         now,
-        store.install_id(),
+        store.deliveries.install_id(),
     )
     try:
         with make_transport(settings) as transport:
@@ -872,7 +877,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
       digest deliveries --status failed --date 2026-11-25
     """
     edition = day.date() if day else None
-    rows = app.store.list_deliveries(edition=edition, status=status, limit=limit)
+    rows = app.store.deliveries.find(edition=edition, status=status, limit=limit)
     click.echo(
         format_table(
             [
@@ -902,7 +907,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
             ],
         )
     )
-    counts = app.store.delivery_counts(edition, status)
+    counts = app.store.deliveries.counts(edition, status)
     click.echo("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
 
@@ -927,7 +932,7 @@ def feedback(app: AppContext, days: int, top: int) -> None:
       digest feedback --days 7 --top 10
     """
     since = utcnow() - dt.timedelta(days=days)
-    by_topic = app.store.votes_by_topic(since)
+    by_topic = app.store.feedback.votes_by_topic(since)
     if not by_topic:
         click.echo(f"no votes in the last {days} days")
         return
@@ -938,7 +943,7 @@ def feedback(app: AppContext, days: int, top: int) -> None:
             [[topic, up, down] for topic, up, down in by_topic],
         )
     )
-    liked = app.store.most_liked_papers(since, top)
+    liked = app.store.feedback.most_liked_papers(since, top)
     if liked:
         click.echo("\nMost liked papers:")
         click.echo(
@@ -959,7 +964,7 @@ def retry_failed(app: AppContext, day: Any) -> None:
     Example:
       digest retry-failed --date 2026-11-25
     """
-    count = app.store.retry_failed(day.date() if day else None)
+    count = app.store.deliveries.retry_failed(day.date() if day else None)
     click.echo(f"{count} failed deliveries queued again")
 
 

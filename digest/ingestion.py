@@ -24,7 +24,7 @@ from digest.sources import (
     SourceError,
     parse_response,
 )
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import InvalidInput, papers_of_topics
 
 log = logging.getLogger(__name__)
@@ -87,17 +87,21 @@ def keep_announced(
 
 
 def store_parsed(
-    store: Store, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
+    store: Storage, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
 ) -> None:
     papers, unwanted = keep_announced(parsed.papers, announce_types)
-    upsert = store.upsert_papers(papers)
+    upsert = store.papers.upsert(papers)
     report.fetched = len(parsed.papers) + len(parsed.skipped)
     report.skipped = len(parsed.skipped) + unwanted
     report.new, report.updated = upsert.created, upsert.updated
 
 
 def ingest_bytes(
-    store: Store, body: bytes, label: str, announce_types: frozenset[str], source: str | None = None
+    store: Storage,
+    body: bytes,
+    label: str,
+    announce_types: frozenset[str],
+    source: str | None = None,
 ) -> SourceReport:
     """Parse a response (format detected unless forced) and merge it; errors go in the report."""
     report = SourceReport(source=label)
@@ -110,7 +114,7 @@ def ingest_bytes(
 
 
 def fetch_source(
-    store: Store,
+    store: Storage,
     fetcher: Fetcher,
     settings: Settings,
     source: str,
@@ -121,7 +125,7 @@ def fetch_source(
     report = SourceReport(source=source)
     try:
         url = source_url(settings, source, date, categories)
-        etag, modified = store.http_validators(url)
+        etag, modified = store.papers.http_validators(url)
         result = fetcher.get(url, etag, modified)
         if result.not_modified:
             report.not_modified = True
@@ -129,7 +133,7 @@ def fetch_source(
         if result.status >= 400:
             raise SourceError(_http_error_reason(result.status, result.body, source))
         store_parsed(store, report, parse_response(result.body, source), settings.announce_types)
-        store.save_http_validators(url, result.etag, result.last_modified)
+        store.papers.save_http_validators(url, result.etag, result.last_modified)
     except (FetchError, SourceError) as exc:
         report.error = str(exc)
         log.error("%s: %s", source, exc)
@@ -147,7 +151,7 @@ def _http_error_reason(status: int, body: bytes, source: str) -> str:
 
 
 def fetch_all(
-    store: Store,
+    store: Storage,
     settings: Settings,
     sources: tuple[str, ...] = LIVE_SOURCES,
     date: dt.date | None = None,
@@ -169,7 +173,7 @@ def fetch_all(
             fetcher.close()
 
 
-def ingest_bundled_sample(store: Store, announce_types: frozenset[str]) -> list[SourceReport]:
+def ingest_bundled_sample(store: Storage, announce_types: frozenset[str]) -> list[SourceReport]:
     """Load the real recorded responses shipped in the package: the offline demo's papers."""
     reports = []
     for item in sorted(resources.files(SAMPLE_PACKAGE).iterdir(), key=lambda f: f.name):
@@ -181,7 +185,7 @@ def ingest_bundled_sample(store: Store, announce_types: frozenset[str]) -> list[
 
 
 def look_up_papers(
-    store: Store, settings: Settings, ids: set[str], fetcher: Fetcher | None = None
+    store: Storage, settings: Settings, ids: set[str], fetcher: Fetcher | None = None
 ) -> set[str]:
     """Store the papers that "more like this paper" topics name, fetching the unknown ones
     from the arXiv API by id. Returns the ids arXiv does not have; raises InvalidInput when
@@ -189,7 +193,7 @@ def look_up_papers(
 
     A looked-up paper is stored as first seen when it was published: an old paper a reader
     names is not news for everyone else."""
-    missing = ids - {p.arxiv_id for p in store.list_papers(ids=sorted(ids))} if ids else set()
+    missing = ids - {p.arxiv_id for p in store.papers.find(ids=sorted(ids))} if ids else set()
     if not missing:
         return set()
     named = ", ".join(sorted(missing))
@@ -216,13 +220,13 @@ def look_up_papers(
     finally:
         if owned:
             fetcher.close()
-    store.upsert_papers(found, as_news=False)
+    store.papers.upsert(found, as_news=False)
     log.info("looked up %d of %d papers on arXiv: %s", len(found), len(missing), named)
     return missing - {p.arxiv_id for p in found}
 
 
 def require_topic_papers(
-    store: Store, settings: Settings, topics: Iterable[str], fetcher: Fetcher | None = None
+    store: Storage, settings: Settings, topics: Iterable[str], fetcher: Fetcher | None = None
 ) -> None:
     """Every paper that ``topics`` name is stored (looked up if need be), or InvalidInput."""
     unknown = look_up_papers(store, settings, papers_of_topics(topics), fetcher)

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from digest.settings import Settings, load_settings
-from digest.storage import Store
+from digest.storage import Storage
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
@@ -99,11 +99,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    store = Store.from_url(db_url)
-    store.upgrade()
+def store(db_url: str) -> Iterator[Storage]:
+    store = Storage.from_url(db_url)
+    store.db.upgrade()
     yield store
-    store.engine.dispose()
+    store.db.engine.dispose()
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def _with_saved_vectors(model, path: Path) -> Iterator:
         np.savez(path, texts=np.array(texts), vectors=np.stack(list(model.cache.values())))
 
 
-def record_sent_digest(store: Store, subscriber_id: int, edition, picks: list[dict]) -> int:
+def record_sent_digest(store: Storage, subscriber_id: int, edition, picks: list[dict]) -> int:
     """A digest as the workers leave it once the SMTP server accepted it: planned, claimed and
     recorded as sent with its papers. Returns the delivery id."""
     import datetime as dt
@@ -165,10 +165,12 @@ def record_sent_digest(store: Store, subscriber_id: int, edition, picks: list[di
     from digest.records import NewDelivery, SentRecord
 
     now = dt.datetime.combine(edition, dt.time(7))
-    _, (delivery,) = store.create_deliveries([NewDelivery(subscriber_id, edition, picks)])
-    claim, _ = store.claim_deliveries([delivery], now)
+    _, (delivery,) = store.deliveries.create([NewDelivery(subscriber_id, edition, picks)])
+    claim, _ = store.deliveries.claim([delivery], now)
     papers = tuple(p["arxiv_id"] for p in picks)
-    store.mark_sent([SentRecord(delivery, subscriber_id, claim, f"<{delivery}@test>", now, papers)])
+    store.deliveries.mark_sent(
+        [SentRecord(delivery, subscriber_id, claim, f"<{delivery}@test>", now, papers)]
+    )
     return delivery
 
 

@@ -18,7 +18,7 @@ from digest.ingestion import ingest_bytes
 from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.settings import Settings
-from digest.storage import Store
+from digest.storage import Storage
 from digest.transports import SmtpTransport
 from digest.web import create_app
 
@@ -37,8 +37,8 @@ pytestmark = [
 def served(sqlite_url: str, settings: Settings, smtp_sink) -> Iterator[dict]:
     from waitress.server import create_server
 
-    store = Store.from_url(sqlite_url)
-    store.upgrade()
+    store = Storage.from_url(sqlite_url)
+    store.db.upgrade()
     config = settings.model_copy(
         update={
             "smtp_host": "127.0.0.1",
@@ -134,17 +134,17 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     )
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "Check your inbox")
-    assert store.get_subscriber("ada@example.org").status == "pending"
+    assert store.subscribers.get("ada@example.org").status == "pending"
 
     confirmation = sink.handler.received[-1].message().get_body(("plain",)).get_content()
     browser.get(link_in(confirmation, re.escape(base) + r"/confirm/\S+"))
     heading_says(browser, "Confirm your subscription")
-    assert store.get_subscriber("ada@example.org").status == "pending", (
+    assert store.subscribers.get("ada@example.org").status == "pending", (
         "opening the link is not consent"
     )
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "You are subscribed")
-    assert store.get_subscriber("ada@example.org").status == "active"
+    assert store.subscribers.get("ada@example.org").status == "active"
     assert "Your first digest on reinforcement learning, large language models arrives " in (
         browser.find_element(By.TAG_NAME, "main").text
     )
@@ -159,7 +159,7 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
         everyone=True,
     )
     transport = SmtpTransport(served["settings"])
-    send_deliveries(store, served["settings"], batches[0], transport)
+    send_deliveries(store.deliveries, store.papers, served["settings"], batches[0], transport)
     transport.close()
     digest = sink.handler.received[-1].message()
     assert "new paper" in digest["Subject"]
@@ -171,4 +171,4 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     heading_says(browser, "Unsubscribe?")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "You are unsubscribed")
-    assert store.get_subscriber("ada@example.org").status == "unsubscribed"
+    assert store.subscribers.get("ada@example.org").status == "unsubscribed"

@@ -15,7 +15,7 @@ from digest.cli import cli
 from digest.models import utcnow
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.storage import Store
+from digest.storage import Storage
 
 
 @pytest.fixture
@@ -196,8 +196,8 @@ def test_a_restored_backup_keeps_everyones_consent(run, tmp_path: Path) -> None:
 
     backup = tmp_path / "backup.csv"
     store = _store(tmp_path)
-    store.set_status("u@example.org", "unsubscribed")
-    with store.session() as session:
+    store.subscribers.set_status("u@example.org", "unsubscribed")
+    with store.db.session() as session:
         session.query(Subscriber).filter_by(email="b@example.org").update({"status": "bounced"})
     run("subscribers", "export", "-o", str(backup))
     fresh = {"DIGEST_DATA_DIR": str(tmp_path / "fresh")}
@@ -220,14 +220,14 @@ def test_a_restored_backup_keeps_everyones_consent(run, tmp_path: Path) -> None:
 
 def test_an_import_never_reactivates_an_opt_out(run, tmp_path: Path) -> None:
     run("subscribers", "add", "u@example.org", "-t", "rl")
-    _store(tmp_path).set_status("u@example.org", "unsubscribed")
+    _store(tmp_path).subscribers.set_status("u@example.org", "unsubscribed")
     file = tmp_path / "people.csv"
     file.write_text(
         "email,topics,status\nu@example.org,spam,active\nn@example.org,rl,\n", encoding="utf-8"
     )
     output = run("subscribers", "import", str(file)).output
     assert "created 1" in output and "kept 1 (unsubscribed or bounced" in output
-    sub = _store(tmp_path).get_subscriber("u@example.org")
+    sub = _store(tmp_path).subscribers.get("u@example.org")
     assert (sub.status, sub.topics) == ("unsubscribed", ("rl",))
     refused = run("subscribers", "resume", "u@example.org", code=1).output
     assert "--force" in refused and "unsubscribed" in refused
@@ -235,9 +235,9 @@ def test_an_import_never_reactivates_an_opt_out(run, tmp_path: Path) -> None:
 
 
 def _store(tmp_path: Path):
-    from digest.storage import Store
+    from digest.storage import Storage
 
-    return Store.from_url(f"sqlite:///{tmp_path / 'var' / 'digest.db'}")
+    return Storage.from_url(f"sqlite:///{tmp_path / 'var' / 'digest.db'}")
 
 
 def test_a_utf16_file_gets_a_hint(run, tmp_path: Path) -> None:
@@ -469,8 +469,8 @@ def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
     assert "no votes in the last 7 days" in run("feedback").output
     run("subscribers", "add", "ada@example.org", "-t", "rl", "-t", "agents")
     run("subscribers", "add", "bob@example.org", "-t", "rl")
-    store = Store.open(settings.resolved_database_url)
-    store.upsert_papers(
+    store = Storage.open(settings.resolved_database_url)
+    store.papers.upsert(
         [
             PaperRecord("2611.00001", "Policy gradients"),
             PaperRecord("2611.00002", "Tool agents"),
@@ -478,7 +478,7 @@ def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
         ]
     )
     today = utcnow().date()
-    ada, bob = (store.get_subscriber(e) for e in ("ada@example.org", "bob@example.org"))
+    ada, bob = (store.subscribers.get(e) for e in ("ada@example.org", "bob@example.org"))
     picks = [
         {"arxiv_id": "2611.00001", "topic": "rl", "reason": "r"},
         {"arxiv_id": "2611.00002", "topic": "agents", "reason": "r"},
@@ -487,11 +487,13 @@ def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
     record_sent_digest(store, ada.id, today, picks)
     record_sent_digest(store, bob.id, today, picks[:1])
     now = utcnow()
-    store.record_vote(ada.id, "2611.00001", 1, now)
-    store.record_vote(bob.id, "2611.00001", 1, now)
-    store.record_vote(ada.id, "2611.00002", -1, now)
-    store.record_vote(ada.id, "2611.00003", 1, now)
-    store.record_vote(ada.id, "2611.00099", -1, now - dt.timedelta(days=30))  # too old to count
+    store.feedback.record_vote(ada.id, "2611.00001", 1, now)
+    store.feedback.record_vote(bob.id, "2611.00001", 1, now)
+    store.feedback.record_vote(ada.id, "2611.00002", -1, now)
+    store.feedback.record_vote(ada.id, "2611.00003", 1, now)
+    store.feedback.record_vote(
+        ada.id, "2611.00099", -1, now - dt.timedelta(days=30)
+    )  # too old to count
     out = run("feedback").output
     lines = [line.split() for line in out.splitlines()]
     assert (
@@ -519,7 +521,7 @@ def test_a_paper_link_is_a_topic_and_an_unknown_one_offline_is_a_clear_error(
     assert unknown.exit_code == 1
     assert "Error: paper 2611.00042 is not stored here and DIGEST_OFFLINE" in unknown.output
     assert "ada@example.org" not in runner.invoke(cli, ["subscribers", "list"], env=env).output
-    Store.open(settings.resolved_database_url).upsert_papers(
+    Storage.open(settings.resolved_database_url).papers.upsert(
         [PaperRecord("2611.00042", "Sparse attention for long documents")]
     )
     added = runner.invoke(

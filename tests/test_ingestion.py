@@ -21,7 +21,7 @@ from digest.ingestion import (
 )
 from digest.settings import Settings
 from digest.sources import ARXIV_API, ARXIV_RSS, HF, parse_response
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import InvalidInput
 
 HF_BODY = (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()
@@ -56,7 +56,7 @@ def quick_fetcher() -> Fetcher:
     return Fetcher(timeout=2, retries=1, backoff=0.01, host_intervals={})
 
 
-def fetch(store: Store, settings: Settings) -> dict[str, object]:
+def fetch(store: Storage, settings: Settings) -> dict[str, object]:
     with quick_fetcher() as fetcher:
         return {
             r.source: r
@@ -84,7 +84,7 @@ def test_urls_for_each_source(settings: Settings) -> None:
 
 
 def test_all_sources_land_merged_and_a_second_run_changes_nothing(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script("/api/daily_papers", Reply(200, HF_BODY))
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
@@ -104,16 +104,18 @@ def test_all_sources_land_merged_and_a_second_run_changes_nothing(
         50 - overlap,
         overlap,
     )
-    assert store.count_papers() == 25 + 3 + 50 - overlap
-    merged = store.list_papers(ids=["2607.09657"])[0]
+    assert store.papers.count() == 25 + 3 + 50 - overlap
+    merged = store.papers.find(ids=["2607.09657"])[0]
     assert merged.sources == [ARXIV_API, HF] and merged.upvotes is not None and merged.categories
 
     second = fetch(store, live)
     assert [(r.new, r.updated) for r in second.values()] == [(0, 0), (0, 0), (0, 0)]
-    assert store.count_papers() == 25 + 3 + 50 - overlap
+    assert store.papers.count() == 25 + 3 + 50 - overlap
 
 
-def test_conditional_get_on_the_next_run(store: Store, live: Settings, server: FeedServer) -> None:
+def test_conditional_get_on_the_next_run(
+    store: Storage, live: Settings, server: FeedServer
+) -> None:
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY, {"ETag": '"abc"'}), Reply(304))
     server.script("/api/daily_papers", Reply(200, b"[]"))
     server.script(
@@ -136,7 +138,7 @@ def test_conditional_get_on_the_next_run(store: Store, live: Settings, server: F
     ],
 )
 def test_a_broken_source_reports_why_and_the_others_still_land(
-    store: Store, live: Settings, server: FeedServer, reply: Reply, reason: str
+    store: Storage, live: Settings, server: FeedServer, reply: Reply, reason: str
 ) -> None:
     server.script("/api/daily_papers", Reply(200, HF_BODY))
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
@@ -144,11 +146,11 @@ def test_a_broken_source_reports_why_and_the_others_still_land(
     reports = fetch(store, live)
     assert reason in (reports[ARXIV_API].error or "")
     assert reports[HF].new == 25 and reports[ARXIV_RSS].new == 3
-    assert store.count_papers() == 28
+    assert store.papers.count() == 28
 
 
 def test_empty_weekend_feed_is_not_an_error(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script(
         "/rss/cs.LG+cs.AI",
@@ -161,7 +163,9 @@ def test_empty_weekend_feed_is_not_an_error(
     assert report.error is None and report.fetched == 0
 
 
-def test_announce_types_are_configurable(store: Store, live: Settings, server: FeedServer) -> None:
+def test_announce_types_are_configurable(
+    store: Storage, live: Settings, server: FeedServer
+) -> None:
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
     with_replacements = live.model_copy(update={"arxiv_announce_types": "new,cross,replace"})
     with quick_fetcher() as fetcher:
@@ -171,10 +175,10 @@ def test_announce_types_are_configurable(store: Store, live: Settings, server: F
     assert (report.new, report.skipped) == (4, 0)
 
 
-def test_bundled_sample_loads_offline(store: Store) -> None:
+def test_bundled_sample_loads_offline(store: Storage) -> None:
     reports = ingest_bundled_sample(store, frozenset({"new", "cross"}))
     assert all(r.error is None for r in reports)
-    assert store.count_papers() >= 60
+    assert store.papers.count() >= 60
 
 
 def test_cli_fetch_from_files_prints_per_source_lines_and_fails_on_errors(
@@ -237,9 +241,9 @@ def test_cli_fetch_embeds_the_new_candidates_once_so_ranking_only_reads_them(
         cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env
     )
     assert result.exit_code == 0, result.output
-    store = Store.from_url(settings.resolved_database_url)
-    keys = [semantic.vector_key(paper_passage(p)) for p in store.list_papers()]
-    assert len(keys) == 25 and len(store.load_vectors(keys)) == 25
+    store = Storage.from_url(settings.resolved_database_url)
+    keys = [semantic.vector_key(paper_passage(p)) for p in store.papers.find()]
+    assert len(keys) == 25 and len(store.papers.load_vectors(keys)) == 25
 
 
 # -- "more like this paper" topics: papers looked up by id --------------------------------------
@@ -249,21 +253,21 @@ EMPTY_BODY = (FEEDS / "arxiv_api_empty_result_2026-04-12.xml").read_bytes()
 
 
 def test_a_paper_named_by_a_topic_is_looked_up_once_and_is_not_news(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script("/api/query", Reply(200, LOOKUP_BODY))
     with quick_fetcher() as fetcher:
         assert look_up_papers(store, live, {"astro-ph/0601001"}, fetcher) == set()
-        (paper,) = store.list_papers(ids=["astro-ph/0601001"])
+        (paper,) = store.papers.find(ids=["astro-ph/0601001"])
         assert paper.title.startswith("Frequency of Hot Jupiters")
         assert paper.first_seen_at == paper.published_at, "an old paper is not today's candidate"
-        assert store.list_papers(since=dt.datetime(2026, 1, 1)) == []
+        assert store.papers.find(since=dt.datetime(2026, 1, 1)) == []
         look_up_papers(store, live, {"astro-ph/0601001"}, fetcher)
     assert len(server.requests["/api/query"]) == 1, "a stored paper is not asked for again"
 
 
 def test_an_id_arxiv_does_not_know_is_named(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script("/api/query", Reply(200, EMPTY_BODY))
     with quick_fetcher() as fetcher:
@@ -280,7 +284,7 @@ def test_an_id_arxiv_does_not_know_is_named(
     ],
 )
 def test_when_arxiv_cannot_be_asked_the_error_says_so(
-    store: Store, live: Settings, server: FeedServer, reply: Reply, reason: str
+    store: Storage, live: Settings, server: FeedServer, reply: Reply, reason: str
 ) -> None:
     server.script("/api/query", reply)
     with quick_fetcher() as fetcher, pytest.raises(InvalidInput) as caught:
@@ -289,7 +293,7 @@ def test_when_arxiv_cannot_be_asked_the_error_says_so(
     assert "try again in a few minutes" in caught.value.plain
 
 
-def test_offline_a_paper_not_stored_is_a_clear_error(store: Store, settings: Settings) -> None:
+def test_offline_a_paper_not_stored_is_a_clear_error(store: Storage, settings: Settings) -> None:
     offline = settings.model_copy(update={"offline": True})
     with pytest.raises(InvalidInput, match="2607.07953 is not stored here and DIGEST_OFFLINE"):
         look_up_papers(store, offline, {"2607.07953"})

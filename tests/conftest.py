@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from digest.records import SubscriberDefaults
 from digest.settings import Settings, load_settings
 from digest.storage import Storage
+from digest.subscriptions import SubscriberInput, build_subscriber_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
@@ -155,6 +157,14 @@ def _with_saved_vectors(model, path: Path) -> Iterator:
     if not path.exists() and model.cache:
         texts = list(model.cache)
         np.savez(path, texts=np.array(texts), vectors=np.stack(list(model.cache.values())))
+
+
+# the storage tests' subscribers: a fixed schedule, topics given by name
+DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
+
+
+def sub(email: str, *topics: str, **extra: object) -> SubscriberInput:
+    return build_subscriber_input(email, list(topics), **extra)  # type: ignore[arg-type]
 
 
 def record_sent_digest(store: Storage, subscriber_id: int, edition, picks: list[dict]) -> int:

@@ -92,7 +92,7 @@ def populate(url: str, subscribers: int, env: dict[str, str]) -> Storage:
     settings = load_settings()
     store = Storage.from_url(url)
     store.db.upgrade()
-    ingest_bundled_sample(store, settings.announce_types)
+    ingest_bundled_sample(store.papers, settings.announce_types)
     for start in range(0, subscribers, 50_000):
         rows = [
             build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 6], TOPICS[(i + 2) % 6]])
@@ -133,7 +133,7 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
     settings = load_settings()
     store = Storage.from_url(url)
     store.db.upgrade()
-    ingest_bundled_sample(store, settings.announce_types)
+    ingest_bundled_sample(store.papers, settings.announce_types)
     now = utcnow()
     voted = [p.arxiv_id for p in store.papers.find()][:6]
     with store.db.engine.begin() as conn:

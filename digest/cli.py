@@ -270,7 +270,7 @@ def subscribers_add(
       digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
     """
     data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
-    require_topic_papers(app.store, app.settings, data.topics)
+    require_topic_papers(app.store.papers, app.settings, data.topics)
     sub = app.store.subscribers.add(data, app.settings.subscriber_defaults)
     click.echo(f"added {sub.email} with topics: {'; '.join(sub.topics)}")
 
@@ -293,7 +293,7 @@ def subscribers_set(
     """
     current = app.store.subscribers.require(normalize_email(email))
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
-    require_topic_papers(app.store, app.settings, data.topics)
+    require_topic_papers(app.store.papers, app.settings, data.topics)
     sub = app.store.subscribers.update(
         data.email,
         list(data.topics) if topics else None,
@@ -510,7 +510,9 @@ def _rows_naming_unknown_papers(app: AppContext, parsed: ParsedCsv) -> list[str]
     """Look up the papers the file's topics name, at once; the rows naming one arXiv does not
     have are taken out of ``parsed`` and reported, one line each."""
     unknown = look_up_papers(
-        app.store, app.settings, papers_of_topics(t for row in parsed.rows for t in row.topics)
+        app.store.papers,
+        app.settings,
+        papers_of_topics(t for row in parsed.rows for t in row.topics),
     )
     if not unknown:
         return []
@@ -620,13 +622,13 @@ def fetch(
     forced = None if source == "all" else source
     if files:
         reports = [
-            ingest_bytes(store, f.read_bytes(), f.name, settings.announce_types, forced)
+            ingest_bytes(store.papers, f.read_bytes(), f.name, settings.announce_types, forced)
             for f in files
         ]
     else:
         wanted = LIVE_SOURCES if source == "all" else (source,)
         cats = [c for c in categories.split("+") if c] if categories else None
-        reports = fetch_all(store, settings, wanted, day.date() if day else None, cats)
+        reports = fetch_all(store.papers, settings, wanted, day.date() if day else None, cats)
     for report in reports:
         click.echo(report.summary())
     candidates = candidate_papers(app.store, utcnow())

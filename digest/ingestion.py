@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Protocol
 from urllib.parse import urlencode
 
 from digest.fetching import Fetcher, FetchError
+from digest.records import ChangeReport
 from digest.settings import Settings
 from digest.sources import (
     ARXIV_API,
@@ -24,13 +26,27 @@ from digest.sources import (
     SourceError,
     parse_response,
 )
-from digest.storage import Storage
 from digest.subscriptions import InvalidInput, papers_of_topics
 
 log = logging.getLogger(__name__)
 
 LIVE_SOURCES = (HF, ARXIV_RSS, ARXIV_API)
 SAMPLE_PACKAGE = "digest.sample_data"
+
+
+class PaperStore(Protocol):
+    """Where fetched papers land (:class:`digest.storage.Papers`): merged in, looked up, and
+    each feed's HTTP validators for the next conditional GET."""
+
+    def upsert(self, records: Sequence[PaperRecord], as_news: bool = True) -> ChangeReport: ...
+
+    def find(self, *, ids: Sequence[str] | None = None) -> list[PaperRecord]: ...
+
+    def http_validators(self, url: str) -> tuple[str | None, str | None]: ...
+
+    def save_http_validators(
+        self, url: str, etag: str | None, last_modified: str | None
+    ) -> None: ...
 
 
 @dataclass
@@ -87,17 +103,17 @@ def keep_announced(
 
 
 def store_parsed(
-    store: Storage, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
+    stored: PaperStore, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
 ) -> None:
     papers, unwanted = keep_announced(parsed.papers, announce_types)
-    upsert = store.papers.upsert(papers)
+    upsert = stored.upsert(papers)
     report.fetched = len(parsed.papers) + len(parsed.skipped)
     report.skipped = len(parsed.skipped) + unwanted
     report.new, report.updated = upsert.created, upsert.updated
 
 
 def ingest_bytes(
-    store: Storage,
+    stored: PaperStore,
     body: bytes,
     label: str,
     announce_types: frozenset[str],
@@ -106,7 +122,7 @@ def ingest_bytes(
     """Parse a response (format detected unless forced) and merge it; errors go in the report."""
     report = SourceReport(source=label)
     try:
-        store_parsed(store, report, parse_response(body, source), announce_types)
+        store_parsed(stored, report, parse_response(body, source), announce_types)
     except SourceError as exc:
         report.error = str(exc)
         log.error("%s: %s", label, exc)
@@ -114,7 +130,7 @@ def ingest_bytes(
 
 
 def fetch_source(
-    store: Storage,
+    stored: PaperStore,
     fetcher: Fetcher,
     settings: Settings,
     source: str,
@@ -125,15 +141,15 @@ def fetch_source(
     report = SourceReport(source=source)
     try:
         url = source_url(settings, source, date, categories)
-        etag, modified = store.papers.http_validators(url)
+        etag, modified = stored.http_validators(url)
         result = fetcher.get(url, etag, modified)
         if result.not_modified:
             report.not_modified = True
             return report
         if result.status >= 400:
             raise SourceError(_http_error_reason(result.status, result.body, source))
-        store_parsed(store, report, parse_response(result.body, source), settings.announce_types)
-        store.papers.save_http_validators(url, result.etag, result.last_modified)
+        store_parsed(stored, report, parse_response(result.body, source), settings.announce_types)
+        stored.save_http_validators(url, result.etag, result.last_modified)
     except (FetchError, SourceError) as exc:
         report.error = str(exc)
         log.error("%s: %s", source, exc)
@@ -151,7 +167,7 @@ def _http_error_reason(status: int, body: bytes, source: str) -> str:
 
 
 def fetch_all(
-    store: Storage,
+    stored: PaperStore,
     settings: Settings,
     sources: tuple[str, ...] = LIVE_SOURCES,
     date: dt.date | None = None,
@@ -164,7 +180,7 @@ def fetch_all(
     try:
         return [
             fetch_source(
-                store, fetcher, settings, source, date, categories or settings.category_list
+                stored, fetcher, settings, source, date, categories or settings.category_list
             )
             for source in sources
         ]
@@ -173,19 +189,19 @@ def fetch_all(
             fetcher.close()
 
 
-def ingest_bundled_sample(store: Storage, announce_types: frozenset[str]) -> list[SourceReport]:
+def ingest_bundled_sample(stored: PaperStore, announce_types: frozenset[str]) -> list[SourceReport]:
     """Load the real recorded responses shipped in the package: the offline demo's papers."""
     reports = []
     for item in sorted(resources.files(SAMPLE_PACKAGE).iterdir(), key=lambda f: f.name):
         if item.name.endswith((".json", ".xml")):
             reports.append(
-                ingest_bytes(store, item.read_bytes(), f"sample:{item.name}", announce_types)
+                ingest_bytes(stored, item.read_bytes(), f"sample:{item.name}", announce_types)
             )
     return reports
 
 
 def look_up_papers(
-    store: Storage, settings: Settings, ids: set[str], fetcher: Fetcher | None = None
+    stored: PaperStore, settings: Settings, ids: set[str], fetcher: Fetcher | None = None
 ) -> set[str]:
     """Store the papers that "more like this paper" topics name, fetching the unknown ones
     from the arXiv API by id. Returns the ids arXiv does not have; raises InvalidInput when
@@ -193,7 +209,7 @@ def look_up_papers(
 
     A looked-up paper is stored as first seen when it was published: an old paper a reader
     names is not news for everyone else."""
-    missing = ids - {p.arxiv_id for p in store.papers.find(ids=sorted(ids))} if ids else set()
+    missing = ids - {p.arxiv_id for p in stored.find(ids=sorted(ids))} if ids else set()
     if not missing:
         return set()
     named = ", ".join(sorted(missing))
@@ -220,16 +236,16 @@ def look_up_papers(
     finally:
         if owned:
             fetcher.close()
-    store.papers.upsert(found, as_news=False)
+    stored.upsert(found, as_news=False)
     log.info("looked up %d of %d papers on arXiv: %s", len(found), len(missing), named)
     return missing - {p.arxiv_id for p in found}
 
 
 def require_topic_papers(
-    store: Storage, settings: Settings, topics: Iterable[str], fetcher: Fetcher | None = None
+    stored: PaperStore, settings: Settings, topics: Iterable[str], fetcher: Fetcher | None = None
 ) -> None:
     """Every paper that ``topics`` name is stored (looked up if need be), or InvalidInput."""
-    unknown = look_up_papers(store, settings, papers_of_topics(topics), fetcher)
+    unknown = look_up_papers(stored, settings, papers_of_topics(topics), fetcher)
     if unknown:
         named = ", ".join(sorted(unknown))
         raise InvalidInput(

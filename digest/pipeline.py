@@ -49,13 +49,13 @@ def batches(ids: Sequence[int], size: int) -> list[list[int]]:
 def fetch_papers(store: Storage, settings: Settings) -> list[SourceReport]:
     """Live sources unless offline; the bundled sample when nothing could be fetched and the
     store is empty (the embedded default must work without a network)."""
-    reports = [] if settings.offline else fetch_all(store, settings)
+    reports = [] if settings.offline else fetch_all(store.papers, settings)
     landed = any(r.error is None and (r.new or r.updated or r.not_modified) for r in reports)
     if not landed and store.papers.count() == 0:
         log.warning(
             "no papers could be fetched and none are stored: using the bundled sample papers"
         )
-        reports += ingest_bundled_sample(store, settings.announce_types)
+        reports += ingest_bundled_sample(store.papers, settings.announce_types)
     return reports
 
 

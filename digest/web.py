@@ -319,7 +319,7 @@ def _known_topics(ctx: WebContext, raw: str) -> tuple[str, ...]:
     """The topics field, normalised; a paper it names by id or link is looked up on arXiv
     when it is not stored yet."""
     topics = normalize_topics(topic_lines(raw))
-    require_topic_papers(ctx.store, ctx.settings, topics)
+    require_topic_papers(ctx.store.papers, ctx.settings, topics)
     return topics
 
 

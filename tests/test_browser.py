@@ -114,7 +114,10 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
 
     base, store, sink = served["base"], served["store"], served["sink"]
     ingest_bytes(
-        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
     )
     browser.get(base + "/")
     browser.find_element(By.ID, "email").send_keys("ada@example.org")

@@ -31,10 +31,13 @@ TOPICS = [
 
 def populate(store: Storage, count: int) -> list[str]:
     ingest_bytes(
-        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
     )
     ingest_bytes(
-        store,
+        store.papers,
         (FEEDS / "arxiv_api_cat_cs.AI_OR_cs.LG_2026-07-13.xml").read_bytes(),
         "api",
         frozenset({"new"}),

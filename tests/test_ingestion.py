@@ -60,7 +60,9 @@ def fetch(store: Storage, settings: Settings) -> dict[str, object]:
     with quick_fetcher() as fetcher:
         return {
             r.source: r
-            for r in fetch_all(store, settings, categories=["cs.LG", "cs.AI"], fetcher=fetcher)
+            for r in fetch_all(
+                store.papers, settings, categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            )
         }
 
 
@@ -158,7 +160,7 @@ def test_empty_weekend_feed_is_not_an_error(
     )
     with quick_fetcher() as fetcher:
         (report,) = fetch_all(
-            store, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
         )
     assert report.error is None and report.fetched == 0
 
@@ -170,13 +172,17 @@ def test_announce_types_are_configurable(
     with_replacements = live.model_copy(update={"arxiv_announce_types": "new,cross,replace"})
     with quick_fetcher() as fetcher:
         (report,) = fetch_all(
-            store, with_replacements, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            store.papers,
+            with_replacements,
+            (ARXIV_RSS,),
+            categories=["cs.LG", "cs.AI"],
+            fetcher=fetcher,
         )
     assert (report.new, report.skipped) == (4, 0)
 
 
 def test_bundled_sample_loads_offline(store: Storage) -> None:
-    reports = ingest_bundled_sample(store, frozenset({"new", "cross"}))
+    reports = ingest_bundled_sample(store.papers, frozenset({"new", "cross"}))
     assert all(r.error is None for r in reports)
     assert store.papers.count() >= 60
 
@@ -257,12 +263,12 @@ def test_a_paper_named_by_a_topic_is_looked_up_once_and_is_not_news(
 ) -> None:
     server.script("/api/query", Reply(200, LOOKUP_BODY))
     with quick_fetcher() as fetcher:
-        assert look_up_papers(store, live, {"astro-ph/0601001"}, fetcher) == set()
+        assert look_up_papers(store.papers, live, {"astro-ph/0601001"}, fetcher) == set()
         (paper,) = store.papers.find(ids=["astro-ph/0601001"])
         assert paper.title.startswith("Frequency of Hot Jupiters")
         assert paper.first_seen_at == paper.published_at, "an old paper is not today's candidate"
         assert store.papers.find(since=dt.datetime(2026, 1, 1)) == []
-        look_up_papers(store, live, {"astro-ph/0601001"}, fetcher)
+        look_up_papers(store.papers, live, {"astro-ph/0601001"}, fetcher)
     assert len(server.requests["/api/query"]) == 1, "a stored paper is not asked for again"
 
 
@@ -271,9 +277,9 @@ def test_an_id_arxiv_does_not_know_is_named(
 ) -> None:
     server.script("/api/query", Reply(200, EMPTY_BODY))
     with quick_fetcher() as fetcher:
-        assert look_up_papers(store, live, {"2699.99999"}, fetcher) == {"2699.99999"}
+        assert look_up_papers(store.papers, live, {"2699.99999"}, fetcher) == {"2699.99999"}
         with pytest.raises(InvalidInput, match="arXiv has no paper 2699.99999"):
-            require_topic_papers(store, live, ["rl", "arxiv:2699.99999"], fetcher)
+            require_topic_papers(store.papers, live, ["rl", "arxiv:2699.99999"], fetcher)
 
 
 @pytest.mark.parametrize(
@@ -288,7 +294,7 @@ def test_when_arxiv_cannot_be_asked_the_error_says_so(
 ) -> None:
     server.script("/api/query", reply)
     with quick_fetcher() as fetcher, pytest.raises(InvalidInput) as caught:
-        look_up_papers(store, live, {"2607.07953"}, fetcher)
+        look_up_papers(store.papers, live, {"2607.07953"}, fetcher)
     assert f"could not look up paper 2607.07953 on arXiv: {reason}" in str(caught.value)
     assert "try again in a few minutes" in caught.value.plain
 
@@ -296,7 +302,7 @@ def test_when_arxiv_cannot_be_asked_the_error_says_so(
 def test_offline_a_paper_not_stored_is_a_clear_error(store: Storage, settings: Settings) -> None:
     offline = settings.model_copy(update={"offline": True})
     with pytest.raises(InvalidInput, match="2607.07953 is not stored here and DIGEST_OFFLINE"):
-        look_up_papers(store, offline, {"2607.07953"})
+        look_up_papers(store.papers, offline, {"2607.07953"})
 
 
 def test_an_import_rejects_the_rows_naming_papers_arxiv_does_not_have(

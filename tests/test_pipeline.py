@@ -185,7 +185,7 @@ def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_
     from digest.records import NewDelivery, SubscriberDefaults
     from digest.subscriptions import build_subscriber_input
 
-    ingest_bundled_sample(store, settings.announce_types)
+    ingest_bundled_sample(store.papers, settings.announce_types)
     defaults = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
     ada, bob, eve = (
         store.subscribers.add(build_subscriber_input(email, [topic]), defaults)

@@ -381,7 +381,7 @@ def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
         "no papers stored yet"
     )
     ingest_bytes(
-        web["store"],
+        web["store"].papers,
         (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
         "hf",
         frozenset({"new"}),
@@ -468,7 +468,10 @@ def test_topics_typed_into_a_preview_store_nothing(web: dict, encoder) -> None:
 
     store = web["store"]
     ingest_bytes(
-        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
     )
     StoredEncoder(encoder, store.papers).encode(
         [paper_passage(p) for p in store.papers.find()]

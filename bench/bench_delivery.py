@@ -388,7 +388,8 @@ def main() -> None:
 
 
 def _sample_message(store: Storage, delivery_id: int) -> bytes:
-    from digest.editions import digest_content, digest_message
+    from digest import emails
+    from digest.editions import digest_content
     from digest.tokens import Tokens
 
     settings = load_settings()
@@ -402,7 +403,7 @@ def _sample_message(store: Storage, delivery_id: int) -> bytes:
         Tokens(settings.secret_key),
         settings.base_url,
     )
-    return digest_message(content, settings, delivery.id, utcnow()).as_bytes()
+    return emails.digest(content, settings, delivery.id, utcnow()).as_bytes()
 
 
 def _drop_sent(store: Storage, batches: list[list[int]]) -> list[list[int]]:

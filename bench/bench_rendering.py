@@ -1,6 +1,8 @@
 """Emails rendered per second on one core for a 10-paper digest:
 (a) premailer on every email, (b) CSS inlined once per template, plus the MIME build,
-and an element-by-element check that (a) and (b) produce the same HTML.
+and an element-by-element check that (a) and (b) produce the same HTML. Beside (b), each
+other fast path swapped for its reference (digest.emails.Paths): paper cards rendered
+every time instead of cached, and the stdlib's EmailMessage instead of the direct writer.
 
 Run: .venv/bin/python -m bench.bench_rendering [--seconds 3]
 """
@@ -16,8 +18,17 @@ from collections.abc import Callable
 from lxml import html as lxml_html
 
 from bench.corpus import real_papers
-from digest.editions import digest_message
-from digest.rendering import DigestContent, inline_per_email, paper_item, render_digest
+from digest import emails
+from digest.emails import Paths
+from digest.messages import write_reference
+from digest.rendering import (
+    DigestContent,
+    default_environment,
+    inline_per_email,
+    paper_item,
+    render_digest,
+    render_email,
+)
 from digest.settings import Settings
 
 
@@ -88,11 +99,16 @@ def main() -> None:
     render_digest(digests[0])  # load and inline the templates once, outside the timing
     settings = Settings()
     now = dt.datetime(2026, 11, 23, 7)
+    uncached = default_environment(fragment_cache=False)
+    render_digest(digests[0], uncached)
+    stock = Paths(render_email, write_reference)
     rates = median_rates(
         {
             "per_email": inline_per_email,
             "cached": render_digest,
-            "with_mime": lambda d: digest_message(d, settings, 1, now).as_bytes(),
+            "with_mime": lambda d: emails.digest(d, settings, 1, now).as_bytes(),
+            "no_cache": lambda d: render_digest(d, uncached),
+            "stock_mime": lambda d: emails.digest(d, settings, 1, now, paths=stock).as_bytes(),
         },
         digests,
         args.seconds,
@@ -104,6 +120,8 @@ def main() -> None:
         f"(b) inlined once per template:       {cached:8.0f} emails/s  ({cached / per_email:.0f}x (a))"
     )
     print(f"(b) + MIME message built to bytes:   {with_mime:8.0f} emails/s")
+    print(f"(b) without the card cache:          {rates['no_cache']:8.0f} emails/s")
+    print(f"(b) + MIME by the stdlib's writer:   {rates['stock_mime']:8.0f} emails/s")
     print(
         f"per-template == per-email inlining on {len(digests)} digests, element by element: {equal}"
     )

@@ -8,7 +8,7 @@ The one unavoidable duplicate window is between the server accepting a message a
 group's ``sent`` commit: if the worker dies exactly there, the stale claims are requeued and
 those digests go out again with the same Message-IDs (see README, "Exactly once").
 
-A message's path: content (editions) -> render (rendering) -> MIME (messages) -> send
+A message's path: content (editions) -> message (emails: render, then MIME) -> send
 (transports) -> record (storage).
 """
 
@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from digest.editions import digest_content, digest_message
+from digest import emails
+from digest.editions import digest_content
 from digest.limits import RateLimiter
 from digest.messages import Message, wire_address
 from digest.models import utcnow
@@ -209,7 +210,7 @@ class _Sending:
             self.settings.base_url,
             delivery.quiet_topics,
         )
-        message = digest_message(
+        message = emails.digest(
             content, self.settings, delivery.id, now, self.deliveries.install_id()
         )
         return message, now

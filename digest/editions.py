@@ -1,4 +1,5 @@
-"""One edition: which papers are candidates, what each subscriber gets, and the email's content.
+"""One edition: which papers are candidates, what each subscriber gets, and the email's content
+(its message is :func:`digest.emails.digest`'s).
 
 Pure functions over plain records; :mod:`digest.pipeline` and the CLI feed them from storage.
 A delivery row stores its picks (ids, topic, reason), so sending renders exactly what was
@@ -15,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from digest.messages import Message, build_message, message_id, sender_domain
 from digest.ranking import (
     LEXICAL_THRESHOLD,
     Encoder,
@@ -27,8 +27,7 @@ from digest.ranking import (
     pick_papers,
 )
 from digest.records import SubscriberRecord, Votes
-from digest.rendering import DigestContent, paper_item, render_digest
-from digest.settings import Settings
+from digest.rendering import DigestContent, paper_item
 from digest.sources import PaperRecord
 from digest.subscriptions import paper_of_topic, papers_of_topics
 from digest.text import snippet
@@ -266,24 +265,3 @@ def vote_url(digest_link: str, arxiv_id: str) -> str:
 def feed_url(subscriber: SubscriberRecord, tokens: Tokens, base_url: str) -> str:
     """The reader's private Atom feed of every paper they were sent."""
     return f"{base_url}/feed/{tokens.make('feed', subscriber.id, subscriber.email)}"
-
-
-def digest_message(
-    content: DigestContent,
-    settings: Settings,
-    delivery_id: int,
-    now: dt.datetime,
-    install_id: str = "",
-) -> Message:
-    """Render and wrap one digest with every header a bulk sender needs (RFC 8058 included)."""
-    domain = sender_domain(settings.sender)
-    return build_message(
-        render_digest(content),
-        sender=settings.sender,
-        recipient=content.recipient,
-        msg_id=message_id(delivery_id, content.edition, settings.secret_key, domain, install_id),
-        date=now,
-        unsubscribe_url=content.unsubscribe_url,
-        unsubscribe_mailto=settings.unsubscribe_mailto or None,
-        list_id=f"Paper Digest <daily.digest.{domain}>",
-    )

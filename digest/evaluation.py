@@ -204,3 +204,9 @@ def _load_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+
+
+if __name__ == "__main__":  # `python -m digest.evaluation` is `digest-eval`
+    from digest.cli.evaluation import main
+
+    main()

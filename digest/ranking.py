@@ -956,7 +956,7 @@ def rank_profiles(
     encoder: Encoder | None = None,
     votes: Mapping[str, Votes] | None = None,
 ) -> dict[str, list[Pick]]:
-    """Rank a papers file for each named profile (the ``digest rank`` command and evaluation).
+    """Rank a papers file for each named profile (the ``digest-eval rank`` command and evaluation).
     A profile's ``votes`` are papers of the file: they teach the ranking and are left out of
     its output."""
     index = TopicIndex(papers, encoder=encoder)

@@ -10,8 +10,13 @@ document, then the inlined source is compiled by Jinja. Rules for templates, bec
 premailer rewrites what it parses: write URL attributes as ``{{x.url}}`` without spaces
 (it would percent-encode them), never put Jinja inside a ``class`` attribute (the class
 would no longer match its rule), and keep ``!important`` in ``@media`` rules (inlined
-styles would win over them otherwise). :func:`inline_per_email` keeps the slow path available so tests and the
-benchmark can prove both give identical output.
+styles would win over them otherwise).
+
+Two speed-ups, each with its readable reference beside it (docs/performance-fast-paths.md):
+CSS inlined once per template instead of per email (:func:`render_email` against
+:func:`render_email_reference`, which premailers each email), and paper cards rendered once per
+process by ``{% cached %}`` (:class:`FragmentCacheExtension` against
+:class:`UncachedExtension`, where the tag just renders its block).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from functools import cached_property, lru_cache
 from operator import attrgetter
 from pathlib import Path
@@ -323,12 +328,7 @@ class FragmentCacheExtension(Extension):
         environment.filters["_into_fragment_cache"] = cache.keep
 
     def parse(self, parser: Parser) -> nodes.Node:
-        lineno = next(parser.stream).lineno
-        parts = [parser.parse_expression()]
-        while parser.stream.skip_if("comma"):
-            parts.append(parser.parse_expression())
-        body = parser.parse_statements(("name:endcached",), drop_needle=True)
-        key = nodes.Tuple(parts, "load")
+        lineno, key, body = _parse_cached(parser)
         fragment = nodes.Name("_cached_fragment", "store")
         hit = nodes.Output([nodes.Filter(key, "_from_fragment_cache", [], [], None, None)])
         miss = [
@@ -341,7 +341,29 @@ class FragmentCacheExtension(Extension):
         return nodes.If(is_cached, [hit], [], miss, lineno=lineno)
 
 
-def make_environment(directory: Path, inline: bool) -> Environment:
+class UncachedExtension(Extension):
+    """The reference for :class:`FragmentCacheExtension`: ``{% cached key %}`` renders its
+    block every time, as if the tag were not there."""
+
+    tags = {"cached"}
+
+    def parse(self, parser: Parser) -> list[nodes.Node]:
+        return _parse_cached(parser)[2]
+
+
+def _parse_cached(parser: Parser) -> tuple[int, nodes.Tuple, list[nodes.Node]]:
+    """``{% cached a, b %}body{% endcached %}`` as (line number, key (a, b), body)."""
+    lineno = next(parser.stream).lineno
+    parts = [parser.parse_expression()]
+    while parser.stream.skip_if("comma"):
+        parts.append(parser.parse_expression())
+    body = parser.parse_statements(("name:endcached",), drop_needle=True)
+    return lineno, nodes.Tuple(parts, "load"), body
+
+
+def make_environment(directory: Path, inline: bool, fragment_cache: bool = True) -> Environment:
+    """``inline``: CSS inlined into each template once, as it loads. ``fragment_cache``: paper
+    cards rendered once per process. Both off is the reference the fast paths are checked against."""
     env = Environment(
         loader=_ExpandedLoader(directory, inline),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -350,7 +372,7 @@ def make_environment(directory: Path, inline: bool) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,  # templates do not change under a running process; saves a stat() per render
-        extensions=[FragmentCacheExtension],
+        extensions=[FragmentCacheExtension if fragment_cache else UncachedExtension],
     )
     # Email templates use none of Jinja's default globals (range, lipsum, namespace...), and
     # every render copies the globals into its context: about 8 % of a cached digest render.
@@ -359,12 +381,18 @@ def make_environment(directory: Path, inline: bool) -> Environment:
 
 
 @lru_cache(maxsize=4)
-def default_environment(directory: Path = TEMPLATES_DIR, inline: bool = True) -> Environment:
+def default_environment(
+    directory: Path = TEMPLATES_DIR, inline: bool = True, fragment_cache: bool = True
+) -> Environment:
     """One environment (and so one inlining per template) per process."""
-    return make_environment(directory, inline)
+    return make_environment(directory, inline, fragment_cache)
 
 
-def _render_triple(env: Environment, name: str, context: dict[str, Any]) -> RenderedEmail:
+def render_email(
+    name: str, context: Mapping[str, Any], env: Environment | None = None
+) -> RenderedEmail:
+    """The fast path: templates inlined once, paper cards from the fragment cache."""
+    env = env or default_environment()
     subject = " ".join(env.get_template(f"email/{name}-subject.txt").render(context).split())
     context = {**context, "subject": subject}
     return RenderedEmail(
@@ -372,6 +400,14 @@ def _render_triple(env: Environment, name: str, context: dict[str, Any]) -> Rend
         text=env.get_template(f"email/{name}.txt").render(context),
         html=env.get_template(f"email/{name}.html").render(context),
     )
+
+
+def render_email_reference(name: str, context: Mapping[str, Any]) -> RenderedEmail:
+    """The readable reference for :func:`render_email`: every block rendered, then premailer
+    on this one email. Same subject and text byte for byte; the same HTML element by element
+    (premailer reserialises what it is given, so entities such as ``&#34;`` differ)."""
+    rendered = render_email(name, context, default_environment(inline=False, fragment_cache=False))
+    return replace(rendered, html=inline_css(rendered.html))
 
 
 def digest_context(content: DigestContent) -> dict[str, Any]:
@@ -385,24 +421,27 @@ def digest_context(content: DigestContent) -> dict[str, Any]:
     }
 
 
+def confirmation_context(content: ConfirmationContent) -> dict[str, Any]:
+    return {**vars(content), "preheader": "One click and your first digest is on its way."}
+
+
+def already_subscribed_context(content: AlreadySubscribedContent) -> dict[str, Any]:
+    return {**vars(content), "preheader": "Nothing was changed: here is your preferences link."}
+
+
 def render_digest(content: DigestContent, env: Environment | None = None) -> RenderedEmail:
-    return _render_triple(env or default_environment(), "digest", digest_context(content))
+    """A digest's text without its envelope: the CLI's preview, screenshots, tests."""
+    return render_email("digest", digest_context(content), env)
 
 
-def render_confirmation(
-    content: ConfirmationContent, env: Environment | None = None
-) -> RenderedEmail:
-    context = {**vars(content), "preheader": "One click and your first digest is on its way."}
-    return _render_triple(env or default_environment(), "confirm", context)
+def render_confirmation(content: ConfirmationContent) -> RenderedEmail:
+    return render_email("confirm", confirmation_context(content))
 
 
-def render_already_subscribed(
-    content: AlreadySubscribedContent, env: Environment | None = None
-) -> RenderedEmail:
-    context = {**vars(content), "preheader": "Nothing was changed: here is your preferences link."}
-    return _render_triple(env or default_environment(), "already-subscribed", context)
+def render_already_subscribed(content: AlreadySubscribedContent) -> RenderedEmail:
+    return render_email("already-subscribed", already_subscribed_context(content))
 
 
 def inline_per_email(content: DigestContent) -> str:
-    """The slow reference path: render without inlining, then premailer the result."""
-    return inline_css(render_digest(content, default_environment(inline=False)).html)
+    """A digest's HTML by the reference path (the benchmark's and the tests' yardstick)."""
+    return render_email_reference("digest", digest_context(content)).html

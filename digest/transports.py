@@ -11,6 +11,12 @@ managers: ``with make_transport(settings) as transport: ...``.
 takes this one in, and reads the answer (``Pending.result``) before it records anything or
 says anything else on the connection. On two shared cores that overlap is a fifth of the
 sending rate (README, "Exactly once").
+
+Two SMTP transports share the connection handling: :class:`SmtpTransport`, the fast one every
+caller gets from :func:`make_transport` (MAIL, RCPT and DATA pipelined in one write, the final
+answer read late), and :class:`PlainSmtpTransport`, the readable reference (smtplib's
+``sendmail``, one command and its answer at a time). Tests hold the fast one to the reference:
+the same refusals, the same bytes received (docs/performance-fast-paths.md).
 """
 
 from __future__ import annotations
@@ -114,13 +120,12 @@ class OutboxTransport(BaseTransport):
         temporary.replace(folder / f"{name}.eml")  # atomic: a reader never sees half a message
 
 
-class SmtpTransport(BaseTransport):
+class _SmtpConnection(BaseTransport):
     """One SMTP connection reused for a whole batch, reopened when the server drops it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
-        self._outstanding: Pending | None = None  # the last message's answer, not yet read
 
     def connect(self) -> smtplib.SMTP:
         """A new connection, TLS and login done as configured (also `digest doctor`'s check)."""
@@ -161,6 +166,59 @@ class SmtpTransport(BaseTransport):
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"cannot connect to {s.smtp_host}:{s.smtp_port}: {exc}") from None
         return smtp
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._smtp = None
+
+
+class PlainSmtpTransport(_SmtpConnection):
+    """The reference for :class:`SmtpTransport`: smtplib's ``sendmail``, which says MAIL, RCPT
+    and DATA one at a time, each after the answer to the one before, and waits for the final
+    answer. A dropped connection gets one fresh try."""
+
+    def send(self, message: Message, sender: str, recipient: str) -> None:
+        data = message.as_bytes()
+        try:
+            self._sendmail(data, sender, recipient)
+        except smtplib.SMTPServerDisconnected:
+            self._smtp = None
+            try:
+                self._sendmail(data, sender, recipient)
+            except smtplib.SMTPServerDisconnected as exc:
+                self._smtp = None
+                raise TransientError(f"server disconnected: {exc}") from None
+
+    def _sendmail(self, data: bytes, sender: str, recipient: str) -> None:
+        """One ``sendmail``, its refusals as our errors; a disconnect is left to the caller."""
+        try:
+            smtp = self._smtp = self._smtp or self.connect()
+            smtp.ehlo_or_helo_if_needed()
+            options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []  # smtplib adds SIZE
+            smtp.sendmail(sender, [recipient], data, options + _utf8_option(recipient))
+        except smtplib.SMTPServerDisconnected:
+            raise
+        except smtplib.SMTPSenderRefused as exc:  # our From address: never the recipient's bounce
+            raise TransientError(f"sender refused: {exc.smtp_code} {exc.smtp_error!r}") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise _error_for(*exc.recipients[recipient]) from None
+        except smtplib.SMTPResponseException as exc:
+            raise _error_for(exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from None
+
+
+class SmtpTransport(_SmtpConnection):
+    """The fast path: the envelope pipelined where the server offers it, and ``begin`` returns
+    before the final answer, which is read before anything else is said on the connection."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._outstanding: Pending | None = None  # the last message's answer, not yet read
 
     def send(self, message: Message, sender: str, recipient: str) -> None:
         self.begin(message, sender, recipient).result()
@@ -213,12 +271,7 @@ class SmtpTransport(BaseTransport):
 
     def close(self) -> None:
         self._settle_outstanding()
-        if self._smtp is not None:
-            try:
-                self._smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
-            self._smtp = None
+        super().close()
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -306,9 +359,11 @@ def _mail_options(smtp: smtplib.SMTP, recipient: str, size: int) -> list[str]:
     options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
     if smtp.has_extn("size"):
         options.append(f"SIZE={size}")  # a server can refuse an oversized message up front
-    if not recipient.isascii():
-        options.append("SMTPUTF8")
-    return options
+    return options + _utf8_option(recipient)
+
+
+def _utf8_option(recipient: str) -> list[str]:
+    return [] if recipient.isascii() else ["SMTPUTF8"]
 
 
 def _reset(smtp: smtplib.SMTP, code: int) -> None:

@@ -58,21 +58,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_etag
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from digest.editions import digest_content, digest_url, feed_url, subscriber_links, vote_url
+from digest import emails
+from digest.editions import digest_content, digest_url, feed_url, vote_url
 from digest.ingestion import require_topic_papers
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
-from digest.messages import account_message_id, build_message, wire_address
+from digest.messages import Message, wire_address
 from digest.models import utcnow
 from digest.pipeline import rank_today
 from digest.records import DeliveryRecord, SubscriberDefaults, SubscriberRecord
-from digest.rendering import (
-    TEMPLATES_DIR,
-    AlreadySubscribedContent,
-    ConfirmationContent,
-    RenderedEmail,
-    render_already_subscribed,
-    render_confirmation,
-)
+from digest.rendering import TEMPLATES_DIR
 from digest.settings import Settings, SettingsError
 from digest.sources import PaperRecord
 from digest.storage import Storage, StorageError
@@ -383,12 +377,12 @@ def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
         return True
     # An active or paused subscriber who forgot is sent a way to their preferences instead
     # (nothing changes): from the page alone, nobody can tell which of the two was sent.
-    email = (
-        confirmation_email(ctx, sub, data)
+    message = (
+        emails.confirmation(sub, data, ctx.settings, utcnow())
         if needs_confirmation
-        else already_subscribed_email(ctx, sub)
+        else emails.already_subscribed(sub, ctx.settings, utcnow())
     )
-    if _send_account_email(ctx, sub, email):
+    if _send_account_email(ctx, sub, message):
         return True
     ctx.throttle.release(*quota)
     return False
@@ -706,53 +700,15 @@ def _suggestions(ctx: WebContext) -> list[str]:
     return list(dict.fromkeys([*popular, *POPULAR_TOPICS]))
 
 
-def confirmation_email(
-    ctx: WebContext, sub: SubscriberRecord, data: SubscriberInput
-) -> RenderedEmail:
-    """The link carries the settings asked for, applied only when it is used: an unsubscribed
-    address keeps its record of opting out until its owner confirms again."""
-    payload = {
-        "t": list(data.topics),
-        "z": data.timezone,
-        "H": data.send_hour,
-        "m": data.max_papers,
-    }
-    token = ctx.tokens.make("confirm", sub.id, sub.email, payload)
-    return render_confirmation(
-        ConfirmationContent(
-            sub.email,
-            data.topics,
-            f"{ctx.settings.base_url}/confirm/{token}",
-            ctx.settings.pending_expiry_days,
-        )
-    )
-
-
-def already_subscribed_email(ctx: WebContext, sub: SubscriberRecord) -> RenderedEmail:
-    preferences_url, _ = subscriber_links(sub, ctx.tokens, ctx.settings.base_url)
-    return render_already_subscribed(
-        AlreadySubscribedContent(sub.email, sub.topics, preferences_url, sub.status == "paused")
-    )
-
-
-def _send_account_email(ctx: WebContext, sub: SubscriberRecord, email: RenderedEmail) -> bool:
+def _send_account_email(ctx: WebContext, sub: SubscriberRecord, message: Message) -> bool:
     """Sends a sign-up email at once (the visitor is waiting for it), within the send rate the
     digests share; False if SMTP failed."""
-    settings = ctx.settings
-    now = utcnow()
-    message = build_message(
-        email,
-        sender=settings.sender,
-        recipient=sub.email,
-        msg_id=account_message_id(settings.sender),
-        date=now,
-    )
     ctx.limiter.wait()
     try:
         with ctx.transport_factory() as transport:
-            transport.send(message, settings.sender, wire_address(sub.email))
+            transport.send(message, ctx.settings.sender, wire_address(sub.email))
     except (TransientError, PermanentError) as exc:
-        log.error("%r email to subscriber %d failed: %s", email.subject, sub.id, exc)
+        log.error("%r email to subscriber %d failed: %s", message["Subject"], sub.id, exc)
         return False
     return True
 

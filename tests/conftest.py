@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from digest.cli import cli
 from digest.records import SubscriberDefaults
 from digest.settings import Settings, load_settings
 from digest.storage import Storage
@@ -205,3 +207,27 @@ def run_at_once(work: Callable[[int], object], count: int = 2) -> tuple[list, li
     for thread in threads:
         thread.join(60)
     return results, errors
+
+
+@pytest.fixture
+def run(settings: Settings) -> Callable[..., Result]:
+    """`digest ARGS...` on the test's own data folder, asserting its exit code (0 unless
+    ``code=`` says otherwise); the tests of the CLI's modules share it."""
+    runner = CliRunner()
+    env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
+
+    def invoke(*args: str, code: int = 0) -> Result:
+        result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result
+
+    return invoke
+
+
+def one_error_line(result: Result) -> str:
+    """The command failed as expected: exit 1, one 'Error:' line, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]

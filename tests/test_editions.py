@@ -14,7 +14,8 @@ import pytest
 from conftest import FEEDS, FIXTURES
 from itsdangerous import TimestampSigner
 
-from digest.editions import digest_content, digest_message, plan_edition
+from digest import emails
+from digest.editions import digest_content, plan_edition
 from digest.ranking import SEMANTIC_THRESHOLD
 from digest.records import SubscriberRecord
 from digest.settings import Settings
@@ -66,7 +67,7 @@ def fixed_day_digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, st
         content = digest_content(
             sub, plan.picks[sub.id], plan.papers, NOW.date(), tokens, settings.base_url
         )
-        message = digest_message(content, settings, 100 + sub.id, NOW)
+        message = emails.digest(content, settings, 100 + sub.id, NOW)
         headers = {
             name: str(message[name])
             for name in (

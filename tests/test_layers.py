@@ -11,6 +11,7 @@ PURE = (
     "sources",
     "ranking",
     "editions",
+    "emails",
     "rendering",
     "messages",
     "subscriptions",

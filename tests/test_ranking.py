@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import FIXTURES
 
 from digest import ranking
-from digest.cli import cli
+from digest.cli.evaluation import cli
 from digest.evaluation import (
     load_papers_file,
     load_profiles_file,

@@ -1,5 +1,7 @@
 """The SMTP transport against a real aiosmtpd server speaking STARTTLS, implicit TLS and AUTH,
-with a certificate from a throwaway CA (trustme): trusted, it delivers; untrusted, it refuses."""
+with a certificate from a throwaway CA (trustme): trusted, it delivers; untrusted, it refuses.
+Every conversation test runs the fast transport and its reference (``smtp_transport``): the
+same refusals and the same bytes received."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from digest.transports import (
     BaseTransport,
     OutboxTransport,
     PermanentError,
+    PlainSmtpTransport,
     SmtpTransport,
     TransientError,
     dot_stuffed,
@@ -41,6 +44,12 @@ def message(subject: str, text: str, html: str, msg_id: str):
 
 
 MESSAGE = message("Hello", "text\n", "<p>html</p>\n", "<t@example.org>")
+
+
+@pytest.fixture(params=[SmtpTransport, PlainSmtpTransport], ids=["fast", "reference"])
+def smtp_transport(request) -> type[SmtpTransport | PlainSmtpTransport]:
+    """The pipelined transport every caller gets, or the plain one it is checked against."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +131,17 @@ def test_an_untrusted_certificate_is_refused(settings: Settings, sink, mode: str
 
 @pytest.mark.parametrize("sink", [WITH_AUTH], indirect=True)
 def test_smtp_auth_logs_in_and_a_wrong_password_is_our_error(
-    settings: Settings, sink, ca_file: str
+    settings: Settings, smtp_transport, sink, ca_file: str
 ) -> None:
     base = settings_for(
         settings, sink, smtp_tls="starttls", smtp_ca_file=ca_file, smtp_user="digest"
     )
     with (
-        SmtpTransport(base.model_copy(update={"smtp_password": "wrong"})) as transport,
+        smtp_transport(base.model_copy(update={"smtp_password": "wrong"})) as transport,
         pytest.raises(TransientError, match="login refused"),
     ):
         transport.send(MESSAGE, "digest@example.org", "ada@example.org")
-    with SmtpTransport(base.model_copy(update={"smtp_password": "s3cret"})) as transport:
+    with smtp_transport(base.model_copy(update={"smtp_password": "s3cret"})) as transport:
         transport.send(MESSAGE, "digest@example.org", "ada@example.org")
     assert [m.recipient for m in sink.handler.received] == ["ada@example.org"]
 
@@ -147,11 +156,13 @@ def test_dot_stuffing_matches_smtplib(data: bytes) -> None:
     assert dot_stuffed(data) == stuffed
 
 
-def test_lines_that_start_with_a_dot_arrive_intact(settings: Settings, smtp_sink) -> None:
+def test_lines_that_start_with_a_dot_arrive_intact(
+    settings: Settings, smtp_transport, smtp_sink
+) -> None:
     dotted = message(
         "Dots", ".leading\n..double\n.\nend\n", "<p>\n.x\n</p>\n", "<dots@example.org>"
     )
-    with SmtpTransport(settings_for(settings, smtp_sink)) as transport:
+    with smtp_transport(settings_for(settings, smtp_sink)) as transport:
         transport.send(dotted, "digest@example.org", "ada@example.org")
         transport.send(MESSAGE, "digest@example.org", "bob@example.org")
     ada, bob = smtp_sink.handler.received
@@ -171,13 +182,19 @@ def test_lines_that_start_with_a_dot_arrive_intact(settings: Settings, smtp_sink
     ],
 )
 def test_a_refusal_at_each_step_names_its_reply_and_the_next_message_goes_through(
-    settings: Settings, smtp_sink, pipelining: bool, stage: str, reply: str, error: type
+    settings: Settings,
+    smtp_transport,
+    smtp_sink,
+    pipelining: bool,
+    stage: str,
+    reply: str,
+    error: type,
 ) -> None:
     """Pipelined, the envelope's three answers are read together: after a refusal the
     conversation must still be in step, so the next message on the connection is accepted."""
     smtp_sink.handler.pipelining = pipelining
     setattr(smtp_sink.handler, stage, lambda address: reply if "ada" in address else None)
-    with SmtpTransport(settings_for(settings, smtp_sink)) as transport:
+    with smtp_transport(settings_for(settings, smtp_sink)) as transport:
         connection = transport.connect()
         assert connection.has_extn("pipelining") == pipelining
         connection.quit()
@@ -248,8 +265,9 @@ def scripted_relay(settings: Settings, **behaviour) -> Iterator[tuple[Settings, 
 
 def test_a_server_that_says_go_ahead_after_refusing_everyone_gets_an_empty_message(
     settings: Settings,
+    smtp_transport,
 ) -> None:
-    with scripted_relay(settings) as (config, relay), SmtpTransport(config) as transport:
+    with scripted_relay(settings) as (config, relay), smtp_transport(config) as transport:
         with pytest.raises(PermanentError, match="550"):
             transport.send(MESSAGE, "digest@example.org", "ada@example.org")
         transport.send(MESSAGE, "digest@example.org", "bob@example.org")
@@ -259,20 +277,20 @@ def test_a_server_that_says_go_ahead_after_refusing_everyone_gets_an_empty_messa
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])
 def test_a_recipient_the_relay_will_forward_is_accepted(
-    settings: Settings, pipelining: bool
+    settings: Settings, smtp_transport, pipelining: bool
 ) -> None:
     with scripted_relay(settings, pipelining=pipelining) as (config, relay):
-        with SmtpTransport(config) as transport:
+        with smtp_transport(config) as transport:
             transport.send(MESSAGE, "digest@example.org", "fwd@example.org")
     assert relay.received == ["<fwd@example.org>"]
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])
 def test_a_server_that_always_hangs_up_gets_one_fresh_try_then_a_transient_error(
-    settings: Settings, pipelining: bool
+    settings: Settings, smtp_transport, pipelining: bool
 ) -> None:
     behaviour = {"pipelining": pipelining, "hang_up_at_mail": True}
-    with scripted_relay(settings, **behaviour) as (config, relay), SmtpTransport(config) as sender:
+    with scripted_relay(settings, **behaviour) as (config, relay), smtp_transport(config) as sender:
         with pytest.raises(TransientError, match="server disconnected"):
             sender.send(MESSAGE, "digest@example.org", "bob@example.org")
     assert relay.connections == 2 and relay.received == []
@@ -307,9 +325,9 @@ def test_the_outbox_files_each_message_by_edition_under_a_safe_name(
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "step-by-step"])
 def test_an_address_beyond_ascii_goes_out_with_smtputf8(
-    settings: Settings, smtp_sink, pipelining: bool
+    settings: Settings, smtp_transport, smtp_sink, pipelining: bool
 ) -> None:
     smtp_sink.handler.pipelining = pipelining
-    with SmtpTransport(settings_for(settings, smtp_sink)) as transport:
+    with smtp_transport(settings_for(settings, smtp_sink)) as transport:
         transport.send(MESSAGE, "digest@example.org", "josé@example.org")
     assert [m.recipient for m in smtp_sink.handler.received] == ["josé@example.org"]

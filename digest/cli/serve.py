@@ -1,0 +1,69 @@
+"""The long-running servers: `digest web` (the subscription pages) and `digest smtp-sink`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from digest.cli.common import AppContext, pass_app
+
+PORT = click.IntRange(1, 65535)
+
+
+@click.command("smtp-sink")
+@click.option("--port", type=PORT, default=1025, show_default=True)
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also keep each message here.",
+)
+def smtp_sink(port: int, maildir: Path | None) -> None:
+    """A local SMTP server that accepts everything, for demos and tests (Ctrl-C stops).
+
+    Point Paper Digest at it with DIGEST_SMTP_HOST=127.0.0.1 DIGEST_SMTP_PORT=1025.
+
+    \b
+    Example:
+      digest smtp-sink --port 1025
+    """
+    from digest.smtp_sink import PortBusy, run_sink
+    from digest.subscriptions import InvalidInput
+
+    try:
+        run_sink("127.0.0.1", port, maildir)
+    except PortBusy as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=PORT, default=8000, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True)
+@pass_app
+def web(app: AppContext, host: str, port: int, threads: int) -> None:
+    """Serve the subscribe, unsubscribe and preferences pages (waitress).
+
+    Links in emails point at DIGEST_BASE_URL: set it to where this server is reachable.
+
+    \b
+    Example:
+      DIGEST_BASE_URL=https://digest.example.org digest web --port 8000
+    """
+    from waitress.server import create_server
+
+    from digest.subscriptions import InvalidInput
+    from digest.web import create_app
+
+    application = create_app(
+        app.settings, app.open_store(statement_timeout=app.settings.web_db_timeout)
+    )
+    try:
+        server = create_server(application, host=host, port=port, threads=threads)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot listen on {host}:{port} ({exc.strerror}): is another server there? "
+            "Pick another with --port"
+        ) from None
+    click.echo(f"serving on http://{host}:{port} (links in emails use {app.settings.base_url})")
+    server.run()

@@ -1,0 +1,172 @@
+"""Every email the service sends, built in one place: one function per kind, each through
+:func:`make_message` (healthchecks' ``hc/lib/emails.py`` is the model).
+
+Pure: content and settings in, a finished message out (its bytes are ``as_bytes()``). Who gets
+which email and when, and handing it to a transport, belong to the callers
+(:mod:`digest.delivery` for digests, :mod:`digest.web` for account emails).
+
+Each message is made by one of two :class:`Paths`: :data:`FAST`, what the service sends, or
+:data:`REFERENCE`, the plain stdlib-and-premailer way the fast one is checked against
+(tests/test_emails.py; docs/performance-fast-paths.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from digest.editions import subscriber_links
+from digest.messages import (
+    Message,
+    Writer,
+    account_message_id,
+    build_message,
+    message_id,
+    sender_domain,
+    write_fast,
+    write_reference,
+)
+from digest.records import SubscriberRecord
+from digest.rendering import (
+    AlreadySubscribedContent,
+    ConfirmationContent,
+    DigestContent,
+    RenderedEmail,
+    already_subscribed_context,
+    confirmation_context,
+    digest_context,
+    render_email,
+    render_email_reference,
+)
+from digest.settings import Settings
+from digest.subscriptions import SubscriberInput
+
+
+@dataclass(frozen=True)
+class Paths:
+    """How a message is made: templates to text (``render``), then text to MIME (``write``)."""
+
+    render: Callable[[str, Mapping[str, Any]], RenderedEmail]
+    write: Writer
+
+
+# Templates inlined once and cards cached; MIME bytes written directly.
+FAST = Paths(render_email, write_fast)
+# premailer on every email, every block rendered; the stdlib's EmailMessage.
+REFERENCE = Paths(render_email_reference, write_reference)
+
+
+def make_message(
+    template: str,
+    context: Mapping[str, Any],
+    settings: Settings,
+    *,
+    recipient: str,
+    msg_id: str,
+    date: dt.datetime,
+    list_headers: bool = False,
+    paths: Paths = FAST,
+) -> Message:
+    """Render ``templates/email/<template>*`` with ``context`` and wrap it for ``recipient``.
+    ``list_headers``: List-Id and one-click List-Unsubscribe (RFC 8058), which bulk mail needs;
+    then ``context`` must hold the ``unsubscribe_url``."""
+    rendered = paths.render(template, context)
+    listing: dict[str, Any] = {}
+    if list_headers:
+        listing = {
+            "unsubscribe_url": context["unsubscribe_url"],
+            "unsubscribe_mailto": settings.unsubscribe_mailto or None,
+            "list_id": f"Paper Digest <daily.digest.{sender_domain(settings.sender)}>",
+        }
+    return build_message(
+        rendered,
+        sender=settings.sender,
+        recipient=recipient,
+        msg_id=msg_id,
+        date=date,
+        write=paths.write,
+        **listing,
+    )
+
+
+def digest(
+    content: DigestContent,
+    settings: Settings,
+    delivery_id: int,
+    now: dt.datetime,
+    install_id: str = "",
+    paths: Paths = FAST,
+) -> Message:
+    """One subscriber's digest. Its Message-ID is fixed by the delivery: a resend after a
+    crash carries the same one."""
+    domain = sender_domain(settings.sender)
+    return make_message(
+        "digest",
+        digest_context(content),
+        settings,
+        recipient=content.recipient,
+        msg_id=message_id(delivery_id, content.edition, settings.secret_key, domain, install_id),
+        date=now,
+        list_headers=True,
+        paths=paths,
+    )
+
+
+def confirmation(
+    subscriber: SubscriberRecord,
+    request: SubscriberInput,
+    settings: Settings,
+    now: dt.datetime,
+    paths: Paths = FAST,
+) -> Message:
+    """The link carries the settings asked for, applied only when it is used: an unsubscribed
+    address keeps its record of opting out until its owner confirms again."""
+    payload = {
+        "t": list(request.topics),
+        "z": request.timezone,
+        "H": request.send_hour,
+        "m": request.max_papers,
+    }
+    token = settings.tokens.make("confirm", subscriber.id, subscriber.email, payload)
+    content = ConfirmationContent(
+        subscriber.email,
+        request.topics,
+        f"{settings.base_url}/confirm/{token}",
+        settings.pending_expiry_days,
+    )
+    return _account_message("confirm", confirmation_context(content), settings, now, paths)
+
+
+def already_subscribed(
+    subscriber: SubscriberRecord, settings: Settings, now: dt.datetime, paths: Paths = FAST
+) -> Message:
+    """For a sign-up of an address that is already active or paused: a way to its
+    preferences, nothing changed."""
+    preferences_url, _ = subscriber_links(subscriber, settings.tokens, settings.base_url)
+    content = AlreadySubscribedContent(
+        subscriber.email, subscriber.topics, preferences_url, subscriber.status == "paused"
+    )
+    context = already_subscribed_context(content)
+    return _account_message("already-subscribed", context, settings, now, paths)
+
+
+# The admin alert mail (a later issue) goes here: one function building its context, through
+# make_message, like the kinds above.
+
+
+def _account_message(
+    template: str, context: Mapping[str, Any], settings: Settings, now: dt.datetime, paths: Paths
+) -> Message:
+    """A sign-up email is sent once, to the address in its context: no list headers, and a
+    Message-ID that only has to be unique."""
+    return make_message(
+        template,
+        context,
+        settings,
+        recipient=context["recipient"],
+        msg_id=account_message_id(settings.sender),
+        date=now,
+        paths=paths,
+    )

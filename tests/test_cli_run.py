@@ -1,0 +1,44 @@
+"""`digest preview` and the files commands write, end to end on SQLite, through click's runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["subscribers", "export", "-o", "no/such/folder/backup.csv"],
+        ["preview", "ada@example.org", "--out", "no/such/folder/d.html"],
+        ["preview", "ada@example.org", "--eml", "no/such/folder/d.eml"],
+    ],
+)
+def test_writing_into_a_missing_folder_is_one_clear_line(run, args: list[str]) -> None:
+    run("subscribers", "add", "ada@example.org", "-t", "rl")
+    output = run(*args, code=1).output
+    assert "Error: cannot write no/such/folder/" in output and "No such file or directory" in output
+    assert "Traceback" not in output
+
+
+def test_preview_lists_the_picks_and_counts_the_candidates(run, tmp_path: Path) -> None:
+    import re
+
+    from conftest import FEEDS
+
+    from digest.sources import parse_response
+
+    day = FEEDS / "hf_daily_papers_2026-07-13.json"
+    run("fetch", "--from-file", str(day))
+    run("subscribers", "add", "ada@example.org", "-t", "agents", "-t", "reinforcement learning")
+    eml = tmp_path / "d.eml"
+    output = run("preview", "ada@example.org", "--eml", str(eml)).output
+    matched, candidates = map(
+        int, re.search(r"(\d+) matched .* from (\d+) candidate", output).groups()
+    )
+    assert candidates == len({p.arxiv_id for p in parse_response(day.read_bytes()).papers})
+    assert matched >= 2 and re.findall(r"\n  (\d+)\. ", output) == [
+        str(n + 1) for n in range(matched)
+    ]
+    assert b"Subject: " in eml.read_bytes() and output.startswith("Subject: ")

@@ -32,7 +32,7 @@ from digest.models import SentPaper, Subscriber, SubscriberTopic, Topic, Vote, u
 from digest.pipeline import candidate_papers, embed_papers, run_tick
 from digest.records import SubscriberDefaults
 from digest.settings import load_settings
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import build_subscriber_input
 from digest.transports import SmtpTransport
 
@@ -86,30 +86,30 @@ def transport_ceiling(port: int, sample: bytes, count: int = 2000) -> float:
     return count / (time.perf_counter() - start)
 
 
-def populate(url: str, subscribers: int, env: dict[str, str]) -> Store:
+def populate(url: str, subscribers: int, env: dict[str, str]) -> Storage:
     """A fresh database with the bundled papers and ``subscribers`` active subscribers."""
     os.environ.update(env)
     settings = load_settings()
-    store = Store.from_url(url)
-    store.upgrade()
-    ingest_bundled_sample(store, settings.announce_types)
+    store = Storage.from_url(url)
+    store.db.upgrade()
+    ingest_bundled_sample(store.papers, settings.announce_types)
     for start in range(0, subscribers, 50_000):
         rows = [
             build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 6], TOPICS[(i + 2) % 6]])
             for i in range(start, min(start + 50_000, subscribers))
         ]
-        store.import_subscribers(rows, SubscriberDefaults())
+        store.subscribers.import_rows(rows, SubscriberDefaults())
     return store
 
 
-def forget_sending(store: Store) -> None:
+def forget_sending(store: Storage) -> None:
     """Everyone due again: a database given by URL serves each worker count in turn."""
-    with store.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
         for table in ("sent_papers", "planned_picks", "deliveries"):
             conn.execute(text(f"DELETE FROM {table}"))
 
 
-def plan(store: Store) -> tuple[list[list[int]], float]:
+def plan(store: Storage) -> tuple[list[list[int]], float]:
     """One tick that plans everyone: rank, then one delivery row each. (batches, seconds)"""
     batches: list[list[int]] = []
     start = time.perf_counter()
@@ -124,19 +124,19 @@ def plan(store: Store) -> tuple[list[list[int]], float]:
     return batches, time.perf_counter() - start
 
 
-def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: float) -> Store:
+def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: float) -> Storage:
     """Like :func:`populate`, written straight into the tables: validating a million
     addresses through the import takes a quarter of an hour, and planning is what is timed.
     ``voters``: the share of subscribers with three votes on the day's papers. As on any day
     but the first, everyone was already sent three of today's candidates yesterday."""
     os.environ.update(env)
     settings = load_settings()
-    store = Store.from_url(url)
-    store.upgrade()
-    ingest_bundled_sample(store, settings.announce_types)
+    store = Storage.from_url(url)
+    store.db.upgrade()
+    ingest_bundled_sample(store.papers, settings.announce_types)
     now = utcnow()
-    voted = [p.arxiv_id for p in store.list_papers()][:6]
-    with store.engine.begin() as conn:
+    voted = [p.arxiv_id for p in store.papers.find()][:6]
+    with store.db.engine.begin() as conn:
         conn.execute(
             insert(Topic.__table__), [{"id": n + 1, "name": t} for n, t in enumerate(TOPICS)]
         )
@@ -196,8 +196,8 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
                 text("SELECT setval('subscribers_id_seq', (SELECT max(id) FROM subscribers))")
             )
             conn.execute(text("SELECT setval('topics_id_seq', (SELECT max(id) FROM topics))"))
-    if store.engine.dialect.name == "postgresql":  # as autovacuum leaves tables a day old
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    if store.db.engine.dialect.name == "postgresql":  # as autovacuum leaves tables a day old
+        with store.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
     return store
 
@@ -213,19 +213,19 @@ def planning_only(url: str, subscribers: int, env: dict[str, str], voters: float
     )
 
 
-def naive_rate(store: Store, batches: list[list[int]], sample: int) -> float:
+def naive_rate(store: Storage, batches: list[list[int]], sample: int) -> float:
     """One connection per message, the same send path otherwise (consumes `sample` deliveries)."""
     settings = load_settings()
     ids = [i for b in batches for i in b][:sample]
     start = time.perf_counter()
     for delivery_id in ids:
         with SmtpTransport(settings) as transport:
-            send_deliveries(store, settings, [delivery_id], transport)
+            send_deliveries(store.deliveries, store.papers, settings, [delivery_id], transport)
     return len(ids) / (time.perf_counter() - start)
 
 
 def celery_rate(
-    store: Store, batches: list[list[int]], workers: int, env: dict[str, str], sink: int
+    store: Storage, batches: list[list[int]], workers: int, env: dict[str, str], sink: int
 ) -> tuple[float, int, dict[str, float]]:
     """(messages per second, messages, CPU milliseconds per message of each part)."""
     redis.Redis.from_url(BROKER).flushdb()
@@ -236,7 +236,7 @@ def celery_rate(
     total = sum(len(b) for b in batches)
     if not total:
         raise SystemExit("nothing was planned: is everyone in this database already sent today?")
-    before = store.delivery_counts().get("sent", 0)
+    before = store.deliveries.counts().get("sent", 0)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [
@@ -258,12 +258,12 @@ def celery_rate(
             stderr=log,
         )
         while (
-            store.delivery_counts().get("sent", 0) == before
+            store.deliveries.counts().get("sent", 0) == before
         ):  # time from the first accepted message
             time.sleep(0.05)
-        start, first = time.perf_counter(), store.delivery_counts().get("sent", 0)
+        start, first = time.perf_counter(), store.deliveries.counts().get("sent", 0)
         cpu_before = cpu_by_part(proc.pid, sink)
-        while store.delivery_counts().get("sent", 0) < before + total:
+        while store.deliveries.counts().get("sent", 0) < before + total:
             time.sleep(0.2)
             if proc.poll() is not None:
                 raise SystemExit("worker died")
@@ -355,7 +355,7 @@ def main() -> None:
                 forget_sending(store)
             batches, planning = plan(store)
             if workers == args.workers[0]:
-                sample = store.load_deliveries(batches[0][:1])
+                sample = store.deliveries.load(batches[0][:1])
                 print(f"planning (rank + delivery rows): {planning:6.1f} s")
                 message = _sample_message(store, sample[0][0].id)
                 ceiling = sink_ceiling(port, message)
@@ -382,19 +382,19 @@ def main() -> None:
                 + f"; all {sum(cpu.values()):.2f} ms"
             )
             ceiling, ours = after, ours_after
-            store.engine.dispose()
+            store.db.engine.dispose()
     finally:
         sink.terminate()
 
 
-def _sample_message(store: Store, delivery_id: int) -> bytes:
+def _sample_message(store: Storage, delivery_id: int) -> bytes:
     from digest import emails
     from digest.editions import digest_content
     from digest.tokens import Tokens
 
     settings = load_settings()
-    ((delivery, sub),) = store.load_deliveries([delivery_id])
-    papers = {p.arxiv_id: p for p in store.list_papers(ids=[p["arxiv_id"] for p in delivery.picks])}
+    ((delivery, sub),) = store.deliveries.load([delivery_id])
+    papers = {p.arxiv_id: p for p in store.papers.find(ids=[p["arxiv_id"] for p in delivery.picks])}
     content = digest_content(
         sub,
         delivery.picks,
@@ -406,8 +406,8 @@ def _sample_message(store: Store, delivery_id: int) -> bytes:
     return emails.digest(content, settings, delivery.id, utcnow()).as_bytes()
 
 
-def _drop_sent(store: Store, batches: list[list[int]]) -> list[list[int]]:
-    sent = {d.id for d in store.list_deliveries(status="sent")}
+def _drop_sent(store: Storage, batches: list[list[int]]) -> list[list[int]]:
+    sent = {d.id for d in store.deliveries.find(status="sent")}
     return [[i for i in b if i not in sent] for b in batches if any(i not in sent for i in b)]
 
 

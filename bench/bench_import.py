@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from digest.records import ChangeReport, SubscriberDefaults
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import parse_subscriber_csv
 
 BATCH = 1000  # what the CLI uses
@@ -31,12 +31,12 @@ def make_csv(rows: int, prefix: str = "user") -> str:
     return "\ufeff" + "\r\n".join(lines) + "\r\n"
 
 
-def bulk_import(store: Store, text: str) -> tuple[float, ChangeReport, int]:
+def bulk_import(store: Storage, text: str) -> tuple[float, ChangeReport, int]:
     start = time.perf_counter()
     parsed = parse_subscriber_csv(text)
     total = ChangeReport()
     for i in range(0, len(parsed.rows), BATCH):
-        total.add(store.import_subscribers(parsed.rows[i : i + BATCH], SubscriberDefaults()))
+        total.add(store.subscribers.import_rows(parsed.rows[i : i + BATCH], SubscriberDefaults()))
     return time.perf_counter() - start, total, len(parsed.rejections)
 
 
@@ -48,11 +48,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'import.db'}"
-        store = Store.from_url(url)
-        store.upgrade()
+        store = Storage.from_url(url)
+        store.db.upgrade()
         text = make_csv(args.rows)
         seconds, report, rejected = bulk_import(store, text)
-        print(f"{args.rows:,} valid rows + {rejected} bad rows on {store.engine.dialect.name}")
+        print(f"{args.rows:,} valid rows + {rejected} bad rows on {store.db.engine.dialect.name}")
         print(f"bulk import:      {seconds:6.2f} s  created {report.created}, rejected {rejected}")
         again, report, _ = bulk_import(store, text)
         print(
@@ -62,13 +62,13 @@ def main() -> None:
         sample = parse_subscriber_csv(make_csv(args.sample, prefix="other")).rows
         start = time.perf_counter()
         for row in sample:
-            store.add_subscriber(row, SubscriberDefaults())
+            store.subscribers.add(row, SubscriberDefaults())
         per_row = (time.perf_counter() - start) / len(sample)
         print(
             f"one add per row:  {per_row * args.rows:6.2f} s projected ({per_row * 1000:.1f} ms/row on "
             f"{len(sample)}): bulk is {per_row * args.rows / seconds:.0f}x faster"
         )
-        store.engine.dispose()
+        store.db.engine.dispose()
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from digest.ranking import (
 )
 from digest.records import Votes
 from digest.sources import PaperRecord
-from digest.storage import Store
+from digest.storage import Storage
 
 
 def peak_rss_mb() -> float:
@@ -74,24 +74,24 @@ def main() -> None:
     )
     if model := semantic.load_encoder():
         with tempfile.TemporaryDirectory() as tmp:
-            store = Store.from_url(f"sqlite:///{tmp}/vectors.db")
-            store.ensure_schema(auto_upgrade=True)
+            store = Storage.from_url(f"sqlite:///{tmp}/vectors.db")
+            store.db.ensure_schema(auto_upgrade=True)
             start = time.perf_counter()
-            semantic.StoredEncoder(model, store).encode([paper_passage(p) for p in papers])
+            semantic.StoredEncoder(model, store.papers).encode([paper_passage(p) for p in papers])
             embedded_papers = time.perf_counter()
-            semantic.StoredEncoder(model, store).encode(topics)
+            semantic.StoredEncoder(model, store.papers).encode(topics)
             print(
                 f"first sight: embedding {len(papers):,} papers {embedded_papers - start:6.2f} s, "
                 f"{len(topics):,} topics {time.perf_counter() - embedded_papers:6.2f} s (once per text, stored)"
             )
             start = time.perf_counter()
-            semantic.StoredEncoder(model, store).encode([paper_passage(p) for p in pool])
+            semantic.StoredEncoder(model, store.papers).encode([paper_passage(p) for p in pool])
             print(
                 f"first sight: embedding {len(pool):,} past papers readers voted on "
                 f"{time.perf_counter() - start:6.2f} s (already stored in a real run)"
             )
             fresh = semantic.MiniLM(semantic.model_dir())  # a new worker: nothing in memory
-            stored = semantic.StoredEncoder(fresh, store)
+            stored = semantic.StoredEncoder(fresh, store.papers)
             for label, said in (("words + MiniLM", None), ("words + MiniLM + votes", votes)):
                 seconds = daily_run(label, papers, topics, requests, signals, stored, said, pool)
                 slowest = max(slowest, seconds)

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from digest import emails
 from digest.editions import digest_content
@@ -29,7 +29,7 @@ from digest.models import utcnow
 from digest.records import DeliveryRecord, SentRecord, SubscriberRecord
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.storage import StorageError, Store
+from digest.storage import StorageError
 from digest.subscriptions import papers_of_topics
 from digest.transports import Pending, PermanentError, TransientError, Transport
 
@@ -37,6 +37,35 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_WRITE_RETRIES = 5  # a 'sent' that cannot be recorded is the duplicate window: try hard
+
+
+class DeliveryStore(Protocol):
+    """The delivery rows as a batch uses them (:class:`digest.storage.Deliveries`): load,
+    claim, record each outcome under the claim, and the install id for Message-IDs."""
+
+    def load(self, ids: Sequence[int]) -> list[tuple[DeliveryRecord, SubscriberRecord]]: ...
+
+    def skip(self, delivery_id: int, reason: str) -> bool: ...
+
+    def claim(self, ids: Sequence[int], now: dt.datetime) -> tuple[str, set[int]]: ...
+
+    def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]: ...
+
+    def mark_retry(
+        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+    ) -> bool: ...
+
+    def mark_failed(
+        self, delivery_id: int, claim: str, error: str, hard_bounce: bool, bounce_limit: int
+    ) -> bool: ...
+
+    def install_id(self) -> str: ...
+
+
+class PaperLookup(Protocol):
+    """The papers a batch's digests name (:class:`digest.storage.Papers`)."""
+
+    def find(self, *, ids: Sequence[str] | None = None) -> list[PaperRecord]: ...
 
 
 @dataclass
@@ -84,7 +113,8 @@ def _record(what: str, action: Callable[..., T], *args: object) -> T:
 
 
 def send_deliveries(
-    store: Store,
+    deliveries: DeliveryStore,
+    papers: PaperLookup,
     settings: Settings,
     delivery_ids: Sequence[int],
     transport: Transport,
@@ -100,24 +130,24 @@ def send_deliveries(
     mid-group resends the group's accepted messages (README, "Exactly once").
     """
     report = BatchReport()
-    loaded = store.load_deliveries(delivery_ids)
+    loaded = deliveries.load(delivery_ids)
     paper_ids = {pick["arxiv_id"] for delivery, _ in loaded for pick in delivery.picks}
     paper_ids |= papers_of_topics(t for _, sub in loaded for t in sub.topics)  # their titles
-    papers = {p.arxiv_id: p for p in store.list_papers(ids=sorted(paper_ids))} if paper_ids else {}
+    known = {p.arxiv_id: p for p in papers.find(ids=sorted(paper_ids))} if paper_ids else {}
     wanted = []
     for delivery, subscriber in loaded:
         if subscriber.status == "active":
             wanted.append((delivery, subscriber))
         else:
-            store.skip_delivery(delivery.id, f"not sent: the subscriber is {subscriber.status}")
+            deliveries.skip(delivery.id, f"not sent: the subscriber is {subscriber.status}")
             report.skipped += 1
-    sending = _Sending(store, settings, transport, limiter, papers, clock, report)
+    sending = _Sending(deliveries, settings, transport, limiter, known, clock, report)
     for start in range(0, len(wanted), settings.send_group):
         group = wanted[start : start + settings.send_group]
-        claim, taken = store.claim_deliveries([d.id for d, _ in group], clock())
+        claim, taken = deliveries.claim([d.id for d, _ in group], clock())
         report.skipped += len(group) - len(taken)
         accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], claim)
-        recorded = _record("mark sent", store.mark_sent, accepted)
+        recorded = _record("mark sent", deliveries.mark_sent, accepted)
         report.sent += len(recorded)
         report.lost += len(accepted) - len(recorded)
     return report
@@ -137,7 +167,7 @@ class _InFlight(NamedTuple):
 class _Sending:
     """What every message of a batch is built and sent with."""
 
-    store: Store
+    deliveries: DeliveryStore
     settings: Settings
     transport: Transport
     limiter: RateLimiter | None
@@ -180,22 +210,24 @@ class _Sending:
             self.settings.base_url,
             delivery.quiet_topics,
         )
-        message = emails.digest(content, self.settings, delivery.id, now, self.store.install_id())
+        message = emails.digest(
+            content, self.settings, delivery.id, now, self.deliveries.install_id()
+        )
         return message, now
 
     def conclude(self, in_flight: _InFlight, claim: str) -> SentRecord | None:
         """The server's answer for one message. Accepted: the record to write. Refused: the
         retry or failure is recorded here, and None."""
-        store, settings, report = self.store, self.settings, self.report
+        deliveries, settings, report = self.deliveries, self.settings, self.report
         delivery, subscriber, message, pending, now = in_flight
         try:
             pending.result()
         except TransientError as exc:
-            _handle_transient(store, settings, delivery, claim, str(exc), now, report)
+            _handle_transient(deliveries, settings, delivery, claim, str(exc), now, report)
             return None
         except PermanentError as exc:
             bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
-            report.count("bounced", _record("mark bounced", store.mark_failed, *bounce))
+            report.count("bounced", _record("mark bounced", deliveries.mark_failed, *bounce))
             report.errors.append(f"{subscriber.email}: {exc}")
             reply = without_address(str(exc), subscriber.email)
             log.warning(
@@ -216,7 +248,7 @@ def without_address(reply: str, email: str) -> str:
 
 
 def _handle_transient(
-    store: Store,
+    deliveries: DeliveryStore,
     settings: Settings,
     delivery: DeliveryRecord,
     claim: str,
@@ -229,11 +261,11 @@ def _handle_transient(
     if attempts >= settings.max_attempts:
         final = f"gave up after {attempts} attempts: {error}"
         failed = (delivery.id, claim, final, False, settings.bounce_limit)
-        report.count("failed", _record("mark failed", store.mark_failed, *failed))
+        report.count("failed", _record("mark failed", deliveries.mark_failed, *failed))
         log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, shown)
     else:
         next_try = now + retry_delay(settings, attempts)
         retry = (delivery.id, claim, error, next_try)
-        report.count("retried", _record("mark retry", store.mark_retry, *retry))
+        report.count("retried", _record("mark retry", deliveries.mark_retry, *retry))
         log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, shown, next_try)
     report.errors.append(error)

@@ -16,7 +16,7 @@ from digest import semantic
 from digest.limits import redis_client
 from digest.models import Delivery, utcnow
 from digest.settings import Settings
-from digest.storage import StorageError, Store
+from digest.storage import Storage, StorageError
 from digest.transports import SmtpTransport, TransientError
 
 SECRET_SETTINGS = ("secret_key", "smtp_password")
@@ -93,15 +93,15 @@ def _secret(settings: Settings) -> Finding:
 
 
 def _database(settings: Settings) -> Finding:
-    store = Store.from_url(settings.resolved_database_url, settings.db_connect_timeout)
+    store = Storage.from_url(settings.resolved_database_url, settings.db_connect_timeout)
     try:
-        current, head = store.schema_revision(), store.head_revision()
+        current, head = store.db.schema_revision(), store.db.head_revision()
     except StorageError as exc:
         return Finding("database", "FAIL", str(exc))
     except Exception as exc:  # noqa: BLE001 - any connection failure
-        return Finding("database", "FAIL", f"cannot reach {store.engine.url!r}: {exc}")
+        return Finding("database", "FAIL", f"cannot reach {store.db.engine.url!r}: {exc}")
     finally:
-        store.engine.dispose()
+        store.db.engine.dispose()
     if current != head and settings.resolved_database_url.startswith("sqlite"):
         detail = f"embedded SQLite at {current or 'empty'}: the next command brings it to {head}"
         return Finding("database", "ok", detail)
@@ -111,7 +111,7 @@ def _database(settings: Settings) -> Finding:
             "FAIL",
             f"schema at {current or 'empty'}, this version needs {head}: run `digest db upgrade`",
         )
-    return Finding("database", "ok", f"{store.engine.url!r} reachable, schema at {head}")
+    return Finding("database", "ok", f"{store.db.engine.url!r} reachable, schema at {head}")
 
 
 def _redis(settings: Settings) -> Finding:
@@ -154,15 +154,15 @@ def _model(settings: Settings) -> Finding:
 
 
 def _last_runs(settings: Settings) -> Finding:
-    store = Store.from_url(settings.resolved_database_url, settings.db_connect_timeout)
+    store = Storage.from_url(settings.resolved_database_url, settings.db_connect_timeout)
     try:
-        fetched = store.last_fetched_at()
-        with store.session() as session:
+        fetched = store.papers.last_fetched_at()
+        with store.db.session() as session:
             planned = session.scalar(select(func.max(Delivery.created_at)))
     except Exception:  # noqa: BLE001 - the database check has said why
         return Finding("last runs", "warn", "unknown: the database cannot be read")
     finally:
-        store.engine.dispose()
+        store.db.engine.dispose()
     detail = (f"last fetch: {fetched:%Y-%m-%d %H:%M} UTC" if fetched else "never fetched") + (
         f"; last tick that planned digests: {planned:%Y-%m-%d %H:%M} UTC"
         if planned

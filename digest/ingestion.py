@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from typing import Protocol
 from urllib.parse import urlencode
 
 from digest.fetching import Fetcher, FetchError
+from digest.records import ChangeReport
 from digest.settings import Settings
 from digest.sources import (
     ARXIV_API,
@@ -25,7 +27,6 @@ from digest.sources import (
     SourceError,
     parse_response,
 )
-from digest.storage import Store
 from digest.subscriptions import InvalidInput, papers_of_topics
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,21 @@ log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 200
 LIVE_SOURCES = (HF, ARXIV_RSS, ARXIV_API)
 SAMPLE_PACKAGE = "digest.sample_data"
+
+
+class PaperStore(Protocol):
+    """Where fetched papers land (:class:`digest.storage.Papers`): merged in, looked up, and
+    each feed's HTTP validators for the next conditional GET."""
+
+    def upsert(self, records: Sequence[PaperRecord], as_news: bool = True) -> ChangeReport: ...
+
+    def find(self, *, ids: Sequence[str] | None = None) -> list[PaperRecord]: ...
+
+    def http_validators(self, url: str) -> tuple[str | None, str | None]: ...
+
+    def save_http_validators(
+        self, url: str, etag: str | None, last_modified: str | None
+    ) -> None: ...
 
 
 @dataclass
@@ -89,10 +105,10 @@ def keep_announced(
 
 
 def store_parsed(
-    store: Store, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
+    stored: PaperStore, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
 ) -> None:
     papers, unwanted = keep_announced(parsed.papers, announce_types)
-    upsert = store.upsert_papers(papers)
+    upsert = stored.upsert(papers)
     report.fetched = len(parsed.papers) + len(parsed.skipped)
     report.skipped = len(parsed.skipped) + unwanted
     report.new, report.updated = upsert.created, upsert.updated
@@ -117,17 +133,21 @@ def reported(report: SourceReport) -> Iterator[None]:
 
 
 def ingest_bytes(
-    store: Store, body: bytes, label: str, announce_types: frozenset[str], source: str | None = None
+    stored: PaperStore,
+    body: bytes,
+    label: str,
+    announce_types: frozenset[str],
+    source: str | None = None,
 ) -> SourceReport:
     """Parse a response (format detected unless forced) and merge it; errors go in the report."""
     report = SourceReport(source=label)
     with reported(report):
-        store_parsed(store, report, parse_response(body, source), announce_types)
+        store_parsed(stored, report, parse_response(body, source), announce_types)
     return report
 
 
 def fetch_source(
-    store: Store,
+    stored: PaperStore,
     fetcher: Fetcher,
     settings: Settings,
     source: str,
@@ -138,15 +158,15 @@ def fetch_source(
     report = SourceReport(source=source)
     with reported(report):
         url = source_url(settings, source, date, categories)
-        etag, modified = store.http_validators(url)
+        etag, modified = stored.http_validators(url)
         result = fetcher.get(url, etag, modified)
         if result.not_modified:
             report.not_modified = True
             return report
         if result.status >= 400:
             raise SourceError(_http_error_reason(result.status, result.body, source))
-        store_parsed(store, report, parse_response(result.body, source), settings.announce_types)
-        store.save_http_validators(url, result.etag, result.last_modified)
+        store_parsed(stored, report, parse_response(result.body, source), settings.announce_types)
+        stored.save_http_validators(url, result.etag, result.last_modified)
     log.info("%s", report.summary())
     return report
 
@@ -161,7 +181,7 @@ def _http_error_reason(status: int, body: bytes, source: str) -> str:
 
 
 def fetch_all(
-    store: Store,
+    stored: PaperStore,
     settings: Settings,
     sources: tuple[str, ...] = LIVE_SOURCES,
     date: dt.date | None = None,
@@ -174,7 +194,7 @@ def fetch_all(
     try:
         return [
             fetch_source(
-                store, fetcher, settings, source, date, categories or settings.category_list
+                stored, fetcher, settings, source, date, categories or settings.category_list
             )
             for source in sources
         ]
@@ -183,19 +203,19 @@ def fetch_all(
             fetcher.close()
 
 
-def ingest_bundled_sample(store: Store, announce_types: frozenset[str]) -> list[SourceReport]:
+def ingest_bundled_sample(stored: PaperStore, announce_types: frozenset[str]) -> list[SourceReport]:
     """Load the real recorded responses shipped in the package: the offline demo's papers."""
     reports = []
     for item in sorted(resources.files(SAMPLE_PACKAGE).iterdir(), key=lambda f: f.name):
         if item.name.endswith((".json", ".xml")):
             reports.append(
-                ingest_bytes(store, item.read_bytes(), f"sample:{item.name}", announce_types)
+                ingest_bytes(stored, item.read_bytes(), f"sample:{item.name}", announce_types)
             )
     return reports
 
 
 def look_up_papers(
-    store: Store, settings: Settings, ids: set[str], fetcher: Fetcher | None = None
+    stored: PaperStore, settings: Settings, ids: set[str], fetcher: Fetcher | None = None
 ) -> set[str]:
     """Store the papers that "more like this paper" topics name, fetching the unknown ones
     from the arXiv API by id. Returns the ids arXiv does not have; raises InvalidInput when
@@ -203,7 +223,7 @@ def look_up_papers(
 
     A looked-up paper is stored as first seen when it was published: an old paper a reader
     names is not news for everyone else."""
-    missing = ids - {p.arxiv_id for p in store.list_papers(ids=sorted(ids))} if ids else set()
+    missing = ids - {p.arxiv_id for p in stored.find(ids=sorted(ids))} if ids else set()
     if not missing:
         return set()
     named = ", ".join(sorted(missing))
@@ -230,16 +250,16 @@ def look_up_papers(
     finally:
         if owned:
             fetcher.close()
-    store.upsert_papers(found, as_news=False)
+    stored.upsert(found, as_news=False)
     log.info("looked up %d of %d papers on arXiv: %s", len(found), len(missing), named)
     return missing - {p.arxiv_id for p in found}
 
 
 def require_topic_papers(
-    store: Store, settings: Settings, topics: Iterable[str], fetcher: Fetcher | None = None
+    stored: PaperStore, settings: Settings, topics: Iterable[str], fetcher: Fetcher | None = None
 ) -> None:
     """Every paper that ``topics`` name is stored (looked up if need be), or InvalidInput."""
-    unknown = look_up_papers(store, settings, papers_of_topics(topics), fetcher)
+    unknown = look_up_papers(stored, settings, papers_of_topics(topics), fetcher)
     if unknown:
         named = ", ".join(sorted(unknown))
         raise InvalidInput(

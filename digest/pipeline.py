@@ -23,7 +23,7 @@ from digest.rendering import DigestContent
 from digest.semantic import ranking_mode
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import papers_of_topics
 
 VECTOR_RETENTION = dt.timedelta(days=30)  # stored embeddings: papers are candidates for 2 days
@@ -46,26 +46,26 @@ def batches(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-def fetch_papers(store: Store, settings: Settings) -> list[SourceReport]:
+def fetch_papers(store: Storage, settings: Settings) -> list[SourceReport]:
     """Live sources unless offline; the bundled sample when nothing could be fetched and the
     store is empty (the embedded default must work without a network)."""
-    reports = [] if settings.offline else fetch_all(store, settings)
+    reports = [] if settings.offline else fetch_all(store.papers, settings)
     landed = any(r.error is None and (r.new or r.updated or r.not_modified) for r in reports)
-    if not landed and store.count_papers() == 0:
+    if not landed and store.papers.count() == 0:
         log.warning(
             "no papers could be fetched and none are stored: using the bundled sample papers"
         )
-        reports += ingest_bundled_sample(store, settings.announce_types)
+        reports += ingest_bundled_sample(store.papers, settings.announce_types)
     return reports
 
 
-def candidate_papers(store: Store, now: dt.datetime) -> list[PaperRecord]:
+def candidate_papers(store: Storage, now: dt.datetime) -> list[PaperRecord]:
     """Today's candidates: the papers first seen within the candidate window."""
-    return store.list_papers(since=now - CANDIDATE_WINDOW)
+    return store.papers.find(since=now - CANDIDATE_WINDOW)
 
 
 def rank_today(
-    store: Store,
+    store: Storage,
     settings: Settings,
     subscribers: Sequence[SubscriberRecord],
     now: dt.datetime,
@@ -77,11 +77,13 @@ def rank_today(
     subscriber was already sent are left out, unless ``fresh`` (a test send, a visitor's
     preview: what someone new would get). ``remember`` off: embeddings of new texts are not
     stored (anonymous web previews). Each reader's votes reorder their picks."""
-    encoder, threshold = ranking_mode(settings, store, remember)
+    encoder, threshold = ranking_mode(settings, store.papers, remember)
     candidates = candidate_papers(store, now)
     ids = [sub.id for sub in subscribers if sub.id]
-    already_sent = {} if fresh else store.sent_paper_ids(ids, [p.arxiv_id for p in candidates])
-    votes = store.reader_votes(ids)
+    already_sent = (
+        {} if fresh else store.archive.sent_paper_ids(ids, [p.arxiv_id for p in candidates])
+    )
+    votes = store.feedback.reader_votes(ids)
     named = {pid for said in votes.values() for pid in said.papers}
     named |= papers_of_topics({t for sub in subscribers for t in sub.topics})
     return plan_edition(
@@ -92,12 +94,12 @@ def rank_today(
         threshold,
         encoder,
         votes,
-        {p.arxiv_id: p for p in store.list_papers(ids=sorted(named))} if named else {},
+        {p.arxiv_id: p for p in store.papers.find(ids=sorted(named))} if named else {},
     )
 
 
 def todays_digest(
-    store: Store,
+    store: Storage,
     settings: Settings,
     sub: SubscriberRecord,
     now: dt.datetime,
@@ -119,7 +121,7 @@ def todays_digest(
 
 
 def embed_papers(
-    store: Store,
+    store: Storage,
     settings: Settings,
     papers: Sequence[PaperRecord],
     progress: Callable[[int], None] = lambda _done: None,
@@ -128,7 +130,7 @@ def embed_papers(
     """Embed papers now (once each, stored), so the next daily run and the web preview only
     read vectors instead of spending ~70 ms of CPU per new paper; ``progress`` hears of
     each chunk of papers done."""
-    encoder, _ = ranking_mode(settings, store)
+    encoder, _ = ranking_mode(settings, store.papers)
     if encoder is None:
         return
     passages = [paper_passage(p) for p in papers]
@@ -159,7 +161,7 @@ class PlannedDeliveries:
 
 
 def plan_deliveries(
-    store: Store,
+    store: Storage,
     settings: Settings,
     due: Sequence[tuple[SubscriberRecord, dt.date]],
     now: dt.datetime,
@@ -174,7 +176,7 @@ def plan_deliveries(
         return 0, 0, []
     plan = rank_today(store, settings, [sub for sub, _ in due], now)
     rows = PlannedDeliveries(plan, [edition for _, edition in due])
-    created, queued = store.create_deliveries(rows, handed_out_at=now)
+    created, queued = store.deliveries.create(rows, handed_out_at=now)
     return created, rows.skipped, queued
 
 
@@ -194,7 +196,7 @@ def collector_paused() -> Iterator[None]:
 
 
 def run_tick(
-    store: Store,
+    store: Storage,
     settings: Settings,
     now: dt.datetime,
     enqueue: Callable[[list[int]], None],
@@ -210,22 +212,22 @@ def run_tick(
     if fetch_every is None:
         fetch_every = dt.timedelta(minutes=settings.fetch_interval_minutes)
     report = TickReport()
-    store.delete_expired_pending(now - dt.timedelta(days=settings.pending_expiry_days))
-    store.prune_vectors(now - VECTOR_RETENTION)
-    report.requeued_stale = store.requeue_stale_claims(
+    store.subscribers.delete_expired_pending(now - dt.timedelta(days=settings.pending_expiry_days))
+    store.papers.prune_vectors(now - VECTOR_RETENTION)
+    report.requeued_stale = store.deliveries.requeue_stale_claims(
         now, dt.timedelta(seconds=settings.claim_lease_seconds)
     )
     if report.requeued_stale:
         log.warning("requeued %d deliveries whose worker died mid-send", report.requeued_stale)
     with collector_paused():
-        due = store.due_subscribers(now, ignore_send_hour=everyone)
-        last = store.last_fetched_at()
+        due = store.subscribers.due(now, ignore_send_hour=everyone)
+        last = store.papers.last_fetched_at()
         if due and (last is None or now - last >= fetch_every):
             report.fetched = fetch_papers(store, settings)
         report.due = len(due)
         report.created, report.skipped, planned_now = plan_deliveries(store, settings, due, now)
     lease = dt.timedelta(seconds=settings.enqueue_lease_seconds)
-    ids = sorted(planned_now + store.take_deliveries_to_send(now, lease))
+    ids = sorted(planned_now + store.deliveries.take_to_send(now, lease))
     planned = batches(ids, settings.batch_size)
     for batch in planned:
         enqueue(batch)

@@ -190,7 +190,7 @@ class MiniLM:
 
 
 class VectorStore(Protocol):
-    """Where vectors outlive a process (:class:`digest.storage.Store`)."""
+    """Where vectors outlive a process (:class:`digest.storage.Papers`)."""
 
     def load_vectors(self, keys: Sequence[str]) -> dict[str, bytes]: ...
 

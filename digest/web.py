@@ -69,7 +69,7 @@ from digest.records import DeliveryRecord, SubscriberDefaults, SubscriberRecord
 from digest.rendering import TEMPLATES_DIR
 from digest.settings import Settings, SettingsError
 from digest.sources import PaperRecord
-from digest.storage import StorageError, Store
+from digest.storage import Storage, StorageError
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
     MAX_TOPICS,
@@ -139,7 +139,7 @@ csrf = CSRFProtect()
 @dataclass
 class WebContext:
     settings: Settings
-    store: Store
+    store: Storage
     tokens: Tokens
     throttle: Throttle
     limiter: RateLimiter  # the send rate shared with the digest workers
@@ -154,7 +154,7 @@ class WebContext:
 
 def create_app(
     settings: Settings,
-    store: Store | None = None,
+    store: Storage | None = None,
     redis_conn: redis.Redis | None = None,
     transport_factory: Callable[[], Any] | None = None,
 ) -> Flask:
@@ -182,7 +182,7 @@ def create_app(
     ctx = WebContext(
         settings=settings,
         store=store
-        or Store.from_url(
+        or Storage.from_url(
             settings.resolved_database_url,
             connect_timeout=settings.db_connect_timeout,
             statement_timeout=settings.web_db_timeout,
@@ -265,7 +265,7 @@ def with_subscriber(
                 return refused(exc.reason)
             if purpose in BOUND_PURPOSES and not data.bound:
                 return refused("not bound to a day's digest")
-            sub = ctx.store.get_subscriber_by_id(data.subscriber_id)
+            sub = ctx.store.subscribers.get_by_id(data.subscriber_id)
             if sub is None or not data.belongs_to(sub.email):
                 return refused("no such subscriber")
             return view(sub, data, token, **rest)
@@ -315,7 +315,7 @@ def _known_topics(ctx: WebContext, raw: str) -> tuple[str, ...]:
     """The topics field, normalised; a paper it names by id or link is looked up on arXiv
     when it is not stored yet."""
     topics = normalize_topics(topic_lines(raw))
-    require_topic_papers(ctx.store, ctx.settings, topics)
+    require_topic_papers(ctx.store.papers, ctx.settings, topics)
     return topics
 
 
@@ -369,7 +369,7 @@ def subscribe() -> tuple[str, int]:
 def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
     """Record the sign-up and mail the address, within its per-address and per-mailbox
     limits. False only when the mail could not be sent (and then it is not counted)."""
-    sub, needs_confirmation = ctx.store.request_subscription(data, ctx.defaults)
+    sub, needs_confirmation = ctx.store.subscribers.request_subscription(data, ctx.defaults)
     per_domain = Limit("domain", ctx.settings.signup_mails_per_domain_per_hour, 3600)
     quota = (
         (MAILS_PER_ADDRESS, sub.email),
@@ -405,7 +405,7 @@ def confirm_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int
 @with_subscriber("confirm")
 def confirm(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
     ctx = _ctx()
-    confirmed = ctx.store.confirm_subscription(
+    confirmed = ctx.store.subscribers.confirm_subscription(
         sub.id,
         _requested_settings(sub, data.payload),
         ctx.defaults,
@@ -469,7 +469,7 @@ def _unsubscribe_refused(reason: str) -> tuple[str, int] | Response:
 def unsubscribe(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int] | Response:
     one_click = _one_click()
     if sub.status != "unsubscribed":
-        _ctx().store.set_status(sub.email, "unsubscribed")
+        _ctx().store.subscribers.set_status(sub.email, "unsubscribed")
         log.info("unsubscribed subscriber %d (%s)", sub.id, "one-click" if one_click else "page")
     if one_click:
         return Response("unsubscribed\n", 200, mimetype="text/plain")
@@ -498,10 +498,10 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         max_topics=MAX_TOPICS,
         max_papers_limit=MAX_PAPERS_LIMIT,
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
-        votes=ctx.store.votes_of(sub.id),
+        votes=ctx.store.feedback.votes_of(sub.id),
         past_digests=[
             (d.edition, len(d.picks), digest_url(sub, d.edition, ctx.tokens, base))
-            for d in ctx.store.sent_digests(sub.id)
+            for d in ctx.store.archive.sent_digests(sub.id)
         ],
         feed_url=feed_url(sub, ctx.tokens, base),
     )
@@ -518,7 +518,7 @@ def digest_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
             "No digest that day", f"No digest was sent to {sub.email} on {data.bound}.", 404
         )
     ids = [pick["arxiv_id"] for pick in sent.picks] + sorted(papers_of_topics(sub.topics))
-    papers = {p.arxiv_id: p for p in ctx.store.list_papers(ids=ids)}
+    papers = {p.arxiv_id: p for p in ctx.store.papers.find(ids=ids)}
     base = ctx.settings.base_url
     content = digest_content(
         sub, sent.picks, papers, sent.edition, ctx.tokens, base, sent.quiet_topics
@@ -538,7 +538,7 @@ def _sent_digest(sub: SubscriberRecord, edition: str) -> DeliveryRecord | None:
         day = dt.date.fromisoformat(edition)
     except ValueError:
         return None
-    return _ctx().store.sent_digest(sub.id, day)
+    return _ctx().store.archive.sent_digest(sub.id, day)
 
 
 @pages.get("/digest/<token>/vote/<path:arxiv_id>")
@@ -563,10 +563,10 @@ def vote(sub: SubscriberRecord, data: Any, token: str, arxiv_id: str) -> tuple[s
         return _invalid_link("the paper is not in that digest")
     choice = request.form.get("vote", "")
     if choice in VOTES:
-        ctx.store.record_vote(sub.id, arxiv_id, VOTES[choice], utcnow())
+        ctx.store.feedback.record_vote(sub.id, arxiv_id, VOTES[choice], utcnow())
         log.info("subscriber %d voted %s on %s", sub.id, choice, arxiv_id)
     elif choice == "none":
-        ctx.store.remove_vote(sub.id, arxiv_id)
+        ctx.store.feedback.remove_vote(sub.id, arxiv_id)
     else:
         return _vote_page(sub, paper, None, status=400)
     return _vote_page(sub, paper, None, saved=True)
@@ -578,7 +578,7 @@ def _paper_of_digest(sub: SubscriberRecord, edition: str, arxiv_id: str) -> Pape
     sent = _sent_digest(sub, edition)
     if sent is None or all(pick["arxiv_id"] != arxiv_id for pick in sent.picks):
         return None
-    found = _ctx().store.list_papers(ids=[arxiv_id])
+    found = _ctx().store.papers.find(ids=[arxiv_id])
     return found[0] if found else None
 
 
@@ -590,7 +590,7 @@ def _vote_page(
     status: int = 200,
 ) -> tuple[str, int]:
     ctx = _ctx()
-    current = {1: "up", -1: "down"}.get(ctx.store.vote_of(sub.id, paper.arxiv_id) or 0)
+    current = {1: "up", -1: "down"}.get(ctx.store.feedback.vote_of(sub.id, paper.arxiv_id) or 0)
     prefs = ctx.tokens.make("preferences", sub.id, sub.email)
     return _page(
         "vote.html",
@@ -609,7 +609,7 @@ def feed(sub: SubscriberRecord, data: Any, token: str) -> Response:
     """Atom, newest first: one entry per paper sent. A conditional GET that finds nothing new
     is a 304 after reading the sent digests alone, before any paper or template."""
     ctx = _ctx()
-    digests = ctx.store.sent_digests(sub.id)
+    digests = ctx.store.archive.sent_digests(sub.id)
     entries = [(d, pick) for d in digests for pick in d.picks][:FEED_ENTRIES]
     updated = max((d.sent_at for d in digests if d.sent_at), default=sub.created_at)
     headers = {
@@ -622,7 +622,7 @@ def feed(sub: SubscriberRecord, data: Any, token: str) -> Response:
     ):
         return Response(status=304, headers=headers)
     ids = [pick["arxiv_id"] for _, pick in entries]
-    papers = {p.arxiv_id: p for p in ctx.store.list_papers(ids=ids)}
+    papers = {p.arxiv_id: p for p in ctx.store.papers.find(ids=ids)}
     xml = render_template(
         "web/feed.xml",
         sub=sub,
@@ -670,7 +670,7 @@ def preview() -> tuple[Response, int] | Response:
 
 @pages.get("/healthz")
 def healthz() -> Response:
-    _ctx().store.count_papers()
+    _ctx().store.papers.count()
     return Response("ok\n", mimetype="text/plain")
 
 
@@ -680,12 +680,16 @@ def _apply_preferences(
     """The subscriber after the form's action, and the form's problems (then nothing changed)."""
     action = form.get("action", "save")
     if action == "unvote":
-        ctx.store.remove_vote(sub.id, form.get("arxiv_id", ""))
+        ctx.store.feedback.remove_vote(sub.id, form.get("arxiv_id", ""))
         return sub, {}
     if action == "pause":
-        return ctx.store.set_status(sub.email, "paused", allowed_from=("active", "paused")), {}
+        return ctx.store.subscribers.set_status(
+            sub.email, "paused", allowed_from=("active", "paused")
+        ), {}
     if action == "resume":
-        return ctx.store.set_status(sub.email, "active", allowed_from=("paused", "active")), {}
+        return ctx.store.subscribers.set_status(
+            sub.email, "active", allowed_from=("paused", "active")
+        ), {}
     values, errors = _validated(
         topics=lambda: list(_known_topics(ctx, form.get("topics", ""))),
         timezone=lambda: validate_timezone(form.get("timezone", "UTC")),
@@ -695,11 +699,11 @@ def _apply_preferences(
     if errors:
         return sub, errors
     show_trending = form.get("show_trending") == "on"
-    return ctx.store.update_subscriber(sub.email, **values, show_trending=show_trending), {}
+    return ctx.store.subscribers.update(sub.email, **values, show_trending=show_trending), {}
 
 
 def _suggestions(ctx: WebContext) -> list[str]:
-    popular = [name for name, _ in ctx.store.topic_counts()[:12]]
+    popular = [name for name, _ in ctx.store.topics.counts()[:12]]
     return list(dict.fromkeys([*popular, *POPULAR_TOPICS]))
 
 

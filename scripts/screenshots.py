@@ -135,16 +135,16 @@ def capture_web_pages(out: Path) -> None:
 
     from digest.records import SubscriberDefaults
     from digest.settings import Settings
-    from digest.storage import Store
+    from digest.storage import Storage
     from digest.subscriptions import build_subscriber_input
     from digest.tokens import Tokens
     from digest.web import create_app
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), secret_key="screenshots")
-        store = Store.from_url(settings.resolved_database_url)
-        store.upgrade()
-        sub = store.add_subscriber(
+        store = Storage.from_url(settings.resolved_database_url)
+        store.db.upgrade()
+        sub = store.subscribers.add(
             build_subscriber_input("ada@example.org", list(SAMPLE_TOPICS)), SubscriberDefaults()
         )
         picks = send_sample_digest(store, sub)
@@ -182,17 +182,17 @@ def send_sample_digest(store: Any, sub: SubscriberRecord) -> list[str]:
     from digest.records import NewDelivery, SentRecord
 
     papers = one_days_papers()
-    store.upsert_papers(papers)
+    store.papers.upsert(papers)
     plan = plan_edition(papers, [sub], {}, SAMPLE_NOW)
     picks = plan.picks[sub.id]
-    _, (delivery,) = store.create_deliveries([NewDelivery(sub.id, SAMPLE_NOW.date(), picks)])
-    claim, _ = store.claim_deliveries([delivery], SAMPLE_NOW)
+    _, (delivery,) = store.deliveries.create([NewDelivery(sub.id, SAMPLE_NOW.date(), picks)])
+    claim, _ = store.deliveries.claim([delivery], SAMPLE_NOW)
     ids = [p["arxiv_id"] for p in picks]
-    store.mark_sent(
+    store.deliveries.mark_sent(
         [SentRecord(delivery, sub.id, claim, "<sample@example.org>", SAMPLE_NOW, tuple(ids))]
     )
-    store.record_vote(sub.id, ids[0], 1, SAMPLE_NOW)
-    store.record_vote(sub.id, ids[2], -1, SAMPLE_NOW)
+    store.feedback.record_vote(sub.id, ids[0], 1, SAMPLE_NOW)
+    store.feedback.record_vote(sub.id, ids[2], -1, SAMPLE_NOW)
     return ids
 
 

@@ -14,8 +14,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from digest.cli import cli
+from digest.records import SubscriberDefaults
 from digest.settings import Settings, load_settings
-from digest.storage import Store
+from digest.storage import Storage
+from digest.subscriptions import SubscriberInput, build_subscriber_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
@@ -114,11 +116,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    store = Store.from_url(db_url)
-    store.upgrade()
+def store(db_url: str) -> Iterator[Storage]:
+    store = Storage.from_url(db_url)
+    store.db.upgrade()
     yield store
-    store.engine.dispose()
+    store.db.engine.dispose()
 
 
 @pytest.fixture
@@ -172,8 +174,16 @@ def _with_saved_vectors(model, path: Path) -> Iterator:
         np.savez(path, texts=np.array(texts), vectors=np.stack(list(model.cache.values())))
 
 
+# the storage tests' subscribers: a fixed schedule, topics given by name
+DEFAULTS = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
+
+
+def sub(email: str, *topics: str, **extra: object) -> SubscriberInput:
+    return build_subscriber_input(email, list(topics), **extra)  # type: ignore[arg-type]
+
+
 def record_sent_digest(
-    store: Store, subscriber_id: int, edition, picks: list[dict], quiet_topics: tuple = ()
+    store: Storage, subscriber_id: int, edition, picks: list[dict], quiet_topics: tuple = ()
 ) -> int:
     """A digest as the workers leave it once the SMTP server accepted it: planned, claimed and
     recorded as sent with its papers. Returns the delivery id."""
@@ -183,10 +193,12 @@ def record_sent_digest(
 
     now = dt.datetime.combine(edition, dt.time(7))
     planned = NewDelivery(subscriber_id, edition, picks, quiet_topics=quiet_topics)
-    _, (delivery,) = store.create_deliveries([planned])
-    claim, _ = store.claim_deliveries([delivery], now)
+    _, (delivery,) = store.deliveries.create([planned])
+    claim, _ = store.deliveries.claim([delivery], now)
     papers = tuple(p["arxiv_id"] for p in picks)
-    store.mark_sent([SentRecord(delivery, subscriber_id, claim, f"<{delivery}@test>", now, papers)])
+    store.deliveries.mark_sent(
+        [SentRecord(delivery, subscriber_id, claim, f"<{delivery}@test>", now, papers)]
+    )
     return delivery
 
 

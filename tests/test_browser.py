@@ -22,7 +22,7 @@ from digest.ingestion import ingest_bytes
 from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.settings import Settings, load_settings
-from digest.storage import Store
+from digest.storage import Storage
 from digest.transports import SmtpTransport
 from digest.web import create_app
 
@@ -39,7 +39,7 @@ pytestmark = [
 
 
 @contextmanager
-def serving(store: Store, settings: Settings, sink) -> Iterator[dict]:
+def serving(store: Storage, settings: Settings, sink) -> Iterator[dict]:
     """The app on a real server (waitress) on a free port, mailing through ``sink``."""
     from waitress.server import create_server
 
@@ -67,8 +67,8 @@ def serving(store: Store, settings: Settings, sink) -> Iterator[dict]:
 
 @pytest.fixture
 def served(sqlite_url: str, settings: Settings, smtp_sink) -> Iterator[dict]:
-    store = Store.from_url(sqlite_url)
-    store.upgrade()
+    store = Storage.from_url(sqlite_url)
+    store.db.upgrade()
     with serving(store, settings, smtp_sink) as site:
         yield site
 
@@ -144,7 +144,10 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
 
     base, store, sink = served["base"], served["store"], served["sink"]
     ingest_bytes(
-        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
     )
     browser.get(base + "/")
     browser.find_element(By.ID, "email").send_keys("ada@example.org")
@@ -162,17 +165,17 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     )
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "Check your inbox")
-    assert store.get_subscriber("ada@example.org").status == "pending"
+    assert store.subscribers.get("ada@example.org").status == "pending"
 
     confirmation = sink.handler.received[-1].message().get_body(("plain",)).get_content()
     browser.get(link_in(confirmation, re.escape(base) + r"/confirm/\S+"))
     heading_says(browser, "Confirm your subscription")
-    assert store.get_subscriber("ada@example.org").status == "pending", (
+    assert store.subscribers.get("ada@example.org").status == "pending", (
         "opening the link is not consent"
     )
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "You are subscribed")
-    assert store.get_subscriber("ada@example.org").status == "active"
+    assert store.subscribers.get("ada@example.org").status == "active"
     assert "Your first digest on reinforcement learning, large language models arrives " in (
         browser.find_element(By.TAG_NAME, "main").text
     )
@@ -187,7 +190,7 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
         everyone=True,
     )
     transport = SmtpTransport(served["settings"])
-    send_deliveries(store, served["settings"], batches[0], transport)
+    send_deliveries(store.deliveries, store.papers, served["settings"], batches[0], transport)
     transport.close()
     digest = sink.handler.received[-1].message()
     assert "new paper" in digest["Subject"]
@@ -199,7 +202,7 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     heading_says(browser, "Unsubscribe?")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     heading_says(browser, "You are unsubscribed")
-    assert store.get_subscriber("ada@example.org").status == "unsubscribed"
+    assert store.subscribers.get("ada@example.org").status == "unsubscribed"
 
 
 # Readable everywhere (#31): every page a reader sees, light and dark, at phone width.
@@ -306,8 +309,8 @@ def pages(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
     folder = tmp_path_factory.mktemp("readable")
     sink = SmtpSink().start()
-    store = Store.from_url(f"sqlite:///{folder / 'digest.db'}")
-    store.upgrade()
+    store = Storage.from_url(f"sqlite:///{folder / 'digest.db'}")
+    store.db.upgrade()
     with pytest.MonkeyPatch.context() as env:
         for key in [k for k in os.environ if k.startswith("DIGEST_")]:
             env.delenv(key)
@@ -315,13 +318,16 @@ def pages(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with serving(store, settings, sink) as site:
         yield _reader_pages(browser, site, folder)
     sink.stop()
-    store.engine.dispose()
+    store.db.engine.dispose()
 
 
 def _reader_pages(browser, site: dict, folder: Path) -> dict[str, Callable[[], None]]:
     base, store, sink, settings = site["base"], site["store"], site["sink"], site["settings"]
     ingest_bytes(
-        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
     )
     subscribed = partial(heading_says, browser, "You are subscribed")
     for email, topics in (
@@ -337,7 +343,7 @@ def _reader_pages(browser, site: dict, folder: Path) -> dict[str, Callable[[], N
         store, settings, utcnow(), batches.append, fetch_every=TICK_NEVER_FETCHES, everyone=True
     )
     transport = SmtpTransport(settings)
-    send_deliveries(store, settings, batches[0], transport)
+    send_deliveries(store.deliveries, store.papers, settings, batches[0], transport)
     transport.close()
     digest, nothing_matched = (
         html_of(mail_to(sink, a)[-1]) for a in ("ada@example.org", "eve@example.org")

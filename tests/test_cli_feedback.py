@@ -9,7 +9,7 @@ from conftest import record_sent_digest
 from digest.models import utcnow
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.storage import Store
+from digest.storage import Storage
 
 
 def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
@@ -18,8 +18,8 @@ def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
     assert "no votes in the last 7 days" in run("feedback").output
     run("subscribers", "add", "ada@example.org", "-t", "rl", "-t", "agents")
     run("subscribers", "add", "bob@example.org", "-t", "rl")
-    store = Store.open(settings.resolved_database_url)
-    store.upsert_papers(
+    store = Storage.open(settings.resolved_database_url)
+    store.papers.upsert(
         [
             PaperRecord("2611.00001", "Policy gradients"),
             PaperRecord("2611.00002", "Tool agents"),
@@ -27,7 +27,7 @@ def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
         ]
     )
     today = utcnow().date()
-    ada, bob = (store.get_subscriber(e) for e in ("ada@example.org", "bob@example.org"))
+    ada, bob = (store.subscribers.get(e) for e in ("ada@example.org", "bob@example.org"))
     picks = [
         {"arxiv_id": "2611.00001", "topic": "rl", "reason": "r"},
         {"arxiv_id": "2611.00002", "topic": "agents", "reason": "r"},
@@ -36,11 +36,13 @@ def test_feedback_counts_votes_by_the_topic_each_paper_was_sent_for(
     record_sent_digest(store, ada.id, today, picks)
     record_sent_digest(store, bob.id, today, picks[:1])
     now = utcnow()
-    store.record_vote(ada.id, "2611.00001", 1, now)
-    store.record_vote(bob.id, "2611.00001", 1, now)
-    store.record_vote(ada.id, "2611.00002", -1, now)
-    store.record_vote(ada.id, "2611.00003", 1, now)
-    store.record_vote(ada.id, "2611.00099", -1, now - dt.timedelta(days=30))  # too old to count
+    store.feedback.record_vote(ada.id, "2611.00001", 1, now)
+    store.feedback.record_vote(bob.id, "2611.00001", 1, now)
+    store.feedback.record_vote(ada.id, "2611.00002", -1, now)
+    store.feedback.record_vote(ada.id, "2611.00003", 1, now)
+    store.feedback.record_vote(
+        ada.id, "2611.00099", -1, now - dt.timedelta(days=30)
+    )  # too old to count
     out = run("feedback").output
     lines = [line.split() for line in out.splitlines()]
     assert (

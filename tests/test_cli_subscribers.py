@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.settings import Settings
 from digest.sources import PaperRecord
-from digest.storage import Store
+from digest.storage import Storage
 
 
 def test_add_list_show_pause_resume_remove(run) -> None:
@@ -145,8 +145,8 @@ def test_a_restored_backup_keeps_everyones_consent(run, tmp_path: Path) -> None:
 
     backup = tmp_path / "backup.csv"
     store = _store(tmp_path)
-    store.set_status("u@example.org", "unsubscribed")
-    with store.session() as session:
+    store.subscribers.set_status("u@example.org", "unsubscribed")
+    with store.db.session() as session:
         session.query(Subscriber).filter_by(email="b@example.org").update({"status": "bounced"})
     run("subscribers", "export", "-o", str(backup))
     fresh = {"DIGEST_DATA_DIR": str(tmp_path / "fresh")}
@@ -169,14 +169,14 @@ def test_a_restored_backup_keeps_everyones_consent(run, tmp_path: Path) -> None:
 
 def test_an_import_never_reactivates_an_opt_out(run, tmp_path: Path) -> None:
     run("subscribers", "add", "u@example.org", "-t", "rl")
-    _store(tmp_path).set_status("u@example.org", "unsubscribed")
+    _store(tmp_path).subscribers.set_status("u@example.org", "unsubscribed")
     file = tmp_path / "people.csv"
     file.write_text(
         "email,topics,status\nu@example.org,spam,active\nn@example.org,rl,\n", encoding="utf-8"
     )
     output = run("subscribers", "import", str(file)).output
     assert "created 1" in output and "kept 1 (unsubscribed or bounced" in output
-    sub = _store(tmp_path).get_subscriber("u@example.org")
+    sub = _store(tmp_path).subscribers.get("u@example.org")
     assert (sub.status, sub.topics) == ("unsubscribed", ("rl",))
     refused = run("subscribers", "resume", "u@example.org", code=1).output
     assert "--force" in refused and "unsubscribed" in refused
@@ -184,9 +184,9 @@ def test_an_import_never_reactivates_an_opt_out(run, tmp_path: Path) -> None:
 
 
 def _store(tmp_path: Path):
-    from digest.storage import Store
+    from digest.storage import Storage
 
-    return Store.from_url(f"sqlite:///{tmp_path / 'var' / 'digest.db'}")
+    return Storage.from_url(f"sqlite:///{tmp_path / 'var' / 'digest.db'}")
 
 
 def test_a_utf16_file_gets_a_hint(run, tmp_path: Path) -> None:
@@ -225,7 +225,7 @@ def test_a_paper_link_is_a_topic_and_an_unknown_one_offline_is_a_clear_error(
     assert unknown.exit_code == 1
     assert "Error: paper 2611.00042 is not stored here and DIGEST_OFFLINE" in unknown.output
     assert "ada@example.org" not in runner.invoke(cli, ["subscribers", "list"], env=env).output
-    Store.open(settings.resolved_database_url).upsert_papers(
+    Storage.open(settings.resolved_database_url).papers.upsert(
         [PaperRecord("2611.00042", "Sparse attention for long documents")]
     )
     added = runner.invoke(
@@ -249,9 +249,9 @@ def test_adding_an_opted_out_address_says_so_and_how_to_resume(
     run, settings: Settings, status: str
 ) -> None:
     run("subscribers", "add", "ada@example.org", "-t", "rl")
-    store = Store.from_url(settings.resolved_database_url)
-    store.set_status("ada@example.org", status)
-    store.engine.dispose()
+    store = Storage.from_url(settings.resolved_database_url)
+    store.subscribers.set_status("ada@example.org", status)
+    store.db.engine.dispose()
     out = run("subscribers", "add", "ada@example.org", "-t", "rl", code=1).output
     assert "already subscribed" not in out
     assert f"ada@example.org is {status}" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 from conftest import FEEDS, run_at_once
@@ -13,9 +14,9 @@ from sqlalchemy.exc import OperationalError
 from digest.delivery import DB_WRITE_RETRIES, send_deliveries
 from digest.ingestion import ingest_bytes
 from digest.pipeline import run_tick
-from digest.records import SubscriberDefaults
+from digest.records import DeliveryRecord, SentRecord, SubscriberDefaults, SubscriberRecord
 from digest.settings import Settings
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import build_subscriber_input
 from digest.transports import BaseTransport, OutboxTransport, SmtpTransport
 
@@ -28,12 +29,15 @@ TOPICS = [
 ]
 
 
-def populate(store: Store, count: int) -> list[str]:
+def populate(store: Storage, count: int) -> list[str]:
     ingest_bytes(
-        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
     )
     ingest_bytes(
-        store,
+        store.papers,
         (FEEDS / "arxiv_api_cat_cs.AI_OR_cs.LG_2026-07-13.xml").read_bytes(),
         "api",
         frozenset({"new"}),
@@ -42,7 +46,7 @@ def populate(store: Store, count: int) -> list[str]:
         build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 4], TOPICS[(i + 1) % 4]])
         for i in range(count)
     ]
-    store.import_subscribers(rows, SubscriberDefaults(send_hour=7))
+    store.subscribers.import_rows(rows, SubscriberDefaults(send_hour=7))
     return [r.email for r in rows]
 
 
@@ -59,23 +63,26 @@ def smtp_settings(settings: Settings, sink, **extra) -> Settings:
     )
 
 
-def planned(store: Store, settings: Settings, now: dt.datetime = NOW) -> list[list[int]]:
+def planned(store: Storage, settings: Settings, now: dt.datetime = NOW) -> list[list[int]]:
     """One tick's batches of delivery ids, without fetching."""
     batches: list[list[int]] = []
     run_tick(store, settings, now, batches.append, fetch_every=dt.timedelta(days=999))
     return batches
 
 
-def tick_and_send(store: Store, settings: Settings, now: dt.datetime, transport=None) -> list:
+def tick_and_send(store: Storage, settings: Settings, now: dt.datetime, transport=None) -> list:
     batches = planned(store, settings, now)
     with transport or SmtpTransport(settings) as sender:
         return [
-            send_deliveries(store, settings, batch, sender, clock=lambda: now) for batch in batches
+            send_deliveries(
+                store.deliveries, store.papers, settings, batch, sender, clock=lambda: now
+            )
+            for batch in batches
         ]
 
 
 def test_each_due_subscriber_gets_exactly_one_digest_and_a_rerun_sends_nothing(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 200)
     config = smtp_settings(settings, smtp_sink)
@@ -87,24 +94,24 @@ def test_each_due_subscriber_gets_exactly_one_digest_and_a_rerun_sends_nothing(
     assert "new paper" in first["Subject"]
     assert tick_and_send(store, config, NOW + dt.timedelta(minutes=5)) == []
     assert len(smtp_sink.handler.received) == 200
-    assert store.delivery_counts() == {"sent": 200}
+    assert store.deliveries.counts() == {"sent": 200}
 
 
 def test_papers_already_sent_are_never_sent_again(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     populate(store, 3)
     config = smtp_settings(settings, smtp_sink)
     tick_and_send(store, config, NOW)
-    day_one = {d.subscriber_id: {p["arxiv_id"] for p in d.picks} for d in store.list_deliveries()}
+    day_one = {d.subscriber_id: {p["arxiv_id"] for p in d.picks} for d in store.deliveries.find()}
     tick_and_send(store, config, NOW + dt.timedelta(days=1))
-    for delivery in store.list_deliveries(edition=(NOW + dt.timedelta(days=1)).date()):
+    for delivery in store.deliveries.find(edition=(NOW + dt.timedelta(days=1)).date()):
         assert not {p["arxiv_id"] for p in delivery.picks} & day_one[delivery.subscriber_id]
 
 
-def test_not_due_before_the_local_send_hour(store: Store, settings: Settings, smtp_sink) -> None:
+def test_not_due_before_the_local_send_hour(store: Storage, settings: Settings, smtp_sink) -> None:
     populate(store, 2)
-    store.update_subscriber(
+    store.subscribers.update(
         "user0@example.org", timezone="Asia/Tokyo", send_hour=20
     )  # 17:00 in Tokyo
     tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
@@ -118,7 +125,7 @@ def test_not_due_before_the_local_send_hour(store: Store, settings: Settings, sm
 
 
 def test_temporary_4xx_is_retried_with_backoff_until_it_recovers(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 20)
     refusals = {"left": 30}
@@ -136,12 +143,12 @@ def test_temporary_4xx_is_retried_with_backoff_until_it_recovers(
         tick_and_send(store, config, now)
         now += dt.timedelta(hours=1)
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
-    assert store.delivery_counts() == {"sent": 20}
-    assert max(d.attempts for d in store.list_deliveries()) >= 2
+    assert store.deliveries.counts() == {"sent": 20}
+    assert max(d.attempts for d in store.deliveries.find()) >= 2
 
 
 def test_retries_stop_at_the_attempt_cap_and_retry_failed_requeues(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     populate(store, 1)
     smtp_sink.handler.rcpt_reply = lambda _: "451 4.3.0 Mailbox busy"
@@ -150,17 +157,17 @@ def test_retries_stop_at_the_attempt_cap_and_retry_failed_requeues(
     for _ in range(5):
         tick_and_send(store, config, now)
         now += dt.timedelta(hours=1)
-    (delivery,) = store.list_deliveries()
+    (delivery,) = store.deliveries.find()
     assert (delivery.status, delivery.attempts) == ("failed", 3)
     assert "gave up after 3 attempts: 451" in delivery.last_error
     smtp_sink.handler.rcpt_reply = None
-    assert store.retry_failed() == 1
+    assert store.deliveries.retry_failed() == 1
     tick_and_send(store, config, now)
     assert len(smtp_sink.handler.received) == 1
 
 
 def test_550_for_one_address_fails_only_that_delivery(
-    store: Store, settings: Settings, smtp_sink, caplog
+    store: Storage, settings: Settings, smtp_sink, caplog
 ) -> None:
     emails = populate(store, 10)
     smtp_sink.handler.rcpt_reply = lambda rcpt: (
@@ -169,7 +176,7 @@ def test_550_for_one_address_fails_only_that_delivery(
     caplog.set_level("WARNING", logger="digest.delivery")
     (report,) = tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
     assert report.errors == ["user3@example.org: 550 5.1.1 <user3@example.org>: No such user"]
-    delivery = store.list_deliveries(status="bounced")[0]
+    delivery = store.deliveries.find(status="bounced")[0]
     assert [r.getMessage() for r in caplog.records] == [
         f"delivery {delivery.id} to subscriber {delivery.subscriber_id} bounced: "
         "550 5.1.1 <RECIPIENT>: No such user"
@@ -177,14 +184,14 @@ def test_550_for_one_address_fails_only_that_delivery(
     assert smtp_sink.handler.by_recipient() == Counter(
         {e: 1 for e in emails if e != "user3@example.org"}
     )
-    bounced = store.list_deliveries(status="bounced")
+    bounced = store.deliveries.find(status="bounced")
     assert [d.email for d in bounced] == ["user3@example.org"]
     assert "No such user" in bounced[0].last_error
-    assert store.get_subscriber("user3@example.org").status == "active"
+    assert store.subscribers.get("user3@example.org").status == "active"
 
 
 def test_repeated_hard_bounces_mark_the_subscriber_bounced(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     populate(store, 2)
     smtp_sink.handler.rcpt_reply = lambda rcpt: (
@@ -193,12 +200,12 @@ def test_repeated_hard_bounces_mark_the_subscriber_bounced(
     config = smtp_settings(settings, smtp_sink, bounce_limit=2)
     for day in range(3):
         tick_and_send(store, config, NOW + dt.timedelta(days=day))
-    assert store.get_subscriber("user0@example.org").status == "bounced"
-    assert len(store.list_deliveries(status="bounced")) == 2, "no third attempt at a dead mailbox"
+    assert store.subscribers.get("user0@example.org").status == "bounced"
+    assert len(store.deliveries.find(status="bounced")) == 2, "no third attempt at a dead mailbox"
 
 
 def test_server_dropping_the_connection_mid_batch_loses_and_duplicates_nothing(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 60)
     smtp_sink.handler.drop_every = 7
@@ -206,28 +213,33 @@ def test_server_dropping_the_connection_mid_batch_loses_and_duplicates_nothing(
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
 
 
-def test_server_down_then_back(store: Store, settings: Settings, smtp_sink) -> None:
+def test_server_down_then_back(store: Storage, settings: Settings, smtp_sink) -> None:
     emails = populate(store, 5)
     down = smtp_settings(settings, smtp_sink, smtp_port=1)  # nothing listens on port 1
     tick_and_send(store, down, NOW)
-    assert store.delivery_counts() == {"queued": 5}
-    assert "cannot connect to 127.0.0.1:1" in store.list_deliveries()[0].last_error
+    assert store.deliveries.counts() == {"queued": 5}
+    assert "cannot connect to 127.0.0.1:1" in store.deliveries.find()[0].last_error
     tick_and_send(store, smtp_settings(settings, smtp_sink), NOW + dt.timedelta(hours=1))
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
 
 
 def test_a_stale_claim_from_a_dead_worker_is_requeued_and_sent_once(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 3)
     config = smtp_settings(settings, smtp_sink)
     batches = planned(store, config)
     dead = batches[0][0]
-    _, taken = store.claim_deliveries([dead], NOW)  # a worker claimed it, then died before sending
+    _, taken = store.deliveries.claim([dead], NOW)  # a worker claimed it, then died before sending
     assert taken == {dead}
     transport = SmtpTransport(config)  # the batch is redelivered to another worker
     report = send_deliveries(
-        store, config, batches[0], transport, clock=lambda: NOW + dt.timedelta(seconds=30)
+        store.deliveries,
+        store.papers,
+        config,
+        batches[0],
+        transport,
+        clock=lambda: NOW + dt.timedelta(seconds=30),
     )
     transport.close()
     assert (report.sent, report.skipped) == (2, 1), (
@@ -235,33 +247,35 @@ def test_a_stale_claim_from_a_dead_worker_is_requeued_and_sent_once(
     )
     tick_and_send(store, config, NOW + dt.timedelta(seconds=config.claim_lease_seconds + 60))
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
-    resent = [d for d in store.list_deliveries(status="sent") if d.id == dead][0]
+    resent = [d for d in store.deliveries.find(status="sent") if d.id == dead][0]
     assert resent.resent and resent.last_error is None, (
         "a possible duplicate stays visible to admins"
     )
 
 
 def test_a_subscriber_who_pauses_after_planning_gets_nothing_and_is_not_retried(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     populate(store, 3)
     config = smtp_settings(settings, smtp_sink)
     batches = planned(store, config)
-    store.set_status("user1@example.org", "paused")
+    store.subscribers.set_status("user1@example.org", "paused")
     transport = SmtpTransport(config)
-    send_deliveries(store, config, batches[0], transport, clock=lambda: NOW)
+    send_deliveries(
+        store.deliveries, store.papers, config, batches[0], transport, clock=lambda: NOW
+    )
     transport.close()
     assert "user1@example.org" not in smtp_sink.handler.by_recipient()
-    (skipped,) = store.list_deliveries(status="skipped")
+    (skipped,) = store.deliveries.find(status="skipped")
     assert (
         skipped.email == "user1@example.org"
         and skipped.last_error == "not sent: the subscriber is paused"
     )
-    assert store.take_deliveries_to_send(NOW + dt.timedelta(days=1), dt.timedelta(0)) == []
+    assert store.deliveries.take_to_send(NOW + dt.timedelta(days=1), dt.timedelta(0)) == []
 
 
 def test_two_workers_on_the_same_batch_send_each_digest_once(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 40)
     config = smtp_settings(settings, smtp_sink)
@@ -269,31 +283,51 @@ def test_two_workers_on_the_same_batch_send_each_digest_once(
     ids = [i for b in batches for i in b]
     for _ in range(2):  # a redelivered batch after the first run finished
         transport = SmtpTransport(config)
-        send_deliveries(store, config, ids, transport, clock=lambda: NOW)
+        send_deliveries(store.deliveries, store.papers, config, ids, transport, clock=lambda: NOW)
         transport.close()
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
 
 
 class FlakyStore:
-    """The real store, whose 'sent' write fails twice as during a database failover."""
+    """A fake of exactly :class:`digest.delivery.DeliveryStore` over the real delivery rows,
+    whose 'sent' write fails twice as during a database failover."""
 
-    def __init__(self, store: Store) -> None:
-        self._store, self.failures = store, 2
+    def __init__(self, store: Storage) -> None:
+        self._rows, self.failures = store.deliveries, 2
 
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)
+    def load(self, ids: Sequence[int]) -> list[tuple[DeliveryRecord, SubscriberRecord]]:
+        return self._rows.load(ids)
 
-    def mark_sent(self, *args, **kwargs) -> bool:
+    def skip(self, delivery_id: int, reason: str) -> bool:
+        return self._rows.skip(delivery_id, reason)
+
+    def claim(self, ids: Sequence[int], now: dt.datetime) -> tuple[str, set[int]]:
+        return self._rows.claim(ids, now)
+
+    def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
         if self.failures:
             self.failures -= 1
             raise OperationalError(
                 "UPDATE deliveries", {}, Exception("server closed the connection")
             )
-        return self._store.mark_sent(*args, **kwargs)
+        return self._rows.mark_sent(sent)
+
+    def mark_retry(
+        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+    ) -> bool:
+        return self._rows.mark_retry(delivery_id, claim, error, next_try_at)
+
+    def mark_failed(
+        self, delivery_id: int, claim: str, error: str, hard_bounce: bool, bounce_limit: int
+    ) -> bool:
+        return self._rows.mark_failed(delivery_id, claim, error, hard_bounce, bounce_limit)
+
+    def install_id(self) -> str:
+        return self._rows.install_id()
 
 
 def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
-    store: Store, settings: Settings, smtp_sink, monkeypatch, caplog
+    store: Storage, settings: Settings, smtp_sink, monkeypatch, caplog
 ) -> None:
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     emails = populate(store, 3)
@@ -302,38 +336,38 @@ def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
     flaky = FlakyStore(store)
     transport = SmtpTransport(config)
     caplog.set_level("WARNING", logger="digest.delivery")
-    report = send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW)
+    report = send_deliveries(flaky, store.papers, config, batches[0], transport, clock=lambda: NOW)
     transport.close()
     assert report.sent == 3 and flaky.failures == 0
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["mark sent failed"] * 2
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
-    assert store.delivery_counts() == {"sent": 3}
+    assert store.deliveries.counts() == {"sent": 3}
 
 
 class FlakyRecords(FlakyStore):
     """The retry and the failure records each fail once before they land."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Storage) -> None:
         super().__init__(store)
         self.failures = 0  # the 'sent' record is sound here
         self.failing = {"mark_retry", "mark_failed"}
 
-    def __getattr__(self, name: str):
-        write = getattr(self._store, name)
-        if name not in self.failing:
-            return write
+    def _fails_once(self, name: str) -> None:
+        if name in self.failing:
+            self.failing.discard(name)
+            raise OperationalError("UPDATE deliveries", {}, Exception("connection reset"))
 
-        def fails_once(*args):
-            if name in self.failing:
-                self.failing.discard(name)
-                raise OperationalError("UPDATE deliveries", {}, Exception("connection reset"))
-            return write(*args)
+    def mark_retry(self, *args) -> bool:  # noqa: ANN002
+        self._fails_once("mark_retry")
+        return super().mark_retry(*args)
 
-        return fails_once
+    def mark_failed(self, *args) -> bool:  # noqa: ANN002
+        self._fails_once("mark_failed")
+        return super().mark_failed(*args)
 
 
 def test_retries_and_final_failures_say_what_happened_in_the_log(
-    store: Store, settings: Settings, smtp_sink, monkeypatch, caplog
+    store: Storage, settings: Settings, smtp_sink, monkeypatch, caplog
 ) -> None:
     import logging
 
@@ -346,8 +380,10 @@ def test_retries_and_final_failures_say_what_happened_in_the_log(
     for now in (NOW, NOW + dt.timedelta(seconds=config.retry_base_seconds)):
         batches = planned(store, config, now)
         with SmtpTransport(config) as transport:
-            send_deliveries(flaky, config, batches[0], transport, clock=lambda now=now: now)
-    (delivery,) = store.list_deliveries()
+            send_deliveries(
+                flaky, store.papers, config, batches[0], transport, clock=lambda now=now: now
+            )
+    (delivery,) = store.deliveries.find()
     retry_at = NOW + dt.timedelta(seconds=config.retry_base_seconds)
     said = [
         r.getMessage().split(" (", 1)[0] if "retrying" in r.getMessage() else r.getMessage()
@@ -365,7 +401,7 @@ def test_retries_and_final_failures_say_what_happened_in_the_log(
 
 @pytest.mark.parametrize("failures", [DB_WRITE_RETRIES - 1, DB_WRITE_RETRIES])
 def test_a_sent_record_is_tried_db_write_retries_times_before_the_batch_gives_up(
-    store: Store, settings: Settings, smtp_sink, monkeypatch, failures: int
+    store: Storage, settings: Settings, smtp_sink, monkeypatch, failures: int
 ) -> None:
     slept: list[float] = []
     monkeypatch.setattr("digest.delivery.time.sleep", slept.append)
@@ -377,12 +413,17 @@ def test_a_sent_record_is_tried_db_write_retries_times_before_the_batch_gives_up
     with SmtpTransport(config) as transport:
         if failures < DB_WRITE_RETRIES:
             assert (
-                send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW).sent == 2
+                send_deliveries(
+                    flaky, store.papers, config, batches[0], transport, clock=lambda: NOW
+                ).sent
+                == 2
             )
             assert slept == [0.4, 0.8, 1.6, 3.2][:failures], "the wait doubles between tries"
         else:
             with pytest.raises(OperationalError):  # the batch is redelivered; the lease resends
-                send_deliveries(flaky, config, batches[0], transport, clock=lambda: NOW)
+                send_deliveries(
+                    flaky, store.papers, config, batches[0], transport, clock=lambda: NOW
+                )
 
 
 def test_a_record_that_finds_its_claim_gone_counts_as_lost() -> None:
@@ -396,7 +437,7 @@ def test_a_record_that_finds_its_claim_gone_counts_as_lost() -> None:
 
 
 def test_a_bounce_record_that_fails_once_says_so_and_lands(
-    store: Store, settings: Settings, smtp_sink, monkeypatch, caplog
+    store: Storage, settings: Settings, smtp_sink, monkeypatch, caplog
 ) -> None:
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     populate(store, 1)
@@ -405,20 +446,20 @@ def test_a_bounce_record_that_fails_once_says_so_and_lands(
     batches = planned(store, config)
     caplog.set_level("WARNING", logger="digest.delivery")
     with SmtpTransport(config) as transport:
-        report = send_deliveries(FlakyRecords(store), config, batches[0], transport)
-    assert report.bounced == 1 and store.delivery_counts() == {"bounced": 1}
+        report = send_deliveries(FlakyRecords(store), store.papers, config, batches[0], transport)
+    assert report.bounced == 1 and store.deliveries.counts() == {"bounced": 1}
     assert caplog.records[0].getMessage().startswith("mark bounced failed (")
 
 
 def test_the_batch_counts_what_it_skipped_and_paces_every_message(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 6)
     config = smtp_settings(settings, smtp_sink, send_group=3)
     batches = planned(store, config)
     for email in emails[:2]:
-        store.set_status(email, "paused")
-    store.claim_deliveries(batches[0][2:3], NOW)  # in another worker's hands
+        store.subscribers.set_status(email, "paused")
+    store.deliveries.claim(batches[0][2:3], NOW)  # in another worker's hands
 
     class CountingLimiter:
         waits = 0
@@ -428,13 +469,15 @@ def test_the_batch_counts_what_it_skipped_and_paces_every_message(
 
     limiter = CountingLimiter()
     with SmtpTransport(config) as transport:
-        report = send_deliveries(store, config, batches[0], transport, limiter, lambda: NOW)
+        report = send_deliveries(
+            store.deliveries, store.papers, config, batches[0], transport, limiter, lambda: NOW
+        )
     assert (report.sent, report.skipped) == (3, 3)
     assert limiter.waits == 3, "one permit per message sent"
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails[3:], 1))
 
 
-def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Settings) -> None:
+def test_outbox_transport_writes_one_eml_per_digest(store: Storage, settings: Settings) -> None:
     populate(store, 4)
     tick_and_send(
         store,
@@ -449,8 +492,8 @@ def test_outbox_transport_writes_one_eml_per_digest(store: Store, settings: Sett
 class LostAfterCommit(FlakyStore):
     """The 'sent' write commits, then the connection drops before the worker hears of it."""
 
-    def mark_sent(self, *args, **kwargs) -> bool:
-        recorded = self._store.mark_sent(*args, **kwargs)
+    def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
+        recorded = self._rows.mark_sent(sent)
         if self.failures:
             self.failures -= 1
             raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
@@ -458,7 +501,7 @@ class LostAfterCommit(FlakyStore):
 
 
 def test_a_hiccup_after_the_sent_commit_is_not_an_error(
-    store: Store, settings: Settings, smtp_sink, monkeypatch
+    store: Storage, settings: Settings, smtp_sink, monkeypatch
 ) -> None:
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     emails = populate(store, 3)
@@ -466,11 +509,11 @@ def test_a_hiccup_after_the_sent_commit_is_not_an_error(
     batches = planned(store, config)
     with SmtpTransport(config) as transport:
         report = send_deliveries(
-            LostAfterCommit(store), config, batches[0], transport, clock=lambda: NOW
+            LostAfterCommit(store), store.papers, config, batches[0], transport, clock=lambda: NOW
         )
     assert report.sent == 3, "the retry finds its own write and the batch goes on"
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
-    assert store.delivery_counts() == {"sent": 3}
+    assert store.deliveries.counts() == {"sent": 3}
 
 
 class StallingTransport(BaseTransport):
@@ -490,7 +533,7 @@ class StallingTransport(BaseTransport):
 
 
 def test_a_worker_that_stalls_past_its_lease_loses_its_claim_not_its_batch(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 5)
     config = smtp_settings(settings, smtp_sink, send_group=1)  # claims and records per message
@@ -503,31 +546,40 @@ def test_a_worker_that_stalls_past_its_lease_loses_its_claim_not_its_batch(
         assert requeued == [[batches[0][1]]], "the stalled delivery is requeued after the lease"
         with SmtpTransport(config) as transport:
             assert (
-                send_deliveries(store, config, requeued[0], transport, clock=lambda: later).sent
+                send_deliveries(
+                    store.deliveries,
+                    store.papers,
+                    config,
+                    requeued[0],
+                    transport,
+                    clock=lambda: later,
+                ).sent
                 == 1
             )
 
     stalling = StallingTransport(SmtpTransport(config), emails[1], tick_and_worker_b)
     with stalling:
-        report = send_deliveries(store, config, batches[0], stalling, clock=lambda: NOW)
+        report = send_deliveries(
+            store.deliveries, store.papers, config, batches[0], stalling, clock=lambda: NOW
+        )
     assert report.sent == 4 and report.lost == 1, "worker A's rest of the batch went on"
     assert smtp_sink.handler.by_recipient() == Counter({**dict.fromkeys(emails, 1), emails[1]: 2})
-    assert store.delivery_counts() == {"sent": 5}
-    resent = next(d for d in store.list_deliveries() if d.email == emails[1])
+    assert store.deliveries.counts() == {"sent": 5}
+    resent = next(d for d in store.deliveries.find() if d.email == emails[1])
     assert resent.resent, "the possible duplicate stays visible to admins"
 
 
-def test_concurrent_claims_take_each_delivery_once(store: Store, settings: Settings) -> None:
+def test_concurrent_claims_take_each_delivery_once(store: Storage, settings: Settings) -> None:
     populate(store, 40)
     ids = [i for batch in planned(store, settings) for i in batch]
     claimed, errors = run_at_once(
-        lambda _: [i for i in ids if store.claim_deliveries([i], NOW)[1]], 4
+        lambda _: [i for i in ids if store.deliveries.claim([i], NOW)[1]], 4
     )
     assert errors == [] and sorted(i for mine in claimed for i in mine) == sorted(ids)
 
 
 def test_two_beat_processes_by_mistake_send_each_digest_once(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 30)
     config = smtp_settings(settings, smtp_sink)
@@ -536,7 +588,9 @@ def test_two_beat_processes_by_mistake_send_each_digest_once(
         batches = planned(store, config)
         with SmtpTransport(config) as transport:
             return sum(
-                send_deliveries(store, config, batch, transport, clock=lambda: NOW).sent
+                send_deliveries(
+                    store.deliveries, store.papers, config, batch, transport, clock=lambda: NOW
+                ).sent
                 for batch in batches
             )
 
@@ -564,13 +618,15 @@ class DyingTransport(BaseTransport):
 
 
 def test_a_worker_killed_mid_group_resends_at_most_that_group_and_says_which(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     emails = populate(store, 12)
     config = smtp_settings(settings, smtp_sink, send_group=5)
     batches = planned(store, config)
     with pytest.raises(WorkerKilled), DyingTransport(SmtpTransport(config), 8) as dying:
-        send_deliveries(store, config, batches[0], dying, clock=lambda: NOW)
+        send_deliveries(
+            store.deliveries, store.papers, config, batches[0], dying, clock=lambda: NOW
+        )
     # groups of 5: the first was recorded, 3 of the second were accepted but not recorded;
     # past both leases a tick hands out the claimed group and the batch's unclaimed rest
     leases = max(config.claim_lease_seconds, config.enqueue_lease_seconds)
@@ -579,34 +635,36 @@ def test_a_worker_killed_mid_group_resends_at_most_that_group_and_says_which(
     assert set(counts) == set(emails), "no digest lost"
     duplicated = {email for email, n in counts.items() if n > 1}
     assert len(duplicated) == 3 and all(counts[e] == 2 for e in duplicated)
-    flagged = {d.email for d in store.list_deliveries() if d.resent}
+    flagged = {d.email for d in store.deliveries.find() if d.resent}
     assert duplicated <= flagged and len(flagged) <= config.send_group, (
         "`digest deliveries` shows every delivery that may have gone out twice, no more than a group"
     )
 
 
-def test_a_later_success_clears_the_last_error(store: Store, settings: Settings, smtp_sink) -> None:
+def test_a_later_success_clears_the_last_error(
+    store: Storage, settings: Settings, smtp_sink
+) -> None:
     populate(store, 1)
     config = smtp_settings(settings, smtp_sink, retry_base_seconds=1)
     smtp_sink.handler.rcpt_reply = lambda _: "451 4.3.0 try later"
     tick_and_send(store, config, NOW)
-    assert store.list_deliveries()[0].last_error
+    assert store.deliveries.find()[0].last_error
     smtp_sink.handler.rcpt_reply = None
     tick_and_send(store, config, NOW + dt.timedelta(seconds=10))
-    (delivery,) = store.list_deliveries()
+    (delivery,) = store.deliveries.find()
     assert (delivery.status, delivery.last_error, delivery.resent) == ("sent", None, False)
 
 
 def test_delivery_totals_follow_the_status_filter(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     populate(store, 3)
     smtp_sink.handler.rcpt_reply = lambda rcpt: (
         "550 5.1.1 no" if rcpt == "user0@example.org" else None
     )
     tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
-    assert store.delivery_counts(status="bounced") == {"bounced": 1}
-    assert store.delivery_counts() == {"bounced": 1, "sent": 2}
+    assert store.deliveries.counts(status="bounced") == {"bounced": 1}
+    assert store.deliveries.counts() == {"bounced": 1, "sent": 2}
 
 
 def test_message_ids_differ_between_installs_and_stay_within_one(
@@ -616,25 +674,29 @@ def test_message_ids_differ_between_installs_and_stay_within_one(
     reuse each other's Message-IDs; a resend within one install keeps its own."""
     ids = []
     for n in (1, 2):
-        store = Store.from_url(f"sqlite:///{tmp_path / f'install{n}.db'}")
-        store.upgrade()
+        store = Storage.from_url(f"sqlite:///{tmp_path / f'install{n}.db'}")
+        store.db.upgrade()
         populate(store, 1)
         tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
-        (delivery,) = store.list_deliveries()
+        (delivery,) = store.deliveries.find()
         ids.append(delivery.message_id)
-        assert store.install_id() == store.install_id(), "kept in the database"
+        assert store.deliveries.install_id() == store.deliveries.install_id(), (
+            "kept in the database"
+        )
     assert ids[0] != ids[1]
     assert [m.message()["Message-ID"] for m in smtp_sink.handler.received] == ids
 
 
-def test_retry_delays_double_with_each_attempt(store: Store, settings: Settings, smtp_sink) -> None:
+def test_retry_delays_double_with_each_attempt(
+    store: Storage, settings: Settings, smtp_sink
+) -> None:
     populate(store, 1)
     smtp_sink.handler.rcpt_reply = lambda _: "451 4.3.0 try later"
     config = smtp_settings(settings, smtp_sink, retry_base_seconds=60, max_attempts=10)
     now, delays = NOW, []
     for _ in range(4):
         tick_and_send(store, config, now)
-        (delivery,) = store.list_deliveries()
+        (delivery,) = store.deliveries.find()
         delays.append((delivery.next_try_at - now).total_seconds())
         now = delivery.next_try_at
     assert delays == [60, 120, 240, 480]
@@ -645,17 +707,17 @@ def test_retry_delays_double_with_each_attempt(store: Store, settings: Settings,
     [("451 4.3.0 try later", "queued"), ("554 5.7.1 rejected as spam", "bounced")],
 )
 def test_a_refusal_at_data_is_temporary_or_final_by_its_code(
-    store: Store, settings: Settings, smtp_sink, reply: str, status: str
+    store: Storage, settings: Settings, smtp_sink, reply: str, status: str
 ) -> None:
     populate(store, 1)
     smtp_sink.handler.data_reply = lambda _: reply
     tick_and_send(store, smtp_settings(settings, smtp_sink), NOW)
-    (delivery,) = store.list_deliveries()
+    (delivery,) = store.deliveries.find()
     assert delivery.status == status and reply.split()[0] in delivery.last_error
 
 
 def test_refusals_at_data_mid_batch_land_on_their_own_deliveries(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     """The final answer of a message is read after the next one is built: each answer must
     still be recorded against the delivery it answers."""
@@ -664,7 +726,7 @@ def test_refusals_at_data_mid_batch_land_on_their_own_deliveries(
     smtp_sink.handler.data_reply = refusals.get
     (report,) = tick_and_send(store, smtp_settings(settings, smtp_sink, send_group=3), NOW)
     assert (report.sent, report.bounced, report.retried) == (5, 1, 1)
-    status = {d.email: d.status for d in store.list_deliveries()}
+    status = {d.email: d.status for d in store.deliveries.find()}
     assert status == {
         **dict.fromkeys(emails, "sent"),
         emails[2]: "bounced",
@@ -674,22 +736,22 @@ def test_refusals_at_data_mid_batch_land_on_their_own_deliveries(
 
 
 def test_a_refused_sender_is_our_problem_not_the_subscribers_bounce(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     from digest.models import Subscriber
 
     populate(store, 1)
     smtp_sink.handler.mail_reply = lambda _: "550 5.7.1 sender not allowed"
     tick_and_send(store, smtp_settings(settings, smtp_sink, bounce_limit=1), NOW)
-    (delivery,) = store.list_deliveries()
+    (delivery,) = store.deliveries.find()
     assert delivery.status == "queued" and "sender refused" in delivery.last_error
-    with store.session() as session:
+    with store.db.session() as session:
         subscriber = session.query(Subscriber).one()
         assert (subscriber.status, subscriber.hard_bounces) == ("active", 0)
 
 
 def test_a_digest_resent_after_midnight_keeps_its_message_id(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     """The Message-ID is the edition's, not the sending day's: a digest accepted just before
     midnight by a worker that then died is resent after midnight with the same Message-ID,
@@ -699,7 +761,7 @@ def test_a_digest_resent_after_midnight_keeps_its_message_id(
     late = dt.datetime(2026, 11, 23, 23, 58)
     (batch,) = planned(store, config, late)
     with pytest.raises(WorkerKilled), DyingTransport(SmtpTransport(config), 1) as dying:
-        send_deliveries(store, config, batch, dying, clock=lambda: late)
+        send_deliveries(store.deliveries, store.papers, config, batch, dying, clock=lambda: late)
     after_midnight = dt.datetime(2026, 11, 24, 0, 30)
     leases = max(config.claim_lease_seconds, config.enqueue_lease_seconds)
     assert after_midnight - late > dt.timedelta(seconds=leases), "the resend is past the leases"
@@ -709,20 +771,20 @@ def test_a_digest_resent_after_midnight_keeps_its_message_id(
         ids[received.recipient].append(received.message()["Message-ID"])
     (resent,) = [email for email in emails if len(ids[email]) == 2]
     assert ids[resent][0] == ids[resent][1] and ids[resent][0].startswith("<digest.20261123.")
-    assert store.delivery_counts() == {"sent": 2}
+    assert store.deliveries.counts() == {"sent": 2}
 
 
 def test_a_reader_east_of_utc_gets_the_message_id_of_their_own_day(
-    store: Store, settings: Settings, smtp_sink
+    store: Storage, settings: Settings, smtp_sink
 ) -> None:
     """08:00 in Tokyo is 23:00 the day before in UTC: the digest is the Tokyo day's edition,
     and its Message-ID names that day, whatever the server's date."""
     populate(store, 1)
-    store.update_subscriber("user0@example.org", timezone="Asia/Tokyo", send_hour=8)
+    store.subscribers.update("user0@example.org", timezone="Asia/Tokyo", send_hour=8)
     tick_and_send(
         store, smtp_settings(settings, smtp_sink, semantic=False), dt.datetime(2026, 11, 22, 23, 0)
     )
-    (delivery,) = store.list_deliveries()
+    (delivery,) = store.deliveries.find()
     assert delivery.edition == dt.date(2026, 11, 23)
     (received,) = smtp_sink.handler.received
     assert received.message()["Message-ID"] == delivery.message_id

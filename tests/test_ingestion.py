@@ -25,7 +25,7 @@ from digest.ingestion import (
 )
 from digest.settings import Settings
 from digest.sources import ARXIV_API, ARXIV_RSS, HF, parse_response
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import InvalidInput, build_subscriber_input
 
 HF_BODY = (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()
@@ -60,11 +60,13 @@ def quick_fetcher() -> Fetcher:
     return Fetcher(timeout=2, retries=1, backoff=0.01, host_intervals={})
 
 
-def fetch(store: Store, settings: Settings) -> dict[str, object]:
+def fetch(store: Storage, settings: Settings) -> dict[str, object]:
     with quick_fetcher() as fetcher:
         return {
             r.source: r
-            for r in fetch_all(store, settings, categories=["cs.LG", "cs.AI"], fetcher=fetcher)
+            for r in fetch_all(
+                store.papers, settings, categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            )
         }
 
 
@@ -88,7 +90,7 @@ def test_urls_for_each_source(settings: Settings) -> None:
 
 
 def test_all_sources_land_merged_and_a_second_run_changes_nothing(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script("/api/daily_papers", Reply(200, HF_BODY))
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
@@ -108,16 +110,18 @@ def test_all_sources_land_merged_and_a_second_run_changes_nothing(
         50 - overlap,
         overlap,
     )
-    assert store.count_papers() == 25 + 3 + 50 - overlap
-    merged = store.list_papers(ids=["2607.09657"])[0]
+    assert store.papers.count() == 25 + 3 + 50 - overlap
+    merged = store.papers.find(ids=["2607.09657"])[0]
     assert merged.sources == [ARXIV_API, HF] and merged.upvotes is not None and merged.categories
 
     second = fetch(store, live)
     assert [(r.new, r.updated) for r in second.values()] == [(0, 0), (0, 0), (0, 0)]
-    assert store.count_papers() == 25 + 3 + 50 - overlap
+    assert store.papers.count() == 25 + 3 + 50 - overlap
 
 
-def test_conditional_get_on_the_next_run(store: Store, live: Settings, server: FeedServer) -> None:
+def test_conditional_get_on_the_next_run(
+    store: Storage, live: Settings, server: FeedServer
+) -> None:
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY, {"ETag": '"abc"'}), Reply(304))
     server.script("/api/daily_papers", Reply(200, b"[]"))
     server.script(
@@ -140,7 +144,7 @@ def test_conditional_get_on_the_next_run(store: Store, live: Settings, server: F
     ],
 )
 def test_a_broken_source_reports_why_and_the_others_still_land(
-    store: Store, live: Settings, server: FeedServer, reply: Reply, reason: str
+    store: Storage, live: Settings, server: FeedServer, reply: Reply, reason: str
 ) -> None:
     server.script("/api/daily_papers", Reply(200, HF_BODY))
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
@@ -148,7 +152,7 @@ def test_a_broken_source_reports_why_and_the_others_still_land(
     reports = fetch(store, live)
     assert reason in (reports[ARXIV_API].error or "")
     assert reports[HF].new == 25 and reports[ARXIV_RSS].new == 3
-    assert store.count_papers() == 28
+    assert store.papers.count() == 28
 
 
 VALIDATORS = {"ETag": '"v1"', "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT"}
@@ -162,17 +166,17 @@ VALIDATORS = {"ETag": '"v1"', "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT"}
     ],
 )
 def test_the_validators_of_a_response_that_was_not_stored_are_not_kept(
-    store: Store, live: Settings, server: FeedServer, refused: Reply
+    store: Storage, live: Settings, server: FeedServer, refused: Reply
 ) -> None:
     """An ETag stands for a body whose papers are stored. Kept for a body that failed, the
     next request would be conditional, and the server's 304 would hide papers never stored."""
     server.script("/rss/cs.LG+cs.AI", refused, Reply(200, RSS_BODY, {"ETag": '"v2"'}))
     with quick_fetcher() as fetcher:
         (first,) = fetch_all(
-            store, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
         )
         (second,) = fetch_all(
-            store, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
         )
     assert first.error and not second.error and second.new == 3
     retried = server.requests["/rss/cs.LG+cs.AI"][1]
@@ -208,21 +212,21 @@ def second_paper_titled_like_the_first(body: bytes) -> tuple[bytes, str, str]:
         "arxiv_api_cat_cs.AI_OR_cs.LG_2026-07-13.xml",
     ],
 )
-def test_two_papers_sharing_a_title_are_both_stored(store: Store, recorded: str) -> None:
+def test_two_papers_sharing_a_title_are_both_stored(store: Storage, recorded: str) -> None:
     """Papers are merged by arXiv id, never by title."""
     original = (FEEDS / recorded).read_bytes()
     body, first, second = second_paper_titled_like_the_first(original)
     kept = {
         p.arxiv_id for p in parse_response(original).papers if p.announce_type in (None, *ANNOUNCED)
     }
-    report = ingest_bytes(store, body, recorded, ANNOUNCED)
-    assert report.error is None and report.new == store.count_papers() == len(kept)
-    papers = {p.arxiv_id: p.title for p in store.list_papers(ids=[first, second])}
+    report = ingest_bytes(store.papers, body, recorded, ANNOUNCED)
+    assert report.error is None and report.new == store.papers.count() == len(kept)
+    papers = {p.arxiv_id: p.title for p in store.papers.find(ids=[first, second])}
     assert papers[first] == papers[second]
 
 
 def test_empty_weekend_feed_is_not_an_error(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script(
         "/rss/cs.LG+cs.AI",
@@ -230,25 +234,31 @@ def test_empty_weekend_feed_is_not_an_error(
     )
     with quick_fetcher() as fetcher:
         (report,) = fetch_all(
-            store, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
         )
     assert report.error is None and report.fetched == 0
 
 
-def test_announce_types_are_configurable(store: Store, live: Settings, server: FeedServer) -> None:
+def test_announce_types_are_configurable(
+    store: Storage, live: Settings, server: FeedServer
+) -> None:
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
     with_replacements = live.model_copy(update={"arxiv_announce_types": "new,cross,replace"})
     with quick_fetcher() as fetcher:
         (report,) = fetch_all(
-            store, with_replacements, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+            store.papers,
+            with_replacements,
+            (ARXIV_RSS,),
+            categories=["cs.LG", "cs.AI"],
+            fetcher=fetcher,
         )
     assert (report.new, report.skipped) == (4, 0)
 
 
-def test_bundled_sample_loads_offline(store: Store) -> None:
-    reports = ingest_bundled_sample(store, frozenset({"new", "cross"}))
+def test_bundled_sample_loads_offline(store: Storage) -> None:
+    reports = ingest_bundled_sample(store.papers, frozenset({"new", "cross"}))
     assert all(r.error is None for r in reports)
-    assert store.count_papers() >= 60
+    assert store.papers.count() >= 60
 
 
 def test_cli_fetch_from_files_prints_per_source_lines_and_fails_on_errors(
@@ -311,9 +321,9 @@ def test_cli_fetch_embeds_the_new_candidates_once_so_ranking_only_reads_them(
         cli, ["fetch", "--from-file", str(FEEDS / "hf_daily_papers_2026-07-13.json")], env=env
     )
     assert result.exit_code == 0, result.output
-    store = Store.from_url(settings.resolved_database_url)
-    keys = [semantic.vector_key(paper_passage(p)) for p in store.list_papers()]
-    assert len(keys) == 25 and len(store.load_vectors(keys)) == 25
+    store = Storage.from_url(settings.resolved_database_url)
+    keys = [semantic.vector_key(paper_passage(p)) for p in store.papers.find()]
+    assert len(keys) == 25 and len(store.papers.load_vectors(keys)) == 25
 
 
 # -- "more like this paper" topics: papers looked up by id --------------------------------------
@@ -323,27 +333,27 @@ EMPTY_BODY = (FEEDS / "arxiv_api_empty_result_2026-04-12.xml").read_bytes()
 
 
 def test_a_paper_named_by_a_topic_is_looked_up_once_and_is_not_news(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script("/api/query", Reply(200, LOOKUP_BODY))
     with quick_fetcher() as fetcher:
-        assert look_up_papers(store, live, {"astro-ph/0601001"}, fetcher) == set()
-        (paper,) = store.list_papers(ids=["astro-ph/0601001"])
+        assert look_up_papers(store.papers, live, {"astro-ph/0601001"}, fetcher) == set()
+        (paper,) = store.papers.find(ids=["astro-ph/0601001"])
         assert paper.title.startswith("Frequency of Hot Jupiters")
         assert paper.first_seen_at == paper.published_at, "an old paper is not today's candidate"
-        assert store.list_papers(since=dt.datetime(2026, 1, 1)) == []
-        look_up_papers(store, live, {"astro-ph/0601001"}, fetcher)
+        assert store.papers.find(since=dt.datetime(2026, 1, 1)) == []
+        look_up_papers(store.papers, live, {"astro-ph/0601001"}, fetcher)
     assert len(server.requests["/api/query"]) == 1, "a stored paper is not asked for again"
 
 
 def test_an_id_arxiv_does_not_know_is_named(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     server.script("/api/query", Reply(200, EMPTY_BODY))
     with quick_fetcher() as fetcher:
-        assert look_up_papers(store, live, {"2699.99999"}, fetcher) == {"2699.99999"}
+        assert look_up_papers(store.papers, live, {"2699.99999"}, fetcher) == {"2699.99999"}
         with pytest.raises(InvalidInput, match="arXiv has no paper 2699.99999"):
-            require_topic_papers(store, live, ["rl", "arxiv:2699.99999"], fetcher)
+            require_topic_papers(store.papers, live, ["rl", "arxiv:2699.99999"], fetcher)
 
 
 @pytest.mark.parametrize(
@@ -354,19 +364,19 @@ def test_an_id_arxiv_does_not_know_is_named(
     ],
 )
 def test_when_arxiv_cannot_be_asked_the_error_says_so(
-    store: Store, live: Settings, server: FeedServer, reply: Reply, reason: str
+    store: Storage, live: Settings, server: FeedServer, reply: Reply, reason: str
 ) -> None:
     server.script("/api/query", reply)
     with quick_fetcher() as fetcher, pytest.raises(InvalidInput) as caught:
-        look_up_papers(store, live, {"2607.07953"}, fetcher)
+        look_up_papers(store.papers, live, {"2607.07953"}, fetcher)
     assert f"could not look up paper 2607.07953 on arXiv: {reason}" in str(caught.value)
     assert "try again in a few minutes" in caught.value.plain
 
 
-def test_offline_a_paper_not_stored_is_a_clear_error(store: Store, settings: Settings) -> None:
+def test_offline_a_paper_not_stored_is_a_clear_error(store: Storage, settings: Settings) -> None:
     offline = settings.model_copy(update={"offline": True})
     with pytest.raises(InvalidInput, match="2607.07953 is not stored here and DIGEST_OFFLINE"):
-        look_up_papers(store, offline, {"2607.07953"})
+        look_up_papers(store.papers, offline, {"2607.07953"})
 
 
 def test_an_import_rejects_the_rows_naming_papers_arxiv_does_not_have(
@@ -395,7 +405,7 @@ def test_an_import_rejects_the_rows_naming_papers_arxiv_does_not_have(
 
 
 def test_a_nul_byte_in_the_hf_file_loses_no_other_paper_and_the_digests_go_out(
-    store: Store, db_url: str, settings: Settings, server: FeedServer
+    store: Storage, db_url: str, settings: Settings, server: FeedServer
 ) -> None:
     """PostgreSQL refuses NUL in text: once it failed the whole file, the run and every
     source after it. A raw NUL (which strict JSON refuses) and an escaped one."""
@@ -403,7 +413,7 @@ def test_a_nul_byte_in_the_hf_file_loses_no_other_paper_and_the_digests_go_out(
         b"Long-Horizon-Terminal-Bench", b"Long-Horizon\x00-Terminal-Bench"
     )
     for email, topic in (("ada@example.org", "medical imaging"), ("bob@example.org", "agents")):
-        store.add_subscriber(build_subscriber_input(email, [topic]), settings.subscriber_defaults)
+        store.subscribers.add(build_subscriber_input(email, [topic]), settings.subscriber_defaults)
     server.script("/api/daily_papers", Reply(200, hf))
     server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
     server.script("/api/query", Reply(200, API_BODY))
@@ -421,17 +431,17 @@ def test_a_nul_byte_in_the_hf_file_loses_no_other_paper_and_the_digests_go_out(
     assert "fetched 25, new 25" in result.output and "ERROR" not in result.output
     assert "digests sent: 2" in result.output
     overlap = len(ids_in(HF_BODY) & ids_in(API_BODY))
-    assert store.count_papers() == 25 + 3 + 50 - overlap
-    titles = {p.arxiv_id: p.title for p in store.list_papers(ids=["2607.07673", "2607.08964"])}
+    assert store.papers.count() == 25 + 3 + 50 - overlap
+    titles = {p.arxiv_id: p.title for p in store.papers.find(ids=["2607.07673", "2607.08964"])}
     assert titles["2607.07673"].startswith("MedPMC: A Systematic")
     assert titles["2607.08964"].startswith("Long-Horizon-Terminal-Bench")
 
 
-def refuse_titles_with(store: Store, word: str) -> None:
+def refuse_titles_with(store: Storage, word: str) -> None:
     """Make the database refuse to store any paper whose title holds ``word``: a failure
     to store that no parser foresaw."""
-    with store.engine.begin() as conn:
-        if store.engine.dialect.name == "postgresql":
+    with store.db.engine.begin() as conn:
+        if store.db.engine.dialect.name == "postgresql":
             conn.execute(
                 text(f"ALTER TABLE papers ADD CONSTRAINT refused CHECK (title NOT LIKE '%{word}%')")
             )
@@ -445,7 +455,7 @@ def refuse_titles_with(store: Store, word: str) -> None:
 
 
 def test_a_source_that_cannot_be_stored_is_that_sources_error_and_the_others_land(
-    store: Store, live: Settings, server: FeedServer
+    store: Storage, live: Settings, server: FeedServer
 ) -> None:
     refuse_titles_with(store, "MedPMC")
     server.script("/api/daily_papers", Reply(200, HF_BODY))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.storage import Store
+from digest.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,8 +60,8 @@ def test_an_installed_wheel_renders_emails_and_migrates(wheel: Path, tmp_path: P
         "import digest.rendering as r, digest.storage as s\n"
         "assert r.TEMPLATES_DIR.is_relative_to({!r}), r.TEMPLATES_DIR\n"
         "email = r.render_confirmation(r.ConfirmationContent('a@example.org', ('rl',), 'https://x/c', 7))\n"
-        "store = s.Store.from_url('sqlite:///{}'); store.upgrade()\n"
-        "print(email.subject, store.schema_revision())\n"
+        "store = s.Storage.from_url('sqlite:///{}'); store.db.upgrade()\n"
+        "print(email.subject, store.db.schema_revision())\n"
     ).format(str(site), tmp_path / "d.db")
     result = subprocess.run(
         [sys.executable, "-c", probe],
@@ -71,5 +71,5 @@ def test_an_installed_wheel_renders_emails_and_migrates(wheel: Path, tmp_path: P
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    head = Store.from_url(f"sqlite:///{tmp_path / 'head.db'}").head_revision()
+    head = Storage.from_url(f"sqlite:///{tmp_path / 'head.db'}").db.head_revision()
     assert result.stdout.split()[-1] == head and "Confirm" in result.stdout

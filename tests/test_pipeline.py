@@ -13,7 +13,7 @@ from digest import pipeline
 from digest.cli import cli
 from digest.models import utcnow
 from digest.settings import Settings
-from digest.storage import Store
+from digest.storage import Storage
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_a_sent_digest_carries_what_hugging_face_shows_trending_and_quiet_topics
 
 
 def test_the_cyclic_collector_rests_while_a_tick_plans_and_comes_back_after(
-    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    store: Storage, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = []
 
@@ -174,7 +174,7 @@ def test_the_cyclic_collector_rests_while_a_tick_plans_and_comes_back_after(
 
 
 def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_skipped(
-    store: Store, settings: Settings
+    store: Storage, settings: Settings
 ) -> None:
     """Rows are made as storage reads them; when another tick already wrote one of them
     (two beats by mistake), storage reads the plan again and writes only the rest."""
@@ -185,10 +185,10 @@ def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_
     from digest.records import NewDelivery, SubscriberDefaults
     from digest.subscriptions import build_subscriber_input
 
-    ingest_bundled_sample(store, settings.announce_types)
+    ingest_bundled_sample(store.papers, settings.announce_types)
     defaults = SubscriberDefaults(timezone="UTC", send_hour=7, max_papers=5)
     ada, bob, eve = (
-        store.add_subscriber(build_subscriber_input(email, [topic]), defaults)
+        store.subscribers.add(build_subscriber_input(email, [topic]), defaults)
         for email, topic in [
             ("ada@example.org", "large language models"),
             ("bob@example.org", "reinforcement learning"),
@@ -197,12 +197,12 @@ def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_
     )
     now = utcnow()
     edition = now.date()
-    _, (earlier,) = store.create_deliveries([NewDelivery(ada.id, edition, [{"arxiv_id": "x"}])])
+    _, (earlier,) = store.deliveries.create([NewDelivery(ada.id, edition, [{"arxiv_id": "x"}])])
 
     due = [(ada, edition), (bob, edition), (replace(eve, show_trending=False), edition)]
     created, skipped, queued = pipeline.plan_deliveries(store, settings, due, now)
 
-    rows = {d.email: d for d in store.list_deliveries(edition=edition)}
+    rows = {d.email: d for d in store.deliveries.find(edition=edition)}
     assert (created, skipped) == (2, 1), "bob queued, eve skipped: nothing matches or trends"
     assert queued == [rows["bob@example.org"].id] and rows["bob@example.org"].picks
     assert rows["eve@example.org"].status == "skipped"

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from digest.records import NewDelivery, SentRecord, SubscriberDefaults
 from digest.sources import parse_response
-from digest.storage import Store
+from digest.storage import Storage
 from digest.subscriptions import build_subscriber_input
 
 NOW = dt.datetime(2026, 11, 23, 7, 0)
@@ -43,26 +43,26 @@ def dying_on(engine: Engine, table: str) -> Iterator[None]:
 
 
 def test_a_crash_while_recording_the_papers_leaves_the_whole_send_unrecorded(
-    store: Store,
+    store: Storage,
 ) -> None:
     papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers[:2]
     ids = tuple(p.arxiv_id for p in papers)
-    store.upsert_papers(papers)
-    sub = store.add_subscriber(
+    store.papers.upsert(papers)
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     picks = [{"arxiv_id": pid, "topic": "rl", "reason": "r"} for pid in ids]
-    _, (delivery,) = store.create_deliveries([NewDelivery(sub.id, NOW.date(), picks)])
-    claim, _ = store.claim_deliveries([delivery], NOW)
+    _, (delivery,) = store.deliveries.create([NewDelivery(sub.id, NOW.date(), picks)])
+    claim, _ = store.deliveries.claim([delivery], NOW)
     sent = SentRecord(delivery, sub.id, claim, "<1@test>", NOW, ids)
 
-    with dying_on(store.engine, "sent_papers"), pytest.raises(WorkerDied):
-        store.mark_sent([sent])
-    assert [d.status for d in store.list_deliveries()] == ["sending"], (
+    with dying_on(store.db.engine, "sent_papers"), pytest.raises(WorkerDied):
+        store.deliveries.mark_sent([sent])
+    assert [d.status for d in store.deliveries.find()] == ["sending"], (
         "not 'sent' without its papers: they would go out again tomorrow"
     )
-    assert store.sent_paper_ids([sub.id], ids) == {sub.id: set()}
+    assert store.archive.sent_paper_ids([sub.id], ids) == {sub.id: set()}
 
-    assert store.mark_sent([sent]) == {delivery}, "the record's retry lands whole"
-    assert [d.status for d in store.list_deliveries()] == ["sent"]
-    assert store.sent_paper_ids([sub.id], ids) == {sub.id: set(ids)}
+    assert store.deliveries.mark_sent([sent]) == {delivery}, "the record's retry lands whole"
+    assert [d.status for d in store.deliveries.find()] == ["sent"]
+    assert store.archive.sent_paper_ids([sub.id], ids) == {sub.id: set(ids)}

@@ -26,7 +26,7 @@ from digest.pipeline import run_tick
 from digest.records import SubscriberDefaults
 from digest.settings import Settings, load_settings
 from digest.sources import PaperRecord
-from digest.storage import Store
+from digest.storage import Storage, Subscribers
 from digest.subscriptions import build_subscriber_input
 from digest.tokens import INVALID_LINK, Tokens
 from digest.transports import SmtpTransport
@@ -36,7 +36,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def web(store: Store, settings: Settings, smtp_sink) -> Iterator[dict]:
+def web(store: Storage, settings: Settings, smtp_sink) -> Iterator[dict]:
     config = settings.model_copy(
         update={
             "smtp_host": "127.0.0.1",
@@ -92,13 +92,13 @@ def confirm(web: dict, link: str):
     return client.post(link, data={"csrf_token": CSRF.search(page.get_data(as_text=True)).group(1)})
 
 
-def active(store: Store, email: str = "ada@example.org") -> str | None:
-    sub = store.get_subscriber(email)
+def active(store: Storage, email: str = "ada@example.org") -> str | None:
+    sub = store.subscribers.get(email)
     return sub.status if sub else None
 
 
 def test_form_page_is_accessible_and_suggests_topics(web: dict) -> None:
-    web["store"].add_subscriber(
+    web["store"].subscribers.add(
         build_subscriber_input("x@example.org", ["quantum computing"]), SubscriberDefaults()
     )
     page = web["client"].get("/").get_data(as_text=True)
@@ -125,7 +125,7 @@ def test_double_opt_in_end_to_end(web: dict) -> None:
         r"(today|within minutes).*at 08:00 Europe/Paris",
         page.get_data(as_text=True),
     ), "says when the first digest comes"
-    sub = web["store"].get_subscriber("ada@example.org")
+    sub = web["store"].subscribers.get("ada@example.org")
     assert (sub.status, sub.topics, sub.timezone, sub.send_hour) == (
         "active",
         ("graph neural networks", "efficient attention"),
@@ -140,7 +140,7 @@ def test_double_opt_in_end_to_end(web: dict) -> None:
 def test_an_existing_subscriber_gets_the_same_answer_and_a_way_to_their_preferences(
     web: dict,
 ) -> None:
-    web["store"].add_subscriber(
+    web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     new = subscribe(web, email="new@example.org").get_data(as_text=True)
@@ -157,17 +157,17 @@ def test_an_existing_subscriber_gets_the_same_answer_and_a_way_to_their_preferen
     link = re.search(r"https://digest\.example\.org(/preferences/\S+)", text).group(1)
     page = web["client"].get(link)
     assert page.status_code == 200 and ">rl</textarea>" in page.get_data(as_text=True)
-    assert web["store"].get_subscriber("ada@example.org").topics == ("rl",), (
+    assert web["store"].subscribers.get("ada@example.org").topics == ("rl",), (
         "an active subscription is untouched"
     )
     assert active(web["store"]) == "active"
 
 
 def test_a_paused_subscriber_is_told_how_to_resume_and_stays_paused(web: dict) -> None:
-    web["store"].add_subscriber(
+    web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
-    web["store"].set_status("ada@example.org", "paused")
+    web["store"].subscribers.set_status("ada@example.org", "paused")
     assert subscribe(web).status_code == 200
     text = web["sink"].handler.received[-1].message().get_body(("plain",)).get_content()
     assert "(paused at the moment)" in text and "or to resume" in text
@@ -235,7 +235,7 @@ def test_expired_and_tampered_confirmation_links(
 
 
 def test_a_token_for_another_purpose_or_person_is_refused(web: dict) -> None:
-    sub = web["store"].add_subscriber(
+    sub = web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     tokens = web["tokens"]
@@ -259,7 +259,7 @@ def test_a_signed_token_naming_an_impossible_id_is_an_invalid_link(
 
 
 def test_unsubscribe_get_confirms_and_post_acts(web: dict) -> None:
-    sub = web["store"].add_subscriber(
+    sub = web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     path = f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}"
@@ -274,7 +274,7 @@ def test_unsubscribe_get_confirms_and_post_acts(web: dict) -> None:
 
 
 def test_rfc8058_one_click_post_unsubscribes_without_a_page(web: dict) -> None:
-    sub = web["store"].add_subscriber(
+    sub = web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     path = f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}"
@@ -288,7 +288,7 @@ def test_rfc8058_one_click_post_unsubscribes_without_a_page(web: dict) -> None:
 
 
 def test_preferences_change_topics_hour_pause_and_resume(web: dict) -> None:
-    sub = web["store"].add_subscriber(
+    sub = web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
@@ -308,7 +308,7 @@ def test_preferences_change_topics_hour_pause_and_resume(web: dict) -> None:
         },
     )
     assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
-    updated = web["store"].get_subscriber("ada@example.org")
+    updated = web["store"].subscribers.get("ada@example.org")
     assert (updated.topics, updated.timezone, updated.send_hour, updated.max_papers) == (
         ("speech recognition", "rl"),
         "Asia/Tokyo",
@@ -353,7 +353,7 @@ def test_database_outage_is_a_clear_503(web: dict, monkeypatch: pytest.MonkeyPat
     def down(*_args, **_kwargs):
         raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
 
-    monkeypatch.setattr(Store, "request_subscription", down)
+    monkeypatch.setattr(Subscribers, "request_subscription", down)
     response = subscribe(web)
     assert response.status_code == 503 and "cannot reach our database" in response.get_data(
         as_text=True
@@ -374,13 +374,13 @@ def test_pending_subscriptions_expire(web: dict) -> None:
     subscribe(web)
     store = web["store"]
     assert (
-        store.delete_expired_pending(
+        store.subscribers.delete_expired_pending(
             dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=7)
         )
         == 0
     )
     assert (
-        store.delete_expired_pending(
+        store.subscribers.delete_expired_pending(
             dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)
         )
         == 1
@@ -397,7 +397,7 @@ def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
         "no papers stored yet"
     )
     ingest_bytes(
-        web["store"],
+        web["store"].papers,
         (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
         "hf",
         frozenset({"new"}),
@@ -419,7 +419,7 @@ def test_an_old_confirmation_link_cannot_claim_a_cancelled_subscription_is_activ
     subscribe(web)
     link = confirmation_link(web)
     confirm(web, link)
-    web["store"].set_status("ada@example.org", "unsubscribed")
+    web["store"].subscribers.set_status("ada@example.org", "unsubscribed")
     response = confirm(web, link)
     assert response.status_code == 400 and "cancelled after the link was sent" in response.get_data(
         as_text=True
@@ -428,10 +428,10 @@ def test_an_old_confirmation_link_cannot_claim_a_cancelled_subscription_is_activ
 
 
 def test_preferences_of_an_unsubscribed_address_offer_to_subscribe_again(web: dict) -> None:
-    sub = web["store"].add_subscriber(
+    sub = web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
-    web["store"].set_status("ada@example.org", "unsubscribed")
+    web["store"].subscribers.set_status("ada@example.org", "unsubscribed")
     page = (
         web["client"]
         .get(f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}")
@@ -484,14 +484,17 @@ def test_topics_typed_into_a_preview_store_nothing(web: dict, encoder) -> None:
 
     store = web["store"]
     ingest_bytes(
-        store, (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(), "hf", frozenset({"new"})
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
     )
-    StoredEncoder(encoder, store).encode(
-        [paper_passage(p) for p in store.list_papers()]
+    StoredEncoder(encoder, store.papers).encode(
+        [paper_passage(p) for p in store.papers.find()]
     )  # as `digest fetch` does
 
     def stored_vectors() -> int:
-        with store.session() as session:
+        with store.db.session() as session:
             return session.scalar(select(func.count()).select_from(TextVector))
 
     before = stored_vectors()
@@ -704,10 +707,10 @@ def test_a_hanging_database_gets_a_503_within_seconds(settings: Settings) -> Non
 def test_a_statement_stuck_on_a_lock_gets_a_503(pg_url: str, settings: Settings) -> None:
     from sqlalchemy import text
 
-    Store.from_url(pg_url).upgrade()
+    Storage.from_url(pg_url).db.upgrade()
     config = settings.model_copy(update={"database_url": pg_url, "web_db_timeout": 1.0})
     client = create_app(config, None, fakeredis.FakeRedis()).test_client()
-    locker = Store.from_url(pg_url).engine.connect()
+    locker = Storage.from_url(pg_url).db.engine.connect()
     try:
         locker.execute(text("LOCK TABLE subscribers IN ACCESS EXCLUSIVE MODE"))
         assert client.get("/").status_code == 503
@@ -722,21 +725,21 @@ def test_an_opt_out_survives_a_new_sign_up_until_its_owner_confirms(web: dict, s
     import datetime as dt
 
     store = web["store"]
-    store.add_subscriber(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
-    store.set_status("ada@example.org", status)
-    before = store.get_subscriber("ada@example.org")
+    store.subscribers.add(build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults())
+    store.subscribers.set_status("ada@example.org", status)
+    before = store.subscribers.get("ada@example.org")
     subscribe(web, topics="cheap pills")
-    after = store.get_subscriber("ada@example.org")
+    after = store.subscribers.get("ada@example.org")
     assert (after.status, after.topics) == (status, ("rl",)), "a sign-up by anyone changes nothing"
     far_future = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=365)
-    store.delete_expired_pending(far_future)
-    assert store.get_subscriber("ada@example.org") == before, "the opt-out is kept, not expired"
+    store.subscribers.delete_expired_pending(far_future)
+    assert store.subscribers.get("ada@example.org") == before, "the opt-out is kept, not expired"
     assert (
         "cheap pills"
         in web["sink"].handler.received[-1].message().get_body(("plain",)).get_content()
     )
     confirm(web, confirmation_link(web))
-    renewed = store.get_subscriber("ada@example.org")
+    renewed = store.subscribers.get("ada@example.org")
     assert (renewed.status, renewed.topics) == ("active", ("cheap pills",)), (
         "the owner's own consent"
     )
@@ -746,14 +749,14 @@ def test_bounce_history_survives_a_new_sign_up(web: dict) -> None:
     from digest.models import Subscriber
 
     store = web["store"]
-    sub = store.add_subscriber(
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
-    with store.session() as session:
+    with store.db.session() as session:
         row = session.get(Subscriber, sub.id)
         row.status, row.hard_bounces = "bounced", 3
     subscribe(web)
-    with store.session() as session:
+    with store.db.session() as session:
         assert session.get(Subscriber, sub.id).hard_bounces == 3
 
 
@@ -771,7 +774,7 @@ def test_the_development_key_is_refused_on_a_public_site(settings: Settings) -> 
 
 def test_every_invalid_link_gets_the_same_page(web: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     store, tokens, client = web["store"], web["tokens"], web["client"]
-    sub = store.add_subscriber(
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     good = tokens.make("preferences", sub.id, sub.email)
@@ -800,14 +803,14 @@ def test_the_sign_up_answer_takes_as_long_whether_or_not_the_address_exists(web:
     now = [0.0]
     ctx.clock, ctx.sleep = (lambda: now[0]), (lambda seconds: now.__setitem__(0, now[0] + seconds))
     ctx.settings = ctx.settings.model_copy(update={"signup_answer_seconds": 1.0})
-    real = ctx.store.request_subscription
+    real = ctx.store.subscribers.request_subscription
 
     def costly(data, defaults):  # a new address writes rows; an existing one only reads
-        now[0] += 0.05 if ctx.store.get_subscriber(data.email) else 0.4
+        now[0] += 0.05 if ctx.store.subscribers.get(data.email) else 0.4
         return real(data, defaults)
 
-    ctx.store.request_subscription = costly
-    web["store"].add_subscriber(
+    ctx.store.subscribers.request_subscription = costly
+    web["store"].subscribers.add(
         build_subscriber_input("old@example.org", ["rl"]), SubscriberDefaults()
     )
     took = {}
@@ -833,7 +836,7 @@ def test_every_page_escapes_topics_errors_and_suggestions(web: dict) -> None:
     """Topics are typed by strangers and shown to others (the suggestions): stored XSS if
     any page printed them raw."""
     store, tokens, client = web["store"], web["tokens"], web["client"]
-    sub = store.add_subscriber(
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", [EVIL_TOPIC]), SubscriberDefaults()
     )
     escaped = "&lt;b&gt;graph &amp; nets&lt;/b&gt;"
@@ -863,7 +866,7 @@ def test_the_confirmation_mail_escapes_topics(web: dict) -> None:
 
 def test_the_unsubscribe_page_offers_a_pause_instead(web: dict) -> None:
     store, client = web["store"], web["client"]
-    sub = store.add_subscriber(
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     page = client.get(f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}")
@@ -878,7 +881,7 @@ def test_the_unsubscribe_page_offers_a_pause_instead(web: dict) -> None:
 
 def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: dict) -> None:
     store, client = web["store"], web["client"]
-    sub = store.add_subscriber(
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
     path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
@@ -888,7 +891,7 @@ def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: di
     assert '<input type="checkbox" name="show_trending" checked>' in page
     form = {"csrf_token": CSRF.search(page).group(1), "topics": "rl", "timezone": "UTC"}
     client.post(path, data={**form, "send_hour": "7", "max_papers": "5", "action": "save"})
-    assert store.get_subscriber("ada@example.org").show_trending is False, "unticked: off"
+    assert store.subscribers.get("ada@example.org").show_trending is False, "unticked: off"
     bad = client.post(path, data={**form, "send_hour": "7", "max_papers": "99", "action": "save"})
     html = bad.get_data(as_text=True)
     assert (
@@ -901,7 +904,7 @@ def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: di
         path,
         data={**form, "send_hour": "7", "max_papers": "5", "show_trending": "on", "action": "save"},
     )
-    assert store.get_subscriber("ada@example.org").show_trending is True
+    assert store.subscribers.get("ada@example.org").show_trending is True
 
 
 # -- reader feedback, the archive and the feed --------------------------------------------------
@@ -951,13 +954,20 @@ def send_day(web: dict, papers: list[PaperRecord], now: dt.datetime) -> dict[str
         .extensions["digest"]
         .settings.model_copy(update={"semantic": False, "offline": True})
     )
-    web["store"].upsert_papers(papers)
+    web["store"].papers.upsert(papers)
     batches: list[list[int]] = []
     run_tick(web["store"], settings, now, batches.append, dt.timedelta(days=999), everyone=True)
     sent_before = len(web["sink"].handler.received)
     with SmtpTransport(settings) as transport:
         for batch in batches:
-            send_deliveries(web["store"], settings, batch, transport, clock=lambda: now)
+            send_deliveries(
+                web["store"].deliveries,
+                web["store"].papers,
+                settings,
+                batch,
+                transport,
+                clock=lambda: now,
+            )
     return {r.recipient: r.message() for r in web["sink"].handler.received[sent_before:]}
 
 
@@ -979,7 +989,7 @@ def link_paths(text: str, label: str) -> list[str]:
 
 def test_a_vote_through_the_page_reorders_the_next_digest(web: dict) -> None:
     for email in ("ada@example.org", "bob@example.org"):
-        web["store"].add_subscriber(
+        web["store"].subscribers.add(
             build_subscriber_input(email, ["efficient attention"], max_papers=3),
             SubscriberDefaults(),
         )
@@ -988,11 +998,11 @@ def test_a_vote_through_the_page_reorders_the_next_digest(web: dict) -> None:
     votes = dict(
         zip(titles_in(first, DAY_ONE), link_paths(first, "More or less like this:"), strict=True)
     )
-    ada = web["store"].get_subscriber("ada@example.org")
+    ada = web["store"].subscribers.get("ada@example.org")
 
     page = web["client"].get(votes["2611.00001"] + "?v=up")
     assert page.status_code == 200 and "More like this" in page.get_data(as_text=True)
-    assert web["store"].vote_of(ada.id, "2611.00001") is None, (
+    assert web["store"].feedback.vote_of(ada.id, "2611.00001") is None, (
         "a GET (a link scanner) records nothing"
     )
     liked = web["client"].post(votes["2611.00001"], data={"vote": "up"})
@@ -1012,8 +1022,8 @@ def test_a_vote_through_the_page_reorders_the_next_digest(web: dict) -> None:
 
 def sent_day_one(web: dict, email: str = "ada@example.org"):
     """``email`` subscribed, and sent a digest of DAY_ONE's first two papers today."""
-    sub = web["store"].add_subscriber(build_subscriber_input(email, ["rl"]), SubscriberDefaults())
-    web["store"].upsert_papers(DAY_ONE)
+    sub = web["store"].subscribers.add(build_subscriber_input(email, ["rl"]), SubscriberDefaults())
+    web["store"].papers.upsert(DAY_ONE)
     today = dt.date.today()
     picks = [{"arxiv_id": p.arxiv_id, "topic": "rl", "reason": "r"} for p in DAY_ONE[:2]]
     record_sent_digest(web["store"], sub.id, today, picks)
@@ -1028,11 +1038,11 @@ def test_a_vote_can_be_changed_undone_and_removed_from_the_preferences(web: dict
     path = f"{digest}/vote/2611.00001"
     web["client"].post(path, data={"vote": "up"})
     web["client"].post(path, data={"vote": "down"})
-    assert web["store"].vote_of(sub.id, "2611.00001") == -1
+    assert web["store"].feedback.vote_of(sub.id, "2611.00001") == -1
     assert "You said <b>less like this</b>" in web["client"].get(path).get_data(as_text=True)
     undone = web["client"].post(path, data={"vote": "none"})
     assert "Your vote is removed" in undone.get_data(as_text=True)
-    assert web["store"].vote_of(sub.id, "2611.00001") is None
+    assert web["store"].feedback.vote_of(sub.id, "2611.00001") is None
     assert web["client"].post(path, data={"vote": "sideways"}).status_code == 400
 
     web["client"].post(path, data={"vote": "up"})
@@ -1047,7 +1057,7 @@ def test_a_vote_can_be_changed_undone_and_removed_from_the_preferences(web: dict
             "arxiv_id": "2611.00001",
         },
     )
-    assert web["store"].vote_of(sub.id, "2611.00001") is None
+    assert web["store"].feedback.vote_of(sub.id, "2611.00001") is None
     assert DAY_ONE[0].title not in web["client"].get(prefs).get_data(as_text=True)
 
 
@@ -1077,9 +1087,12 @@ def test_vote_links_of_another_reader_day_or_paper_are_refused(web: dict) -> Non
         web["client"].post(f"/digest/{spliced}/vote/2611.00001", data={"vote": "up"}).status_code
         == 400
     )
-    assert web["store"].votes_of(ada.id) == [] and web["store"].votes_of(bob.id) == []
+    assert (
+        web["store"].feedback.votes_of(ada.id) == []
+        and web["store"].feedback.votes_of(bob.id) == []
+    )
     assert web["client"].post(f"{digest}/vote/2611.00001", data={"vote": "up"}).status_code == 200
-    assert [v.arxiv_id for v in web["store"].votes_of(ada.id)] == ["2611.00001"]
+    assert [v.arxiv_id for v in web["store"].feedback.votes_of(ada.id)] == ["2611.00001"]
 
 
 def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(
@@ -1088,7 +1101,7 @@ def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(
     # links are compared as text: signed in the same second, wherever a second ticks over
     signed_at = int(time.time()) - 10
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: signed_at)
-    sub = web["store"].add_subscriber(
+    sub = web["store"].subscribers.add(
         build_subscriber_input("ada@example.org", ["efficient attention"], max_papers=2),
         SubscriberDefaults(),
     )
@@ -1104,7 +1117,7 @@ def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(
     )
     assert archive in prefs.get_data(as_text=True), "the preferences page lists past digests"
 
-    web["store"].upsert_papers(DAY_TWO)  # a new day's papers change nothing in a sent digest
+    web["store"].papers.upsert(DAY_TWO)  # a new day's papers change nothing in a sent digest
     assert titles_in(web["client"].get(archive).get_data(as_text=True), DAY_ONE) == sent_order
     other_day = web["tokens"].make("digest", sub.id, sub.email, bound="2001-01-01")
     assert web["client"].get(f"/digest/{other_day}").status_code == 404
@@ -1138,12 +1151,12 @@ def test_a_paper_named_on_the_form_must_exist(web: dict) -> None:
     page = subscribe(web, "ada@example.org", "rl\nhttps://arxiv.org/abs/2611.00042")
     assert page.status_code == 400
     assert "We do not know paper 2611.00042 yet" in page.get_data(as_text=True)
-    web["store"].upsert_papers([PaperRecord("2611.00042", "Sparse attention for long documents")])
+    web["store"].papers.upsert([PaperRecord("2611.00042", "Sparse attention for long documents")])
     assert (
         subscribe(web, "ada@example.org", "rl\nhttps://arxiv.org/abs/2611.00042").status_code == 200
     )
     confirm(web, confirmation_link(web))
-    assert web["store"].get_subscriber("ada@example.org").topics == ("rl", "arxiv:2611.00042")
+    assert web["store"].subscribers.get("ada@example.org").topics == ("rl", "arxiv:2611.00042")
 
 
 # -- every place that implements a rule (#37) -----------------------------------------------------
@@ -1160,8 +1173,8 @@ def test_every_form_refuses_a_post_without_its_csrf_token(web: dict, form: str) 
     ada, digest = sent_day_one(web)
     client.post(f"{digest}/vote/2611.00001", data={"vote": "up"})
     if form == "resume":
-        store.set_status(ada.email, "paused")
-    bob, _ = store.request_subscription(
+        store.subscribers.set_status(ada.email, "paused")
+    bob, _ = store.subscribers.request_subscription(
         build_subscriber_input("bob@example.org", ["rl"]), SubscriberDefaults()
     )
     prefs = f"/preferences/{tokens.make('preferences', ada.id, ada.email)}"
@@ -1184,7 +1197,7 @@ def test_every_form_refuses_a_post_without_its_csrf_token(web: dict, form: str) 
     }[form]
 
     def state() -> tuple:
-        return store.list_subscribers(), store.votes_of(ada.id)
+        return store.subscribers.find(), store.feedback.votes_of(ada.id)
 
     before = state()
     refused = client.post(path, data=data)
@@ -1203,10 +1216,10 @@ def test_a_paused_reader_who_unsubscribes_is_unsubscribed_for_good(web: dict, bu
     """Unsubscribing acts whatever the reader's status. A paused reader left paused could be
     resumed later by a click, without a new sign-up and its confirmation."""
     store, tokens, client = web["store"], web["tokens"], web["client"]
-    sub = store.add_subscriber(
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
     )
-    store.set_status(sub.email, "paused")
+    store.subscribers.set_status(sub.email, "paused")
     unsubscribed = client.post(
         f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}", data=button
     )
@@ -1222,11 +1235,11 @@ def test_every_page_showing_a_paper_escapes_every_field_of_it(web: dict) -> None
     summary, and in the topics, reasons and quiet topics, stays text on each of them."""
     store, tokens, client = web["store"], web["tokens"], web["client"]
     topic, quiet = poisoned("topic"), poisoned("quiet topic")
-    sub = store.add_subscriber(
+    sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", [topic, quiet]), SubscriberDefaults()
     )
     papers = [poisoned_paper(f"2611.0010{n}", summary=n % 2 == 0) for n in range(4)]
-    store.upsert_papers(papers)
+    store.papers.upsert(papers)
     picks = [
         {"arxiv_id": p.arxiv_id, "topic": topic, "reason": poisoned("reason"), "also": [quiet]}
         for p in papers[:2]
@@ -1234,7 +1247,7 @@ def test_every_page_showing_a_paper_escapes_every_field_of_it(web: dict) -> None
     today = dt.date.today()
     record_sent_digest(store, sub.id, today, picks, quiet_topics=(quiet,))
     for paper in papers:
-        store.record_vote(sub.id, paper.arxiv_id, 1, dt.datetime.now())
+        store.feedback.record_vote(sub.id, paper.arxiv_id, 1, dt.datetime.now())
     digest = f"/digest/{tokens.make('digest', sub.id, sub.email, bound=today.isoformat())}"
     pages = {
         "archive": client.get(digest),
@@ -1276,7 +1289,7 @@ def test_every_linked_page_takes_only_its_own_purposes_link_for_its_own_reader(
     address, gets the one 'this link does not work' answer and changes nothing."""
     store, tokens, client = web["store"], web["tokens"], web["client"]
     ada, _ = sent_day_one(web)
-    store.set_status(ada.email, "paused")  # a confirm or unsubscribe would change it
+    store.subscribers.set_status(ada.email, "paused")  # a confirm or unsubscribe would change it
     day = dt.date.today().isoformat()
     links = [
         tokens.make(other, ada.id, ada.email, bound=day if other == "digest" else None)
@@ -1290,13 +1303,13 @@ def test_every_linked_page_takes_only_its_own_purposes_link_for_its_own_reader(
         "action": "resume",
         "vote": "up",
     }
-    before = (store.list_subscribers(), store.votes_of(ada.id))
+    before = (store.subscribers.find(), store.feedback.votes_of(ada.id))
     for token in links:
         path = f"/{purpose}/{token}{rest}"
         response = client.get(path) if method == "GET" else client.post(path, data=form)
         assert response.status_code == 400, path
         assert INVALID_LINK in response.get_data(as_text=True)
-    assert (store.list_subscribers(), store.votes_of(ada.id)) == before
+    assert (store.subscribers.find(), store.feedback.votes_of(ada.id)) == before
     own = tokens.make(purpose, ada.id, ada.email, bound=day if purpose == "digest" else None)
     path = f"/{purpose}/{own}{rest}"
     response = client.get(path) if method == "GET" else client.post(path, data=form)

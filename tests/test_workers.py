@@ -28,7 +28,7 @@ from test_delivery import planned, populate, smtp_settings
 from digest.models import utcnow
 from digest.pipeline import run_tick
 from digest.settings import Settings, load_settings
-from digest.storage import Store
+from digest.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,11 +121,11 @@ def harness(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     redis.Redis.from_url(SHARED_REDIS).flushdb()
-    store = Store.from_url(db_url)
-    store.upgrade()
+    store = Storage.from_url(db_url)
+    store.db.upgrade()
     yield {"env": env, "store": store, "sink": smtp_sink, "log": tmp_path / "worker.log"}
     redis.Redis.from_url(SHARED_REDIS).flushdb()
-    store.engine.dispose()
+    store.db.engine.dispose()
 
 
 def configure(harness: dict, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
@@ -135,7 +135,7 @@ def configure(harness: dict, monkeypatch: pytest.MonkeyPatch, **env: str) -> Non
         harness["env"][key] = value
 
 
-def tick(store: Store, settings: Settings, broker: str, later: float = 0) -> int:
+def tick(store: Storage, settings: Settings, broker: str, later: float = 0) -> int:
     """One beat tick; ``later`` seconds ahead of the clock stands in for waiting out a lease."""
     client = Celery(broker=broker)
     batches: list[list[int]] = []
@@ -151,7 +151,7 @@ def tick(store: Store, settings: Settings, broker: str, later: float = 0) -> int
 
 def test_a_worker_batch_takes_a_permit_per_message_from_the_shared_rate(
     db_url: str,
-    store: Store,
+    store: Storage,
     settings: Settings,
     smtp_sink,
     redis_url: str,
@@ -181,7 +181,7 @@ def test_a_worker_batch_takes_a_permit_per_message_from_the_shared_rate(
     try:
         assert tasks.send_batch(batch)["sent"] == 3
     finally:
-        tasks.store().engine.dispose()
+        tasks.store().db.engine.dispose()
         tasks.store.cache_clear()
     assert sum(int(server.get(key)) for key in server.keys("digest:rate:*")) == 3
 
@@ -192,7 +192,7 @@ def test_200_subscribers_get_exactly_one_digest_through_a_real_worker(harness) -
     worker = Worker(harness["env"], harness["log"])
     try:
         assert tick(store, load_settings(), SHARED_REDIS) == 200
-        wait_for(lambda: store.delivery_counts() == {"sent": 200}, 90, "200 sent deliveries")
+        wait_for(lambda: store.deliveries.counts() == {"sent": 200}, 90, "200 sent deliveries")
         assert sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
         assert tick(store, load_settings(), SHARED_REDIS) == 0, (
             "the same edition again creates nothing, so nothing more can be sent"
@@ -232,7 +232,7 @@ def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(
         (child,) = worker.pool_children()
         os.kill(child, signal.SIGKILL)
         wait_for(
-            lambda: store.delivery_counts().get("queued", 0) == 0,
+            lambda: store.deliveries.counts().get("queued", 0) == 0,
             90,
             "the redelivered batches to finish",
         )
@@ -240,7 +240,7 @@ def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(
         # of the worker that replaced the dead child, mid-send, and resend them (seen).
         time.sleep(3.5)
         tick(store, load_settings(), SHARED_REDIS)
-        wait_for(lambda: store.delivery_counts() == {"sent": 60}, 60, "every delivery sent")
+        wait_for(lambda: store.deliveries.counts() == {"sent": 60}, 60, "every delivery sent")
         counts = sink.handler.by_recipient()
         assert set(counts) == set(emails), "no digest lost"
         duplicated = {email for email, n in counts.items() if n > 1}
@@ -248,7 +248,7 @@ def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(
         assert sum(counts[e] - 1 for e in duplicated) <= group, (
             f"at most the group in flight at the kill is repeated, got {duplicated}"
         )
-        flagged = {d.email for d in store.list_deliveries() if d.resent}
+        flagged = {d.email for d in store.deliveries.find() if d.resent}
         assert duplicated <= flagged, "`digest deliveries` shows each possible duplicate"
         assert (
             b"WorkerLostError" in harness["log"].read_bytes()
@@ -316,23 +316,25 @@ def test_redis_restart_mid_run_still_completes_exactly_once(
     ):
         private_redis()  # queued batches vanish with it (no persistence)
         wait_for(
-            lambda: store.delivery_counts().get("sending", 0) == 0, 30, "the in-flight batch to end"
+            lambda: store.deliveries.counts().get("sending", 0) == 0,
+            30,
+            "the in-flight batch to end",
         )
         # ticks past the enqueue lease hand the lost deliveries out again
         wait_for(
-            lambda: _resend(store, url) or store.delivery_counts() == {"sent": 100},
+            lambda: _resend(store, url) or store.deliveries.counts() == {"sent": 100},
             120,
             "every delivery sent after the restart",
         )
         assert sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
 
 
-def _resend(store: Store, url: str) -> bool:
+def _resend(store: Storage, url: str) -> bool:
     try:
         tick(store, load_settings(), url, later=2.5)
     except Exception:  # noqa: BLE001 - the broker may still be coming back
         pass
-    return store.delivery_counts() == {"sent": 100}
+    return store.deliveries.counts() == {"sent": 100}
 
 
 def test_two_worker_hosts_share_one_run_and_each_recipient_gets_one_digest(
@@ -354,7 +356,7 @@ def test_two_worker_hosts_share_one_run_and_each_recipient_gets_one_digest(
     ]
     try:
         assert tick(store, load_settings(), SHARED_REDIS) == 300
-        wait_for(lambda: store.delivery_counts() == {"sent": 300}, 120, "300 sent deliveries")
+        wait_for(lambda: store.deliveries.counts() == {"sent": 300}, 120, "300 sent deliveries")
     finally:
         for host in hosts:
             host.stop()

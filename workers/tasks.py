@@ -17,7 +17,7 @@ from digest.delivery import send_deliveries
 from digest.limits import RateLimiter, redis_client
 from digest.models import utcnow
 from digest.pipeline import run_tick
-from digest.storage import Store
+from digest.storage import Storage
 from digest.transports import make_transport
 from workers.celery_app import app, settings
 
@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
-def store() -> Store:
+def store() -> Storage:
     """One engine per worker process (created after fork, never shared across processes)."""
-    return Store.open(settings.resolved_database_url, settings.db_connect_timeout)
+    return Storage.open(settings.resolved_database_url, settings.db_connect_timeout)
 
 
 @worker_process_init.connect
@@ -45,7 +45,9 @@ def tick() -> dict[str, int]:
 def send_batch(delivery_ids: list[int]) -> dict[str, int]:
     limiter = RateLimiter(settings.rate_limit_per_second, redis_client(settings))
     with make_transport(settings) as transport:
-        report = send_deliveries(store(), settings, delivery_ids, transport, limiter)
+        report = send_deliveries(
+            store().deliveries, store().papers, settings, delivery_ids, transport, limiter
+        )
     log.info(
         "batch of %d: sent %d, retry %d, failed %d, bounced %d, skipped %d",
         len(delivery_ids),

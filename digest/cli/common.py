@@ -19,7 +19,7 @@ import click
 if TYPE_CHECKING:
     from digest.ranking import Encoder
     from digest.settings import Settings
-    from digest.storage import Store
+    from digest.storage import Storage
 
 
 @dataclass
@@ -35,13 +35,13 @@ class AppContext:
         return load_settings(**self.overrides)
 
     @cached_property
-    def store(self) -> Store:
+    def store(self) -> Storage:
         return self.open_store()
 
-    def open_store(self, statement_timeout: float | None = None) -> Store:
-        from digest.storage import Store
+    def open_store(self, statement_timeout: float | None = None) -> Storage:
+        from digest.storage import Storage
 
-        return Store.open(
+        return Storage.open(
             self.settings.resolved_database_url, self.settings.db_connect_timeout, statement_timeout
         )
 
@@ -50,7 +50,7 @@ class AppContext:
         """(encoder, threshold) for ranking stored papers, as the daily run does."""
         from digest import semantic
 
-        return semantic.ranking_mode(self.settings, self.store)
+        return semantic.ranking_mode(self.settings, self.store.papers)
 
 
 class DigestGroup(click.Group):

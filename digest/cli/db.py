@@ -26,12 +26,12 @@ def db_upgrade(app: AppContext) -> None:
     Example:
       DIGEST_DATABASE_URL=postgresql+psycopg://user@host/digest digest db upgrade
     """
-    from digest.storage import Store
+    from digest.storage import Storage
 
-    store = Store.from_url(app.settings.resolved_database_url)
-    before = store.schema_revision()
-    store.upgrade()
-    after = store.schema_revision()
+    store = Storage.from_url(app.settings.resolved_database_url)
+    before = store.db.schema_revision()
+    store.db.upgrade()
+    after = store.db.schema_revision()
     click.echo(f"database at revision {after} (was {before or 'empty'})")
 
 
@@ -44,7 +44,9 @@ def db_current(app: AppContext) -> None:
     Example:
       digest db current
     """
-    from digest.storage import Store
+    from digest.storage import Storage
 
-    store = Store.from_url(app.settings.resolved_database_url)
-    click.echo(f"current: {store.schema_revision() or 'empty'}  head: {store.head_revision()}")
+    store = Storage.from_url(app.settings.resolved_database_url)
+    click.echo(
+        f"current: {store.db.schema_revision() or 'empty'}  head: {store.db.head_revision()}"
+    )

@@ -25,7 +25,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
       digest deliveries --status failed --date 2026-11-25
     """
     edition = day.date() if day else None
-    rows = app.store.list_deliveries(edition=edition, status=status, limit=limit)
+    rows = app.store.deliveries.find(edition=edition, status=status, limit=limit)
     click.echo(
         format_table(
             [
@@ -55,7 +55,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
             ],
         )
     )
-    counts = app.store.delivery_counts(edition, status)
+    counts = app.store.deliveries.counts(edition, status)
     click.echo("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
 
@@ -69,5 +69,5 @@ def retry_failed(app: AppContext, day: Any) -> None:
     Example:
       digest retry-failed --date 2026-11-25
     """
-    count = app.store.retry_failed(day.date() if day else None)
+    count = app.store.deliveries.retry_failed(day.date() if day else None)
     click.echo(f"{count} failed deliveries queued again")

@@ -33,7 +33,7 @@ def feedback(app: AppContext, days: int, top: int) -> None:
     from digest.models import utcnow
 
     since = utcnow() - dt.timedelta(days=days)
-    by_topic = app.store.votes_by_topic(since)
+    by_topic = app.store.feedback.votes_by_topic(since)
     if not by_topic:
         click.echo(f"no votes in the last {days} days")
         return
@@ -44,7 +44,7 @@ def feedback(app: AppContext, days: int, top: int) -> None:
             [[topic, up, down] for topic, up, down in by_topic],
         )
     )
-    liked = app.store.most_liked_papers(since, top)
+    liked = app.store.feedback.most_liked_papers(since, top)
     if liked:
         click.echo("\nMost liked papers:")
         click.echo(

@@ -70,13 +70,13 @@ def fetch(
     forced = None if source == "all" else source
     if files:
         reports = [
-            ingest_bytes(store, f.read_bytes(), f.name, settings.announce_types, forced)
+            ingest_bytes(store.papers, f.read_bytes(), f.name, settings.announce_types, forced)
             for f in files
         ]
     else:
         wanted = LIVE_SOURCES if source == "all" else (source,)
         cats = [c for c in categories.split("+") if c] if categories else None
-        reports = fetch_all(store, settings, wanted, day.date() if day else None, cats)
+        reports = fetch_all(store.papers, settings, wanted, day.date() if day else None, cats)
     for report in reports:
         click.echo(report.summary())
     candidates = candidate_papers(app.store, utcnow())
@@ -111,7 +111,7 @@ def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str)
     from digest.ranking import rank_profiles
     from digest.subscriptions import normalize_topic
 
-    found = app.store.list_papers(since=since, limit=None if topic else limit)
+    found = app.store.papers.find(since=since, limit=None if topic else limit)
     if topic:
         wanted = normalize_topic(topic)
         encoder, threshold = app.ranking
@@ -130,7 +130,7 @@ def papers(app: AppContext, since: Any, topic: str | None, limit: int, fmt: str)
             ],
         )
     )
-    click.echo(f"{len(found)} paper(s) shown, {app.store.count_papers()} stored")
+    click.echo(f"{len(found)} paper(s) shown, {app.store.papers.count()} stored")
 
 
 def paper_json(paper: PaperRecord) -> dict[str, Any]:

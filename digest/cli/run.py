@@ -41,10 +41,10 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     from digest.subscriptions import normalize_email
 
     settings, store = app.settings, app.store
-    sub = store.require_subscriber(normalize_email(email))
+    sub = store.subscribers.require(normalize_email(email))
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
     content, candidates = todays_digest(store, settings, sub, now)
-    message = digest_message(content, settings, 0, now, store.install_id())
+    message = digest_message(content, settings, 0, now, store.deliveries.install_id())
     click.echo(f"Subject: {message['Subject']}")
     click.echo(
         f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
@@ -74,10 +74,10 @@ def _seed_demo_subscriber(app: AppContext) -> None:
     """The embedded default with no subscribers yet: add one, so the first run shows a digest."""
     from digest.subscriptions import build_subscriber_input
 
-    if app.settings.database_url or app.store.count_subscribers():
+    if app.settings.database_url or app.store.subscribers.counts():
         return
     email, demo_topics = DEMO_SUBSCRIBER
-    app.store.add_subscriber(
+    app.store.subscribers.add(
         build_subscriber_input(email, demo_topics), app.settings.subscriber_defaults
     )
     click.echo(
@@ -132,7 +132,8 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
         for batch in bar:
             totals.add(
                 send_deliveries(
-                    store,
+                    store.deliveries,
+                    store.papers,
                     settings,
                     batch,
                     transport,
@@ -146,7 +147,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     for error in totals.errors[:10]:
         click.echo(f"  error: {error}", err=True)
     if totals.failed or totals.bounced or totals.retried:
-        retry = store.next_retry_at()
+        retry = store.deliveries.next_retry_at()
         raise click.ClickException(
             f"{totals.failed + totals.bounced} digest(s) failed and {totals.retried} wait for a retry"
             + (
@@ -187,7 +188,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
 
     settings, store = app.settings, app.store
     address = normalize_email(email)
-    sub = store.get_subscriber(address)
+    sub = store.subscribers.get(address)
     if sub is None:
         data = build_subscriber_input(address, topics)
         sub = SubscriberRecord(
@@ -199,7 +200,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
         settings,
         int(now.timestamp()),
         now,
-        store.install_id(),
+        store.deliveries.install_id(),
     )
     try:
         with make_transport(settings) as transport:

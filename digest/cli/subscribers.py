@@ -87,8 +87,8 @@ def subscribers_add(
     from digest.subscriptions import build_subscriber_input
 
     data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
-    require_topic_papers(app.store, app.settings, data.topics)
-    sub = app.store.add_subscriber(data, app.settings.subscriber_defaults)
+    require_topic_papers(app.store.papers, app.settings, data.topics)
+    sub = app.store.subscribers.add(data, app.settings.subscriber_defaults)
     click.echo(f"added {sub.email} with topics: {'; '.join(sub.topics)}")
 
 
@@ -111,10 +111,10 @@ def subscribers_set(
     from digest.ingestion import require_topic_papers
     from digest.subscriptions import build_subscriber_input, normalize_email
 
-    current = app.store.require_subscriber(normalize_email(email))
+    current = app.store.subscribers.require(normalize_email(email))
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
-    require_topic_papers(app.store, app.settings, data.topics)
-    sub = app.store.update_subscriber(
+    require_topic_papers(app.store.papers, app.settings, data.topics)
+    sub = app.store.subscribers.update(
         data.email,
         list(data.topics) if topics else None,
         data.timezone,
@@ -140,7 +140,7 @@ def subscribers_remove(app: AppContext, email: str, yes: bool) -> None:
     address = normalize_email(email)
     if not yes:
         click.confirm(f"Delete {address} and its history?", abort=True)
-    app.store.remove_subscriber(address)
+    app.store.subscribers.remove(address)
     click.echo(f"removed {address}")
 
 
@@ -156,7 +156,9 @@ def subscribers_pause(app: AppContext, email: str) -> None:
     """
     from digest.subscriptions import normalize_email
 
-    sub = app.store.set_status(normalize_email(email), "paused", allowed_from=("active", "paused"))
+    sub = app.store.subscribers.set_status(
+        normalize_email(email), "paused", allowed_from=("active", "paused")
+    )
     click.echo(f"{sub.email} is {sub.status}")
 
 
@@ -178,13 +180,13 @@ def subscribers_resume(app: AppContext, email: str, force: bool) -> None:
     from digest.subscriptions import OPTED_OUT, normalize_email
 
     address = normalize_email(email)
-    current = app.store.require_subscriber(address)
+    current = app.store.subscribers.require(address)
     if current.status in OPTED_OUT and not force:
         raise StorageError(
             f"{address} is {current.status}: they asked to stop, or their mailbox refused our mail. "
             "Resume only with their consent: digest subscribers resume --force " + address
         )
-    sub = app.store.set_status(address, "active")
+    sub = app.store.subscribers.set_status(address, "active")
     click.echo(f"{sub.email} is {sub.status}")
 
 
@@ -200,7 +202,7 @@ def subscribers_show(app: AppContext, email: str) -> None:
     """
     from digest.subscriptions import normalize_email
 
-    _echo_subscriber(app.store.require_subscriber(normalize_email(email)))
+    _echo_subscriber(app.store.subscribers.require(normalize_email(email)))
 
 
 FORMATS = click.Choice(["table", "csv", "json"])
@@ -241,7 +243,7 @@ def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt
     """
     from digest.subscriptions import normalize_topic
 
-    subs = app.store.list_subscribers(
+    subs = app.store.subscribers.find(
         status=status, topic=normalize_topic(topic) if topic else None
     )
     _print_subscribers(subs, fmt)
@@ -263,7 +265,7 @@ def subscribers_export(app: AppContext, output: Path | None, status: str | None)
     from digest.subscriptions import format_subscriber_csv
 
     text = format_subscriber_csv(
-        [sub.as_row() for sub in app.store.list_subscribers(status=status)]
+        [sub.as_row() for sub in app.store.subscribers.find(status=status)]
     )
     if output:
         write_output(output, text)
@@ -312,7 +314,7 @@ def subscribers_import(
         batches, label="importing", item_show_func=lambda b: f"{len(b)} rows" if b else ""
     ) as bar:
         for batch in bar:
-            report = store.import_subscribers(
+            report = store.subscribers.import_rows(
                 batch, app.settings.subscriber_defaults, dry_run=dry_run
             )
             total.add(report)
@@ -349,7 +351,9 @@ def _rows_naming_unknown_papers(app: AppContext, parsed: ParsedCsv) -> list[str]
     from digest.subscriptions import papers_of_topics
 
     unknown = look_up_papers(
-        app.store, app.settings, papers_of_topics(t for row in parsed.rows for t in row.topics)
+        app.store.papers,
+        app.settings,
+        papers_of_topics(t for row in parsed.rows for t in row.topics),
     )
     if not unknown:
         return []

@@ -21,7 +21,7 @@ def topics(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         app: AppContext = ctx.obj
-        rows = app.store.topic_counts()
+        rows = app.store.topics.counts()
         click.echo(format_table(["topic", "subscribers"], [[name, n] for name, n in rows]))
 
 
@@ -41,7 +41,7 @@ def topics_rename(app: AppContext, old: str, new: str) -> None:
     old_name, new_name = normalize_topic(old), normalize_topic(new)
     if old_name == new_name:
         raise InvalidInput("the old and new topic are the same")
-    affected = app.store.rename_topic(old_name, new_name)
+    affected = app.store.topics.rename(old_name, new_name)
     click.echo(f"{affected} subscriber(s) moved from {old_name!r} to {new_name!r}")
 
 
@@ -62,5 +62,5 @@ def topics_merge(app: AppContext, sources: Sequence[str], target: str) -> None:
     for source in sources:
         source_name = normalize_topic(source)
         if source_name != target_name:
-            affected = app.store.rename_topic(source_name, target_name)
+            affected = app.store.topics.rename(source_name, target_name)
             click.echo(f"{affected} subscriber(s) moved from {source_name!r} to {target_name!r}")

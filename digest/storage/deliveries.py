@@ -1,0 +1,342 @@
+"""Deliveries: one row per (subscriber, edition), and the exactly-once state machine that
+sends each of them once.
+
+Planning writes the rows (on PostgreSQL by COPY, :mod:`.bulk`); send tasks take them, claim
+them with a token, and record each outcome under that token, so a worker that lost its
+claim to another can never record over it. The install id, part of every Message-ID,
+lives here too."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
+from digest.records import DeliveryRecord, NewDelivery, SentRecord, SubscriberRecord
+from digest.storage.bulk import copy_new_deliveries
+from digest.storage.database import Database, chunks, insert_ignoring_duplicates
+from digest.storage.rows import delivery_record, planned_picks, subscriber_record
+
+log = logging.getLogger(__name__)
+
+
+# The two statements every sent message runs, built once: constructing them per call cost
+# about as much as executing them.
+CLAIM = (
+    update(Delivery.__table__)
+    .where(
+        Delivery.id.in_(bindparam("p_ids", expanding=True)),
+        Delivery.status == "queued",
+        or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= bindparam("p_now")),
+    )
+    .values(
+        status="sending",
+        claimed_at=bindparam("p_now"),
+        claim_token=bindparam("p_claim"),
+        attempts=Delivery.attempts + 1,
+    )
+    .returning(Delivery.id)
+)
+MARK_SENT = (
+    update(Delivery.__table__)
+    .where(
+        Delivery.id == bindparam("p_id"),
+        Delivery.status == "sending",
+        Delivery.claim_token == bindparam("p_claim"),
+    )
+    .values(
+        status="sent",
+        sent_at=bindparam("p_now"),
+        message_id=bindparam("p_message_id"),
+        last_error=None,  # done: earlier trouble is history (a possible duplicate stays in `resent`)
+    )
+)
+RECORD_SENT_PAPERS = {
+    name: dialect.insert(SentPaper.__table__).on_conflict_do_nothing(
+        index_elements=["subscriber_id", "arxiv_id"]
+    )
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+class Deliveries:
+    """The delivery rows and their state machine; records in and out::
+
+    queued --claim--> sending --250--> sent
+      ^                  |--4xx / connection--> queued (attempts+1, not before next_try_at)
+      |                  |--5xx recipient-----> bounced (hard bounce counted) | failed
+      +---- stale claim (worker died) is requeued after the lease, noted in last_error
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._install_id: str | None = None
+
+    def install_id(self) -> str:
+        """This database's install id, made on first use. Two processes starting at once on a
+        new database may each make one; the oldest then serves everyone, and either keeps
+        Message-IDs apart from another install's."""
+        if self._install_id is None:
+            with self._db.session() as session:
+                self._install_id = session.scalar(
+                    select(Installation.id)
+                    .order_by(Installation.created_at, Installation.id)
+                    .limit(1)
+                )
+                if self._install_id is None:
+                    self._install_id = secrets.token_hex(16)
+                    session.add(Installation(id=self._install_id))
+        return self._install_id
+
+    def create(
+        self, rows: Collection[NewDelivery], handed_out_at: dt.datetime | None = None
+    ) -> tuple[int, list[int]]:
+        """One row per (subscriber, edition); rows that already exist are left alone.
+
+        Returns how many rows were new, and the ids of the new queued ones. With
+        ``handed_out_at`` those are written as already handed to a send task (the caller
+        enqueues them at once), which spares rewriting every new row a moment later.
+        ``rows`` may be made as they are read (see :class:`digest.pipeline.PlannedDeliveries`),
+        and is read a second time when some of them already exist."""
+        now = utcnow()
+        if self._db.engine.dialect.name == "postgresql":
+            with self._db.session() as session:
+                created = copy_new_deliveries(session, rows, now, handed_out_at)
+            return len(created), sorted(i for i, status in created if status == "queued")
+        values = [
+            {
+                "subscriber_id": r.subscriber_id,
+                "edition": r.edition,
+                "picks": r.picks,
+                "quiet_topics": list(r.quiet_topics),
+                "status": r.status,
+                "enqueued_at": handed_out_at if r.status == "queued" else None,
+            }
+            for r in rows
+        ]
+        with self._db.session() as session:
+            keys = ["subscriber_id", "edition"]
+            created = insert_ignoring_duplicates(session, Delivery, values, keys, ("id", "status"))
+        return len(created), sorted(i for i, status in created if status == "queued")
+
+    def take_to_send(
+        self, now: dt.datetime, enqueue_lease: dt.timedelta, edition: dt.date | None = None
+    ) -> list[int]:
+        """Queued deliveries that are due and not already in a send task's hands; marks them
+        handed out, in one statement. A task lost with its queue (Redis restart) is handed out
+        again after the lease. Ids come back in order, so batches follow the plan."""
+        conditions = [
+            Delivery.status == "queued",
+            or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= now),
+            or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at <= now - enqueue_lease),
+        ]
+        if edition is not None:
+            conditions.append(Delivery.edition == edition)
+        with self._db.engine.begin() as conn:
+            handed_out = update(Delivery.__table__).where(*conditions).values(enqueued_at=now)
+            return sorted(conn.execute(handed_out.returning(Delivery.id)).scalars())
+
+    def claim(self, ids: Sequence[int], now: dt.datetime) -> tuple[str, set[int]]:
+        """Atomically take the queued, due deliveries among ``ids``, in one statement.
+
+        Returns the claim's token and the ids taken; the others are done or in another
+        worker's hands. Every later write of this attempt must show the token, so a worker
+        that stalled past its lease and lost a delivery to another cannot record over it.
+        """
+        claim = secrets.token_hex(8)
+        with self._db.engine.begin() as conn:
+            taken = conn.execute(CLAIM, {"p_ids": list(ids), "p_now": now, "p_claim": claim})
+            return claim, {row[0] for row in taken}
+
+    @staticmethod
+    def _claim_lost(conn: Connection, delivery_id: int, claim: str, then: str) -> bool:
+        """After a write of ``claim`` changed nothing: True if the delivery is already where
+        that write would have put it under the same claim (an earlier try committed, and
+        only its answer was lost); else the claim passed to another worker, and is logged."""
+        row = conn.execute(
+            select(Delivery.status, Delivery.claim_token).where(Delivery.id == delivery_id)
+        ).first()
+        if row is not None and tuple(row) == (then, claim):
+            return False
+        log.warning(
+            "delivery %d: this worker's claim was lost (now %s); another worker has it",
+            delivery_id,
+            row[0] if row else "deleted",
+        )
+        return True
+
+    def load(self, ids: Sequence[int]) -> list[tuple[DeliveryRecord, SubscriberRecord]]:
+        with self._db.session() as session:
+            found = []
+            for chunk in chunks(list(ids)):
+                deliveries = session.scalars(
+                    select(Delivery).where(Delivery.id.in_(chunk)).order_by(Delivery.id)
+                ).all()
+                planned = planned_picks(session, deliveries)
+                for delivery in deliveries:
+                    sub = subscriber_record(delivery.subscriber)
+                    found.append((delivery_record(delivery, sub.email, planned), sub))
+            return found
+
+    def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
+        """Record, in one transaction, the server's acceptance of each message, and the papers
+        each person has now been sent. Returns the ids recorded as this worker's: a delivery
+        whose claim passed to another worker is left alone (and logged); one that an earlier
+        try of this very write already committed counts as recorded."""
+        if not sent:
+            return set()
+        with self._db.engine.begin() as conn:
+            updated = conn.execute(
+                MARK_SENT,
+                [
+                    {
+                        "p_id": s.delivery_id,
+                        "p_claim": s.claim,
+                        "p_now": s.sent_at,
+                        "p_message_id": s.message_id,
+                    }
+                    for s in sent
+                ],
+            ).rowcount
+            ours = {s.delivery_id for s in sent}
+            if updated != len(sent):
+                ours = {
+                    s.delivery_id
+                    for s in sent
+                    if not self._claim_lost(conn, s.delivery_id, s.claim, "sent")
+                }
+            papers = [
+                {
+                    "subscriber_id": s.subscriber_id,
+                    "arxiv_id": pid,
+                    "delivery_id": s.delivery_id,
+                    "sent_at": s.sent_at,
+                }
+                for s in sent
+                if s.delivery_id in ours
+                for pid in dict.fromkeys(s.paper_ids)
+            ]
+            if papers:
+                conn.execute(RECORD_SENT_PAPERS[conn.dialect.name], papers)
+            return ours
+
+    def skip(self, delivery_id: int, reason: str) -> bool:
+        """A queued digest that must not go out (the subscriber paused or left since it was
+        planned): closed as 'skipped' so no later tick hands it out again."""
+        with self._db.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == "queued")
+                .values(status="skipped", last_error=reason)
+            )
+            return result.rowcount == 1
+
+    def mark_retry(
+        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+    ) -> bool:
+        """Back to the queue, not before ``next_try_at``; False if the claim was lost."""
+        with self._db.engine.begin() as conn:
+            requeued = conn.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.status == "sending",
+                    Delivery.claim_token == claim,
+                )
+                .values(
+                    status="queued",
+                    last_error=error[:2000],
+                    next_try_at=next_try_at,
+                    enqueued_at=None,
+                )
+            ).rowcount
+            return bool(requeued) or not self._claim_lost(conn, delivery_id, claim, "queued")
+
+    def mark_failed(
+        self, delivery_id: int, claim: str, error: str, hard_bounce: bool, bounce_limit: int
+    ) -> bool:
+        """A final failure. A hard bounce counts against the address; enough of them and the
+        subscriber is marked bounced, so we stop mailing a dead mailbox. False if the claim
+        was lost."""
+        final = "bounced" if hard_bounce else "failed"
+        with self._db.session() as session:
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None or (delivery.status, delivery.claim_token) != ("sending", claim):
+                return not self._claim_lost(session.connection(), delivery_id, claim, final)
+            delivery.status = final
+            delivery.last_error = error[:2000]
+            if hard_bounce:
+                sub = delivery.subscriber
+                sub.hard_bounces += 1
+                if sub.hard_bounces >= bounce_limit and sub.status == "active":
+                    sub.status = "bounced"
+                    sub.unsubscribed_at = utcnow()
+            return True
+
+    def requeue_stale_claims(self, now: dt.datetime, lease: dt.timedelta) -> int:
+        """'sending' rows whose worker died. The message may or may not have been accepted
+        just before the crash: we resend (no digest is lost) and say so in last_error."""
+        with self._db.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.status == "sending", Delivery.claimed_at <= now - lease)
+                .values(
+                    status="queued",
+                    enqueued_at=None,
+                    next_try_at=None,
+                    claim_token=None,
+                    resent=True,
+                    last_error="worker lost while sending; resent (a duplicate is possible)",
+                )
+            )
+            return result.rowcount
+
+    def find(
+        self, edition: dt.date | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[DeliveryRecord]:
+        with self._db.session() as session:
+            query = (
+                select(Delivery, Subscriber.email)
+                .join(Subscriber)
+                .order_by(Delivery.edition.desc(), Delivery.id)
+            )
+            if edition is not None:
+                query = query.where(Delivery.edition == edition)
+            if status is not None:
+                query = query.where(Delivery.status == status)
+            if limit is not None:
+                query = query.limit(limit)
+            rows = session.execute(query).all()
+            planned = planned_picks(session, (d for d, _ in rows))
+            return [delivery_record(d, email, planned) for d, email in rows]
+
+    def counts(self, edition: dt.date | None = None, status: str | None = None) -> dict[str, int]:
+        with self._db.session() as session:
+            query = select(Delivery.status, func.count()).group_by(Delivery.status)
+            if edition is not None:
+                query = query.where(Delivery.edition == edition)
+            if status is not None:
+                query = query.where(Delivery.status == status)
+            return dict(session.execute(query).all())
+
+    def next_retry_at(self) -> dt.datetime | None:
+        """When the earliest delivery waiting for a retry is due."""
+        with self._db.session() as session:
+            return session.scalar(
+                select(func.min(Delivery.next_try_at)).where(Delivery.status == "queued")
+            )
+
+    def retry_failed(self, edition: dt.date | None = None) -> int:
+        """Put failed (not bounced) deliveries back in the queue with fresh attempts."""
+        with self._db.session() as session:
+            query = update(Delivery).where(Delivery.status == "failed")
+            if edition is not None:
+                query = query.where(Delivery.edition == edition)
+            return session.execute(
+                query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)
+            ).rowcount

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
 from digest.records import DeliveryRecord, NewDelivery, SentRecord, SubscriberRecord
 from digest.storage.bulk import copy_new_deliveries
-from digest.storage.database import Database, chunks, insert_ignoring_duplicates
+from digest.storage.database import Database, StorageError, chunks, insert_ignoring_duplicates
 from digest.storage.rows import delivery_record, planned_picks, subscriber_record
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,10 @@ class Deliveries:
         self._install_id: str | None = None
 
     def install_id(self) -> str:
-        """This database's install id, made on first use. Two processes starting at once on a
-        new database may each make one; the oldest then serves everyone, and either keeps
-        Message-IDs apart from another install's."""
+        """This database's install id, read once per process. Migration 0010 makes it when
+        the database is created, so processes starting at once all sign alike; a database
+        from before then may hold several, and the oldest (the one its Message-IDs used)
+        serves everyone."""
         if self._install_id is None:
             with self._db.session() as session:
                 self._install_id = session.scalar(
@@ -88,9 +89,8 @@ class Deliveries:
                     .order_by(Installation.created_at, Installation.id)
                     .limit(1)
                 )
-                if self._install_id is None:
-                    self._install_id = secrets.token_hex(16)
-                    session.add(Installation(id=self._install_id))
+            if self._install_id is None:
+                raise StorageError("no install id: run `digest db upgrade`")
         return self._install_id
 
     def create(

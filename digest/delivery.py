@@ -31,7 +31,7 @@ from digest.settings import Settings
 from digest.sources import PaperRecord
 from digest.storage import StorageError
 from digest.subscriptions import papers_of_topics
-from digest.transports import Pending, PermanentError, TransientError, Transport
+from digest.transports import Pending, PermanentError, TransientError, Transport, UnknownOutcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +52,12 @@ class DeliveryStore(Protocol):
     def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]: ...
 
     def mark_retry(
-        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+        self,
+        delivery_id: int,
+        claim: str,
+        error: str,
+        next_try_at: dt.datetime,
+        possible_duplicate: bool = False,
     ) -> bool: ...
 
     def mark_failed(
@@ -222,6 +227,9 @@ class _Sending:
         delivery, subscriber, message, pending, now = in_flight
         try:
             pending.result()
+        except UnknownOutcome as exc:
+            _handle_unknown(deliveries, settings, delivery, claim, str(exc), now, report)
+            return None
         except TransientError as exc:
             _handle_transient(deliveries, settings, delivery, claim, str(exc), now, report)
             return None
@@ -258,3 +266,24 @@ def _handle_transient(
         report.count("retried", _record("mark retry", deliveries.mark_retry, *retry))
         log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, error, next_try)
     report.errors.append(error)
+
+
+def _handle_unknown(
+    deliveries: DeliveryStore,
+    settings: Settings,
+    delivery: DeliveryRecord,
+    claim: str,
+    error: str,
+    now: dt.datetime,
+    report: BatchReport,
+) -> None:
+    """The server may have kept the message: resending at once would make a duplicate
+    whenever it did. Flagged, and retried (with the same Message-ID) no sooner than a lost
+    worker's claim would be, which gives a slow server its time."""
+    lease = dt.timedelta(seconds=settings.claim_lease_seconds)
+    next_try = now + max(lease, retry_delay(settings, delivery.attempts + 1))
+    note = f"{error}; retried at {next_try} (a duplicate is possible)"
+    retry = (delivery.id, claim, note, next_try, True)
+    report.count("retried", _record("mark unknown outcome", deliveries.mark_retry, *retry))
+    report.errors.append(note)
+    log.warning("delivery %d: %s", delivery.id, note)

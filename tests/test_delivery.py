@@ -18,7 +18,7 @@ from digest.records import DeliveryRecord, SentRecord, SubscriberDefaults, Subsc
 from digest.settings import Settings
 from digest.storage import Storage
 from digest.subscriptions import build_subscriber_input
-from digest.transports import BaseTransport, OutboxTransport, SmtpTransport
+from digest.transports import BaseTransport, OutboxTransport, PlainSmtpTransport, SmtpTransport
 
 NOW = dt.datetime(2026, 11, 23, 8, 0)
 TOPICS = [
@@ -313,9 +313,14 @@ class FlakyStore:
         return self._rows.mark_sent(sent)
 
     def mark_retry(
-        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+        self,
+        delivery_id: int,
+        claim: str,
+        error: str,
+        next_try_at: dt.datetime,
+        possible_duplicate: bool = False,
     ) -> bool:
-        return self._rows.mark_retry(delivery_id, claim, error, next_try_at)
+        return self._rows.mark_retry(delivery_id, claim, error, next_try_at, possible_duplicate)
 
     def mark_failed(
         self, delivery_id: int, claim: str, error: str, hard_bounce: bool, bounce_limit: int
@@ -748,3 +753,49 @@ def test_a_refused_sender_is_our_problem_not_the_subscribers_bounce(
     with store.db.session() as session:
         subscriber = session.query(Subscriber).one()
         assert (subscriber.status, subscriber.hard_bounces) == ("active", 0)
+
+
+SLOW_ANSWER = 1.0  # seconds the relay takes to answer the end of a message's data
+
+
+@pytest.mark.parametrize("transport", [SmtpTransport, PlainSmtpTransport])
+def test_an_answer_to_data_slower_than_the_command_timeout_is_waited_for(
+    store: Storage, settings: Settings, smtp_sink, transport
+) -> None:
+    """RFC 5321 4.5.3.2.6: the reply to the end of the data may take minutes; a relay that
+    takes longer than the command timeout is slow, not gone, and gets each message once."""
+    emails = populate(store, 2)
+    smtp_sink.handler.late_answer = SLOW_ANSWER
+    config = smtp_settings(settings, smtp_sink, smtp_timeout=SLOW_ANSWER / 2)
+    tick_and_send(store, config, NOW, transport(config))
+    assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
+    assert store.deliveries.counts() == {"sent": 2}
+
+
+@pytest.mark.parametrize("transport", [SmtpTransport, PlainSmtpTransport])
+def test_no_answer_to_data_in_time_is_an_unknown_outcome_retried_after_the_lease(
+    store: Storage, settings: Settings, smtp_sink, transport
+) -> None:
+    """The message was handed over and the answer never came in time (here the relay kept
+    it): recorded and flagged as a possible duplicate, never resent on the spot; after the
+    lease it goes again with the same Message-ID."""
+    emails = populate(store, 2)
+    smtp_sink.handler.late_answer = SLOW_ANSWER
+    config = smtp_settings(settings, smtp_sink, smtp_data_timeout=SLOW_ANSWER / 4)
+    tick_and_send(store, config, NOW, transport(config))
+    assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
+    waiting = store.deliveries.find()
+    assert store.deliveries.counts() == {"queued": 2}
+    lease = dt.timedelta(seconds=config.claim_lease_seconds)
+    for delivery in waiting:
+        assert delivery.resent and "unknown outcome" in delivery.last_error
+        assert delivery.next_try_at >= NOW + lease, "not before the lease"
+    smtp_sink.handler.late_answer = 0
+    tick_and_send(store, config, NOW + lease / 2, transport(config))
+    assert len(smtp_sink.handler.received) == 2, "nothing resent within the lease"
+    tick_and_send(store, config, NOW + lease, transport(config))
+    assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 2))
+    ids = Counter(str(r.message()["Message-ID"]) for r in smtp_sink.handler.received)
+    assert sorted(ids.values()) == [2, 2], "a resend carries the first send's Message-ID"
+    assert store.deliveries.counts() == {"sent": 2}
+    assert all(d.resent for d in store.deliveries.find()), "still shown as possible duplicates"

@@ -237,9 +237,16 @@ class Deliveries:
             return result.rowcount == 1
 
     def mark_retry(
-        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+        self,
+        delivery_id: int,
+        claim: str,
+        error: str,
+        next_try_at: dt.datetime,
+        possible_duplicate: bool = False,
     ) -> bool:
-        """Back to the queue, not before ``next_try_at``; False if the claim was lost."""
+        """Back to the queue, not before ``next_try_at``; False if the claim was lost. A
+        ``possible_duplicate`` (the server may have kept it) is flagged ``resent`` for good."""
+        flag = {"resent": True} if possible_duplicate else {}
         with self._db.engine.begin() as conn:
             requeued = conn.execute(
                 update(Delivery)
@@ -253,6 +260,7 @@ class Deliveries:
                     last_error=error[:2000],
                     next_try_at=next_try_at,
                     enqueued_at=None,
+                    **flag,
                 )
             ).rowcount
             return bool(requeued) or not self._claim_lost(conn, delivery_id, claim, "queued")

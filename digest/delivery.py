@@ -49,6 +49,8 @@ class DeliveryStore(Protocol):
 
     def claim(self, ids: Sequence[int], now: dt.datetime) -> tuple[str, set[int]]: ...
 
+    def renew(self, claim: str, now: dt.datetime) -> set[int]: ...
+
     def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]: ...
 
     def mark_retry(
@@ -149,13 +151,37 @@ def send_deliveries(
     sending = _Sending(deliveries, settings, transport, limiter, known, clock, report)
     for start in range(0, len(wanted), settings.send_group):
         group = wanted[start : start + settings.send_group]
-        claim, taken = deliveries.claim([d.id for d, _ in group], clock())
+        claimed_at = clock()
+        claim, taken = deliveries.claim([d.id for d, _ in group], claimed_at)
         report.skipped += len(group) - len(taken)
-        accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], claim)
+        lease = _Lease(deliveries, settings, claim, claimed_at, taken)
+        accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], lease)
         recorded = _record("mark sent", deliveries.mark_sent, accepted)
         report.sent += len(recorded)
         report.lost += len(accepted) - len(recorded)
     return report
+
+
+@dataclass
+class _Lease:
+    """A group's claim, renewed as the group goes so that a slow but alive relay never lets
+    it lapse into a requeue. A tick takes a claim only once it is a lease old, so for a
+    third of a lease after a renewal the claim is surely ours; past that, the next message
+    renews first, and the renewal answers which deliveries are still ours. A fast relay
+    pays about one renewal per group; a group that lost its claim stops sending."""
+
+    deliveries: DeliveryStore
+    settings: Settings
+    claim: str
+    renewed_at: dt.datetime
+    ours: set[int]
+
+    def holds(self, delivery_id: int, now: dt.datetime) -> bool:
+        """Whether ``delivery_id`` is still this worker's to send, renewing when due."""
+        if now - self.renewed_at >= dt.timedelta(seconds=self.settings.claim_lease_seconds / 3):
+            self.ours = _record("renew claim", self.deliveries.renew, self.claim, now)
+            self.renewed_at = now
+        return delivery_id in self.ours
 
 
 class _InFlight(NamedTuple):
@@ -181,18 +207,25 @@ class _Sending:
     report: BatchReport
 
     def group(
-        self, claimed: Sequence[tuple[DeliveryRecord, SubscriberRecord]], claim: str
+        self, claimed: Sequence[tuple[DeliveryRecord, SubscriberRecord]], lease: _Lease
     ) -> list[SentRecord]:
         """Send a claimed group; the records to write for the messages the server accepted.
 
         Each message is built while the server takes in the one before it, whose answer is
-        read (and any refusal recorded) before the next is handed over."""
+        read (and any refusal recorded) before the next is handed over. A message whose
+        claim passed to another worker (this one stalled past its lease) is not sent."""
+        claim = lease.claim
         accepted: list[SentRecord | None] = []
         in_flight: _InFlight | None = None
         for delivery, subscriber in claimed:
             message, now = self.compose(delivery, subscriber)
             if in_flight is not None:
                 accepted.append(self.conclude(in_flight, claim))
+                in_flight = None
+            if not lease.holds(delivery.id, self.clock()):
+                self.report.lost += 1
+                log.warning("delivery %d: claim lost to another worker; not sent", delivery.id)
+                continue
             if self.limiter is not None:
                 self.limiter.wait()
             recipient = wire_address(subscriber.email)

@@ -304,6 +304,9 @@ class FlakyStore:
     def claim(self, ids: Sequence[int], now: dt.datetime) -> tuple[str, set[int]]:
         return self._rows.claim(ids, now)
 
+    def renew(self, claim: str, now: dt.datetime) -> set[int]:
+        return self._rows.renew(claim, now)
+
     def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
         if self.failures:
             self.failures -= 1
@@ -799,3 +802,42 @@ def test_no_answer_to_data_in_time_is_an_unknown_outcome_retried_after_the_lease
     assert sorted(ids.values()) == [2, 2], "a resend carries the first send's Message-ID"
     assert store.deliveries.counts() == {"sent": 2}
     assert all(d.resent for d in store.deliveries.find()), "still shown as possible duplicates"
+
+
+def test_a_slow_relay_never_lets_the_claim_lapse_mid_group(
+    store: Storage, settings: Settings, smtp_sink
+) -> None:
+    """A group takes longer than the lease at 0.4 s a message. Meanwhile ticks requeue stale
+    claims and an idle worker sends whatever they hand out, on the real clock. The slow
+    worker renews its claim as it goes: nothing is requeued, each reader gets one digest."""
+    import threading
+
+    from digest.models import utcnow
+
+    emails = populate(store, 6)
+    smtp_sink.handler.late_answer = 0.4
+    config = smtp_settings(settings, smtp_sink, claim_lease_seconds=1, send_group=6)
+    (batch,) = planned(store, config)
+    done, idle_sent, requeued = threading.Event(), [], []
+
+    def ticks_and_an_idle_worker() -> None:
+        lease = dt.timedelta(seconds=config.claim_lease_seconds)
+        with SmtpTransport(config) as transport:
+            while not done.wait(0.1):
+                requeued.append(store.deliveries.requeue_stale_claims(utcnow(), lease))
+                ids = store.deliveries.take_to_send(utcnow(), lease)
+                if ids:
+                    report = send_deliveries(store.deliveries, store.papers, config, ids, transport)
+                    idle_sent.append(report.sent)
+
+    other = threading.Thread(target=ticks_and_an_idle_worker)
+    other.start()
+    try:
+        with SmtpTransport(config) as transport:
+            report = send_deliveries(store.deliveries, store.papers, config, batch, transport)
+    finally:
+        done.set()
+        other.join(30)
+    assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
+    assert (report.sent, report.lost, sum(requeued), idle_sent) == (6, 0, 0, [])
+    assert store.deliveries.counts() == {"sent": 6}

@@ -56,6 +56,12 @@ MARK_SENT = (
         last_error=None,  # done: earlier trouble is history (a possible duplicate stays in `resent`)
     )
 )
+RENEW = (
+    update(Delivery.__table__)
+    .where(Delivery.claim_token == bindparam("p_claim"), Delivery.status == "sending")
+    .values(claimed_at=bindparam("p_now"))
+    .returning(Delivery.id)
+)
 RECORD_SENT_PAPERS = {
     name: dialect.insert(SentPaper.__table__).on_conflict_do_nothing(
         index_elements=["subscriber_id", "arxiv_id"]
@@ -152,6 +158,12 @@ class Deliveries:
         with self._db.engine.begin() as conn:
             taken = conn.execute(CLAIM, {"p_ids": list(ids), "p_now": now, "p_claim": claim})
             return claim, {row[0] for row in taken}
+
+    def renew(self, claim: str, now: dt.datetime) -> set[int]:
+        """Extend ``claim``'s lease from ``now``; the ids it still holds. Renewing proves
+        ownership: a delivery requeued after its lease (its claim gone) is not among them."""
+        with self._db.engine.begin() as conn:
+            return set(conn.execute(RENEW, {"p_claim": claim, "p_now": now}).scalars())
 
     @staticmethod
     def _claim_lost(conn: Connection, delivery_id: int, claim: str, then: str) -> bool:

@@ -36,7 +36,7 @@ from digest.transports import Pending, PermanentError, TransientError, Transport
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DB_WRITE_RETRIES = 5  # a 'sent' that cannot be recorded is the duplicate window: try hard
+LONGEST_WAIT = 2.0  # seconds between tries of a record: a database back is noticed soon
 
 
 class DeliveryStore(Protocol):
@@ -102,21 +102,32 @@ def retry_delay(settings: Settings, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=settings.retry_base_seconds * 2 ** max(attempts - 1, 0))
 
 
-def _record(what: str, action: Callable[..., T], *args: object) -> T:
-    """Database writes after a send are retried with backoff: failing them risks a duplicate.
-    Returns the write's answer (which tells whether the claim had passed to another worker)."""
-    attempt = 1
+def patience(settings: Settings) -> float:
+    """Seconds a worker keeps trying to record what it knows: two thirds of the claim lease,
+    as the claim was renewed at most a third of a lease before. Within that no tick takes
+    the claim, so an outcome recorded late still lands as this worker's, not as a resend."""
+    return settings.claim_lease_seconds * 2 / 3
+
+
+def _record(what: str, action: Callable[..., T], *args: object, patience: float) -> T:
+    """Database writes after a send are retried, the wait doubling up to
+    :data:`LONGEST_WAIT`, for ``patience`` seconds: failing them risks a duplicate (a
+    database restart must not make the worker abandon answers it holds). Returns the
+    write's answer (which tells whether the claim had passed to another worker)."""
+    started, waited, delay = time.monotonic(), 0.0, 0.4
     while True:
         try:
             return action(*args)
         except StorageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any database outage
-            if attempt == DB_WRITE_RETRIES:
+            left = patience - max(time.monotonic() - started, waited)
+            if left <= 0:
                 raise
             log.warning("%s failed (%s); retrying", what, exc)
-            time.sleep(0.2 * 2**attempt)
-            attempt += 1
+            time.sleep(min(delay, left))
+            waited += min(delay, left)
+            delay = min(delay * 2, LONGEST_WAIT)
 
 
 def send_deliveries(
@@ -156,7 +167,7 @@ def send_deliveries(
         report.skipped += len(group) - len(taken)
         lease = _Lease(deliveries, settings, claim, claimed_at, taken)
         accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], lease)
-        recorded = _record("mark sent", deliveries.mark_sent, accepted)
+        recorded = _record("mark sent", deliveries.mark_sent, accepted, patience=patience(settings))
         report.sent += len(recorded)
         report.lost += len(accepted) - len(recorded)
     return report
@@ -179,7 +190,13 @@ class _Lease:
     def holds(self, delivery_id: int, now: dt.datetime) -> bool:
         """Whether ``delivery_id`` is still this worker's to send, renewing when due."""
         if now - self.renewed_at >= dt.timedelta(seconds=self.settings.claim_lease_seconds / 3):
-            self.ours = _record("renew claim", self.deliveries.renew, self.claim, now)
+            self.ours = _record(
+                "renew claim",
+                self.deliveries.renew,
+                self.claim,
+                now,
+                patience=patience(self.settings),
+            )
             self.renewed_at = now
         return delivery_id in self.ours
 
@@ -268,7 +285,12 @@ class _Sending:
             return None
         except PermanentError as exc:
             bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
-            report.count("bounced", _record("mark bounced", deliveries.mark_failed, *bounce))
+            report.count(
+                "bounced",
+                _record(
+                    "mark bounced", deliveries.mark_failed, *bounce, patience=patience(settings)
+                ),
+            )
             report.errors.append(f"{subscriber.email}: {exc}")
             log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
             return None
@@ -291,12 +313,18 @@ def _handle_transient(
     if attempts >= settings.max_attempts:
         final = f"gave up after {attempts} attempts: {error}"
         failed = (delivery.id, claim, final, False, settings.bounce_limit)
-        report.count("failed", _record("mark failed", deliveries.mark_failed, *failed))
+        report.count(
+            "failed",
+            _record("mark failed", deliveries.mark_failed, *failed, patience=patience(settings)),
+        )
         log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, error)
     else:
         next_try = now + retry_delay(settings, attempts)
         retry = (delivery.id, claim, error, next_try)
-        report.count("retried", _record("mark retry", deliveries.mark_retry, *retry))
+        report.count(
+            "retried",
+            _record("mark retry", deliveries.mark_retry, *retry, patience=patience(settings)),
+        )
         log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, error, next_try)
     report.errors.append(error)
 
@@ -317,6 +345,9 @@ def _handle_unknown(
     next_try = now + max(lease, retry_delay(settings, delivery.attempts + 1))
     note = f"{error}; retried at {next_try} (a duplicate is possible)"
     retry = (delivery.id, claim, note, next_try, True)
-    report.count("retried", _record("mark unknown outcome", deliveries.mark_retry, *retry))
+    report.count(
+        "retried",
+        _record("mark unknown outcome", deliveries.mark_retry, *retry, patience=patience(settings)),
+    )
     report.errors.append(note)
     log.warning("delivery %d: %s", delivery.id, note)

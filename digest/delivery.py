@@ -4,9 +4,11 @@ Each message is rendered while the server takes in the one before it; its answer
 before anything is recorded. The database row is the truth. A delivery is claimed with a
 conditional UPDATE before it is sent and marked ``sent`` once the server's 250 is read, so a
 redelivered batch (acks_late) skips what is done and two workers never send the same row.
-The one unavoidable duplicate window is between the server accepting a message and the
-group's ``sent`` commit: if the worker dies exactly there, the stale claims are requeued and
-those digests go out again with the same Message-IDs (see README, "Exactly once").
+A duplicate is possible only where the server may have accepted a message the database
+does not know of: the worker dies between the server's 250 and the group's ``sent`` commit,
+the database stays down past two thirds of the claim lease, or the reply to DATA never
+comes (an unknown outcome). Each is resent after the lease with the same Message-ID and
+flagged (docs/delivery.md, "The windows that remain").
 
 A message's path: content (editions) -> message (emails: render, then MIME) -> send
 (transports) -> record (storage).

@@ -58,7 +58,14 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "ssl"] = "none"
     smtp_user: str = ""
     smtp_password: str = ""
-    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for a connection or a command's reply."
+    )
+    smtp_data_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds to wait for the reply to a message's data (RFC 5321 4.5.3.2.6).",
+    )
     smtp_ca_file: str = Field(
         default="", description="CA bundle to verify the SMTP server with; empty: the system's."
     )

@@ -111,7 +111,7 @@ MAILS_PER_ADDRESS = Limit("address", 3, 86400, without_redis=1)
 # ... and to one mailbox: ada+1@, a.da@gmail.com and ada@googlemail.com are one person
 MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400, without_redis=1)
 PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
-ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
+ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up waits on SMTP, whatever DIGEST_SMTP_*TIMEOUT say
 PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -177,7 +177,10 @@ def create_app(
         )
     client = redis_conn if redis_conn is not None else redis_client(settings)
     account_settings = settings.model_copy(
-        update={"smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT)}
+        update={
+            "smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT),
+            "smtp_data_timeout": min(settings.smtp_data_timeout, ACCOUNT_MAIL_TIMEOUT),
+        }
     )
     ctx = WebContext(
         settings=settings,

@@ -318,7 +318,7 @@ def pages(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with serving(store, settings, sink) as site:
         yield _reader_pages(browser, site, folder)
     sink.stop()
-    store.db.engine.dispose()
+    store.dispose()
 
 
 def _reader_pages(browser, site: dict, folder: Path) -> dict[str, Callable[[], None]]:

@@ -13,6 +13,7 @@ from digest import pipeline
 from digest.cli import cli
 from digest.models import utcnow
 from digest.settings import Settings
+from digest.sources import parse_response
 from digest.storage import Storage
 
 
@@ -208,3 +209,32 @@ def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_
     assert rows["eve@example.org"].status == "skipped"
     assert rows["ada@example.org"].id == earlier, "the other tick's row is left alone"
     assert rows["ada@example.org"].picks == [{"arxiv_id": "x"}]
+
+
+def test_a_searchs_years_old_papers_are_not_todays_news(run, settings: Settings) -> None:
+    """An arXiv search beside the day's listing: its 2012-2025 papers are first seen today,
+    but not announced today, so no digest calls them new."""
+    from conftest import FEEDS
+
+    day, search = (
+        FEEDS / "hf_daily_papers_2026-07-13.json",
+        FEEDS / "arxiv_api_search_testing_2026-04-12.xml",
+    )
+    run("fetch", "--from-file", str(day))
+    run("fetch", "--from-file", str(search))
+    store = Storage.from_url(settings.resolved_database_url)
+    try:
+        candidates = pipeline.candidate_papers(store, settings, utcnow())
+    finally:
+        store.dispose()
+    assert {p.arxiv_id for p in candidates} == {
+        p.arxiv_id for p in parse_response(day.read_bytes()).papers
+    }
+
+
+def test_the_demo_replays_its_recorded_day(run, settings: Settings) -> None:
+    """The bundled sample is one recorded day: all of it is that day's news."""
+    out = run("run", "--now").output
+    (eml,) = list(settings.outbox_dir.rglob("*.eml"))
+    text = message_from_bytes(eml.read_bytes(), policy=default).get_body(("plain",)).get_content()
+    assert "Nothing new matched" not in text and "Jul 1" in text, out

@@ -485,7 +485,7 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
         votes=ctx.store.feedback.votes_of(sub.id),
         past_digests=[
-            (d.edition, len(d.picks), digest_url(sub, d.edition, ctx.tokens, base))
+            (d.edition, d.papers, d.trending, digest_url(sub, d.edition, ctx.tokens, base))
             for d in ctx.store.archive.sent_digests(sub.id)
         ],
         feed_url=feed_url(sub, ctx.tokens, base),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from email import message_from_bytes
 from email.policy import default
 
@@ -238,3 +239,16 @@ def test_the_demo_replays_its_recorded_day(run, settings: Settings) -> None:
     (eml,) = list(settings.outbox_dir.rglob("*.eml"))
     text = message_from_bytes(eml.read_bytes(), policy=default).get_body(("plain",)).get_content()
     assert "Nothing new matched" not in text and "Jul 1" in text, out
+
+
+def test_deliveries_count_the_picks_as_the_mail_does_and_trending_apart(
+    run, settings: Settings
+) -> None:
+    run("run", "--now")
+    (eml,) = list(settings.outbox_dir.rglob("*.eml"))
+    subject = message_from_bytes(eml.read_bytes(), policy=default)["Subject"]
+    picks = int(re.search(r"(\d+) new paper", subject).group(1))
+    listing = run("deliveries").output
+    header, row = listing.splitlines()[0], listing.splitlines()[2]
+    assert "trending" in header
+    assert re.search(rf"\bsent\s+{picks}\s+3\b", row), listing

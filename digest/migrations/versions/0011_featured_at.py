@@ -1,16 +1,16 @@
 """papers.featured_at: when Hugging Face Daily Papers first featured the paper, so an old
 paper trending today is a candidate by its feature, not by when this install first saw it
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

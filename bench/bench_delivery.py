@@ -204,7 +204,7 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
 def planning_only(url: str, subscribers: int, env: dict[str, str], voters: float) -> None:
     """The daily run's planning at scale, on stored vectors (as after `digest fetch`)."""
     store = populate_in_bulk(url, subscribers, env, voters)
-    embed_papers(store, load_settings(), candidate_papers(store, utcnow()))
+    embed_papers(store, load_settings(), candidate_papers(store, load_settings(), utcnow()))
     _, seconds = plan(store)
     print(
         f"planning only, {subscribers:,} subscribers ({voters:.0%} with votes), "

@@ -7,6 +7,7 @@ process with a message that names the variable, instead of failing later mid-run
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from email.utils import parseaddr
 from functools import cached_property
@@ -34,6 +35,17 @@ def default_data_dir() -> Path:
     user's data folder (XDG), the same whichever folder a command runs from."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "paper-digest"
+
+
+def _dates(value: str) -> frozenset[dt.date]:
+    """ISO dates separated by commas; a bad one is a ValueError naming it."""
+    days = set()
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            days.add(dt.date.fromisoformat(part))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a date like 2026-12-25") from None
+    return frozenset(days)
 
 
 class SettingsError(Exception):
@@ -130,6 +142,22 @@ class Settings(BaseSettings):
     arxiv_api_max_results: int = Field(default=200, ge=1, le=2000)
     arxiv_categories: str = "cs.LG+cs.AI+cs.CL+cs.CV+stat.ML"
     arxiv_announce_types: str = "new,cross"
+    suggested_topics: str = Field(
+        default=(
+            "large language models, reinforcement learning, diffusion models, computer vision, "
+            "graph neural networks, efficient attention, robotics, speech recognition"
+        ),
+        description="The topics the sign-up page suggests, comma-separated.",
+    )
+    suggest_min_followers: int = Field(
+        default=5, ge=1, description="A followed topic is suggested once this many follow it."
+    )
+    new_paper_days: int = Field(
+        default=3, ge=1, le=30, description="A paper is new for this many arXiv announcement days."
+    )
+    arxiv_holidays: str = Field(
+        default="", description="Dates arXiv does not announce (YYYY-MM-DD, comma-separated)."
+    )
     http_timeout: float = Field(default=20.0, gt=0)
     offline: bool = Field(default=False, description="Skip live fetching; use stored papers.")
 
@@ -195,6 +223,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("arxiv_holidays")
+    @classmethod
+    def _holiday_dates(cls, value: str) -> str:
+        _dates(value)
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _blank_secret_means_dev_key(cls, value: str) -> str:
@@ -231,6 +265,14 @@ class Settings(BaseSettings):
     @property
     def announce_types(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.arxiv_announce_types.split(",") if t.strip())
+
+    @property
+    def suggestion_list(self) -> list[str]:
+        return [t.strip() for t in self.suggested_topics.split(",") if t.strip()]
+
+    @property
+    def holidays(self) -> frozenset[dt.date]:
+        return _dates(self.arxiv_holidays)
 
     @property
     def category_list(self) -> list[str]:

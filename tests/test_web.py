@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -97,10 +98,34 @@ def active(store: Storage, email: str = "ada@example.org") -> str | None:
     return sub.status if sub else None
 
 
+def follow(web: dict, topics: list[str], people: int, name: str = "x") -> None:
+    for n in range(people):
+        web["store"].subscribers.add(
+            build_subscriber_input(f"{name}{n}@example.org", topics), SubscriberDefaults()
+        )
+
+
+def test_suggestions_never_show_one_persons_topic_or_a_paper_id(web: dict) -> None:
+    """The sign-up page is public: it suggests the curated list and topics at least
+    DIGEST_SUGGEST_MIN_FOLLOWERS people follow, never a few people's own text or papers (#31)."""
+    web["store"].papers.upsert([PaperRecord("2611.00042", "Sparse attention for documents")])
+    follow(web, ["my ex's name", "arxiv:2611.00042"], 4, "few")
+    follow(web, ["quantum computing", "arxiv:2611.00042"], 5, "many")
+    sub = web["store"].subscribers.get("many0@example.org")
+    pages = {
+        "sign-up": web["client"].get("/"),
+        "preferences": web["client"].get(
+            f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
+        ),
+    }
+    for name, page in pages.items():
+        chips = re.findall(r'class="chip" data-topic="([^"]*)"', page.get_data(as_text=True))
+        assert "quantum computing" in chips and "reinforcement learning" in chips, name
+        assert not [c for c in chips if "ex&#39;s" in c or "arxiv" in c or "2611" in c], name
+
+
 def test_form_page_is_accessible_and_suggests_topics(web: dict) -> None:
-    web["store"].subscribers.add(
-        build_subscriber_input("x@example.org", ["quantum computing"]), SubscriberDefaults()
-    )
+    follow(web, ["quantum computing"], 5)
     page = web["client"].get("/").get_data(as_text=True)
     for field in ("email", "topics", "timezone", "send_hour"):
         assert f'<label for="{field}"' in page and f'id="{field}"' in page
@@ -836,6 +861,7 @@ def test_every_page_escapes_topics_errors_and_suggestions(web: dict) -> None:
     """Topics are typed by strangers and shown to others (the suggestions): stored XSS if
     any page printed them raw."""
     store, tokens, client = web["store"], web["tokens"], web["client"]
+    follow(web, [EVIL_TOPIC], 5)  # enough people to be suggested on the sign-up page
     sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", [EVIL_TOPIC]), SubscriberDefaults()
     )
@@ -1142,6 +1168,26 @@ def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(
         feed_path, headers={"If-Modified-Since": response.headers["Last-Modified"]}
     )
     assert since.status_code == 304
+
+
+def test_every_card_the_archive_and_the_feed_date_the_paper(web: dict) -> None:
+    """A reader can tell news from an old paper: the mail, the archive and the feed say
+    when each paper came out (#31)."""
+    sub = web["store"].subscribers.add(
+        build_subscriber_input("ada@example.org", ["efficient attention"], max_papers=2),
+        SubscriberDefaults(),
+    )
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    out = now - dt.timedelta(hours=30)
+    label = f"{out:%b} {out.day}"
+    papers = [dataclasses.replace(p, published_at=out) for p in DAY_ONE]
+    text = text_part(send_day(web, papers, now)["ada@example.org"])
+    assert f"\n   {label}\r\n" in text
+    (archive,) = link_paths(text, "View in browser:")
+    assert f'<p class="meta">{label}</p>' in web["client"].get(archive).get_data(as_text=True)
+    feed = web["client"].get(f"/feed/{web['tokens'].make('feed', sub.id, sub.email)}")
+    entries = feedparser.parse(feed.data).entries
+    assert entries and all(e.published.startswith(f"{out:%Y-%m-%d}") for e in entries)
 
 
 def test_a_paper_named_on_the_form_must_exist(web: dict) -> None:

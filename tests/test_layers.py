@@ -18,6 +18,7 @@ PURE = (
     "evaluation",
     "records",
     "text",
+    "runs",
 )
 SHELL_PACKAGES = (
     "sqlalchemy",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LIVE_SOURCES = (HF, ARXIV_RSS, ARXIV_API)
 SAMPLE_PACKAGE = "digest.sample_data"
+SAMPLE_LABEL = "sample:"  # the bundled papers' reports: no live source
 
 
 class PaperStore(Protocol):
@@ -60,6 +62,9 @@ class SourceReport:
     skipped: int = 0
     error: str | None = None
     not_modified: bool = False
+    url: str = ""
+    http_status: int | None = None
+    seconds: float = 0.0  # the request and the merge
 
     def summary(self) -> str:
         if self.error:
@@ -139,21 +144,28 @@ def fetch_source(
 ) -> SourceReport:
     """One live source end to end, with conditional GET; never raises for source trouble."""
     report = SourceReport(source=source)
+    started = time.monotonic()
     try:
-        url = source_url(settings, source, date, categories)
+        report.url = url = source_url(settings, source, date, categories)
         etag, modified = stored.http_validators(url)
         result = fetcher.get(url, etag, modified)
+        report.http_status = result.status
         if result.not_modified:
             report.not_modified = True
-            return report
+            return _done(report, started)
         if result.status >= 400:
             raise SourceError(_http_error_reason(result.status, result.body, source))
         store_parsed(stored, report, parse_response(result.body, source), settings.announce_types)
         stored.save_http_validators(url, result.etag, result.last_modified)
     except (FetchError, SourceError) as exc:
         report.error = str(exc)
-        log.error("%s: %s", source, exc)
-    log.info("%s", report.summary())
+    return _done(report, started)
+
+
+def _done(report: SourceReport, started: float) -> SourceReport:
+    """Time the fetch; its one log line, error included (nothing else logs it)."""
+    report.seconds = time.monotonic() - started
+    log.info("%s (%.2f s)", report.summary(), report.seconds)
     return report
 
 
@@ -195,7 +207,9 @@ def ingest_bundled_sample(stored: PaperStore, announce_types: frozenset[str]) ->
     for item in sorted(resources.files(SAMPLE_PACKAGE).iterdir(), key=lambda f: f.name):
         if item.name.endswith((".json", ".xml")):
             reports.append(
-                ingest_bytes(stored, item.read_bytes(), f"sample:{item.name}", announce_types)
+                ingest_bytes(
+                    stored, item.read_bytes(), f"{SAMPLE_LABEL}{item.name}", announce_types
+                )
             )
     return reports
 

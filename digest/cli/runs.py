@@ -68,7 +68,12 @@ def runs(ctx: click.Context, fmt: str, limit: int) -> None:
 @click.argument("run_id", type=int)
 @pass_app
 def show(app: AppContext, run_id: int) -> None:
-    """Everything one run recorded: its sources, its plan, what became of its sends."""
+    """Everything one run recorded: its sources, its plan, what became of its sends.
+
+    \b
+    Example:
+      digest runs show 42
+    """
     record = app.store.runs.get(run_id)
     if record is None:
         raise click.ClickException(f"no run {run_id} (kept for DIGEST_RUN_HISTORY_DAYS)")
@@ -110,6 +115,10 @@ def status(app: AppContext, check: bool) -> None:
     Problems --check reports: the last run failed or was partial, no run for two tick
     intervals (is beat running?), a source failing DIGEST_ALERT_AFTER_RUNS runs in a row,
     retries piling up (DIGEST_ALERT_RETRIES_WAITING, or one waiting over a day).
+
+    \b
+    Example:
+      digest status --check || echo "look at digest status"
     """
     from digest.alerts import thresholds
     from digest.models import utcnow

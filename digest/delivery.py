@@ -84,13 +84,14 @@ class BatchReport:
     failed: int = 0
     bounced: int = 0
     skipped: int = 0  # not claimable: already sent, or in another worker's hands
+    inactive: int = 0  # of the skipped: the subscriber paused or left since the plan
     lost: int = (
         0  # claimed, then taken over by another worker after this one stalled past its lease
     )
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: BatchReport) -> None:
-        for name in ("sent", "retried", "failed", "bounced", "skipped", "lost"):
+        for name in ("sent", "retried", "failed", "bounced", "skipped", "inactive", "lost"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
 
@@ -161,6 +162,7 @@ def send_deliveries(
         else:
             deliveries.skip(delivery.id, f"not sent: the subscriber is {subscriber.status}")
             report.skipped += 1
+            report.inactive += 1
     sending = _Sending(deliveries, settings, transport, limiter, known, clock, report)
     for start in range(0, len(wanted), settings.send_group):
         group = wanted[start : start + settings.send_group]

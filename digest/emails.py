@@ -13,7 +13,7 @@ Each message is made by one of two :class:`Paths`: :data:`FAST`, what the servic
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,8 +152,18 @@ def already_subscribed(
     return _account_message("already-subscribed", context, settings, now, paths)
 
 
-# The admin alert mail (a later issue) goes here: one function building its context, through
-# make_message, like the kinds above.
+def admin_alert(
+    problems: Sequence[str], run_id: int, settings: Settings, now: dt.datetime, paths: Paths = FAST
+) -> Message:
+    """To DIGEST_ADMIN_EMAIL: what failed, one line each, and the commands to look closer."""
+    context = {
+        "recipient": settings.admin_email,
+        "problems": list(problems),
+        "run_id": run_id,
+        "base_url": settings.base_url,
+        "preheader": problems[0] if problems else "",
+    }
+    return _account_message("admin-alert", context, settings, now, paths)
 
 
 def _account_message(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 200
 LIVE_SOURCES = (HF, ARXIV_RSS, ARXIV_API)
 SAMPLE_PACKAGE = "digest.sample_data"
+SAMPLE_LABEL = "sample:"  # the bundled papers' reports: no live source
 
 
 class PaperStore(Protocol):
@@ -62,6 +64,9 @@ class SourceReport:
     skipped: int = 0
     error: str | None = None
     not_modified: bool = False
+    url: str = ""
+    http_status: int | None = None
+    seconds: float = 0.0  # the request and the merge
 
     def summary(self) -> str:
         if self.error:
@@ -123,8 +128,7 @@ def reported(report: SourceReport) -> Iterator[None]:
     try:
         yield
     except (FetchError, SourceError) as exc:
-        report.error = str(exc)
-        log.error("%s: %s", report.source, exc)
+        report.error = str(exc)  # logged once, with the source's summary line
     except Exception as exc:  # noqa: BLE001 - one source's data must not stop the daily run
         log.exception("%s: could not store its papers", report.source)
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""]
@@ -156,18 +160,26 @@ def fetch_source(
 ) -> SourceReport:
     """One live source end to end, with conditional GET; never raises for source trouble."""
     report = SourceReport(source=source)
+    started = time.monotonic()
     with reported(report):
-        url = source_url(settings, source, date, categories)
+        report.url = url = source_url(settings, source, date, categories)
         etag, modified = stored.http_validators(url)
         result = fetcher.get(url, etag, modified)
+        report.http_status = result.status
         if result.not_modified:
             report.not_modified = True
-            return report
+            return _done(report, started)
         if result.status >= 400:
             raise SourceError(_http_error_reason(result.status, result.body, source))
         store_parsed(stored, report, parse_response(result.body, source), settings.announce_types)
         stored.save_http_validators(url, result.etag, result.last_modified)
-    log.info("%s", report.summary())
+    return _done(report, started)
+
+
+def _done(report: SourceReport, started: float) -> SourceReport:
+    """Time the fetch; its one log line, error included (nothing else logs it)."""
+    report.seconds = time.monotonic() - started
+    log.info("%s (%.2f s)", report.summary(), report.seconds)
     return report
 
 
@@ -209,7 +221,9 @@ def ingest_bundled_sample(stored: PaperStore, announce_types: frozenset[str]) ->
     for item in sorted(resources.files(SAMPLE_PACKAGE).iterdir(), key=lambda f: f.name):
         if item.name.endswith((".json", ".xml")):
             reports.append(
-                ingest_bytes(stored, item.read_bytes(), f"sample:{item.name}", announce_types)
+                ingest_bytes(
+                    stored, item.read_bytes(), f"{SAMPLE_LABEL}{item.name}", announce_types
+                )
             )
     return reports
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -248,3 +249,59 @@ class HttpCache(Base):
     etag: Mapped[str | None] = mapped_column(String(300))
     last_modified: Mapped[str | None] = mapped_column(String(100))
     fetched_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Run(Base):
+    """One tick or `digest run --now`: what it did and how it ended (`digest runs`). The send
+    counts grow as the batches it handed out finish, often after the tick itself."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'ok', 'partial', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    trigger: Mapped[str] = mapped_column(String(16))  # beat | command
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text)  # the tick itself crashed
+    # worked: fetched or handed anything out; an idle tick says nothing about health
+    worked: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    due: Mapped[int] = mapped_column(Integer, default=0)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    retrying: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    bounced: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_nothing_new: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_paused: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_already_sent: Mapped[int] = mapped_column(Integer, default=0)
+    held_sources_down: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RunSource(Base):
+    """One source's fetch within a run."""
+
+    __tablename__ = "run_sources"
+    __table_args__ = (Index("ix_run_sources_source_run", "source", "run_id"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(Text, default="")
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    seen: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AlertSent(Base):
+    """An admin alert mailed: at most one per problem a day."""
+
+    __tablename__ = "alerts_sent"
+
+    problem: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

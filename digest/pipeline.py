@@ -15,12 +15,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from digest import alerts, receipts
 from digest.announcements import announced_recently
 from digest.editions import CANDIDATE_WINDOW, EditionPlan, digest_content, plan_edition
 from digest.ingestion import SourceReport, fetch_all, ingest_bundled_sample
+from digest.models import utcnow
 from digest.ranking import paper_passage
 from digest.records import NewDelivery, SubscriberRecord
 from digest.rendering import DigestContent
+from digest.runs import BEAT, RunCounts, all_sources_down
 from digest.semantic import ranking_mode
 from digest.settings import Settings
 from digest.sources import PaperRecord
@@ -38,9 +41,21 @@ class TickReport:
     due: int = 0
     created: int = 0
     skipped: int = 0  # due, but nothing to send (no match and nothing trending)
+    held: int = 0  # due, nothing matched, and every source was down: not "nothing new"
     requeued_stale: int = 0
     batches: int = 0
     enqueued: int = 0
+    run_id: int = 0  # its receipt (`digest runs show`)
+    status: str = ""
+
+    def counts(self) -> RunCounts:
+        """The plan's side of the receipt; its batches add the sends."""
+        return RunCounts(
+            due=self.due,
+            planned=self.enqueued,
+            skipped_nothing_new=self.skipped,
+            held_sources_down=self.held,
+        )
 
 
 def batches(ids: Sequence[int], size: int) -> list[list[int]]:
@@ -163,6 +178,20 @@ class PlannedDeliveries:
             )
 
 
+def matched_only(
+    store: Storage,
+    settings: Settings,
+    due: Sequence[tuple[SubscriberRecord, dt.date]],
+    now: dt.datetime,
+) -> list[tuple[SubscriberRecord, dt.date]]:
+    """The subscribers due whose digest matched a paper on their topics. When every source
+    failed, the others are left unplanned (a later tick plans them once a source is back):
+    a "nothing new" digest would pretend the day was quiet."""
+    plan = rank_today(store, settings, [sub for sub, _ in due], now)
+    matched = {sub.id for sub, picks, _ in plan.digests() if any(p.get("topic") for p in picks)}
+    return [(sub, edition) for sub, edition in due if sub.id in matched]
+
+
 def plan_deliveries(
     store: Storage,
     settings: Settings,
@@ -205,16 +234,55 @@ def run_tick(
     enqueue: Callable[[list[int]], None],
     fetch_every: dt.timedelta | None = None,
     everyone: bool = False,
+    run_id: int | None = None,
+    trigger: str = BEAT,
 ) -> TickReport:
-    """One wake-up of the daily job.
+    """One wake-up of the daily job, with its receipt in ``store.runs`` (``run_id``: one the
+    caller started, so the batches it enqueues can name it; else one is started here).
 
     Papers are fetched when someone is due and the last successful fetch is older than
     ``fetch_every`` (default: DIGEST_FETCH_INTERVAL_MINUTES; ``timedelta(0)`` = always).
     ``everyone`` plans all active subscribers now, whatever their send hour (``run --now``).
     """
+    report = TickReport(run_id=run_id or store.runs.start(trigger, now))
+    try:
+        _tick(store, settings, now, enqueue, fetch_every, everyone, report)
+    except Exception as exc:
+        error = receipts.one_line(exc)
+        store.runs.finish(report.run_id, utcnow(), report.counts(), [], error)
+        log.error("run %d failed: %s", report.run_id, error)
+        raise
+    report.status = store.runs.finish(
+        report.run_id, utcnow(), report.counts(), receipts.source_runs(report.fetched)
+    )
+    store.runs.prune(now - dt.timedelta(days=settings.run_history_days))
+    alerts.alert_if_needed(store.runs, settings, now)
+    log.info(
+        "run %d %s: %d due, %d deliveries created, %d skipped, %d held (sources down), "
+        "%d enqueued in %d batches",
+        report.run_id,
+        report.status,
+        report.due,
+        report.created,
+        report.skipped,
+        report.held,
+        report.enqueued,
+        report.batches,
+    )
+    return report
+
+
+def _tick(
+    store: Storage,
+    settings: Settings,
+    now: dt.datetime,
+    enqueue: Callable[[list[int]], None],
+    fetch_every: dt.timedelta | None,
+    everyone: bool,
+    report: TickReport,
+) -> None:
     if fetch_every is None:
         fetch_every = dt.timedelta(minutes=settings.fetch_interval_minutes)
-    report = TickReport()
     store.subscribers.delete_expired_pending(now - dt.timedelta(days=settings.pending_expiry_days))
     store.papers.prune_vectors(now - VECTOR_RETENTION)
     report.requeued_stale = store.deliveries.requeue_stale_claims(
@@ -228,6 +296,12 @@ def run_tick(
         if due and (last is None or now - last >= fetch_every):
             report.fetched = fetch_papers(store, settings)
         report.due = len(due)
+        if due and all_sources_down(receipts.source_runs(report.fetched)):
+            kept = matched_only(store, settings, due, now)
+            report.held, due = len(due) - len(kept), kept
+            log.warning(
+                "every source failed: %d digest(s) with nothing matched held back", report.held
+            )
         report.created, report.skipped, planned_now = plan_deliveries(store, settings, due, now)
     lease = dt.timedelta(seconds=settings.enqueue_lease_seconds)
     ids = sorted(planned_now + store.deliveries.take_to_send(now, lease))
@@ -235,12 +309,3 @@ def run_tick(
     for batch in planned:
         enqueue(batch)
     report.batches, report.enqueued = len(planned), len(ids)
-    log.info(
-        "tick: %d due, %d deliveries created, %d skipped, %d enqueued in %d batches",
-        report.due,
-        report.created,
-        report.skipped,
-        report.enqueued,
-        report.batches,
-    )
-    return report

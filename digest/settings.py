@@ -136,6 +136,20 @@ class Settings(BaseSettings):
     bounce_limit: int = Field(default=3, ge=1, description="Hard bounces before 'bounced'.")
     pending_expiry_days: int = Field(default=7, ge=1)
 
+    run_history_days: int = Field(default=90, ge=1, description="Run receipts kept this long.")
+    admin_email: str = Field(default="", description="Alerts go here; empty: no alert mail.")
+    alert_after_runs: int = Field(
+        default=3, ge=1, description="Alert when a source failed this many runs in a row."
+    )
+    alert_retries_waiting: int = Field(
+        default=100, ge=1, description="`status --check` complains at this many waiting retries."
+    )
+    metrics: bool = Field(default=True, description="Serve /metrics (Prometheus text format).")
+    metrics_token: str = Field(default="", description="Bearer token /metrics asks for, if set.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line, for log collectors."
+    )
+
     hf_api_url: str = "https://huggingface.co/api/daily_papers"
     arxiv_rss_url: str = "https://rss.arxiv.org/rss"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"

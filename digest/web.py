@@ -190,6 +190,10 @@ def create_app(
     app.extensions["digest"] = ctx
     csrf.init_app(app)
     app.register_blueprint(pages)
+    if settings.metrics:
+        from digest.metrics import metrics
+
+        app.register_blueprint(metrics)
     _register_errors(app)
     if settings.trusted_proxies:
         hops = settings.trusted_proxies

@@ -19,6 +19,7 @@ PURE = (
     "evaluation",
     "records",
     "text",
+    "runs",
 )
 SHELL_PACKAGES = (
     "sqlalchemy",

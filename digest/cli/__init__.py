@@ -18,6 +18,7 @@ from digest.cli.doctor import doctor
 from digest.cli.feedback import feedback
 from digest.cli.papers import fetch, papers
 from digest.cli.run import preview, run, send_test
+from digest.cli.runs import runs, status
 from digest.cli.serve import smtp_sink, web
 from digest.cli.subscribers import subscribers
 from digest.cli.topics import topics
@@ -32,8 +33,10 @@ COMMANDS = (
     preview,
     retry_failed,
     run,
+    runs,
     send_test,
     smtp_sink,
+    status,
     subscribers,
     topics,
     web,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -92,10 +91,9 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from digest import logs
+
+    logs.setup(logging.WARNING - 10 * verbose)
 
 
 class LazyChoice(click.Choice):

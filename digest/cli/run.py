@@ -109,10 +109,13 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     Example:
       digest run --now --offline
     """
+    from digest.alerts import alert_if_needed
     from digest.delivery import BatchReport, send_deliveries
     from digest.limits import RateLimiter
     from digest.models import utcnow
     from digest.pipeline import run_tick
+    from digest.receipts import record_batch
+    from digest.runs import COMMAND
     from digest.transports import make_transport
 
     settings = app.settings.model_copy(update={"offline": True}) if offline else app.settings
@@ -120,7 +123,13 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
     _seed_demo_subscriber(app)
     pending: list[list[int]] = []
     report = run_tick(
-        store, settings, utcnow(), pending.append, fetch_every=dt.timedelta(0), everyone=True
+        store,
+        settings,
+        utcnow(),
+        pending.append,
+        fetch_every=dt.timedelta(0),
+        everyone=True,
+        trigger=COMMAND,
     )
     for source in report.fetched:
         click.echo(f"fetch: {source.summary()}")
@@ -130,19 +139,23 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
         progress_bar(pending, label="sending", show_pos=True) as bar,
     ):
         for batch in bar:
-            totals.add(
-                send_deliveries(
-                    store.deliveries,
-                    store.papers,
-                    settings,
-                    batch,
-                    transport,
-                    RateLimiter(settings.rate_limit_per_second, None),
-                )
+            sent = send_deliveries(
+                store.deliveries,
+                store.papers,
+                settings,
+                batch,
+                transport,
+                RateLimiter(settings.rate_limit_per_second, None),
             )
+            record_batch(store.runs, report.run_id, sent)
+            totals.add(sent)
+    alert_if_needed(store.runs, settings, utcnow())
+    status = store.runs.get(report.run_id)
     click.echo(
+        f"run {report.run_id} {status.status if status else report.status}: "
         f"subscribers due: {report.due}, digests sent: {totals.sent}, skipped: {report.skipped} "
         f"(nothing to send), failed: {totals.failed + totals.bounced}, to retry: {totals.retried}"
+        + (f", held back (every source down): {report.held}" if report.held else "")
     )
     for error in totals.errors[:10]:
         click.echo(f"  error: {error}", err=True)
@@ -155,7 +168,12 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
                 if retry
                 else ""
             )
-            + ": see `digest deliveries --status queued` and `--status failed`"
+            + f": see `digest runs show {report.run_id}` and `digest deliveries --status failed`"
+        )
+    if report.held:
+        raise click.ClickException(
+            f"every source failed: {report.held} digest(s) held back rather than sent as "
+            f'"nothing new"; see `digest runs show {report.run_id}`'
         )
     where = (
         f"SMTP server {settings.smtp_host}:{settings.smtp_port}"

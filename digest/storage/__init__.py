@@ -1,7 +1,7 @@
 """The only package that talks to the database, a module per concept.
 
 Each concept is a small class over one :class:`Database`: :class:`Subscribers`,
-:class:`Topics`, :class:`Papers`, :class:`Deliveries`, :class:`Feedback`, :class:`Archive`.
+:class:`Topics`, :class:`Papers`, :class:`Deliveries`, :class:`Feedback`, :class:`Archive`, :class:`Runs`.
 Callers get plain records (dataclasses) back, never live ORM objects, so the CLI, the web
 app and the Celery tasks cannot trip over detached sessions or lazy loads; every public
 method is one short transaction. Code that needs one concept takes that concept (or a
@@ -18,6 +18,7 @@ from digest.storage.database import Database, StorageError, make_engine
 from digest.storage.deliveries import Deliveries
 from digest.storage.feedback import Feedback
 from digest.storage.papers import Papers
+from digest.storage.runs import Runs
 from digest.storage.subscribers import Subscribers
 from digest.storage.topics import Topics
 
@@ -27,6 +28,7 @@ __all__ = [
     "Deliveries",
     "Feedback",
     "Papers",
+    "Runs",
     "Storage",
     "StorageError",
     "Subscribers",
@@ -46,6 +48,7 @@ class Storage:
     deliveries: Deliveries
     feedback: Feedback
     archive: Archive
+    runs: Runs
 
     @classmethod
     def over(cls, db: Database) -> Storage:
@@ -57,6 +60,7 @@ class Storage:
             Deliveries(db),
             Feedback(db),
             Archive(db),
+            Runs(db),
         )
 
     @classmethod

@@ -229,12 +229,22 @@ class _Sending:
             bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
             report.count("bounced", _record("mark bounced", deliveries.mark_failed, *bounce))
             report.errors.append(f"{subscriber.email}: {exc}")
-            log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
+            reply = without_address(str(exc), subscriber.email)
+            log.warning(
+                "delivery %d to subscriber %d bounced: %s", delivery.id, subscriber.id, reply
+            )
             return None
         paper_ids = tuple(p["arxiv_id"] for p in delivery.picks)
         return SentRecord(
             delivery.id, subscriber.id, claim, message["Message-ID"], self.clock(), paper_ids
         )
+
+
+def without_address(reply: str, email: str) -> str:
+    """A server's reply for the log: servers often quote the recipient ("550 <ada@...>: no
+    such user"), and logs are kept and shipped where addresses must not go; the delivery
+    and subscriber ids say whom it concerns."""
+    return reply.replace(email, "RECIPIENT")
 
 
 def _handle_transient(
@@ -247,14 +257,15 @@ def _handle_transient(
     report: BatchReport,
 ) -> None:
     attempts = delivery.attempts + 1
+    shown = without_address(error, delivery.email)
     if attempts >= settings.max_attempts:
         final = f"gave up after {attempts} attempts: {error}"
         failed = (delivery.id, claim, final, False, settings.bounce_limit)
         report.count("failed", _record("mark failed", deliveries.mark_failed, *failed))
-        log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, error)
+        log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, shown)
     else:
         next_try = now + retry_delay(settings, attempts)
         retry = (delivery.id, claim, error, next_try)
         report.count("retried", _record("mark retry", deliveries.mark_retry, *retry))
-        log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, error, next_try)
+        log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, shown, next_try)
     report.errors.append(error)

@@ -11,11 +11,11 @@ import os
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from digest.records import SubscriberDefaults
@@ -24,6 +24,9 @@ from digest.tokens import Tokens
 ENV_PREFIX = "DIGEST_"
 ANNOUNCE_TYPES = frozenset({"new", "cross", "replace", "replace-cross"})
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+MIN_SECRET_BYTES = 32
+THIS_MACHINE = frozenset({"localhost", "127.0.0.1", "::1"})
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 
 
 def default_data_dir() -> Path:
@@ -65,6 +68,11 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET_KEY
     trusted_proxies: int = Field(
         default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`."
+    )
+    signup_mails_per_domain_per_hour: int = Field(
+        default=100,
+        ge=1,
+        description="Sign-up emails to one mail domain (gmail.com...) per hour, all senders.",
     )
     signup_answer_seconds: float = Field(
         default=1.0,
@@ -138,12 +146,14 @@ class Settings(BaseSettings):
     @field_validator("base_url")
     @classmethod
     def _an_http_address(cls, value: str) -> str:
-        parts = urlsplit(value)
+        """The scheme is written lower-case (``HTTPS://`` is https), so every check that
+        reads it, HSTS and Secure cookies included, can compare it as written."""
+        parts = urlsplit(value)  # lower-cases the scheme it reports
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"{value!r} is not an http(s) address, like https://digest.example.org"
             )
-        return value.rstrip("/")
+        return parts.geturl().rstrip("/")
 
     @field_validator("sender")
     @classmethod
@@ -182,6 +192,23 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_secret_means_dev_key(cls, value: str) -> str:
         return value or DEV_SECRET_KEY
+
+    @model_validator(mode="after")
+    def _a_real_secret_key_unless_on_this_machine(self) -> Self:
+        """Whoever knows the key can forge every unsubscribe, preferences and confirmation
+        link. The published development key, or a short one, is fine only while the links
+        lead to this machine (the offline demo); whatever the scheme, another host is public."""
+        if urlsplit(self.base_url).hostname in THIS_MACHINE:
+            return self
+        size = len(self.secret_key.encode("utf-8"))
+        if self.uses_dev_secret or size < MIN_SECRET_BYTES:
+            problem = "is not set" if self.uses_dev_secret else f"is {size} bytes long"
+            raise ValueError(
+                f"DIGEST_SECRET_KEY {problem}, and DIGEST_BASE_URL ({self.base_url}) is not this "
+                f"machine: anyone could forge links. Set DIGEST_SECRET_KEY to at least "
+                f"{MIN_SECRET_BYTES} bytes of random text, e.g. the output of {MAKE_A_KEY}"
+            )
+        return self
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -225,6 +252,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = [
             f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else str(err["msg"]).removeprefix("Value error, ")  # names its variables itself
             for err in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

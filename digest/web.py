@@ -78,6 +78,7 @@ from digest.subscriptions import (
     SubscriberInput,
     build_subscriber_input,
     first_digest_time,
+    mail_domain_of,
     mailbox_of,
     normalize_email,
     normalize_topics,
@@ -105,9 +106,10 @@ MAX_FORM_BYTES = 16 * 1024
 # five topics of 80 characters, percent-encoded, fit with room to spare
 MAX_PREVIEW_QUERY_BYTES = 1024
 SIGNUPS_PER_CLIENT = Limit("client", 20, 3600)
-MAILS_PER_ADDRESS = Limit("address", 3, 86400)  # confirmation or reminder emails to one address
-# ... and to one mailbox: ada+1@ and ada+2@ are one person
-MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400)
+# confirmation or reminder emails to one address (1 while counted without Redis: see Limit)
+MAILS_PER_ADDRESS = Limit("address", 3, 86400, without_redis=1)
+# ... and to one mailbox: ada+1@, a.da@gmail.com and ada@googlemail.com are one person
+MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400, without_redis=1)
 PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
 ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
 PREVIEW_PAPERS = 5
@@ -368,10 +370,15 @@ def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
     """Record the sign-up and mail the address, within its per-address and per-mailbox
     limits. False only when the mail could not be sent (and then it is not counted)."""
     sub, needs_confirmation = ctx.store.subscribers.request_subscription(data, ctx.defaults)
-    quota = ((MAILS_PER_ADDRESS, sub.email), (MAILS_PER_MAILBOX, mailbox_of(sub.email)))
+    per_domain = Limit("domain", ctx.settings.signup_mails_per_domain_per_hour, 3600)
+    quota = (
+        (MAILS_PER_ADDRESS, sub.email),
+        (MAILS_PER_MAILBOX, mailbox_of(sub.email)),
+        (per_domain, mail_domain_of(sub.email)),
+    )
     if not ctx.throttle.reserve(*quota):
         log.info(
-            "sign-up mail to subscriber %d not sent: over the per-address or per-mailbox limit",
+            "sign-up mail to subscriber %d not sent: over its address, mailbox or domain limit",
             sub.id,
         )
         return True

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FEEDS
 from feed_server import FeedServer, Reply
+from sqlalchemy import text
 
 from digest.cli import cli
 from digest.fetching import Fetcher
@@ -22,7 +23,7 @@ from digest.ingestion import (
 from digest.settings import Settings
 from digest.sources import ARXIV_API, ARXIV_RSS, HF, parse_response
 from digest.storage import Storage
-from digest.subscriptions import InvalidInput
+from digest.subscriptions import InvalidInput, build_subscriber_input
 
 HF_BODY = (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()
 RSS_BODY = (FEEDS / "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml").read_bytes()
@@ -325,3 +326,70 @@ def test_an_import_rejects_the_rows_naming_papers_arxiv_does_not_have(
     assert "bob@example.org: rejected: arXiv has no paper 2699.99999" in result.output
     assert "created 2," in result.output and "rejected 1" in result.output
     assert len(server.requests["/api/query"]) == 1, "one look-up for the whole file"
+
+
+# -- one hostile paper must not cost the others -------------------------------------------------
+
+
+def test_a_nul_byte_in_the_hf_file_loses_no_other_paper_and_the_digests_go_out(
+    store: Storage, db_url: str, settings: Settings, server: FeedServer
+) -> None:
+    """PostgreSQL refuses NUL in text: once it failed the whole file, the run and every
+    source after it. A raw NUL (which strict JSON refuses) and an escaped one."""
+    hf = HF_BODY.replace(b"MedPMC: A Systematic", b"Med\\u0000PMC: A Systematic").replace(
+        b"Long-Horizon-Terminal-Bench", b"Long-Horizon\x00-Terminal-Bench"
+    )
+    for email, topic in (("ada@example.org", "medical imaging"), ("bob@example.org", "agents")):
+        store.subscribers.add(build_subscriber_input(email, [topic]), settings.subscriber_defaults)
+    server.script("/api/daily_papers", Reply(200, hf))
+    server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
+    server.script("/api/query", Reply(200, API_BODY))
+    env = {
+        "DIGEST_DATA_DIR": str(settings.data_dir),
+        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_HF_API_URL": server.url + "/api/daily_papers",
+        "DIGEST_ARXIV_RSS_URL": server.url + "/rss",
+        "DIGEST_ARXIV_API_URL": server.url + "/api/query",
+        "DIGEST_ARXIV_CATEGORIES": "cs.LG+cs.AI",
+        "DIGEST_SEMANTIC": "false",
+    }
+    result = CliRunner().invoke(cli, ["run", "--now"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "fetched 25, new 25" in result.output and "ERROR" not in result.output
+    assert "digests sent: 2" in result.output
+    overlap = len(ids_in(HF_BODY) & ids_in(API_BODY))
+    assert store.papers.count() == 25 + 3 + 50 - overlap
+    titles = {p.arxiv_id: p.title for p in store.papers.find(ids=["2607.07673", "2607.08964"])}
+    assert titles["2607.07673"].startswith("MedPMC: A Systematic")
+    assert titles["2607.08964"].startswith("Long-Horizon-Terminal-Bench")
+
+
+def refuse_titles_with(store: Storage, word: str) -> None:
+    """Make the database refuse to store any paper whose title holds ``word``: a failure
+    to store that no parser foresaw."""
+    with store.db.engine.begin() as conn:
+        if store.db.engine.dialect.name == "postgresql":
+            conn.execute(
+                text(f"ALTER TABLE papers ADD CONSTRAINT refused CHECK (title NOT LIKE '%{word}%')")
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refused BEFORE INSERT ON papers WHEN NEW.title LIKE '%{word}%' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+
+
+def test_a_source_that_cannot_be_stored_is_that_sources_error_and_the_others_land(
+    store: Storage, live: Settings, server: FeedServer
+) -> None:
+    refuse_titles_with(store, "MedPMC")
+    server.script("/api/daily_papers", Reply(200, HF_BODY))
+    server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
+    server.script("/api/query", Reply(200, API_BODY))
+    reports = fetch(store, live)
+    assert reports[HF].error is not None and reports[HF].error.startswith("could not store")
+    assert "\n" not in reports[HF].error and len(reports[HF].error) < 300
+    assert (reports[ARXIV_RSS].error, reports[ARXIV_RSS].new) == (None, 3)
+    assert (reports[ARXIV_API].error, reports[ARXIV_API].fetched) == (None, 50)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from digest.delivery import send_deliveries
 from digest.pipeline import run_tick
 from digest.records import SubscriberDefaults
-from digest.settings import Settings
+from digest.settings import Settings, load_settings
 from digest.sources import PaperRecord
 from digest.storage import Storage, Subscribers
 from digest.subscriptions import build_subscriber_input
@@ -240,6 +240,16 @@ def test_a_token_for_another_purpose_or_person_is_refused(web: dict) -> None:
     other = tokens.make("unsubscribe", sub.id, "eve@example.org")
     response = web["client"].post(f"/unsubscribe/{other}", data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 400 and active(web["store"]) == "active"
+
+
+@pytest.mark.parametrize("subscriber_id", [2**31, 2**63, 10**30, 0, -1])
+def test_a_signed_token_naming_an_impossible_id_is_an_invalid_link(
+    web: dict, subscriber_id: int
+) -> None:
+    """An id past the database's integer once overflowed the query: a 500."""
+    token = web["tokens"].make("preferences", subscriber_id, "ada@example.org")
+    page = web["client"].get(f"/preferences/{token}")
+    assert page.status_code == 400 and INVALID_LINK in page.get_data(as_text=True)
 
 
 def test_unsubscribe_get_confirms_and_post_acts(web: dict) -> None:
@@ -521,6 +531,32 @@ def test_sub_addresses_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
     assert len(web["sink"].handler.received) == 3
 
 
+def test_gmail_spellings_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
+    """Gmail ignores dots and +tags, and googlemail.com is gmail.com: one inbox."""
+    for email in (
+        "ada@gmail.com",
+        "a.da@gmail.com",
+        "ad.a@gmail.com",
+        "a.d.a@googlemail.com",
+        "A.da+x@gmail.com",
+        "a.d.a+y@googlemail.com",
+    ):
+        assert subscribe(web, email=email).status_code == 200
+    assert len(web["sink"].handler.received) == 3
+
+
+def test_sign_up_mail_to_one_domain_is_capped_per_hour(web: dict) -> None:
+    web["client"] = make_app(web, signup_mails_per_domain_per_hour=2).test_client()
+    for name in ("ada", "bob", "cy"):
+        assert subscribe(web, email=f"{name}@example.org").status_code == 200
+    assert subscribe(web, email="dee@example.net").status_code == 200
+    assert sorted(m.recipient for m in web["sink"].handler.received) == [
+        "ada@example.org",
+        "bob@example.org",
+        "dee@example.net",
+    ]
+
+
 @pytest.mark.parametrize(
     "redis_conn",
     [
@@ -529,10 +565,15 @@ def test_sub_addresses_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
     ],
 )
 def test_the_mail_limit_holds_when_redis_is_down_or_old(web: dict, redis_conn) -> None:
-    web["client"] = make_app(web, redis_conn()).test_client()
+    """Without Redis the process cannot know what other processes, or it before an outage,
+    already sent: it allows fewer."""
+    conn = redis_conn()
+    web["client"] = make_app(web, conn).test_client()
     for _ in range(6):
         assert subscribe(web).status_code == 200
-    assert len(web["sink"].handler.received) == MAILS_PER_ADDRESS.count
+    down = conn.connection_pool.connection_kwargs.get("port") == 1
+    expected = MAILS_PER_ADDRESS.without_redis if down else MAILS_PER_ADDRESS.count
+    assert len(web["sink"].handler.received) == expected
 
 
 def test_sign_up_mails_take_permits_from_the_shared_send_rate(web: dict) -> None:
@@ -609,6 +650,18 @@ def test_forms_work_over_https_and_the_site_asks_for_https_only(web: dict) -> No
     ), "the strict referrer check is still on"
     plain = make_app(web, base_url="http://127.0.0.1:8000").test_client().get("/")
     assert "Strict-Transport-Security" not in plain.headers
+
+
+def test_an_upper_case_https_base_url_still_gets_hsts_and_secure_cookies(
+    web: dict, settings: Settings
+) -> None:
+    config = load_settings(
+        data_dir=settings.data_dir, base_url="HTTPS://digest.example.org", secret_key="k" * 32
+    )
+    app = create_app(config, web["store"], fakeredis.FakeRedis())
+    page = app.test_client().get("/", base_url="https://digest.example.org")
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Secure" in page.headers["Set-Cookie"]
 
 
 class Blackhole:

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(
         default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`."
     )
+    trusted_proxy_address: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="The address the nearest proxy connects from ('*': any); only its "
+        "X-Forwarded-* headers are believed.",
+    )
     signup_mails_per_domain_per_hour: int = Field(
         default=100,
         ge=1,

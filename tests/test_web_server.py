@@ -4,7 +4,9 @@ is behind a reverse proxy, and what slow or half-sent requests can do to everyon
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -86,3 +88,43 @@ def test_a_client_not_from_the_proxy_cannot_spoof_its_address(
         assert previews(port, ELSEWHERE, "198.51.100.4", 1) == [429], (
             "a header from anyone but the proxy is not believed"
         )
+
+
+def half_sent_requests(port: int, count: int) -> list[socket.socket]:
+    """Connections that send the start of a request and then nothing, as a slow or hostile
+    client does: each holds one of the server's connections until it gives up on them."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: digest.example.org\r\n")
+        held.append(sock)
+    return held
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, TimeoutError):
+        return False
+
+
+def test_half_sent_requests_do_not_starve_a_normal_one_beyond_the_channel_timeout(
+    store: Storage, settings: Settings
+) -> None:
+    """Over waitress's connection limit it stops accepting: 110 half-sent requests used to
+    hold every slot for waitress's default two minutes. Idle connections now go after
+    DIGEST_WEB_CHANNEL_TIMEOUT (short here), and the waiting request is then served."""
+    limited = settings.model_copy(
+        update={"web_connection_limit": 10, "web_channel_timeout": 2, "web_cleanup_interval": 1}
+    )
+    with serving(limited, store) as port:
+        held = half_sent_requests(port, 12)  # every slot, and more waiting to be accepted
+        started = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        waited = time.monotonic() - started
+        assert waited < 2 + 1 + 3, f"a normal request waited {waited:.1f} s"
+        assert closed_by_server(held[0]), "an idle half-sent request is dropped"
+        for sock in held:
+            sock.close()

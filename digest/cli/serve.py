@@ -81,8 +81,29 @@ def web_server(
     from waitress.server import create_server
 
     return create_server(
-        application, host=host, port=port, threads=threads, **proxy_options(settings)
+        application,
+        host=host,
+        port=port,
+        threads=threads,
+        **proxy_options(settings),
+        **connection_options(settings),
     )
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Bounds on what one connection can hold. Waitress stops accepting at its connection
+    limit, so idle (half-sent) requests must go soon, not after its default two minutes,
+    or a hundred of them lock everyone out; a body is read into memory up to its limit,
+    never spooled to disk. A client that trickles bytes is the reverse proxy's to stop
+    (docs/operations.md)."""
+    return {
+        "connection_limit": settings.web_connection_limit,
+        "channel_timeout": settings.web_channel_timeout,
+        "cleanup_interval": settings.web_cleanup_interval,
+        "max_request_header_size": settings.web_max_header_bytes,
+        "max_request_body_size": settings.web_max_body_bytes,
+        "inbuf_overflow": settings.web_max_body_bytes,
+    }
 
 
 def proxy_options(settings: Settings) -> dict[str, Any]:

@@ -367,9 +367,23 @@ def subscribe() -> tuple[str, int]:
 
 
 def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
-    """Record the sign-up and mail the address, within its per-address and per-mailbox
-    limits. False only when the mail could not be sent (and then it is not counted)."""
+    """Record the sign-up and mail the address, within its mail limits. False only when the
+    mail could not be sent (and then it is not counted)."""
     sub, needs_confirmation = ctx.store.subscribers.request_subscription(data, ctx.defaults)
+    # An active or paused subscriber who forgot is sent a way to their preferences instead
+    # (nothing changes): from the page alone, nobody can tell which of the two was sent.
+    message = (
+        emails.confirmation(sub, data, ctx.settings, utcnow())
+        if needs_confirmation
+        else emails.already_subscribed(sub, ctx.settings, utcnow())
+    )
+    return _mail_within_quota(ctx, sub, message)
+
+
+def _mail_within_quota(ctx: WebContext, sub: SubscriberRecord, message: Message) -> bool:
+    """Mail an account email within the per-address, per-mailbox and per-domain limits any
+    visitor's request for mail shares. False only when the mail could not be sent (and then
+    it is not counted); over a limit, nothing is sent and the caller cannot tell."""
     per_domain = Limit("domain", ctx.settings.signup_mails_per_domain_per_hour, 3600)
     quota = (
         (MAILS_PER_ADDRESS, sub.email),
@@ -378,17 +392,10 @@ def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
     )
     if not ctx.throttle.reserve(*quota):
         log.info(
-            "sign-up mail to subscriber %d not sent: over its address, mailbox or domain limit",
+            "account mail to subscriber %d not sent: over its address, mailbox or domain limit",
             sub.id,
         )
         return True
-    # An active or paused subscriber who forgot is sent a way to their preferences instead
-    # (nothing changes): from the page alone, nobody can tell which of the two was sent.
-    message = (
-        emails.confirmation(sub, data, ctx.settings, utcnow())
-        if needs_confirmation
-        else emails.already_subscribed(sub, ctx.settings, utcnow())
-    )
     if _send_account_email(ctx, sub, message):
         return True
     ctx.throttle.release(*quota)
@@ -442,13 +449,30 @@ def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> Subsc
 @pages.get("/unsubscribe/<token>")
 @with_subscriber("unsubscribe")
 def unsubscribe_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
-    """Asks first (mail scanners follow links), and offers a pause to an active subscriber."""
-    pause_url = None
-    if sub.status == "active":
-        prefs = _ctx().tokens.make("preferences", sub.id, sub.email)
-        pause_url = url_for("pages.preferences", token=prefs)
+    """Asks first (mail scanners follow links). The link never expires and travels with
+    every forwarded digest, so it opens no other page: the preferences (to pause instead)
+    are mailed to the address on request."""
     return _page(
-        "unsubscribe.html", email=sub.email, done=sub.status == "unsubscribed", pause_url=pause_url
+        "unsubscribe.html",
+        email=sub.email,
+        done=sub.status == "unsubscribed",
+        can_ask=sub.status in ("active", "paused"),
+    )
+
+
+@pages.post("/unsubscribe/<token>/preferences-link")
+@with_subscriber("unsubscribe")
+def preferences_link(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    """Mails a fresh preferences link to the subscriber's own address, within the limits
+    sign-up mail has; the page says the same whatever happened."""
+    ctx = _ctx()
+    if not ctx.throttle.reserve((SIGNUPS_PER_CLIENT, _client())):
+        return _notice("Too many requests", "Please try again in an hour.", 429)
+    if sub.status in ("active", "paused"):
+        _mail_within_quota(ctx, sub, emails.preferences_link(sub, ctx.settings, utcnow()))
+    return _notice(
+        "Check your inbox",
+        f"If {sub.email} still gets digests, a link to its preferences is on its way there.",
     )
 
 
@@ -523,12 +547,10 @@ def digest_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
     content = digest_content(
         sub, sent.picks, papers, sent.edition, ctx.tokens, base, sent.quiet_topics
     )
-    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
     return _page(
         "archive.html",
         content=content,
         trending_votes=[vote_url(content.archive_url, p.arxiv_id) for p in content.trending],
-        preferences_url=url_for("pages.preferences", token=prefs),
     )
 
 
@@ -591,7 +613,6 @@ def _vote_page(
 ) -> tuple[str, int]:
     ctx = _ctx()
     current = {1: "up", -1: "down"}.get(ctx.store.feedback.vote_of(sub.id, paper.arxiv_id) or 0)
-    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
     return _page(
         "vote.html",
         status,
@@ -599,7 +620,6 @@ def _vote_page(
         current=current,
         wanted=wanted or current or "up",
         saved=saved,
-        preferences_url=url_for("pages.preferences", token=prefs),
     )
 
 

@@ -60,6 +60,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digest import emails
 from digest.editions import digest_content, digest_url, feed_url, vote_url
+from digest.fetching import Fetcher
 from digest.ingestion import require_topic_papers
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import Message, wire_address
@@ -111,6 +112,13 @@ MAILS_PER_ADDRESS = Limit("address", 3, 86400, without_redis=1)
 # ... and to one mailbox: ada+1@, a.da@gmail.com and ada@googlemail.com are one person
 MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400, without_redis=1)
 PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
+# preference saves (each may look papers up on arXiv): per client, and per subscriber
+PREFERENCE_SAVES_PER_CLIENT = Limit("prefs-client", 30, 3600)
+PREFERENCE_SAVES_PER_SUBSCRIBER = Limit("prefs-subscriber", 20, 3600)
+# a request thread waits for arXiv at most this long, and for its turn (arXiv asks for 3 s
+# between requests, shared by every visitor of this process) at most this long
+LOOKUP_TIMEOUT = 4.0
+LOOKUP_QUEUE = 6.0
 ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
 PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
@@ -143,6 +151,7 @@ class WebContext:
     tokens: Tokens
     throttle: Throttle
     limiter: RateLimiter  # the send rate shared with the digest workers
+    lookups: Fetcher  # the one client asking arXiv about papers topics name, spaced as it asks
     transport_factory: Callable[[], Any]
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -190,6 +199,7 @@ def create_app(
         tokens=settings.tokens,
         throttle=Throttle(client),
         limiter=RateLimiter(settings.rate_limit_per_second, client),
+        lookups=Fetcher(timeout=LOOKUP_TIMEOUT, retries=0, max_queue=LOOKUP_QUEUE),
         transport_factory=transport_factory or (lambda: make_transport(account_settings)),
     )
     app.extensions["digest"] = ctx
@@ -315,7 +325,7 @@ def _known_topics(ctx: WebContext, raw: str) -> tuple[str, ...]:
     """The topics field, normalised; a paper it names by id or link is looked up on arXiv
     when it is not stored yet."""
     topics = normalize_topics(topic_lines(raw))
-    require_topic_papers(ctx.store.papers, ctx.settings, topics)
+    require_topic_papers(ctx.store.papers, ctx.settings, topics, ctx.lookups)
     return topics
 
 
@@ -507,6 +517,12 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
     errors: dict[str, str] = {}
     saved = False
     if request.method == "POST":
+        saves = (
+            (PREFERENCE_SAVES_PER_CLIENT, _client()),
+            (PREFERENCE_SAVES_PER_SUBSCRIBER, str(sub.id)),
+        )
+        if not ctx.throttle.reserve(*saves):
+            return _notice("Too many changes", "Please wait an hour before saving again.", 429)
         sub, errors = _apply_preferences(ctx, sub, request.form)
         saved = not errors
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)

@@ -7,6 +7,7 @@ process with a message that names the variable, instead of failing later mid-run
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from email.utils import parseaddr
 from functools import cached_property
@@ -36,6 +37,17 @@ def default_data_dir() -> Path:
     return Path(base) / "paper-digest"
 
 
+def _dates(value: str) -> frozenset[dt.date]:
+    """ISO dates separated by commas; a bad one is a ValueError naming it."""
+    days = set()
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            days.add(dt.date.fromisoformat(part))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a date like 2026-12-25") from None
+    return frozenset(days)
+
+
 class SettingsError(Exception):
     """Raised when the environment holds an invalid setting; the message names the variable."""
 
@@ -58,7 +70,14 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "ssl"] = "none"
     smtp_user: str = ""
     smtp_password: str = ""
-    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for a connection or a command's reply."
+    )
+    smtp_data_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds to wait for the reply to a message's data (RFC 5321 4.5.3.2.6).",
+    )
     smtp_ca_file: str = Field(
         default="", description="CA bundle to verify the SMTP server with; empty: the system's."
     )
@@ -144,6 +163,22 @@ class Settings(BaseSettings):
     arxiv_api_max_results: int = Field(default=200, ge=1, le=2000)
     arxiv_categories: str = "cs.LG+cs.AI+cs.CL+cs.CV+stat.ML"
     arxiv_announce_types: str = "new,cross"
+    suggested_topics: str = Field(
+        default=(
+            "large language models, reinforcement learning, diffusion models, computer vision, "
+            "graph neural networks, efficient attention, robotics, speech recognition"
+        ),
+        description="The topics the sign-up page suggests, comma-separated.",
+    )
+    suggest_min_followers: int = Field(
+        default=5, ge=1, description="A followed topic is suggested once this many follow it."
+    )
+    new_paper_days: int = Field(
+        default=3, ge=1, le=30, description="A paper is new for this many arXiv announcement days."
+    )
+    arxiv_holidays: str = Field(
+        default="", description="Dates arXiv does not announce (YYYY-MM-DD, comma-separated)."
+    )
     http_timeout: float = Field(default=20.0, gt=0)
     offline: bool = Field(default=False, description="Skip live fetching; use stored papers.")
 
@@ -209,6 +244,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("arxiv_holidays")
+    @classmethod
+    def _holiday_dates(cls, value: str) -> str:
+        _dates(value)
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _blank_secret_means_dev_key(cls, value: str) -> str:
@@ -245,6 +286,14 @@ class Settings(BaseSettings):
     @property
     def announce_types(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.arxiv_announce_types.split(",") if t.strip())
+
+    @property
+    def suggestion_list(self) -> list[str]:
+        return [t.strip() for t in self.suggested_topics.split(",") if t.strip()]
+
+    @property
+    def holidays(self) -> frozenset[dt.date]:
+        return _dates(self.arxiv_holidays)
 
     @property
     def category_list(self) -> list[str]:

@@ -99,6 +99,7 @@ class PaperRecord:
     ai_summary: str | None = None
     ai_keywords: list[str] = field(default_factory=list)
     published_at: dt.datetime | None = None
+    featured_at: dt.datetime | None = None  # first on Hugging Face Daily Papers
     sources: list[str] = field(default_factory=list)  # which sources saw it
     # what Hugging Face shows beside the paper (its API only)
     github_repo: str | None = None
@@ -253,6 +254,7 @@ def _hf_item_to_record(item: dict[str, Any], paper: dict[str, Any]) -> PaperReco
         ai_summary=clean_text(paper.get("ai_summary")) or None,
         ai_keywords=[clean_text(k) for k in paper.get("ai_keywords", []) if isinstance(k, str)],
         published_at=_iso_to_datetime(paper.get("publishedAt")),
+        featured_at=_iso_to_datetime(paper.get("submittedOnDailyAt")),
         sources=[HF],
         github_repo=_web_url(paper.get("githubRepo")),
         github_stars=_count(paper.get("githubStars")),
@@ -510,6 +512,7 @@ MERGED_FIELDS = (
     "ai_summary",
     "ai_keywords",
     "published_at",
+    "featured_at",
     "sources",
     *HF_DETAILS,
 )
@@ -540,8 +543,9 @@ def merge_paper(current: dict[str, Any] | None, record: PaperRecord) -> dict[str
     for name in ("upvotes", "hf_url", "ai_summary", *HF_DETAILS):
         if getattr(record, name) is not None:
             merged[name] = getattr(record, name)
-    dates = [d for d in (current.get("published_at"), record.published_at) if d is not None]
-    merged["published_at"] = min(dates) if dates else None
+    for name in ("published_at", "featured_at"):
+        dates = [d for d in (current.get(name), getattr(record, name)) if d is not None]
+        merged[name] = min(dates) if dates else None
     return merged
 
 

@@ -12,7 +12,7 @@ import io
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,3 +380,20 @@ def first_digest_time(now: dt.datetime, timezone: str, send_hour: int) -> str:
         f"within minutes (today's edition), then from tomorrow, {tomorrow:%A} {tomorrow.day} "
         f"{tomorrow:%B}, every day {at}"
     )
+
+
+SUGGESTED_FROM_FOLLOWERS = 12  # at most this many followed topics beside the curated list
+
+
+def suggested_topics(
+    curated: Sequence[str], counts: Sequence[tuple[str, int]], min_followers: int
+) -> list[str]:
+    """The topic chips a public page offers: followed topics first (most followed), then the
+    curated list. A followed topic is shown only once ``min_followers`` people follow it,
+    and never a paper id: one person's free text, or the paper they read, is theirs alone."""
+    followed = [
+        name
+        for name, followers in counts
+        if followers >= min_followers and paper_of_topic(name) is None
+    ]
+    return list(dict.fromkeys([*followed[:SUGGESTED_FROM_FOLLOWERS], *curated]))

@@ -59,6 +59,7 @@ from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_e
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digest import emails
+from digest.announcements import date_label
 from digest.editions import digest_content, digest_url, feed_url, vote_url
 from digest.fetching import Fetcher
 from digest.ingestion import require_topic_papers
@@ -84,6 +85,7 @@ from digest.subscriptions import (
     normalize_email,
     normalize_topics,
     papers_of_topics,
+    suggested_topics,
     validate_max_papers,
     validate_send_hour,
     validate_timezone,
@@ -93,16 +95,6 @@ from digest.transports import PermanentError, TransientError, make_transport
 
 log = logging.getLogger(__name__)
 
-POPULAR_TOPICS = (
-    "large language models",
-    "reinforcement learning",
-    "diffusion models",
-    "computer vision",
-    "graph neural networks",
-    "efficient attention",
-    "robotics",
-    "speech recognition",
-)
 MAX_FORM_BYTES = 16 * 1024
 # five topics of 80 characters, percent-encoded, fit with room to spare
 MAX_PREVIEW_QUERY_BYTES = 1024
@@ -119,7 +111,7 @@ PREFERENCE_SAVES_PER_SUBSCRIBER = Limit("prefs-subscriber", 20, 3600)
 # between requests, shared by every visitor of this process) at most this long
 LOOKUP_TIMEOUT = 4.0
 LOOKUP_QUEUE = 6.0
-ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
+ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up waits on SMTP, whatever DIGEST_SMTP_*TIMEOUT say
 PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -186,7 +178,10 @@ def create_app(
         )
     client = redis_conn if redis_conn is not None else redis_client(settings)
     account_settings = settings.model_copy(
-        update={"smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT)}
+        update={
+            "smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT),
+            "smtp_data_timeout": min(settings.smtp_data_timeout, ACCOUNT_MAIL_TIMEOUT),
+        }
     )
     ctx = WebContext(
         settings=settings,
@@ -540,7 +535,7 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
         votes=ctx.store.feedback.votes_of(sub.id),
         past_digests=[
-            (d.edition, len(d.picks), digest_url(sub, d.edition, ctx.tokens, base))
+            (d.edition, d.papers, d.trending, digest_url(sub, d.edition, ctx.tokens, base))
             for d in ctx.store.archive.sent_digests(sub.id)
         ],
         feed_url=feed_url(sub, ctx.tokens, base),
@@ -666,6 +661,7 @@ def feed(sub: SubscriberRecord, data: Any, token: str) -> Response:
         feed_id=f"tag:{urlsplit(ctx.settings.base_url).hostname},2026:paper-digest:{sub.id}",
         self_url=f"{ctx.settings.base_url}/feed/{token}",
         home_url=ctx.settings.base_url + "/",
+        date_label=date_label,
         entries=[
             (d, pick, papers[pick["arxiv_id"]]) for d, pick in entries if pick["arxiv_id"] in papers
         ],
@@ -739,8 +735,10 @@ def _apply_preferences(
 
 
 def _suggestions(ctx: WebContext) -> list[str]:
-    popular = [name for name, _ in ctx.store.topics.counts()[:12]]
-    return list(dict.fromkeys([*popular, *POPULAR_TOPICS]))
+    settings = ctx.settings
+    return suggested_topics(
+        settings.suggestion_list, ctx.store.topics.counts(), settings.suggest_min_followers
+    )
 
 
 def _send_account_email(ctx: WebContext, sub: SubscriberRecord, message: Message) -> bool:

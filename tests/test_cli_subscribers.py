@@ -251,7 +251,7 @@ def test_adding_an_opted_out_address_says_so_and_how_to_resume(
     run("subscribers", "add", "ada@example.org", "-t", "rl")
     store = Storage.from_url(settings.resolved_database_url)
     store.subscribers.set_status("ada@example.org", status)
-    store.dispose()
+    store.db.engine.dispose()
     out = run("subscribers", "add", "ada@example.org", "-t", "rl", code=1).output
     assert "already subscribed" not in out
     assert f"ada@example.org is {status}" in out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
+from xml.sax.saxutils import escape
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +18,7 @@ from digest.fetching import Fetcher
 from digest.ingestion import (
     fetch_all,
     ingest_bundled_sample,
+    ingest_bytes,
     look_up_papers,
     require_topic_papers,
     source_url,
@@ -150,6 +153,76 @@ def test_a_broken_source_reports_why_and_the_others_still_land(
     assert reason in (reports[ARXIV_API].error or "")
     assert reports[HF].new == 25 and reports[ARXIV_RSS].new == 3
     assert store.papers.count() == 28
+
+
+VALIDATORS = {"ETag": '"v1"', "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT"}
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param(Reply(200, b"<html><body>Rate limited</body></html>", VALIDATORS), id="html"),
+        pytest.param(Reply(400, API_ERROR, VALIDATORS), id="http-400"),
+    ],
+)
+def test_the_validators_of_a_response_that_was_not_stored_are_not_kept(
+    store: Storage, live: Settings, server: FeedServer, refused: Reply
+) -> None:
+    """An ETag stands for a body whose papers are stored. Kept for a body that failed, the
+    next request would be conditional, and the server's 304 would hide papers never stored."""
+    server.script("/rss/cs.LG+cs.AI", refused, Reply(200, RSS_BODY, {"ETag": '"v2"'}))
+    with quick_fetcher() as fetcher:
+        (first,) = fetch_all(
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+        )
+        (second,) = fetch_all(
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+        )
+    assert first.error and not second.error and second.new == 3
+    retried = server.requests["/rss/cs.LG+cs.AI"][1]
+    assert "If-None-Match" not in retried and "If-Modified-Since" not in retried
+
+
+ANNOUNCED = frozenset({"new", "cross"})
+
+
+def second_paper_titled_like_the_first(body: bytes) -> tuple[bytes, str, str]:
+    """A recorded response edited so that its second paper has the first one's title, as
+    happens on arXiv (errata, replies, "A note on ..."): derived from the recorded file, the
+    rest of it untouched. Returns the body and the two papers' ids."""
+    first, second = [
+        p for p in parse_response(body).papers if p.announce_type in (None, *ANNOUNCED)
+    ][:2]
+    if body.lstrip().startswith(b"["):  # Hugging Face's JSON
+        items = json.loads(body)
+        for item in items:
+            if item["paper"]["id"] == second.arxiv_id:
+                item["title"] = item["paper"]["title"] = first.title
+        return json.dumps(items).encode(), first.arxiv_id, second.arxiv_id
+    old, new = (f"<title>{escape(p.title)}</title>".encode() for p in (second, first))
+    assert body.count(old) == 1, "the derivation edits exactly one title"
+    return body.replace(old, new), first.arxiv_id, second.arxiv_id
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "hf_daily_papers_2026-07-13.json",
+        "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml",
+        "arxiv_api_cat_cs.AI_OR_cs.LG_2026-07-13.xml",
+    ],
+)
+def test_two_papers_sharing_a_title_are_both_stored(store: Storage, recorded: str) -> None:
+    """Papers are merged by arXiv id, never by title."""
+    original = (FEEDS / recorded).read_bytes()
+    body, first, second = second_paper_titled_like_the_first(original)
+    kept = {
+        p.arxiv_id for p in parse_response(original).papers if p.announce_type in (None, *ANNOUNCED)
+    }
+    report = ingest_bytes(store.papers, body, recorded, ANNOUNCED)
+    assert report.error is None and report.new == store.papers.count() == len(kept)
+    papers = {p.arxiv_id: p.title for p in store.papers.find(ids=[first, second])}
+    assert papers[first] == papers[second]
 
 
 def test_empty_weekend_feed_is_not_an_error(

@@ -152,6 +152,20 @@ def already_subscribed(
     return _account_message("already-subscribed", context, settings, now, paths)
 
 
+def preferences_link(
+    subscriber: SubscriberRecord, settings: Settings, now: dt.datetime, paths: Paths = FAST
+) -> Message:
+    """Asked for on the unsubscribe page: a fresh preferences link, to the address only. The
+    unsubscribe link never expires and is forwarded with every digest, so it must not open
+    the preferences itself."""
+    preferences_url, _ = subscriber_links(subscriber, settings.tokens, settings.base_url)
+    content = AlreadySubscribedContent(
+        subscriber.email, subscriber.topics, preferences_url, subscriber.status == "paused"
+    )
+    context = already_subscribed_context(content)
+    return _account_message("preferences-link", context, settings, now, paths)
+
+
 def admin_alert(
     problems: Sequence[str], run_id: int, settings: Settings, now: dt.datetime, paths: Paths = FAST
 ) -> Message:

@@ -77,8 +77,10 @@ class Fetcher:
         max_wait: float = 60.0,
         host_intervals: dict[str, float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_queue: float | None = None,
     ) -> None:
         self.retries = retries
+        self.max_queue = max_queue
         self.backoff = backoff
         self.max_wait = max_wait
         self.host_intervals = DEFAULT_HOST_INTERVALS if host_intervals is None else host_intervals
@@ -101,13 +103,21 @@ class Fetcher:
         self.close()
 
     def _pace(self, url: str) -> None:
+        """Waits for this request's turn at its host. Callers in parallel each reserve the
+        next turn and wait outside the lock; with ``max_queue`` (the web's look-ups) one
+        whose turn is further off is refused at once rather than holding its thread."""
         host = urlsplit(url).hostname or ""
         interval = self.host_intervals.get(host, 0.0)
         with self._lock:
-            wait = self._last_request.get(host, 0.0) + interval - time.monotonic()
-            if wait > 0:
-                self._sleep(wait)
-            self._last_request[host] = time.monotonic()
+            now = time.monotonic()
+            turn = max(now, self._last_request.get(host, -interval) + interval)
+            if self.max_queue is not None and turn - now > self.max_queue:
+                raise FetchError(
+                    f"{host} is busy: our requests to it are queued {turn - now:.0f} s ahead"
+                )
+            self._last_request[host] = turn
+        if turn > now:
+            self._sleep(turn - now)
 
     def get(
         self, url: str, etag: str | None = None, last_modified: str | None = None

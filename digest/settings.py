@@ -88,6 +88,27 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(
         default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`."
     )
+    trusted_proxy_address: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="The address the nearest proxy connects from ('*': any); only its "
+        "X-Forwarded-* headers are believed.",
+    )
+    web_connection_limit: int = Field(
+        default=100, ge=1, description="Connections `digest web` holds open at once."
+    )
+    web_channel_timeout: int = Field(
+        default=20, ge=1, description="Seconds before `digest web` drops an idle connection."
+    )
+    web_cleanup_interval: int = Field(
+        default=5, ge=1, description="Seconds between `digest web`'s checks for idle connections."
+    )
+    web_max_header_bytes: int = Field(
+        default=32 * 1024, ge=4096, description="Largest request head `digest web` reads."
+    )
+    web_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=16 * 1024, description="Largest request body `digest web` reads."
+    )
     signup_mails_per_domain_per_hour: int = Field(
         default=100,
         ge=1,

@@ -61,6 +61,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from digest import emails
 from digest.announcements import date_label
 from digest.editions import digest_content, digest_url, feed_url, vote_url
+from digest.fetching import Fetcher
 from digest.ingestion import require_topic_papers
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
 from digest.messages import Message, wire_address
@@ -103,6 +104,13 @@ MAILS_PER_ADDRESS = Limit("address", 3, 86400, without_redis=1)
 # ... and to one mailbox: ada+1@, a.da@gmail.com and ada@googlemail.com are one person
 MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400, without_redis=1)
 PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
+# preference saves (each may look papers up on arXiv): per client, and per subscriber
+PREFERENCE_SAVES_PER_CLIENT = Limit("prefs-client", 30, 3600)
+PREFERENCE_SAVES_PER_SUBSCRIBER = Limit("prefs-subscriber", 20, 3600)
+# a request thread waits for arXiv at most this long, and for its turn (arXiv asks for 3 s
+# between requests, shared by every visitor of this process) at most this long
+LOOKUP_TIMEOUT = 4.0
+LOOKUP_QUEUE = 6.0
 ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up waits on SMTP, whatever DIGEST_SMTP_*TIMEOUT say
 PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
@@ -135,6 +143,7 @@ class WebContext:
     tokens: Tokens
     throttle: Throttle
     limiter: RateLimiter  # the send rate shared with the digest workers
+    lookups: Fetcher  # the one client asking arXiv about papers topics name, spaced as it asks
     transport_factory: Callable[[], Any]
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -185,6 +194,7 @@ def create_app(
         tokens=settings.tokens,
         throttle=Throttle(client),
         limiter=RateLimiter(settings.rate_limit_per_second, client),
+        lookups=Fetcher(timeout=LOOKUP_TIMEOUT, retries=0, max_queue=LOOKUP_QUEUE),
         transport_factory=transport_factory or (lambda: make_transport(account_settings)),
     )
     app.extensions["digest"] = ctx
@@ -314,7 +324,7 @@ def _known_topics(ctx: WebContext, raw: str) -> tuple[str, ...]:
     """The topics field, normalised; a paper it names by id or link is looked up on arXiv
     when it is not stored yet."""
     topics = normalize_topics(topic_lines(raw))
-    require_topic_papers(ctx.store.papers, ctx.settings, topics)
+    require_topic_papers(ctx.store.papers, ctx.settings, topics, ctx.lookups)
     return topics
 
 
@@ -366,9 +376,23 @@ def subscribe() -> tuple[str, int]:
 
 
 def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
-    """Record the sign-up and mail the address, within its per-address and per-mailbox
-    limits. False only when the mail could not be sent (and then it is not counted)."""
+    """Record the sign-up and mail the address, within its mail limits. False only when the
+    mail could not be sent (and then it is not counted)."""
     sub, needs_confirmation = ctx.store.subscribers.request_subscription(data, ctx.defaults)
+    # An active or paused subscriber who forgot is sent a way to their preferences instead
+    # (nothing changes): from the page alone, nobody can tell which of the two was sent.
+    message = (
+        emails.confirmation(sub, data, ctx.settings, utcnow())
+        if needs_confirmation
+        else emails.already_subscribed(sub, ctx.settings, utcnow())
+    )
+    return _mail_within_quota(ctx, sub, message)
+
+
+def _mail_within_quota(ctx: WebContext, sub: SubscriberRecord, message: Message) -> bool:
+    """Mail an account email within the per-address, per-mailbox and per-domain limits any
+    visitor's request for mail shares. False only when the mail could not be sent (and then
+    it is not counted); over a limit, nothing is sent and the caller cannot tell."""
     per_domain = Limit("domain", ctx.settings.signup_mails_per_domain_per_hour, 3600)
     quota = (
         (MAILS_PER_ADDRESS, sub.email),
@@ -377,17 +401,10 @@ def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
     )
     if not ctx.throttle.reserve(*quota):
         log.info(
-            "sign-up mail to subscriber %d not sent: over its address, mailbox or domain limit",
+            "account mail to subscriber %d not sent: over its address, mailbox or domain limit",
             sub.id,
         )
         return True
-    # An active or paused subscriber who forgot is sent a way to their preferences instead
-    # (nothing changes): from the page alone, nobody can tell which of the two was sent.
-    message = (
-        emails.confirmation(sub, data, ctx.settings, utcnow())
-        if needs_confirmation
-        else emails.already_subscribed(sub, ctx.settings, utcnow())
-    )
     if _send_account_email(ctx, sub, message):
         return True
     ctx.throttle.release(*quota)
@@ -441,13 +458,30 @@ def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> Subsc
 @pages.get("/unsubscribe/<token>")
 @with_subscriber("unsubscribe")
 def unsubscribe_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
-    """Asks first (mail scanners follow links), and offers a pause to an active subscriber."""
-    pause_url = None
-    if sub.status == "active":
-        prefs = _ctx().tokens.make("preferences", sub.id, sub.email)
-        pause_url = url_for("pages.preferences", token=prefs)
+    """Asks first (mail scanners follow links). The link never expires and travels with
+    every forwarded digest, so it opens no other page: the preferences (to pause instead)
+    are mailed to the address on request."""
     return _page(
-        "unsubscribe.html", email=sub.email, done=sub.status == "unsubscribed", pause_url=pause_url
+        "unsubscribe.html",
+        email=sub.email,
+        done=sub.status == "unsubscribed",
+        can_ask=sub.status in ("active", "paused"),
+    )
+
+
+@pages.post("/unsubscribe/<token>/preferences-link")
+@with_subscriber("unsubscribe")
+def preferences_link(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
+    """Mails a fresh preferences link to the subscriber's own address, within the limits
+    sign-up mail has; the page says the same whatever happened."""
+    ctx = _ctx()
+    if not ctx.throttle.reserve((SIGNUPS_PER_CLIENT, _client())):
+        return _notice("Too many requests", "Please try again in an hour.", 429)
+    if sub.status in ("active", "paused"):
+        _mail_within_quota(ctx, sub, emails.preferences_link(sub, ctx.settings, utcnow()))
+    return _notice(
+        "Check your inbox",
+        f"If {sub.email} still gets digests, a link to its preferences is on its way there.",
     )
 
 
@@ -482,6 +516,12 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
     errors: dict[str, str] = {}
     saved = False
     if request.method == "POST":
+        saves = (
+            (PREFERENCE_SAVES_PER_CLIENT, _client()),
+            (PREFERENCE_SAVES_PER_SUBSCRIBER, str(sub.id)),
+        )
+        if not ctx.throttle.reserve(*saves):
+            return _notice("Too many changes", "Please wait an hour before saving again.", 429)
         sub, errors = _apply_preferences(ctx, sub, request.form)
         saved = not errors
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
@@ -522,12 +562,10 @@ def digest_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
     content = digest_content(
         sub, sent.picks, papers, sent.edition, ctx.tokens, base, sent.quiet_topics
     )
-    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
     return _page(
         "archive.html",
         content=content,
         trending_votes=[vote_url(content.archive_url, p.arxiv_id) for p in content.trending],
-        preferences_url=url_for("pages.preferences", token=prefs),
     )
 
 
@@ -590,7 +628,6 @@ def _vote_page(
 ) -> tuple[str, int]:
     ctx = _ctx()
     current = {1: "up", -1: "down"}.get(ctx.store.feedback.vote_of(sub.id, paper.arxiv_id) or 0)
-    prefs = ctx.tokens.make("preferences", sub.id, sub.email)
     return _page(
         "vote.html",
         status,
@@ -598,7 +635,6 @@ def _vote_page(
         current=current,
         wanted=wanted or current or "up",
         saved=saved,
-        preferences_url=url_for("pages.preferences", token=prefs),
     )
 
 

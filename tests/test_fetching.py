@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import run_at_once
 from feed_server import FeedServer, Reply
 
 from digest.fetching import Fetcher, FetchError, retry_after_seconds
@@ -105,3 +107,26 @@ def test_retry_after_header_forms() -> None:
     assert retry_after_seconds("120") == 120.0
     assert retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT", now=1792567670.0) == 10.0
     assert retry_after_seconds("soon") is None
+
+
+def test_parallel_callers_share_the_spacing_and_a_long_queue_fails_fast(
+    server: FeedServer,
+) -> None:
+    """One client per process for web look-ups: parallel requests keep the host's spacing
+    between them (arXiv asks for 3 s), none waits while holding the others up, and one
+    whose turn is further off than ``max_queue`` is refused at once instead of holding a
+    request thread."""
+    server.script("/api", Reply(200, b"ok"))
+
+    def ask(_: int) -> float:
+        fetcher.get(server.url + "/api")
+        return time.monotonic()
+
+    with Fetcher(timeout=5, retries=0, host_intervals={"127.0.0.1": 0.5}, max_queue=1.2) as fetcher:
+        started = time.monotonic()
+        answered, errors = run_at_once(ask, count=4)
+    assert len(answered) == 3 and len(errors) == 1 and isinstance(errors[0], FetchError)
+    assert "busy" in str(errors[0])
+    times = sorted(answered)
+    assert all(later - earlier >= 0.4 for earlier, later in zip(times, times[1:], strict=False))
+    assert times[-1] - started < 1.0 + 0.4, "nobody waited longer than their turn"

@@ -890,21 +890,6 @@ def test_the_confirmation_mail_escapes_topics(web: dict) -> None:
     assert EVIL_TOPIC in mail.get_body(("plain",)).get_content(), "plain text shows it as typed"
 
 
-def test_the_unsubscribe_page_offers_a_pause_instead(web: dict) -> None:
-    store, client = web["store"], web["client"]
-    sub = store.subscribers.add(
-        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
-    )
-    page = client.get(f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}")
-    html = page.get_data(as_text=True)
-    pause = re.search(r'<form method="post" action="(/preferences/[^"]+)">', html)
-    assert "Or pause instead" in html and pause
-    client.post(pause.group(1), data={"csrf_token": CSRF.search(html).group(1), "action": "pause"})
-    assert active(store) == "paused", "the pause button pauses; nothing was unsubscribed"
-    again = client.get(f"/unsubscribe/{web['tokens'].make('unsubscribe', sub.id, sub.email)}")
-    assert "Or pause instead" not in again.get_data(as_text=True), "already paused"
-
-
 def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: dict) -> None:
     store, client = web["store"], web["client"]
     sub = store.subscribers.add(

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from digest.cli.common import AppContext, pass_app
 
+if TYPE_CHECKING:
+    from waitress.server import BaseWSGIServer
+
+    from digest.settings import Settings
+
 PORT = click.IntRange(1, 65535)
+FORWARDED_HEADERS = "x-forwarded-for x-forwarded-proto x-forwarded-host"
 
 
 @click.command("smtp-sink")
@@ -50,8 +57,6 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
     Example:
       DIGEST_BASE_URL=https://digest.example.org digest web --port 8000
     """
-    from waitress.server import create_server
-
     from digest.subscriptions import InvalidInput
     from digest.web import create_app
 
@@ -59,7 +64,7 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
         app.settings, app.open_store(statement_timeout=app.settings.web_db_timeout)
     )
     try:
-        server = create_server(application, host=host, port=port, threads=threads)
+        server = web_server(application, app.settings, host, port, threads)
     except OSError as exc:
         raise InvalidInput(
             f"cannot listen on {host}:{port} ({exc.strerror}): is another server there? "
@@ -67,3 +72,48 @@ def web(app: AppContext, host: str, port: int, threads: int) -> None:
         ) from None
     click.echo(f"serving on http://{host}:{port} (links in emails use {app.settings.base_url})")
     server.run()
+
+
+def web_server(
+    application: Any, settings: Settings, host: str, port: int, threads: int
+) -> BaseWSGIServer:
+    """The waitress server `digest web` runs (tests start the same one)."""
+    from waitress.server import create_server
+
+    return create_server(
+        application,
+        host=host,
+        port=port,
+        threads=threads,
+        **proxy_options(settings),
+        **connection_options(settings),
+    )
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Bounds on what one connection can hold. Waitress stops accepting at its connection
+    limit, so idle (half-sent) requests must go soon, not after its default two minutes,
+    or a hundred of them lock everyone out; a body is read into memory up to its limit,
+    never spooled to disk. A client that trickles bytes is the reverse proxy's to stop
+    (docs/operations.md)."""
+    return {
+        "connection_limit": settings.web_connection_limit,
+        "channel_timeout": settings.web_channel_timeout,
+        "cleanup_interval": settings.web_cleanup_interval,
+        "max_request_header_size": settings.web_max_header_bytes,
+        "max_request_body_size": settings.web_max_body_bytes,
+        "inbuf_overflow": settings.web_max_body_bytes,
+    }
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """Waitress removes every X-Forwarded-* header unless told which proxy sends them, so
+    without these the app would see each visitor as the proxy, and all visitors would share
+    one client's limits. Waitress then sets the client's address and scheme itself."""
+    if not settings.trusted_proxies:
+        return {}
+    return {
+        "trusted_proxy": settings.trusted_proxy_address,
+        "trusted_proxy_count": settings.trusted_proxies,
+        "trusted_proxy_headers": FORWARDED_HEADERS,
+    }

@@ -7,18 +7,23 @@ its own short transactions through :meth:`Database.session`; nothing here knows 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
@@ -26,6 +31,18 @@ CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable 
 # above this many subscribers, reading a table's relevant rows in one pass beats IN lists of
 # their ids (measured: 200 IN queries of 500 ids cost 2.5 s per 100,000 on PostgreSQL)
 MANY_SUBSCRIBERS = 5_000
+# PostgreSQL connections probe an idle peer (after 30 s, every 10 s, 3 times) and drop one
+# whose sent data goes unacknowledged for 30 s: a worker learns of a vanished database in a
+# minute, not after the kernel's two hours
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+DEADLINE_GRACE = 2.0  # seconds past the server's statement timeout before the client gives up
+DEADLINE_CHECK = 0.25  # seconds between the deadline watcher's looks
 # Reading millions of rows: take them with .all() (one fetchall), never by iterating a result,
 # which fetches row by row (measured: 3M rows cost 9 s one by one on psycopg, under 2 s at once)
 
@@ -180,17 +197,93 @@ def _engine(url: str, connect_timeout: float, statement_timeout: float | None) -
             cursor.close()
 
         return engine
-    connect_args: dict[str, object] = {"connect_timeout": max(1, math.ceil(connect_timeout))}
+    connect_args: dict[str, object] = {
+        "connect_timeout": max(1, math.ceil(connect_timeout)),
+        **KEEPALIVES,
+    }
     if statement_timeout:
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=not statement_timeout,
         pool_size=5,
         max_overflow=5,
         pool_timeout=connect_timeout,
         connect_args=connect_args,
     )
+    if statement_timeout:
+        StatementDeadline(statement_timeout + DEADLINE_GRACE).watch(engine)
+    return engine
+
+
+class StatementDeadline:
+    """The client's own limit on how long a statement waits for PostgreSQL.
+
+    The server's statement timeout never fires on a server that hears nothing (a hung
+    network path, not a refused connection), and TCP keepalives only notice a peer that has
+    gone for good, after minutes. A web request must not wait that long: a watcher thread
+    shuts down the socket of any statement (or pre-use ping) overdue by ``seconds``, which
+    psycopg reports as a lost connection; the pool discards it and the page is a 503."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._due: dict[int, tuple[float, socket.socket]] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name="statement-deadline", daemon=True).start()
+
+    def watch(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._arm_statement)
+        event.listen(engine, "after_cursor_execute", self._disarm_statement)
+        event.listen(engine, "handle_error", self._disarm_failed)
+        event.listen(engine, "checkout", self._ping)
+
+    def _ping(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        """What pool_pre_ping does, under the deadline: a dead pooled connection is
+        replaced (DisconnectionError), and the replacement is bounded by connect_timeout."""
+        self.arm(dbapi_conn, dbapi_conn)
+        try:
+            dbapi_conn.execute("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure: the connection is not usable
+            raise DisconnectionError(str(exc)) from exc
+        finally:
+            self.disarm(dbapi_conn)
+
+    def arm(self, key: object, dbapi_conn: Any) -> None:
+        """Starts the clock for ``key`` (a cursor, or the connection while it is pinged).
+        The watcher keeps its own handle on the socket, so it can never reach another
+        socket that later gets the same descriptor number."""
+        handle = socket.socket(fileno=os.dup(dbapi_conn.fileno()))
+        with self._lock:
+            self._due[id(key)] = (time.monotonic() + self.seconds, handle)
+
+    def disarm(self, key: object) -> None:
+        with self._lock:
+            entry = self._due.pop(id(key), None)
+        if entry:
+            entry[1].close()
+
+    def _arm_statement(self, conn: Connection, cursor: Any, *_args: Any) -> None:
+        self.arm(cursor, conn.connection.dbapi_connection)
+
+    def _disarm_statement(self, _conn: Connection, cursor: Any, *_args: Any) -> None:
+        self.disarm(cursor)
+
+    def _disarm_failed(self, context: ExceptionContext) -> None:
+        cursor = getattr(context, "cursor", None)  # unset when no connection was made
+        if cursor is not None:
+            self.disarm(cursor)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(DEADLINE_CHECK)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [key for key, (due, _) in self._due.items() if due <= now]
+                handles = [self._due.pop(key)[1] for key in overdue]
+            for handle in handles:
+                with suppress(OSError):
+                    handle.shutdown(socket.SHUT_RDWR)
+                handle.close()
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -7,7 +7,7 @@ which email and when, and handing it to a transport, belong to the callers
 
 Each message is made by one of two :class:`Paths`: :data:`FAST`, what the service sends, or
 :data:`REFERENCE`, the plain stdlib-and-premailer way the fast one is checked against
-(tests/test_emails.py; docs/performance-fast-paths.md).
+(tests/test_emails.py; docs/performance.md, "Fast paths").
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ premailer rewrites what it parses: write URL attributes as ``{{x.url}}`` without
 would no longer match its rule), and keep ``!important`` in ``@media`` rules (inlined
 styles would win over them otherwise).
 
-Two speed-ups, each with its readable reference beside it (docs/performance-fast-paths.md):
+Two speed-ups, each with its readable reference beside it (docs/performance.md, "Fast paths"):
 CSS inlined once per template instead of per email (:func:`render_email` against
 :func:`render_email_reference`, which premailers each email), and paper cards rendered once per
 process by ``{% cached %}`` (:class:`FragmentCacheExtension` against

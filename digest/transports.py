@@ -16,7 +16,7 @@ Two SMTP transports share the connection handling: :class:`SmtpTransport`, the f
 caller gets from :func:`make_transport` (MAIL, RCPT and DATA pipelined in one write, the final
 answer read late), and :class:`PlainSmtpTransport`, the readable reference (smtplib's
 ``sendmail``, one command and its answer at a time). Tests hold the fast one to the reference:
-the same refusals, the same bytes received (docs/performance-fast-paths.md).
+the same refusals, the same bytes received (docs/performance.md, "Fast paths").
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@
 Renders a realistic digest (one recorded day of Hugging Face and arXiv papers, with upvotes,
 a Trending today section and a topic with nothing new) and captures it at phone (375 px)
 and desktop (700 px) widths, in light and dark mode; then serves the web app on a
-temporary database and captures each page (subscribe, confirmed, preferences, unsubscribe)
-at both widths, with a digest already sent and two votes cast, so the vote page, the archive
-("View in browser") and the preferences page's votes and past digests have something to
-show. Two of the pictures are also copied to docs/ for the README.
+temporary database and captures each page (subscribe, confirm, preferences, unsubscribe,
+vote, archive, a notice) at both widths, light and dark, with a digest already sent and two
+votes cast, so the vote page, the archive ("View in browser") and the preferences page's
+votes and past digests have something to show. Two of the pictures are also copied to docs/ for the README.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def capture(url: str, out: Path, width: int, dark: bool = False, height: int = 2
         if dark:
             args.insert(1, "--force-dark-mode")
             args.insert(1, "--blink-settings=preferredColorScheme=0")
-        subprocess.run(args, check=True, capture_output=True, timeout=60)
+        subprocess.run(args, check=True, capture_output=True, timeout=180)  # 2 busy cores
     print(f"wrote {out}")
 
 
@@ -149,9 +149,12 @@ def capture_web_pages(out: Path) -> None:
         )
         picks = send_sample_digest(store, sub)
         tokens = Tokens(settings.secret_key)
-        server = create_server(
-            create_app(settings, store, redis_conn=None), host="127.0.0.1", port=0
-        )
+        app = create_app(settings, store, redis_conn=None)
+        # The preferences page previews its topics as it loads. The first preview loads
+        # MiniLM and embeds the day (a minute on a busy machine): done once here, or every
+        # capture's preview holds a server thread until the later pages time out.
+        app.test_client().get("/preview", query_string={"topics": "\n".join(SAMPLE_TOPICS)})
+        server = create_server(app, host="127.0.0.1", port=0)
         threading.Thread(target=server.run, daemon=True).start()
         base = f"http://127.0.0.1:{server.effective_port}"
         edition = SAMPLE_NOW.date().isoformat()
@@ -163,11 +166,13 @@ def capture_web_pages(out: Path) -> None:
             "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}",
             "vote": f"{digest}/vote/{picks[1]}?v=up",
             "archive": digest,
+            "notice": "/unsubscribe/not-a-token",  # the "link does not work" notice
         }
         try:
             for slug, path in pages.items():
                 for name, width in WIDTHS.items():
                     capture(base + path, out / f"web-{slug}-{name}.png", width, height=1300)
+                    capture(base + path, out / f"web-{slug}-{name}-dark.png", width, True, 1300)
         finally:
             server.close()
 

@@ -58,7 +58,20 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-SHARED_REDIS = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+def _shared_redis_url() -> str:
+    """The shared Redis database of this test process: ``DIGEST_TEST_REDIS_URL`` (db 13 by
+    default), moved up by the pytest-xdist worker's number, because the worker tests flush
+    their database and two test processes must never flush each other's."""
+    url = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base, _, db = url.rpartition("/")
+    number = int(db or 0) + int(worker.removeprefix("gw"))
+    if number > 15:
+        raise RuntimeError(f"{url} plus xdist worker {worker} is past Redis's 16 databases")
+    return f"{base}/{number}"
+
+
+SHARED_REDIS = _shared_redis_url()
 
 
 def redis_skip_reason() -> str | None:

@@ -1,6 +1,6 @@
 """Every kind of email, as the service sends it: parts, headers, one-click unsubscribe, header
 injection; and each one made by the fast paths against the same made by the reference ones
-(docs/performance-fast-paths.md): MIME bytes identical, cached cards identical, and per-template
+(docs/performance.md, "Fast paths"): MIME bytes identical, cached cards identical, and per-template
 CSS inlining identical to per-email inlining element by element."""
 
 from __future__ import annotations

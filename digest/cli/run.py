@@ -34,7 +34,7 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     Example:
       digest preview ada@example.org --out /tmp/digest.html --eml /tmp/digest.eml
     """
-    from digest.editions import digest_message
+    from digest.emails import digest as digest_message
     from digest.models import utcnow
     from digest.pipeline import todays_digest
     from digest.rendering import render_digest
@@ -178,7 +178,7 @@ def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
     Example:
       digest send-test me@example.org -t "graph neural networks"
     """
-    from digest.editions import digest_message
+    from digest.emails import digest as digest_message
     from digest.messages import wire_address
     from digest.models import utcnow
     from digest.pipeline import todays_digest

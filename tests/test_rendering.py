@@ -325,7 +325,7 @@ def test_preheader_is_the_first_hidden_text_of_the_body() -> None:
 def test_a_preheader_cuts_the_title_at_ninety_characters_and_says_when_nothing_is_new() -> None:
     long = replace(hf_papers()[0], title="Graph" + " word" * 30)
     cut = "Graph" + " word" * 16 + "…"  # the 17th word ends on the 90th character: cut too
-    assert preheader((paper_item(long, "rl"),), (), "rl") == f"1 paper on rl: {cut}"
+    assert preheader((paper_item(long, "rl"),), (), "on rl") == f"1 paper on rl: {cut}"
     trending = (paper_item(long),)
     assert preheader((), trending, "rl") == f"Nothing new on your topics today. Trending: {cut}"
     assert preheader((), (), "rl") == "Nothing new on your topics today."

@@ -2,10 +2,10 @@
 
 Scores are (topics x papers): the fraction of an ideal word match (0..1), plus the MiniLM
 cosine of topic and paper (0..1) when an :class:`Encoder` is given. What the threshold is
-applied to (:meth:`TopicIndex.threshold_scores`) keeps a topic from passing on its words
-unless the paper has it as a phrase (:mod:`digest.ranking.words`): "state" and "space" in
-one abstract are not "state space models", nor is "computational" "computability"; meaning
-can still carry the paper.
+applied to (:meth:`TopicIndex.threshold_scores`) lets a paper pass on its words when it has
+the topic as a phrase (:mod:`digest.ranking.words`), or two or more words of a longer topic;
+never on one shared word of a longer topic, nor on a stem ("computational" for
+"computability"); meaning can still carry the paper.
 A "more like this paper" topic is scored by meaning alone when there is an encoder: its
 words are a title, and a title's words ("attention", "efficient") are everybody's.
 """
@@ -208,23 +208,36 @@ class TopicIndex:
         return np.where(counts, scores, meaning).astype(np.float32)
 
     def words_count_for(self, topics: Sequence[str]) -> np.ndarray:
-        """(topics x papers) True where the topic's words may carry the paper: where the paper
-        has the topic, or one subject it lists, as a phrase (:mod:`digest.ranking.words`). A
-        stem shared ("computational" for "computability") or a word of the phrase on its own
-        ("quantum" for "lattice quantum chromodynamics", "state" and "space" apart for "state
-        space models") says little; meaning can still carry such a paper. A "more like this
-        paper" topic shares two or more words of the title, and only without an encoder (with
-        one, meaning alone judges it)."""
-        counts = np.zeros((len(topics), len(self.papers)), dtype=bool)
+        """(topics x papers) True where the topic's words may carry the paper: the paper has
+        the topic, or one subject it lists, as a phrase (:mod:`digest.ranking.words`); or,
+        for a topic of two or more words, it shares two or more of them. A one-word topic needs
+        that very word: "computational" is not "computability", though their stems are one. A
+        single shared word of a longer topic ("quantum" for "lattice quantum chromodynamics")
+        never counts; meaning can still carry such a paper. A "more like this paper" topic is
+        judged by meaning alone when there is an encoder (its words are a title's)."""
+        shared = self.shared_words(topics)
+        several = np.array([self.word_count(t) >= 2 for t in topics])
+        counts = several[:, None] & (shared >= 2)
         phrased = [t for t in topics if t not in self.topic_papers]
         having = self._papers_having({p for t in phrased for p in self.phrases_of(t)})
         for row, topic in enumerate(topics):
             if topic in self.topic_papers:
-                counts[row] = self.vectors is None and self._shares_words(topic)
+                counts[row] &= self.vectors is None
                 continue
             for phrase in self.phrases_of(topic):
                 counts[row, list(having.get(phrase, ()))] = True
         return counts
+
+    def shared_words(self, topics: Sequence[str]) -> np.ndarray:
+        """(topics x papers) how many of each topic's stems (an acronym's long form counted)
+        each paper has."""
+        present = self._query_matrix(topics)
+        present.data[:] = 1.0
+        return (present @ (self.weights > 0).astype(np.float32).T).toarray()
+
+    def word_count(self, topic: str) -> int:
+        """Distinct content words of a topic as typed (acronyms not expanded)."""
+        return len(set(self.analyze(self._topic_words(topic))))
 
     def _papers_having(self, phrases: set[Phrase]) -> dict[Phrase, set[int]]:
         """Which papers hold each phrase, in one pass over the papers' terms (a phrase is
@@ -246,12 +259,6 @@ class TopicIndex:
                 for word in joined_variants(sequence) & split.keys():
                     having.setdefault(split[word], set()).add(n)
         return having
-
-    def _shares_words(self, topic: str) -> np.ndarray:
-        """(papers) True where the paper shares two or more of the topic's terms."""
-        query = self._query_matrix([topic])
-        query.data[:] = 1.0
-        return (query @ (self.weights > 0).astype(np.float32).T).toarray()[0] >= 2
 
     def _word_scores(self, topics: Sequence[str], query: sp.csr_matrix | None = None) -> np.ndarray:
         query = self._query_matrix(topics) if query is None else query

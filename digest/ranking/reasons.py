@@ -1,10 +1,11 @@
 """Why a paper was picked, in one line a person would write, naming at most one topic.
 
-The evidence is what the paper really says: a topic found as a phrase (``Matches “state space
-models” in the abstract``), else its meaning ("Close to your topic “speech recognition”"),
-else the paper a "more like this paper" topic names ("Similar to “…”"); a pick close to a
-paper the reader voted up says that first. Never a list of lone words: a word of a phrase on
-its own ("state", "networks") is not why a paper is about the phrase.
+The evidence is what the paper really says: the topic found as a phrase ("Matches “state
+space models” in the abstract"); else two or more words of a longer topic ("Shares words
+with your topic “…”"); else its meaning ("Close to your topic “speech recognition”"); for a
+"more like this paper" topic, that paper ("Similar to “…”"). A pick close to a paper the
+reader voted up says that instead. Never a list of lone words: a word of a phrase on its
+own ("state", "networks") is not why a paper is about the phrase.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Evidence:
     quoted: str | None = None  # the topic, or one subject it lists, found as a phrase
     place: int | None = None  # where: an index into PLACES
     similar_to: str | None = None  # the title of the paper a "more like this paper" topic names
-    by_meaning: bool = True  # False: no encoder, so only shared words can be why
+    shares_words: bool = False  # no phrase, but two or more of the topic's words
 
     @property
     def matched(self) -> tuple[str, ...]:
@@ -48,9 +49,9 @@ class Evidence:
             return f"Similar to “{snippet(self.similar_to, LIKED_TITLE_CHARS)}”"
         if self.quoted is not None and self.place is not None:
             return f"Matches “{self.quoted}” in {PLACES[self.place]}"
-        if self.by_meaning:
-            return f"Close to your topic “{self.topic}”"
-        return f"Shares some words with your topic “{self.topic}”"
+        if self.shares_words:
+            return f"Shares words with your topic “{self.topic}”"
+        return f"Close to your topic “{self.topic}”"
 
 
 def evidence_for(index: TopicIndex, topic: str, paper_index: int) -> Evidence:
@@ -61,7 +62,9 @@ def evidence_for(index: TopicIndex, topic: str, paper_index: int) -> Evidence:
         return Evidence(topic, similar_to=index.topic_papers[topic].title)
     found = index.phrase_place(topic, paper_index)
     if found is None:
-        return Evidence(topic, by_meaning=index.vectors is not None)
+        several = index.word_count(topic) >= 2
+        shared = several and index.shared_words([topic])[0, paper_index] >= 2
+        return Evidence(topic, shares_words=bool(shared))
     place, phrase = found
     quoted = next((s for s in subjects(topic) if phrase in topic_phrases(s)), topic)
     return Evidence(topic, " ".join(quoted.split()), place)

@@ -145,3 +145,7 @@ def test_two_words_of_a_longer_topic_without_its_phrase_are_said_so(dev_index: T
     assert evidence_for(dev_index, "graph neural networks", row).sentence() == (
         "Shares words with your topic “graph neural networks”"
     )
+    topics = ["graph neural networks", "state space models", "computability"]
+    assert [dev_index.shared_count(t, row) for t in topics] == list(
+        dev_index.shared_words(topics)[:, row]
+    )

@@ -235,6 +235,15 @@ class TopicIndex:
         present.data[:] = 1.0
         return (present @ (self.weights > 0).astype(np.float32).T).toarray()
 
+    def shared_count(self, topic: str, paper_index: int) -> int:
+        """:meth:`shared_words` for one pair, read off the paper's row (a reason asks for
+        thousands of pairs a day; a matrix product each would cost seconds)."""
+        row = self.weights.indices[
+            self.weights.indptr[paper_index] : self.weights.indptr[paper_index + 1]
+        ]
+        wanted = {self.vocab[s] for s in self._topic_stems(topic) if s in self.vocab}
+        return len(wanted.intersection(row.tolist()))
+
     def word_count(self, topic: str) -> int:
         """Distinct content words of a topic as typed (acronyms not expanded)."""
         return len(set(self.analyze(self._topic_words(topic))))

@@ -62,9 +62,8 @@ def evidence_for(index: TopicIndex, topic: str, paper_index: int) -> Evidence:
         return Evidence(topic, similar_to=index.topic_papers[topic].title)
     found = index.phrase_place(topic, paper_index)
     if found is None:
-        several = index.word_count(topic) >= 2
-        shared = several and index.shared_words([topic])[0, paper_index] >= 2
-        return Evidence(topic, shares_words=bool(shared))
+        shared = index.word_count(topic) >= 2 and index.shared_count(topic, paper_index) >= 2
+        return Evidence(topic, shares_words=shared)
     place, phrase = found
     quoted = next((s for s in subjects(topic) if phrase in topic_phrases(s)), topic)
     return Evidence(topic, " ".join(quoted.split()), place)

@@ -37,7 +37,6 @@ from digest.subscriptions import build_subscriber_input
 from digest.transports import SmtpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKER = "redis://127.0.0.1:6379/12"
 TOPICS = [
     "reinforcement learning",
     "large language model agents",
@@ -205,7 +204,7 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
 def planning_only(url: str, subscribers: int, env: dict[str, str], voters: float) -> None:
     """The daily run's planning at scale, on stored vectors (as after `digest fetch`)."""
     store = populate_in_bulk(url, subscribers, env, voters)
-    embed_papers(store, load_settings(), candidate_papers(store, utcnow()))
+    embed_papers(store, load_settings(), candidate_papers(store, load_settings(), utcnow()))
     _, seconds = plan(store)
     print(
         f"planning only, {subscribers:,} subscribers ({voters:.0%} with votes), "
@@ -228,8 +227,13 @@ def celery_rate(
     store: Storage, batches: list[list[int]], workers: int, env: dict[str, str], sink: int
 ) -> tuple[float, int, dict[str, float]]:
     """(messages per second, messages, CPU milliseconds per message of each part)."""
-    redis.Redis.from_url(BROKER).flushdb()
-    client = Celery(broker=BROKER)
+    broker = load_settings().redis_url  # DIGEST_REDIS_URL, like every other process
+    if redis.Redis.from_url(broker).dbsize():
+        raise SystemExit(
+            f"{broker} is not empty: point DIGEST_REDIS_URL at an empty Redis database "
+            "(the benchmark never flushes one it did not create)"
+        )
+    client = Celery(broker=broker)
     with client.connection_for_write() as conn:
         for batch in batches:
             client.send_task("workers.tasks.send_batch", args=[batch], connection=conn)
@@ -316,7 +320,7 @@ def bench_env(url: str, tmp: Path, port: int) -> dict[str, str]:
     return {
         "DIGEST_DATABASE_URL": url,
         "DIGEST_DATA_DIR": str(tmp),
-        "DIGEST_REDIS_URL": BROKER,
+        "DIGEST_REDIS_URL": load_settings().redis_url,
         "DIGEST_SMTP_HOST": "127.0.0.1",
         "DIGEST_SMTP_PORT": str(port),
         "DIGEST_OFFLINE": "true",

@@ -4,9 +4,11 @@ Each message is rendered while the server takes in the one before it; its answer
 before anything is recorded. The database row is the truth. A delivery is claimed with a
 conditional UPDATE before it is sent and marked ``sent`` once the server's 250 is read, so a
 redelivered batch (acks_late) skips what is done and two workers never send the same row.
-The one unavoidable duplicate window is between the server accepting a message and the
-group's ``sent`` commit: if the worker dies exactly there, the stale claims are requeued and
-those digests go out again with the same Message-IDs (see README, "Exactly once").
+A duplicate is possible only where the server may have accepted a message the database
+does not know of: the worker dies between the server's 250 and the group's ``sent`` commit,
+the database stays down past two thirds of the claim lease, or the reply to DATA never
+comes (an unknown outcome). Each is resent after the lease with the same Message-ID and
+flagged (docs/delivery.md, "The windows that remain").
 
 A message's path: content (editions) -> message (emails: render, then MIME) -> send
 (transports) -> record (storage).
@@ -31,12 +33,12 @@ from digest.settings import Settings
 from digest.sources import PaperRecord
 from digest.storage import StorageError
 from digest.subscriptions import papers_of_topics
-from digest.transports import Pending, PermanentError, TransientError, Transport
+from digest.transports import Pending, PermanentError, TransientError, Transport, UnknownOutcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DB_WRITE_RETRIES = 5  # a 'sent' that cannot be recorded is the duplicate window: try hard
+LONGEST_WAIT = 2.0  # seconds between tries of a record: a database back is noticed soon
 
 
 class DeliveryStore(Protocol):
@@ -49,10 +51,17 @@ class DeliveryStore(Protocol):
 
     def claim(self, ids: Sequence[int], now: dt.datetime) -> tuple[str, set[int]]: ...
 
+    def renew(self, claim: str, now: dt.datetime) -> set[int]: ...
+
     def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]: ...
 
     def mark_retry(
-        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+        self,
+        delivery_id: int,
+        claim: str,
+        error: str,
+        next_try_at: dt.datetime,
+        possible_duplicate: bool = False,
     ) -> bool: ...
 
     def mark_failed(
@@ -95,21 +104,32 @@ def retry_delay(settings: Settings, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=settings.retry_base_seconds * 2 ** max(attempts - 1, 0))
 
 
-def _record(what: str, action: Callable[..., T], *args: object) -> T:
-    """Database writes after a send are retried with backoff: failing them risks a duplicate.
-    Returns the write's answer (which tells whether the claim had passed to another worker)."""
-    attempt = 1
+def patience(settings: Settings) -> float:
+    """Seconds a worker keeps trying to record what it knows: two thirds of the claim lease,
+    as the claim was renewed at most a third of a lease before. Within that no tick takes
+    the claim, so an outcome recorded late still lands as this worker's, not as a resend."""
+    return settings.claim_lease_seconds * 2 / 3
+
+
+def _record(what: str, action: Callable[..., T], *args: object, patience: float) -> T:
+    """Database writes after a send are retried, the wait doubling up to
+    :data:`LONGEST_WAIT`, for ``patience`` seconds: failing them risks a duplicate (a
+    database restart must not make the worker abandon answers it holds). Returns the
+    write's answer (which tells whether the claim had passed to another worker)."""
+    started, waited, delay = time.monotonic(), 0.0, 0.4
     while True:
         try:
             return action(*args)
         except StorageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any database outage
-            if attempt == DB_WRITE_RETRIES:
+            left = patience - max(time.monotonic() - started, waited)
+            if left <= 0:
                 raise
             log.warning("%s failed (%s); retrying", what, exc)
-            time.sleep(0.2 * 2**attempt)
-            attempt += 1
+            time.sleep(min(delay, left))
+            waited += min(delay, left)
+            delay = min(delay * 2, LONGEST_WAIT)
 
 
 def send_deliveries(
@@ -144,13 +164,43 @@ def send_deliveries(
     sending = _Sending(deliveries, settings, transport, limiter, known, clock, report)
     for start in range(0, len(wanted), settings.send_group):
         group = wanted[start : start + settings.send_group]
-        claim, taken = deliveries.claim([d.id for d, _ in group], clock())
+        claimed_at = clock()
+        claim, taken = deliveries.claim([d.id for d, _ in group], claimed_at)
         report.skipped += len(group) - len(taken)
-        accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], claim)
-        recorded = _record("mark sent", deliveries.mark_sent, accepted)
+        lease = _Lease(deliveries, settings, claim, claimed_at, taken)
+        accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], lease)
+        recorded = _record("mark sent", deliveries.mark_sent, accepted, patience=patience(settings))
         report.sent += len(recorded)
         report.lost += len(accepted) - len(recorded)
     return report
+
+
+@dataclass
+class _Lease:
+    """A group's claim, renewed as the group goes so that a slow but alive relay never lets
+    it lapse into a requeue. A tick takes a claim only once it is a lease old, so for a
+    third of a lease after a renewal the claim is surely ours; past that, the next message
+    renews first, and the renewal answers which deliveries are still ours. A fast relay
+    pays about one renewal per group; a group that lost its claim stops sending."""
+
+    deliveries: DeliveryStore
+    settings: Settings
+    claim: str
+    renewed_at: dt.datetime
+    ours: set[int]
+
+    def holds(self, delivery_id: int, now: dt.datetime) -> bool:
+        """Whether ``delivery_id`` is still this worker's to send, renewing when due."""
+        if now - self.renewed_at >= dt.timedelta(seconds=self.settings.claim_lease_seconds / 3):
+            self.ours = _record(
+                "renew claim",
+                self.deliveries.renew,
+                self.claim,
+                now,
+                patience=patience(self.settings),
+            )
+            self.renewed_at = now
+        return delivery_id in self.ours
 
 
 class _InFlight(NamedTuple):
@@ -176,18 +226,25 @@ class _Sending:
     report: BatchReport
 
     def group(
-        self, claimed: Sequence[tuple[DeliveryRecord, SubscriberRecord]], claim: str
+        self, claimed: Sequence[tuple[DeliveryRecord, SubscriberRecord]], lease: _Lease
     ) -> list[SentRecord]:
         """Send a claimed group; the records to write for the messages the server accepted.
 
         Each message is built while the server takes in the one before it, whose answer is
-        read (and any refusal recorded) before the next is handed over."""
+        read (and any refusal recorded) before the next is handed over. A message whose
+        claim passed to another worker (this one stalled past its lease) is not sent."""
+        claim = lease.claim
         accepted: list[SentRecord | None] = []
         in_flight: _InFlight | None = None
         for delivery, subscriber in claimed:
             message, now = self.compose(delivery, subscriber)
             if in_flight is not None:
                 accepted.append(self.conclude(in_flight, claim))
+                in_flight = None
+            if not lease.holds(delivery.id, self.clock()):
+                self.report.lost += 1
+                log.warning("delivery %d: claim lost to another worker; not sent", delivery.id)
+                continue
             if self.limiter is not None:
                 self.limiter.wait()
             recipient = wire_address(subscriber.email)
@@ -222,19 +279,37 @@ class _Sending:
         delivery, subscriber, message, pending, now = in_flight
         try:
             pending.result()
+        except UnknownOutcome as exc:
+            _handle_unknown(deliveries, settings, delivery, claim, str(exc), now, report)
+            return None
         except TransientError as exc:
             _handle_transient(deliveries, settings, delivery, claim, str(exc), now, report)
             return None
         except PermanentError as exc:
             bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
-            report.count("bounced", _record("mark bounced", deliveries.mark_failed, *bounce))
+            report.count(
+                "bounced",
+                _record(
+                    "mark bounced", deliveries.mark_failed, *bounce, patience=patience(settings)
+                ),
+            )
             report.errors.append(f"{subscriber.email}: {exc}")
-            log.warning("delivery %d to %s bounced: %s", delivery.id, subscriber.email, exc)
+            reply = without_address(str(exc), subscriber.email)
+            log.warning(
+                "delivery %d to subscriber %d bounced: %s", delivery.id, subscriber.id, reply
+            )
             return None
         paper_ids = tuple(p["arxiv_id"] for p in delivery.picks)
         return SentRecord(
             delivery.id, subscriber.id, claim, message["Message-ID"], self.clock(), paper_ids
         )
+
+
+def without_address(reply: str, email: str) -> str:
+    """A server's reply for the log: servers often quote the recipient ("550 <ada@...>: no
+    such user"), and logs are kept and shipped where addresses must not go; the delivery
+    and subscriber ids say whom it concerns."""
+    return reply.replace(email, "RECIPIENT")
 
 
 def _handle_transient(
@@ -247,14 +322,45 @@ def _handle_transient(
     report: BatchReport,
 ) -> None:
     attempts = delivery.attempts + 1
+    shown = without_address(error, delivery.email)
     if attempts >= settings.max_attempts:
         final = f"gave up after {attempts} attempts: {error}"
         failed = (delivery.id, claim, final, False, settings.bounce_limit)
-        report.count("failed", _record("mark failed", deliveries.mark_failed, *failed))
-        log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, error)
+        report.count(
+            "failed",
+            _record("mark failed", deliveries.mark_failed, *failed, patience=patience(settings)),
+        )
+        log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, shown)
     else:
         next_try = now + retry_delay(settings, attempts)
         retry = (delivery.id, claim, error, next_try)
-        report.count("retried", _record("mark retry", deliveries.mark_retry, *retry))
-        log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, error, next_try)
+        report.count(
+            "retried",
+            _record("mark retry", deliveries.mark_retry, *retry, patience=patience(settings)),
+        )
+        log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, shown, next_try)
     report.errors.append(error)
+
+
+def _handle_unknown(
+    deliveries: DeliveryStore,
+    settings: Settings,
+    delivery: DeliveryRecord,
+    claim: str,
+    error: str,
+    now: dt.datetime,
+    report: BatchReport,
+) -> None:
+    """The server may have kept the message: resending at once would make a duplicate
+    whenever it did. Flagged, and retried (with the same Message-ID) no sooner than a lost
+    worker's claim would be, which gives a slow server its time."""
+    lease = dt.timedelta(seconds=settings.claim_lease_seconds)
+    next_try = now + max(lease, retry_delay(settings, delivery.attempts + 1))
+    note = f"{error}; retried at {next_try} (a duplicate is possible)"
+    retry = (delivery.id, claim, note, next_try, True)
+    report.count(
+        "retried",
+        _record("mark unknown outcome", deliveries.mark_retry, *retry, patience=patience(settings)),
+    )
+    report.errors.append(note)
+    log.warning("delivery %d: %s", delivery.id, note)

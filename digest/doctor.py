@@ -156,7 +156,9 @@ def _model(settings: Settings) -> Finding:
 def _last_runs(settings: Settings) -> Finding:
     store = Storage.from_url(settings.resolved_database_url, settings.db_connect_timeout)
     try:
-        fetched = store.papers.last_fetched_at()
+        # the live feeds' last answer, or a fetch from a file or the sample, whichever is later
+        times = [t for t in (store.papers.last_fetched_at(), store.papers.last_stored_at()) if t]
+        fetched = max(times, default=None)
         with store.db.session() as session:
             planned = session.scalar(select(func.max(Delivery.created_at)))
     except Exception:  # noqa: BLE001 - the database check has said why

@@ -207,10 +207,10 @@ def digest_content(
             continue
         if pick.get("topic"):
             also = [label(t) for t in pick.get("also", ())]
-            item = paper_item(paper, label(pick["topic"]), pick.get("reason") or "", also)
-            matched.append(item)
+            reason = pick.get("reason") or ""
+            matched.append(paper_item(paper, label(pick["topic"]), reason, also, edition=edition))
         else:
-            trending.append(paper_item(paper, snippet_chars=TRENDING_LINE_CHARS))
+            trending.append(paper_item(paper, snippet_chars=TRENDING_LINE_CHARS, edition=edition))
     prefs, unsub = subscriber_links(subscriber, tokens, base_url)
     link = digest_url(subscriber, edition, tokens, base_url)
     quiet_set = set(quiet_topics)

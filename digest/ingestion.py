@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
@@ -30,6 +31,7 @@ from digest.subscriptions import InvalidInput, papers_of_topics
 
 log = logging.getLogger(__name__)
 
+MAX_REASON_CHARS = 200
 LIVE_SOURCES = (HF, ARXIV_RSS, ARXIV_API)
 SAMPLE_PACKAGE = "digest.sample_data"
 
@@ -112,6 +114,24 @@ def store_parsed(
     report.new, report.updated = upsert.created, upsert.updated
 
 
+@contextmanager
+def reported(report: SourceReport) -> Iterator[None]:
+    """Whatever goes wrong with one source becomes that source's error, so the next source
+    and the rest of the run go on. Its own trouble (unreachable, garbage) is expected; any
+    other failure, storing its papers included, is logged with its traceback and reported
+    by its first line: a database error's text would hold the SQL and every paper."""
+    try:
+        yield
+    except (FetchError, SourceError) as exc:
+        report.error = str(exc)
+        log.error("%s: %s", report.source, exc)
+    except Exception as exc:  # noqa: BLE001 - one source's data must not stop the daily run
+        log.exception("%s: could not store its papers", report.source)
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""]
+        reason = f"{type(exc).__name__}: {cause[0]}"[:MAX_REASON_CHARS]
+        report.error = f"could not store its papers ({reason})"
+
+
 def ingest_bytes(
     stored: PaperStore,
     body: bytes,
@@ -121,11 +141,8 @@ def ingest_bytes(
 ) -> SourceReport:
     """Parse a response (format detected unless forced) and merge it; errors go in the report."""
     report = SourceReport(source=label)
-    try:
+    with reported(report):
         store_parsed(stored, report, parse_response(body, source), announce_types)
-    except SourceError as exc:
-        report.error = str(exc)
-        log.error("%s: %s", label, exc)
     return report
 
 
@@ -139,7 +156,7 @@ def fetch_source(
 ) -> SourceReport:
     """One live source end to end, with conditional GET; never raises for source trouble."""
     report = SourceReport(source=source)
-    try:
+    with reported(report):
         url = source_url(settings, source, date, categories)
         etag, modified = stored.http_validators(url)
         result = fetcher.get(url, etag, modified)
@@ -150,9 +167,6 @@ def fetch_source(
             raise SourceError(_http_error_reason(result.status, result.body, source))
         store_parsed(stored, report, parse_response(result.body, source), settings.announce_types)
         stored.save_http_validators(url, result.etag, result.last_modified)
-    except (FetchError, SourceError) as exc:
-        report.error = str(exc)
-        log.error("%s: %s", source, exc)
     log.info("%s", report.summary())
     return report
 

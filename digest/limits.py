@@ -2,7 +2,8 @@
 
 Both count in fixed windows keyed by time. Both keep working when Redis does not answer, by
 counting in this process alone (and saying so in the log): a limit that fails open turns a
-cache outage into a mail bomb, and one that fails closed turns it into lost sign-ups.
+cache outage into a mail bomb, and one that fails closed turns it into lost sign-ups. A
+limit on the mail one address gets allows less while counted alone (:attr:`Limit.without_redis`).
 
 Only commands Redis 6 knows are used (``SET NX EX`` starts a window, ``INCRBY`` counts in it,
 both in one MULTI/EXEC), because ``EXPIRE ... NX`` needs Redis 7 and Debian 11 and Ubuntu
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -53,6 +55,13 @@ class LocalCounters:
             return self._counts[key]
 
 
+class Count(NamedTuple):
+    """A window's total after an addition, and whether every process shares it (Redis)."""
+
+    total: int
+    shared: bool
+
+
 class WindowCounters:
     """Counters that expire with their window, in Redis when it answers, else in this process.
 
@@ -69,11 +78,11 @@ class WindowCounters:
         self.local = LocalCounters()
         self._redis_down_until = 0.0
 
-    def add(self, key: str, amount: int, window_seconds: float) -> int:
+    def add(self, key: str, amount: int, window_seconds: float) -> Count:
         """Adds ``amount`` to the window's counter and returns the new total."""
         if self.client is not None and self.clock() >= self._redis_down_until:
             try:
-                return self._add_in_redis(key, amount, window_seconds)
+                return Count(self._add_in_redis(key, amount, window_seconds), shared=True)
             except redis.RedisError as exc:
                 self._redis_down_until = self.clock() + REDIS_RETRY_AFTER
                 log.warning(
@@ -82,7 +91,7 @@ class WindowCounters:
                     self.fallback_note,
                     REDIS_RETRY_AFTER,
                 )
-        return self.local.add(key, amount)
+        return Count(self.local.add(key, amount), shared=False)
 
     def _add_in_redis(self, key: str, amount: int, window_seconds: float) -> int:
         pipe = self.client.pipeline(transaction=True)  # type: ignore[union-attr]
@@ -93,11 +102,25 @@ class WindowCounters:
 
 @dataclass(frozen=True)
 class Limit:
-    """At most ``count`` events per ``seconds`` for one key (a client, an address, a mailbox)."""
+    """At most ``count`` events per ``seconds`` for one key (a client, an address, a mailbox).
+
+    ``without_redis``: the most this process allows alone while Redis does not answer (None:
+    ``count``). Counting alone, a process knows neither what the others sent nor what was
+    sent before the outage, so a daily quota of mails to one address would start afresh
+    with every outage and in every process. A small allowance bounds that (the quota plus
+    the allowance per process and day: the local counts outlive an outage) and still mails
+    someone who really signs up meanwhile; refusing all mail would lose their sign-up.
+    """
 
     name: str
     count: int
     seconds: int
+    without_redis: int | None = None
+
+    def allows(self, count: Count) -> bool:
+        if count.shared or self.without_redis is None:
+            return count.total <= self.count
+        return count.total <= self.without_redis
 
 
 class Throttle:
@@ -115,7 +138,7 @@ class Throttle:
         window = int(self.clock() // limit.seconds)
         return f"digest:throttle:{limit.name}:{subject}:{window}"
 
-    def _add(self, key: str, amount: int, seconds: int) -> int:
+    def _add(self, key: str, amount: int, seconds: int) -> Count:
         return self.counters.add(key, amount, seconds)
 
     def reserve(self, *checks: tuple[Limit, str]) -> bool:
@@ -124,7 +147,7 @@ class Throttle:
         for limit, subject in checks:
             key = self._key(limit, subject)
             taken.append((key, limit.seconds))
-            if self._add(key, 1, limit.seconds) > limit.count:
+            if not limit.allows(self._add(key, 1, limit.seconds)):
                 self._undo(taken)
                 return False
         return True
@@ -177,7 +200,7 @@ class RateLimiter:
                     return
                 count = self.counters.add(
                     f"{self.key}:{window}", self.chunk, self.window_seconds + 1
-                )
+                ).total
                 granted = min(self.chunk, self.per_window - (count - self.chunk))
                 if granted > 0:
                     self._window, self._permits = window, granted - 1

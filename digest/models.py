@@ -120,6 +120,7 @@ class Paper(Base):
     ai_summary: Mapped[str | None] = mapped_column(Text)
     ai_keywords: Mapped[list[str]] = mapped_column(default=list)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    featured_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # on HF Daily Papers
     first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     sources: Mapped[list[str]] = mapped_column(default=list)

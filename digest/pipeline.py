@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from digest.announcements import announced_recently
 from digest.editions import CANDIDATE_WINDOW, EditionPlan, digest_content, plan_edition
 from digest.ingestion import SourceReport, fetch_all, ingest_bundled_sample
 from digest.ranking import paper_passage
@@ -59,9 +60,11 @@ def fetch_papers(store: Storage, settings: Settings) -> list[SourceReport]:
     return reports
 
 
-def candidate_papers(store: Storage, now: dt.datetime) -> list[PaperRecord]:
-    """Today's candidates: the papers first seen within the candidate window."""
-    return store.papers.find(since=now - CANDIDATE_WINDOW)
+def candidate_papers(store: Storage, settings: Settings, now: dt.datetime) -> list[PaperRecord]:
+    """Today's candidates: the papers first seen within the candidate window that were
+    announced recently (:mod:`digest.announcements`), so a search's old results are not news."""
+    seen = store.papers.find(since=now - CANDIDATE_WINDOW)
+    return announced_recently(seen, now, settings.new_paper_days, settings.holidays)
 
 
 def rank_today(
@@ -78,7 +81,7 @@ def rank_today(
     preview: what someone new would get). ``remember`` off: embeddings of new texts are not
     stored (anonymous web previews). Each reader's votes reorder their picks."""
     encoder, threshold = ranking_mode(settings, store.papers, remember)
-    candidates = candidate_papers(store, now)
+    candidates = candidate_papers(store, settings, now)
     ids = [sub.id for sub in subscribers if sub.id]
     already_sent = (
         {} if fresh else store.archive.sent_paper_ids(ids, [p.arxiv_id for p in candidates])

@@ -97,6 +97,16 @@ class DeliveryRecord:
     resent: bool = False  # handed out again after its worker was lost: a duplicate is possible
     quiet_topics: tuple[str, ...] = ()  # the subscriber's topics with nothing new that day
 
+    @property
+    def papers(self) -> int:
+        """The papers picked for the reader's topics, as the mail counts them."""
+        return sum(1 for pick in self.picks if pick.get("topic"))
+
+    @property
+    def trending(self) -> int:
+        """The "Trending today" papers: shown beside the picks, never counted with them."""
+        return len(self.picks) - self.papers
+
 
 @dataclass(frozen=True)
 class NewDelivery:

@@ -43,6 +43,7 @@ from jinja2 import (
 from jinja2.ext import Extension
 from jinja2.parser import Parser
 
+from digest.announcements import date_label
 from digest.sources import PaperRecord
 from digest.text import SNIPPET_CHARS, snippet
 
@@ -89,6 +90,7 @@ class PaperItem:
     stars_label: str = ""  # "1.2k", the repository's GitHub stars
     project_url: str | None = None
     also: tuple[str, ...] = ()  # the subscriber's other topics it matches
+    date: str = ""  # "Jul 30", or "from 2019" for an old paper (digest.announcements)
 
     def __hash__(self) -> int:
         """Computed once: the item is the key of its card in the fragment cache, looked up per email."""
@@ -170,8 +172,10 @@ def paper_item(
     reason: str | None = None,
     also: Sequence[str] = (),
     snippet_chars: int = SNIPPET_CHARS,
+    edition: dt.date | None = None,
 ) -> PaperItem:
-    """A paper as the email shows it; without a topic it is a "trending" entry."""
+    """A paper as the email shows it; without a topic it is a "trending" entry. Its date is
+    told against ``edition``, so an old paper says how old it is."""
     votes, comments, stars = paper.upvotes or 0, paper.num_comments or 0, paper.github_stars
     return PaperItem(
         arxiv_id=paper.arxiv_id,
@@ -197,6 +201,7 @@ def paper_item(
         stars_label=short_count(stars) if stars else "",
         project_url=paper.project_page,
         also=tuple(also),
+        date=date_label(paper.published_at, edition) if edition else "",
     )
 
 

@@ -7,15 +7,16 @@ process with a message that names the variable, instead of failing later mid-run
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from digest.records import SubscriberDefaults
@@ -24,6 +25,9 @@ from digest.tokens import Tokens
 ENV_PREFIX = "DIGEST_"
 ANNOUNCE_TYPES = frozenset({"new", "cross", "replace", "replace-cross"})
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+MIN_SECRET_BYTES = 32
+THIS_MACHINE = frozenset({"localhost", "127.0.0.1", "::1"})
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 
 
 def default_data_dir() -> Path:
@@ -31,6 +35,17 @@ def default_data_dir() -> Path:
     user's data folder (XDG), the same whichever folder a command runs from."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "paper-digest"
+
+
+def _dates(value: str) -> frozenset[dt.date]:
+    """ISO dates separated by commas; a bad one is a ValueError naming it."""
+    days = set()
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            days.add(dt.date.fromisoformat(part))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a date like 2026-12-25") from None
+    return frozenset(days)
 
 
 class SettingsError(Exception):
@@ -55,7 +70,14 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "ssl"] = "none"
     smtp_user: str = ""
     smtp_password: str = ""
-    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for a connection or a command's reply."
+    )
+    smtp_data_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds to wait for the reply to a message's data (RFC 5321 4.5.3.2.6).",
+    )
     smtp_ca_file: str = Field(
         default="", description="CA bundle to verify the SMTP server with; empty: the system's."
     )
@@ -65,6 +87,11 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET_KEY
     trusted_proxies: int = Field(
         default=0, ge=0, le=5, description="Reverse proxies in front of `digest web`."
+    )
+    signup_mails_per_domain_per_hour: int = Field(
+        default=100,
+        ge=1,
+        description="Sign-up emails to one mail domain (gmail.com...) per hour, all senders.",
     )
     signup_answer_seconds: float = Field(
         default=1.0,
@@ -115,6 +142,22 @@ class Settings(BaseSettings):
     arxiv_api_max_results: int = Field(default=200, ge=1, le=2000)
     arxiv_categories: str = "cs.LG+cs.AI+cs.CL+cs.CV+stat.ML"
     arxiv_announce_types: str = "new,cross"
+    suggested_topics: str = Field(
+        default=(
+            "large language models, reinforcement learning, diffusion models, computer vision, "
+            "graph neural networks, efficient attention, robotics, speech recognition"
+        ),
+        description="The topics the sign-up page suggests, comma-separated.",
+    )
+    suggest_min_followers: int = Field(
+        default=5, ge=1, description="A followed topic is suggested once this many follow it."
+    )
+    new_paper_days: int = Field(
+        default=3, ge=1, le=30, description="A paper is new for this many arXiv announcement days."
+    )
+    arxiv_holidays: str = Field(
+        default="", description="Dates arXiv does not announce (YYYY-MM-DD, comma-separated)."
+    )
     http_timeout: float = Field(default=20.0, gt=0)
     offline: bool = Field(default=False, description="Skip live fetching; use stored papers.")
 
@@ -138,12 +181,14 @@ class Settings(BaseSettings):
     @field_validator("base_url")
     @classmethod
     def _an_http_address(cls, value: str) -> str:
-        parts = urlsplit(value)
+        """The scheme is written lower-case (``HTTPS://`` is https), so every check that
+        reads it, HSTS and Secure cookies included, can compare it as written."""
+        parts = urlsplit(value)  # lower-cases the scheme it reports
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"{value!r} is not an http(s) address, like https://digest.example.org"
             )
-        return value.rstrip("/")
+        return parts.geturl().rstrip("/")
 
     @field_validator("sender")
     @classmethod
@@ -178,10 +223,33 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("arxiv_holidays")
+    @classmethod
+    def _holiday_dates(cls, value: str) -> str:
+        _dates(value)
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _blank_secret_means_dev_key(cls, value: str) -> str:
         return value or DEV_SECRET_KEY
+
+    @model_validator(mode="after")
+    def _a_real_secret_key_unless_on_this_machine(self) -> Self:
+        """Whoever knows the key can forge every unsubscribe, preferences and confirmation
+        link. The published development key, or a short one, is fine only while the links
+        lead to this machine (the offline demo); whatever the scheme, another host is public."""
+        if urlsplit(self.base_url).hostname in THIS_MACHINE:
+            return self
+        size = len(self.secret_key.encode("utf-8"))
+        if self.uses_dev_secret or size < MIN_SECRET_BYTES:
+            problem = "is not set" if self.uses_dev_secret else f"is {size} bytes long"
+            raise ValueError(
+                f"DIGEST_SECRET_KEY {problem}, and DIGEST_BASE_URL ({self.base_url}) is not this "
+                f"machine: anyone could forge links. Set DIGEST_SECRET_KEY to at least "
+                f"{MIN_SECRET_BYTES} bytes of random text, e.g. the output of {MAKE_A_KEY}"
+            )
+        return self
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -197,6 +265,14 @@ class Settings(BaseSettings):
     @property
     def announce_types(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.arxiv_announce_types.split(",") if t.strip())
+
+    @property
+    def suggestion_list(self) -> list[str]:
+        return [t.strip() for t in self.suggested_topics.split(",") if t.strip()]
+
+    @property
+    def holidays(self) -> frozenset[dt.date]:
+        return _dates(self.arxiv_holidays)
 
     @property
     def category_list(self) -> list[str]:
@@ -225,6 +301,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = [
             f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else str(err["msg"]).removeprefix("Value error, ")  # names its variables itself
             for err in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

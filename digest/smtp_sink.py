@@ -50,6 +50,7 @@ class SinkHandler:
     drop_every: int = 0
     pipelining: bool = True  # offer RFC 2920 PIPELINING in the EHLO answer, as relays do
     delay: float = 0.0  # seconds per accepted message: a slow server, for crash-mid-batch tests
+    late_answer: float = 0.0  # seconds between keeping a message and saying so: a slow relay
     lock: threading.Lock = field(default_factory=threading.Lock)
     _count_on_connection: Counter = field(default_factory=Counter)
 
@@ -120,6 +121,8 @@ class SinkHandler:
             (self.maildir / f"{time.time_ns()}.eml").write_bytes(
                 envelope.original_content or envelope.content
             )
+        if self.late_answer:
+            await asyncio.sleep(self.late_answer)
         return "250 Message accepted"
 
     def by_recipient(self) -> Counter:

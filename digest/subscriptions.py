@@ -12,7 +12,7 @@ import io
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,9 @@ MIN_TOPIC_LENGTH = 2
 MAX_PAPERS_LIMIT = 50
 CSV_COLUMNS = ("email", "topics", "timezone", "send_hour", "max_papers", "status")
 REQUIRED_CSV_COLUMNS = ("email", "topics")
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)...
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_GUARD = "'"  # ... and text when this comes first
 
 
 class InvalidInput(ValueError):
@@ -89,11 +92,23 @@ def normalize_email(raw: str) -> str:
     return result.normalized.lower()
 
 
+GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+
+
 def mailbox_of(email: str) -> str:
-    """The mailbox an address delivers to: ``Ada+news@Example.org`` and ``ada@example.org``
-    reach the same person, so per-person limits count them together."""
+    """The mailbox an address delivers to, as the key of per-person limits (never to mail):
+    ``Ada+news@Example.org`` and ``ada@example.org`` reach the same person, and so do
+    ``a.d.a@googlemail.com`` and ``ada@gmail.com`` (Gmail ignores dots in the name)."""
     local, _, domain = email.casefold().rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}"
+    local = local.split("+", 1)[0]
+    if domain in GMAIL_DOMAINS:
+        return f"{local.replace('.', '')}@{GMAIL_DOMAINS[0]}"
+    return f"{local}@{domain}"
+
+
+def mail_domain_of(email: str) -> str:
+    """The domain whose mail servers receive mail for ``email`` (googlemail.com is gmail.com)."""
+    return mailbox_of(email).rpartition("@")[2]
 
 
 _SPACES = re.compile(r"\s+")
@@ -251,7 +266,11 @@ def parse_subscriber_csv(text: str) -> ParsedCsv:
     first_line_of: dict[str, int] = {}
     for line, record in _records_by_first_line(reader, header):
         parsed.lines += 1
-        values = {key: (value or "").strip() for key, value in record.items() if key in CSV_COLUMNS}
+        values = {
+            key: unguarded_cell((value or "").strip())
+            for key, value in record.items()
+            if key in CSV_COLUMNS
+        }
         if not any(values.values()):
             continue  # blank line, or only separators
         if None in record:
@@ -321,13 +340,31 @@ def _records_by_first_line(
 
 
 def format_subscriber_csv(rows: list[dict[str, object]]) -> str:
-    """The export format, the same columns the importer reads (round-trips)."""
+    """The export format, the same columns the importer reads (round-trips). Topics and
+    addresses come from the public form: each cell is :func:`guarded_cell`."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "topics": ";".join(row["topics"])})  # type: ignore[arg-type]
+        cells = {**row, "topics": ";".join(row["topics"])}  # type: ignore[arg-type]
+        writer.writerow({name: guarded_cell(str(value)) for name, value in cells.items()})
     return out.getvalue()
+
+
+def guarded_cell(cell: str) -> str:
+    """``=HYPERLINK(...)`` exported as ``'=HYPERLINK(...)``: a spreadsheet shows it as text
+    instead of running it. A cell starting with the guard before a formula character (or
+    another guard) gets one more, so the import gives back exactly what was exported."""
+    needs_guard = cell[:1] in FORMULA_STARTS or unguarded_cell(cell) != cell
+    return FORMULA_GUARD + cell if needs_guard else cell
+
+
+def unguarded_cell(cell: str) -> str:
+    """The cell as it was before :func:`guarded_cell`. A quote a person wrote before plain
+    text ("'rl") is theirs and stays."""
+    if cell.startswith(FORMULA_GUARD) and cell[1:2] in (*FORMULA_STARTS, FORMULA_GUARD):
+        return cell[1:]
+    return cell
 
 
 def first_digest_time(now: dt.datetime, timezone: str, send_hour: int) -> str:
@@ -343,3 +380,20 @@ def first_digest_time(now: dt.datetime, timezone: str, send_hour: int) -> str:
         f"within minutes (today's edition), then from tomorrow, {tomorrow:%A} {tomorrow.day} "
         f"{tomorrow:%B}, every day {at}"
     )
+
+
+SUGGESTED_FROM_FOLLOWERS = 12  # at most this many followed topics beside the curated list
+
+
+def suggested_topics(
+    curated: Sequence[str], counts: Sequence[tuple[str, int]], min_followers: int
+) -> list[str]:
+    """The topic chips a public page offers: followed topics first (most followed), then the
+    curated list. A followed topic is shown only once ``min_followers`` people follow it,
+    and never a paper id: one person's free text, or the paper they read, is theirs alone."""
+    followed = [
+        name
+        for name, followers in counts
+        if followers >= min_followers and paper_of_topic(name) is None
+    ]
+    return list(dict.fromkeys([*followed[:SUGGESTED_FROM_FOLLOWERS], *curated]))

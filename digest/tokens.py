@@ -1,9 +1,11 @@
 """Signed tokens for the links in emails: unsubscribe, preferences, confirmation, one day's
 digest (view it in a browser, vote on its papers) and the feed (itsdangerous).
 
-A token names the subscriber by id *and* a hash of their address, so a link keeps working
-only for the person it was sent to (not for whoever later gets the same row id), and a
-link never exposes the bare address. Each purpose has its own salt: an unsubscribe token
+A token names the subscriber by id *and* a fingerprint of their address, so a link keeps
+working only for the person it was sent to (not for whoever later gets the same row id).
+Anyone holding a link can read its payload (it is signed, not encrypted), so the
+fingerprint is an HMAC under the secret key: a plain hash would let whoever has a
+forwarded digest check guessed addresses against it offline. Each purpose has its own salt: an unsubscribe token
 cannot be replayed as a preferences token. A link about one thing (one day's digest) is also
 ``bound`` to it: changing the day in the URL breaks the signature.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +35,7 @@ MAX_AGE = {
 
 
 INVALID_LINK = "this link does not work: it may be incomplete, expired or no longer valid"
+MAX_SUBSCRIBER_ID = 2**31 - 1  # the database's integer: a larger id names no one
 
 
 class TokenError(Exception):
@@ -53,19 +57,29 @@ class TokenData:
         default_factory=dict
     )  # what the link asks for (a sign-up's settings)
     bound: str | None = None  # the one thing the link is about: a day's digest
+    # the fingerprint's key; None: a link made before fingerprints were keyed
+    email_key: bytes | None = field(default=None, repr=False, compare=False)
 
     def belongs_to(self, email: str) -> bool:
-        return self.email_hash == email_fingerprint(email)
+        return hmac.compare_digest(self.email_hash, email_fingerprint(email, self.email_key))
 
 
-def email_fingerprint(email: str) -> str:
-    return hashlib.sha256(email.encode("utf-8")).hexdigest()[:16]
+def email_fingerprint(email: str, key: bytes | None) -> str:
+    """The address as a link names it: an HMAC under ``key``. Without a key, the plain
+    SHA-256 that links carried before (under "h"): still read, so that the unsubscribe
+    links already in inboxes, which never expire, keep working; never written."""
+    if key is None:
+        return hashlib.sha256(email.encode("utf-8")).hexdigest()[:16]
+    return hmac.new(key, email.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
 class Tokens:
     def __init__(self, secret_key: str, confirm_days: int = 7) -> None:
         self.secret_key = secret_key
         self.max_age = {**MAX_AGE, "confirm": confirm_days * DAY}
+        self.email_key = hmac.new(
+            secret_key.encode("utf-8"), b"paper-digest.email", hashlib.sha256
+        ).digest()
         # one per purpose: a digest signs several links, and each serializer derives its key
         self._serializers: dict[str, URLSafeTimedSerializer] = {}
 
@@ -78,6 +92,9 @@ class Tokens:
             )
         return self._serializers[purpose]
 
+    def fingerprint(self, email: str) -> str:
+        return email_fingerprint(email, self.email_key)
+
     def make(
         self,
         purpose: str,
@@ -89,7 +106,7 @@ class Tokens:
         """A signed link token. With a ``payload`` it also records when it was issued, to the
         microsecond, so a sign-up link can be told apart from an unsubscribe a moment later.
         ``bound``: the day's digest the link is about, signed with it."""
-        data: dict[str, Any] = {"s": subscriber_id, "h": email_fingerprint(email)}
+        data: dict[str, Any] = {"s": subscriber_id, "k": self.fingerprint(email)}
         if payload is not None:
             data.update(p=payload, i=time.time())
         if bound is not None:
@@ -110,8 +127,12 @@ class Tokens:
                 else None
             )
             bound = str(data["b"]) if "b" in data else None
-            return TokenData(
-                int(data["s"]), str(data["h"]), issued, dict(data.get("p") or {}), bound
-            )
-        except (KeyError, TypeError, ValueError, OverflowError):
+            key = self.email_key if "k" in data else None
+            fingerprint = str(data["k"] if key else data["h"])
+            subscriber_id = int(data["s"])
+            payload = dict(data.get("p") or {})
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             raise TokenError("malformed payload") from None
+        if not 0 < subscriber_id <= MAX_SUBSCRIBER_ID:
+            raise TokenError("subscriber id out of range")
+        return TokenData(subscriber_id, fingerprint, issued, payload, bound, key)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -39,6 +40,53 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """Retrying will not help: 5xx for this recipient."""
+
+
+class UnknownOutcome(TransientError):
+    """The message was handed over and its answer never came: the server may have kept it.
+    Never resent on the spot; retried only after the claim lease, as a possible duplicate."""
+
+
+class _PhasedTimeouts:
+    """smtplib's client with RFC 5321 4.5.3.2's timeouts per phase: the connection and each
+    command wait ``timeout``; the reply to the end of a message's data waits
+    ``data_timeout`` (10 minutes by default), because the server may be checking and storing
+    it, and a timeout there leaves the message's fate unknown (:class:`UnknownOutcome`)."""
+
+    timeout: float
+    sock: socket.socket | None
+    data_timeout: float = 600.0
+    _data_sent = False  # the last bytes written ended a message's data; its reply is due
+
+    def send(self, s: str | bytes) -> None:
+        super().send(s)  # type: ignore[misc]
+        self._data_sent = isinstance(s, bytes) and s.endswith(b"\r\n.\r\n")
+
+    def getreply(self) -> tuple[int, bytes]:
+        if not self._data_sent:
+            return super().getreply()  # type: ignore[misc]
+        self._data_sent = False
+        assert self.sock is not None  # sending the data needed it
+        self.sock.settimeout(self.data_timeout)
+        try:
+            return super().getreply()  # type: ignore[misc]
+        except smtplib.SMTPServerDisconnected as exc:
+            if isinstance(exc.__context__, TimeoutError):
+                raise UnknownOutcome(
+                    f"unknown outcome: no answer to the message's data in {self.data_timeout:g} s"
+                ) from None
+            raise
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
+
+
+class _Smtp(_PhasedTimeouts, smtplib.SMTP):
+    pass
+
+
+class _SmtpSsl(_PhasedTimeouts, smtplib.SMTP_SSL):
+    pass
 
 
 class Pending:
@@ -127,7 +175,7 @@ class _SmtpConnection(BaseTransport):
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
 
-    def connect(self) -> smtplib.SMTP:
+    def connect(self) -> _Smtp | _SmtpSsl:
         """A new connection, TLS and login done as configured (also `digest doctor`'s check)."""
         s = self.settings
         # verifies certificates and host names; built only for TLS (loading the CA bundle takes ~25 ms)
@@ -141,7 +189,7 @@ class _SmtpConnection(BaseTransport):
         )  # without it smtplib does a reverse DNS lookup per connection
         try:
             if s.smtp_tls == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp: _Smtp | _SmtpSsl = _SmtpSsl(
                     s.smtp_host,
                     s.smtp_port,
                     local_hostname=helo,
@@ -149,11 +197,10 @@ class _SmtpConnection(BaseTransport):
                     context=context,
                 )
             else:
-                smtp = smtplib.SMTP(
-                    s.smtp_host, s.smtp_port, local_hostname=helo, timeout=s.smtp_timeout
-                )
+                smtp = _Smtp(s.smtp_host, s.smtp_port, local_hostname=helo, timeout=s.smtp_timeout)
                 if s.smtp_tls == "starttls":
                     smtp.starttls(context=context)
+            smtp.data_timeout = s.smtp_data_timeout
             smtp.ehlo_or_helo_if_needed()
             if s.smtp_user:
                 smtp.login(s.smtp_user, s.smtp_password)
@@ -185,6 +232,9 @@ class PlainSmtpTransport(_SmtpConnection):
         data = message.as_bytes()
         try:
             self._sendmail(data, sender, recipient)
+        except UnknownOutcome:
+            self._smtp = None  # smtplib closed it
+            raise
         except smtplib.SMTPServerDisconnected:
             self._smtp = None
             try:
@@ -251,6 +301,9 @@ class SmtpTransport(_SmtpConnection):
     ) -> None:
         try:
             code, reply = smtp.getreply()
+        except UnknownOutcome:
+            self._smtp = None  # smtplib closed it
+            raise
         except smtplib.SMTPServerDisconnected as exc:
             self._after_disconnect(exc, message, sender, recipient, last).result()
             return

@@ -59,6 +59,7 @@ from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_e
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digest import emails
+from digest.announcements import date_label
 from digest.editions import digest_content, digest_url, feed_url, vote_url
 from digest.ingestion import require_topic_papers
 from digest.limits import Limit, RateLimiter, Throttle, redis_client
@@ -78,10 +79,12 @@ from digest.subscriptions import (
     SubscriberInput,
     build_subscriber_input,
     first_digest_time,
+    mail_domain_of,
     mailbox_of,
     normalize_email,
     normalize_topics,
     papers_of_topics,
+    suggested_topics,
     validate_max_papers,
     validate_send_hour,
     validate_timezone,
@@ -91,25 +94,16 @@ from digest.transports import PermanentError, TransientError, make_transport
 
 log = logging.getLogger(__name__)
 
-POPULAR_TOPICS = (
-    "large language models",
-    "reinforcement learning",
-    "diffusion models",
-    "computer vision",
-    "graph neural networks",
-    "efficient attention",
-    "robotics",
-    "speech recognition",
-)
 MAX_FORM_BYTES = 16 * 1024
 # five topics of 80 characters, percent-encoded, fit with room to spare
 MAX_PREVIEW_QUERY_BYTES = 1024
 SIGNUPS_PER_CLIENT = Limit("client", 20, 3600)
-MAILS_PER_ADDRESS = Limit("address", 3, 86400)  # confirmation or reminder emails to one address
-# ... and to one mailbox: ada+1@ and ada+2@ are one person
-MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400)
+# confirmation or reminder emails to one address (1 while counted without Redis: see Limit)
+MAILS_PER_ADDRESS = Limit("address", 3, 86400, without_redis=1)
+# ... and to one mailbox: ada+1@, a.da@gmail.com and ada@googlemail.com are one person
+MAILS_PER_MAILBOX = Limit("mailbox", 3, 86400, without_redis=1)
 PREVIEWS_PER_CLIENT = Limit("preview", 30, 60)  # each ranks the day's papers
-ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up may wait on SMTP, whatever DIGEST_SMTP_TIMEOUT says
+ACCOUNT_MAIL_TIMEOUT = 10.0  # seconds a sign-up waits on SMTP, whatever DIGEST_SMTP_*TIMEOUT say
 PREVIEW_PAPERS = 5
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -176,7 +170,10 @@ def create_app(
         )
     client = redis_conn if redis_conn is not None else redis_client(settings)
     account_settings = settings.model_copy(
-        update={"smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT)}
+        update={
+            "smtp_timeout": min(settings.smtp_timeout, ACCOUNT_MAIL_TIMEOUT),
+            "smtp_data_timeout": min(settings.smtp_data_timeout, ACCOUNT_MAIL_TIMEOUT),
+        }
     )
     ctx = WebContext(
         settings=settings,
@@ -369,10 +366,15 @@ def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
     """Record the sign-up and mail the address, within its per-address and per-mailbox
     limits. False only when the mail could not be sent (and then it is not counted)."""
     sub, needs_confirmation = ctx.store.subscribers.request_subscription(data, ctx.defaults)
-    quota = ((MAILS_PER_ADDRESS, sub.email), (MAILS_PER_MAILBOX, mailbox_of(sub.email)))
+    per_domain = Limit("domain", ctx.settings.signup_mails_per_domain_per_hour, 3600)
+    quota = (
+        (MAILS_PER_ADDRESS, sub.email),
+        (MAILS_PER_MAILBOX, mailbox_of(sub.email)),
+        (per_domain, mail_domain_of(sub.email)),
+    )
     if not ctx.throttle.reserve(*quota):
         log.info(
-            "sign-up mail to subscriber %d not sent: over the per-address or per-mailbox limit",
+            "sign-up mail to subscriber %d not sent: over its address, mailbox or domain limit",
             sub.id,
         )
         return True
@@ -494,7 +496,7 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
         votes=ctx.store.feedback.votes_of(sub.id),
         past_digests=[
-            (d.edition, len(d.picks), digest_url(sub, d.edition, ctx.tokens, base))
+            (d.edition, d.papers, d.trending, digest_url(sub, d.edition, ctx.tokens, base))
             for d in ctx.store.archive.sent_digests(sub.id)
         ],
         feed_url=feed_url(sub, ctx.tokens, base),
@@ -624,6 +626,7 @@ def feed(sub: SubscriberRecord, data: Any, token: str) -> Response:
         feed_id=f"tag:{urlsplit(ctx.settings.base_url).hostname},2026:paper-digest:{sub.id}",
         self_url=f"{ctx.settings.base_url}/feed/{token}",
         home_url=ctx.settings.base_url + "/",
+        date_label=date_label,
         entries=[
             (d, pick, papers[pick["arxiv_id"]]) for d, pick in entries if pick["arxiv_id"] in papers
         ],
@@ -697,8 +700,10 @@ def _apply_preferences(
 
 
 def _suggestions(ctx: WebContext) -> list[str]:
-    popular = [name for name, _ in ctx.store.topics.counts()[:12]]
-    return list(dict.fromkeys([*popular, *POPULAR_TOPICS]))
+    settings = ctx.settings
+    return suggested_topics(
+        settings.suggestion_list, ctx.store.topics.counts(), settings.suggest_min_followers
+    )
 
 
 def _send_account_email(ctx: WebContext, sub: SubscriberRecord, message: Message) -> bool:

@@ -182,7 +182,9 @@ def sub(email: str, *topics: str, **extra: object) -> SubscriberInput:
     return build_subscriber_input(email, list(topics), **extra)  # type: ignore[arg-type]
 
 
-def record_sent_digest(store: Storage, subscriber_id: int, edition, picks: list[dict]) -> int:
+def record_sent_digest(
+    store: Storage, subscriber_id: int, edition, picks: list[dict], quiet_topics: tuple = ()
+) -> int:
     """A digest as the workers leave it once the SMTP server accepted it: planned, claimed and
     recorded as sent with its papers. Returns the delivery id."""
     import datetime as dt
@@ -190,7 +192,8 @@ def record_sent_digest(store: Storage, subscriber_id: int, edition, picks: list[
     from digest.records import NewDelivery, SentRecord
 
     now = dt.datetime.combine(edition, dt.time(7))
-    _, (delivery,) = store.deliveries.create([NewDelivery(subscriber_id, edition, picks)])
+    planned = NewDelivery(subscriber_id, edition, picks, quiet_topics=quiet_topics)
+    _, (delivery,) = store.deliveries.create([planned])
     claim, _ = store.deliveries.claim([delivery], now)
     papers = tuple(p["arxiv_id"] for p in picks)
     store.deliveries.mark_sent(
@@ -244,3 +247,32 @@ def one_error_line(result: Result) -> str:
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     return errors[0]
+
+
+def poisoned(field: str) -> str:
+    """Markup where plain text belongs: a page or email that shows it unescaped contains
+    ``<u class=`` (no template writes a ``<u>``), and one that escapes it shows it as text."""
+    return f'<u class="x">{field} & co</u>'
+
+
+def poisoned_paper(arxiv_id: str, summary: bool = True):
+    """A paper whose every shown field, links included, carries markup: feed text is written
+    by strangers. ``summary``: with Hugging Face's AI summary (the trending line shows it
+    instead of the abstract)."""
+    from digest.sources import PaperRecord
+
+    link = '">' + poisoned("link")  # out of the href attribute, into the page
+    return PaperRecord(
+        arxiv_id,
+        poisoned("title"),
+        poisoned("abstract"),
+        authors=[poisoned("author")],
+        upvotes=12,
+        num_comments=3,
+        hf_url=f"https://huggingface.co/papers/{arxiv_id}{link}",
+        ai_summary=poisoned("summary") if summary else None,
+        github_repo=f"https://github.com/x/y{link}",
+        github_stars=1200,
+        project_page=f"https://example.org/{link}",
+        organization=poisoned("organization"),
+    )

@@ -44,3 +44,14 @@ def test_doctor_fails_on_what_an_operator_must_fix(settings: Settings, pg_url: s
     )
     assert any(line.strip().startswith("FAIL  smtp") for line in lines)
     assert "check(s) failed" in result.output
+
+
+def test_doctor_counts_a_fetch_from_a_file_as_a_fetch(settings: Settings) -> None:
+    from conftest import FEEDS
+
+    env = {"DIGEST_DATA_DIR": str(settings.data_dir)}
+    day = FEEDS / "hf_daily_papers_2026-07-13.json"
+    fetched = CliRunner().invoke(cli, ["fetch", "--from-file", str(day)], env=env)
+    assert fetched.exit_code == 0, fetched.output
+    result = CliRunner().invoke(cli, ["doctor"], env=env)
+    assert "never fetched" not in result.output and "last fetch: " in result.output

@@ -20,7 +20,7 @@ def test_web_refuses_to_serve_a_public_site_with_the_development_key(settings: S
         },
     )
     assert result.exit_code == 1 and "serving on" not in result.output
-    assert result.output.startswith("Error: DIGEST_SECRET_KEY is not set")
+    assert result.output.startswith("Error: invalid settings: DIGEST_SECRET_KEY is not set")
 
 
 @pytest.mark.parametrize("command", ["web", "smtp-sink"])

@@ -242,3 +242,22 @@ def test_a_paper_link_is_a_topic_and_an_unknown_one_offline_is_a_clear_error(
         env=env,
     )
     assert added.exit_code == 0 and "rl; arxiv:2611.00042" in added.output
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced"])
+def test_adding_an_opted_out_address_says_so_and_how_to_resume(
+    run, settings: Settings, status: str
+) -> None:
+    run("subscribers", "add", "ada@example.org", "-t", "rl")
+    store = Storage.from_url(settings.resolved_database_url)
+    store.subscribers.set_status("ada@example.org", status)
+    store.db.engine.dispose()
+    out = run("subscribers", "add", "ada@example.org", "-t", "rl", code=1).output
+    assert "already subscribed" not in out
+    assert f"ada@example.org is {status}" in out
+    assert "digest subscribers resume --force ada@example.org" in out
+    run("subscribers", "resume", "ada@example.org", "--force")
+    assert (
+        "ada@example.org is already subscribed"
+        in run("subscribers", "add", "ada@example.org", "-t", "rl", code=1).output
+    )

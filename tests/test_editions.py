@@ -57,7 +57,7 @@ def fixed_day_digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, st
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: 1_784_000_000)
     papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
     settings = Settings(
-        secret_key="golden-secret",
+        secret_key="golden-secret-of-at-least-32-bytes",
         base_url="https://digest.example.org",
         sender="Paper Digest <digest@example.org>",
         unsubscribe_mailto="leave@example.org",

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
+from xml.sax.saxutils import escape
 
 import pytest
 from click.testing import CliRunner
 from conftest import FEEDS
 from feed_server import FeedServer, Reply
+from sqlalchemy import text
 
 from digest.cli import cli
 from digest.fetching import Fetcher
 from digest.ingestion import (
     fetch_all,
     ingest_bundled_sample,
+    ingest_bytes,
     look_up_papers,
     require_topic_papers,
     source_url,
@@ -22,7 +26,7 @@ from digest.ingestion import (
 from digest.settings import Settings
 from digest.sources import ARXIV_API, ARXIV_RSS, HF, parse_response
 from digest.storage import Storage
-from digest.subscriptions import InvalidInput
+from digest.subscriptions import InvalidInput, build_subscriber_input
 
 HF_BODY = (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()
 RSS_BODY = (FEEDS / "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml").read_bytes()
@@ -149,6 +153,76 @@ def test_a_broken_source_reports_why_and_the_others_still_land(
     assert reason in (reports[ARXIV_API].error or "")
     assert reports[HF].new == 25 and reports[ARXIV_RSS].new == 3
     assert store.papers.count() == 28
+
+
+VALIDATORS = {"ETag": '"v1"', "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT"}
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param(Reply(200, b"<html><body>Rate limited</body></html>", VALIDATORS), id="html"),
+        pytest.param(Reply(400, API_ERROR, VALIDATORS), id="http-400"),
+    ],
+)
+def test_the_validators_of_a_response_that_was_not_stored_are_not_kept(
+    store: Storage, live: Settings, server: FeedServer, refused: Reply
+) -> None:
+    """An ETag stands for a body whose papers are stored. Kept for a body that failed, the
+    next request would be conditional, and the server's 304 would hide papers never stored."""
+    server.script("/rss/cs.LG+cs.AI", refused, Reply(200, RSS_BODY, {"ETag": '"v2"'}))
+    with quick_fetcher() as fetcher:
+        (first,) = fetch_all(
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+        )
+        (second,) = fetch_all(
+            store.papers, live, (ARXIV_RSS,), categories=["cs.LG", "cs.AI"], fetcher=fetcher
+        )
+    assert first.error and not second.error and second.new == 3
+    retried = server.requests["/rss/cs.LG+cs.AI"][1]
+    assert "If-None-Match" not in retried and "If-Modified-Since" not in retried
+
+
+ANNOUNCED = frozenset({"new", "cross"})
+
+
+def second_paper_titled_like_the_first(body: bytes) -> tuple[bytes, str, str]:
+    """A recorded response edited so that its second paper has the first one's title, as
+    happens on arXiv (errata, replies, "A note on ..."): derived from the recorded file, the
+    rest of it untouched. Returns the body and the two papers' ids."""
+    first, second = [
+        p for p in parse_response(body).papers if p.announce_type in (None, *ANNOUNCED)
+    ][:2]
+    if body.lstrip().startswith(b"["):  # Hugging Face's JSON
+        items = json.loads(body)
+        for item in items:
+            if item["paper"]["id"] == second.arxiv_id:
+                item["title"] = item["paper"]["title"] = first.title
+        return json.dumps(items).encode(), first.arxiv_id, second.arxiv_id
+    old, new = (f"<title>{escape(p.title)}</title>".encode() for p in (second, first))
+    assert body.count(old) == 1, "the derivation edits exactly one title"
+    return body.replace(old, new), first.arxiv_id, second.arxiv_id
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "hf_daily_papers_2026-07-13.json",
+        "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml",
+        "arxiv_api_cat_cs.AI_OR_cs.LG_2026-07-13.xml",
+    ],
+)
+def test_two_papers_sharing_a_title_are_both_stored(store: Storage, recorded: str) -> None:
+    """Papers are merged by arXiv id, never by title."""
+    original = (FEEDS / recorded).read_bytes()
+    body, first, second = second_paper_titled_like_the_first(original)
+    kept = {
+        p.arxiv_id for p in parse_response(original).papers if p.announce_type in (None, *ANNOUNCED)
+    }
+    report = ingest_bytes(store.papers, body, recorded, ANNOUNCED)
+    assert report.error is None and report.new == store.papers.count() == len(kept)
+    papers = {p.arxiv_id: p.title for p in store.papers.find(ids=[first, second])}
+    assert papers[first] == papers[second]
 
 
 def test_empty_weekend_feed_is_not_an_error(
@@ -325,3 +399,70 @@ def test_an_import_rejects_the_rows_naming_papers_arxiv_does_not_have(
     assert "bob@example.org: rejected: arXiv has no paper 2699.99999" in result.output
     assert "created 2," in result.output and "rejected 1" in result.output
     assert len(server.requests["/api/query"]) == 1, "one look-up for the whole file"
+
+
+# -- one hostile paper must not cost the others -------------------------------------------------
+
+
+def test_a_nul_byte_in_the_hf_file_loses_no_other_paper_and_the_digests_go_out(
+    store: Storage, db_url: str, settings: Settings, server: FeedServer
+) -> None:
+    """PostgreSQL refuses NUL in text: once it failed the whole file, the run and every
+    source after it. A raw NUL (which strict JSON refuses) and an escaped one."""
+    hf = HF_BODY.replace(b"MedPMC: A Systematic", b"Med\\u0000PMC: A Systematic").replace(
+        b"Long-Horizon-Terminal-Bench", b"Long-Horizon\x00-Terminal-Bench"
+    )
+    for email, topic in (("ada@example.org", "medical imaging"), ("bob@example.org", "agents")):
+        store.subscribers.add(build_subscriber_input(email, [topic]), settings.subscriber_defaults)
+    server.script("/api/daily_papers", Reply(200, hf))
+    server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
+    server.script("/api/query", Reply(200, API_BODY))
+    env = {
+        "DIGEST_DATA_DIR": str(settings.data_dir),
+        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_HF_API_URL": server.url + "/api/daily_papers",
+        "DIGEST_ARXIV_RSS_URL": server.url + "/rss",
+        "DIGEST_ARXIV_API_URL": server.url + "/api/query",
+        "DIGEST_ARXIV_CATEGORIES": "cs.LG+cs.AI",
+        "DIGEST_SEMANTIC": "false",
+    }
+    result = CliRunner().invoke(cli, ["run", "--now"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "fetched 25, new 25" in result.output and "ERROR" not in result.output
+    assert "digests sent: 2" in result.output
+    overlap = len(ids_in(HF_BODY) & ids_in(API_BODY))
+    assert store.papers.count() == 25 + 3 + 50 - overlap
+    titles = {p.arxiv_id: p.title for p in store.papers.find(ids=["2607.07673", "2607.08964"])}
+    assert titles["2607.07673"].startswith("MedPMC: A Systematic")
+    assert titles["2607.08964"].startswith("Long-Horizon-Terminal-Bench")
+
+
+def refuse_titles_with(store: Storage, word: str) -> None:
+    """Make the database refuse to store any paper whose title holds ``word``: a failure
+    to store that no parser foresaw."""
+    with store.db.engine.begin() as conn:
+        if store.db.engine.dialect.name == "postgresql":
+            conn.execute(
+                text(f"ALTER TABLE papers ADD CONSTRAINT refused CHECK (title NOT LIKE '%{word}%')")
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refused BEFORE INSERT ON papers WHEN NEW.title LIKE '%{word}%' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+
+
+def test_a_source_that_cannot_be_stored_is_that_sources_error_and_the_others_land(
+    store: Storage, live: Settings, server: FeedServer
+) -> None:
+    refuse_titles_with(store, "MedPMC")
+    server.script("/api/daily_papers", Reply(200, HF_BODY))
+    server.script("/rss/cs.LG+cs.AI", Reply(200, RSS_BODY))
+    server.script("/api/query", Reply(200, API_BODY))
+    reports = fetch(store, live)
+    assert reports[HF].error is not None and reports[HF].error.startswith("could not store")
+    assert "\n" not in reports[HF].error and len(reports[HF].error) < 300
+    assert (reports[ARXIV_RSS].error, reports[ARXIV_RSS].new) == (None, 3)
+    assert (reports[ARXIV_API].error, reports[ARXIV_API].fetched) == (None, 50)

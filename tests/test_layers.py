@@ -8,6 +8,7 @@ import sys
 import pytest
 
 PURE = (
+    "announcements",
     "sources",
     "ranking",
     "editions",

@@ -113,6 +113,19 @@ def test_the_throttle_on_a_real_redis(redis_url: str) -> None:
     assert [throttle.reserve((limit, "a")) for _ in range(3)] == [True, True, False]
 
 
+def test_a_redis_outage_does_not_give_an_address_its_quota_again(redis_url: str) -> None:
+    """3 mails counted in Redis, then Redis goes away: the process counting alone cannot
+    know of them, so it allows one mail, not a fresh three."""
+    import uuid
+
+    limit = Limit(f"test-{uuid.uuid4().hex}", 3, 86400, without_redis=1)
+    shared = Throttle(redis.Redis.from_url(redis_url))
+    assert [shared.reserve((limit, "ada@example.org")) for _ in range(4)] == [True] * 3 + [False]
+    alone = Throttle(unreachable_redis())
+    assert [alone.reserve((limit, "ada@example.org")) for _ in range(3)] == [True, False, False]
+    assert alone.reserve((limit, "bob@example.org")), "an address not mailed yet still gets one"
+
+
 class MustWait(Exception):
     """Raised instead of sleeping: the worker has no permit left in this window."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from email import message_from_bytes
 from email.policy import default
 
@@ -13,6 +14,7 @@ from digest import pipeline
 from digest.cli import cli
 from digest.models import utcnow
 from digest.settings import Settings
+from digest.sources import parse_response
 from digest.storage import Storage
 
 
@@ -208,3 +210,69 @@ def test_a_plan_racing_another_tick_writes_only_the_missing_rows_and_counts_the_
     assert rows["eve@example.org"].status == "skipped"
     assert rows["ada@example.org"].id == earlier, "the other tick's row is left alone"
     assert rows["ada@example.org"].picks == [{"arxiv_id": "x"}]
+
+
+def test_run_now_takes_a_permit_for_every_message(
+    run, smtp_sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`digest run --now` sends at DIGEST_RATE_LIMIT_PER_SECOND like the workers: the real
+    limiter, counted as it grants each message its permit."""
+    from digest import limits
+    from digest.limits import RateLimiter
+
+    permits: list[float] = []
+
+    class CountedLimiter(RateLimiter):
+        def wait(self) -> None:
+            super().wait()
+            permits.append(self.per_window / self.window_seconds)
+
+    monkeypatch.setattr(limits, "RateLimiter", CountedLimiter)  # the command imports it late
+    for email in ("ada@example.org", "bob@example.org"):
+        run("subscribers", "add", email, "-t", "medical imaging")
+    smtp = {"DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(smtp_sink.port)}
+    result = run("run", "--now", DIGEST_SEMANTIC="false", DIGEST_RATE_LIMIT_PER_SECOND="40", **smtp)
+    assert "digests sent: 2" in result.output
+    assert permits == [40.0, 40.0], "one permit per message, at the configured rate"
+
+
+def test_a_searchs_years_old_papers_are_not_todays_news(run, settings: Settings) -> None:
+    """An arXiv search beside the day's listing: its 2012-2025 papers are first seen today,
+    but not announced today, so no digest calls them new."""
+    from conftest import FEEDS
+
+    day, search = (
+        FEEDS / "hf_daily_papers_2026-07-13.json",
+        FEEDS / "arxiv_api_search_testing_2026-04-12.xml",
+    )
+    run("fetch", "--from-file", str(day))
+    run("fetch", "--from-file", str(search))
+    store = Storage.from_url(settings.resolved_database_url)
+    try:
+        candidates = pipeline.candidate_papers(store, settings, utcnow())
+    finally:
+        store.dispose()
+    assert {p.arxiv_id for p in candidates} == {
+        p.arxiv_id for p in parse_response(day.read_bytes()).papers
+    }
+
+
+def test_the_demo_replays_its_recorded_day(run, settings: Settings) -> None:
+    """The bundled sample is one recorded day: all of it is that day's news."""
+    out = run("run", "--now").output
+    (eml,) = list(settings.outbox_dir.rglob("*.eml"))
+    text = message_from_bytes(eml.read_bytes(), policy=default).get_body(("plain",)).get_content()
+    assert "Nothing new matched" not in text and "Jul 1" in text, out
+
+
+def test_deliveries_count_the_picks_as_the_mail_does_and_trending_apart(
+    run, settings: Settings
+) -> None:
+    run("run", "--now")
+    (eml,) = list(settings.outbox_dir.rglob("*.eml"))
+    subject = message_from_bytes(eml.read_bytes(), policy=default)["Subject"]
+    picks = int(re.search(r"(\d+) new paper", subject).group(1))
+    listing = run("deliveries").output
+    header, row = listing.splitlines()[0], listing.splitlines()[2]
+    assert "trending" in header
+    assert re.search(rf"\bsent\s+{picks}\s+3\b", row), listing

@@ -7,7 +7,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from conftest import FEEDS
+from conftest import FEEDS, poisoned, poisoned_paper
 from jinja2 import UndefinedError
 from lxml import html as lxml_html
 from markupsafe import Markup
@@ -252,6 +252,50 @@ def test_topics_and_reasons_are_escaped_in_the_digest() -> None:
     assert not doc.xpath("//b"), "a topic or reason became markup"
     assert "&lt;b&gt;graph &amp; nets&lt;/b&gt;" in rendered.html
     assert evil in rendered.text
+
+
+def test_every_field_is_escaped_in_the_html_and_as_typed_in_the_text_part() -> None:
+    """Markup in any field of a pick or a trending paper (with its AI summary and without,
+    since the trending line shows one or the other), in the topics, reasons and quiet
+    topics: text in the HTML part, everywhere it is shown, and the same characters
+    in the text part. A ``|safe`` anywhere in the digest's templates fails this."""
+    topic, quiet = poisoned("topic"), poisoned("quiet topic")
+    papers = [poisoned_paper(f"2611.0010{n}", summary=n % 2 == 0) for n in range(4)]
+    items = tuple(paper_item(p, topic, poisoned("reason"), also=[quiet]) for p in papers[:2])
+    rendered = render_digest(
+        replace(
+            content([], topics=(topic, quiet)),
+            items=items,
+            trending=tuple(paper_item(p) for p in papers[2:]),
+            quiet_topics=(quiet,),
+        )
+    )
+    assert "<u class=" not in rendered.html
+    doc = parse_html(rendered.html)  # markup in the source would be elements, not this text
+    cards, trends = doc.find_class("card"), doc.find_class("trend")
+    assert len(cards) == len(trends) == 2
+    for card, paper in zip(cards, papers[:2], strict=True):
+        assert card.find_class("title")[0].text_content() == poisoned("title")
+        assert card.find_class("why")[0].text_content() == poisoned("reason"), "one topic only"
+        assert card.find_class("meta")[0].text_content() == (
+            f"{poisoned('author')} · {poisoned('organization')}"
+        )
+        assert card.find_class("snippet")[0].text_content() == poisoned("abstract")
+        links = [a.get("href") for a in card.find_class("link")]
+        assert {paper.hf_url, paper.github_repo, paper.project_page} <= set(links)
+    assert cards[0].find_class("summary")[0].text_content() == poisoned("summary")
+    for trend, paper in zip(trends, papers[2:], strict=True):
+        assert trend.find_class("trend-title")[0].get("href") == paper.hf_url
+        assert trend.find_class("trend-title")[0].text_content() == poisoned("title")
+        line = trend.find_class("trend-line")[0].text_content()
+        assert line.endswith(poisoned("summary" if paper.ai_summary else "abstract"))
+    assert doc.find_class("quiet-topics")[0].text_content() == f"Nothing new on {quiet} today."
+    assert doc.find_class("topics")[0].text_content() == f"Your topics: {topic}, {quiet}"
+    assert poisoned("title") in doc.find_class("preheader")[0].text_content()
+    text = " ".join(rendered.text.split())  # the text part wraps lines at spaces
+    for field in ("title", "abstract", "summary", "author", "organization", "reason", "topic"):
+        assert poisoned(field) in text, field
+    assert "&lt;" not in rendered.text and "&amp;" not in rendered.text
 
 
 # -- what Hugging Face shows, the trending section, preheader, text part, Outlook -----------------

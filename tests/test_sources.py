@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
+import unicodedata
 
 import pytest
 from conftest import FEEDS
@@ -517,4 +519,132 @@ def test_hugging_face_fields_are_read_from_the_paper_or_else_from_the_item() -> 
         ("Paper title", "Paper summary", "Paper org", "Item submitter"),
         ("Item title", "Item summary", "item-org", "Item submitter"),
         ("Paper title", "Paper summary", "Paper org", "Paper submitter"),
+    ]
+
+
+# -- hostile bytes in a fetched response -------------------------------------------------------
+
+
+def hidden_characters(record: PaperRecord) -> dict[str, str]:
+    """The fields of a record holding a character PostgreSQL (NUL, lone surrogates) or XML
+    (C0 controls) refuse, or a terminal obeys (ESC): by field name."""
+    found = {}
+    for spec in dataclasses.fields(record):
+        value = getattr(record, spec.name)
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+                found[spec.name] = text
+    return found
+
+
+def injected(name: str, old: bytes, new: bytes) -> bytes:
+    body = (FEEDS / name).read_bytes()
+    assert old in body, f"{old!r} is not in {name}"
+    return body.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "arxiv_id", "title"),
+    [
+        (  # JSON: escaped NUL, a raw NUL (JSON forbids raw controls), ESC, DEL, C1, a surrogate
+            "hf_daily_papers_2026-07-13.json",
+            b"MedPMC: A Systematic",
+            b"Med\\u0000PMC:\x00 A\x1b[2J Sys\x7ftematic\\u009f\\ud800",
+            "2607.07673",
+            "MedPMC: A[2J Systematic Framework for Scaling High-Fidelity Medical Multimodal Data "
+            "for Foundation Models",
+        ),
+        (  # RSS: raw bytes XML forbids, and the same as character references
+            "arxiv_rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml",
+            b"The Drift Contract",
+            b"The Dri\x00ft \x1bCon&#0;tract&#x1F;&#27;",
+            "2609.26811",
+            "The Drift Contract: Spectral Updates for Depth-Robust Local Learning",
+        ),
+        (  # Atom (the arXiv API)
+            "arxiv_api_cat_cs.AI_OR_cs.LG_2026-07-13.xml",
+            b"<title>PHINN-EEG: ",
+            b"<title>\x00PHINN-\x08EEG&#x0;: \x0c",
+            "2607.09662",
+            "PHINN-EEG: Topological Time-Series Analysis of Dream-State EEG -- Dynamic Betti "
+            "Curves for Dream Content Classification and Topology-Conditioned Neural Signal "
+            "Synthesis",
+        ),
+        (  # the community HF RSS
+            "hf_papers_rss_community_michaelmarkert_2026-08-22.xml",
+            b"<title>",
+            b"<title>\x00\x1b",
+            None,
+            None,
+        ),
+    ],
+)
+def test_control_characters_are_cleaned_out_and_every_paper_is_kept(
+    name: str, old: bytes, new: bytes, arxiv_id: str | None, title: str | None
+) -> None:
+    clean = parse_response((FEEDS / name).read_bytes())
+    result = parse_response(injected(name, old, new))
+    assert [p.arxiv_id for p in result.papers] == [p.arxiv_id for p in clean.papers]
+    assert result.skipped == clean.skipped
+    assert {p.arxiv_id: hidden_characters(p) for p in result.papers if hidden_characters(p)} == {}
+    if arxiv_id:
+        assert {p.arxiv_id: p for p in result.papers}[arxiv_id].title == title
+
+
+def test_numbers_and_ids_too_large_for_their_columns_are_dropped() -> None:
+    """A count past a database integer, or an id past its column, must not fail the file."""
+    item = {
+        "numComments": 2**31,
+        "paper": {
+            "id": "2607.00001v99999999999",
+            "title": "T",
+            "upvotes": 2**40,
+            "githubStars": 2**63,
+        },
+    }
+    long_old_id = {"paper": {"id": "a" * 60 + "/0601001", "title": "Old"}}
+    new, old = parse_response(json.dumps([item, long_old_id]).encode()).papers
+    assert (new.upvotes, new.github_stars, new.num_comments, new.version) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert len(old.arxiv_id) <= 40
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://github.com/a/b\r\nBcc: eve@example.org",
+        "https://github.com/a/b\nInjected line",
+        "https://github.com/a/b c",
+        "https://github.com/a/\x00b",
+        "https://github.com/a/\u202eb",  # right-to-left override: a link that reads otherwise
+        "https:///no-host",
+        "https://github.com@evil.example.org/a/b",  # a host that reads as another
+        "ftp://github.com/a/b",
+        "javascript:alert(1)//https://x",
+        "//github.com/a/b",
+        "https://github.com:99999/a",
+        "https://" + "x" * 300 + ".org",
+    ],
+)
+def test_a_bad_link_from_a_feed_is_dropped_and_the_paper_kept(link: str) -> None:
+    item = {"paper": {"id": "2607.00001", "title": "T", "githubRepo": link, "projectPage": link}}
+    (paper,) = parse_response(json.dumps([item]).encode()).papers
+    assert (paper.github_repo, paper.project_page) == (None, None)
+
+
+def test_good_links_from_a_feed_are_kept() -> None:
+    links = ["https://github.com/a/b", "HTTP://Example.org/x?y=1#z", " https://x.org/p "]
+    items = [
+        {"paper": {"id": f"2607.0000{i}", "title": "T", "githubRepo": link}}
+        for i, link in enumerate(links)
+    ]
+    papers = parse_response(json.dumps(items).encode()).papers
+    assert [p.github_repo for p in papers] == [
+        "https://github.com/a/b",
+        "HTTP://Example.org/x?y=1#z",
+        "https://x.org/p",
     ]

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import DEFAULTS, sub
+from conftest import DEFAULTS, run_at_once, sub
 from sqlalchemy import func, select, text
 
 from digest.models import Installation, Subscriber
@@ -256,6 +256,17 @@ def test_an_install_keeps_one_id_however_many_processes_ask(store: Storage) -> N
     with store.db.session() as session:
         rows = session.scalar(select(func.count()).select_from(Installation))
     assert (others, rows) == ({first}, 1)
+
+
+def test_processes_starting_at_once_on_a_new_database_sign_with_one_install_id(
+    store: Storage,
+) -> None:
+    """Ten worker processes' first sends on a fresh database, at the same instant: one id
+    for all of them, so a resend after a crash carries the Message-ID the first send had."""
+    ids, errors = run_at_once(lambda _: Deliveries(store.db).install_id(), 10)
+    with store.db.session() as session:
+        rows = session.scalar(select(func.count()).select_from(Installation))
+    assert errors == [] and (len(set(ids)), rows) == (1, 1)
 
 
 def test_a_database_from_before_the_one_row_fix_keeps_its_oldest_install_id(store: Storage) -> None:

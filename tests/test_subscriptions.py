@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import time
 
 import pytest
@@ -116,6 +118,45 @@ def test_export_format_round_trips_through_the_importer() -> None:
     parsed = parse_subscriber_csv(format_subscriber_csv(rows))
     assert parsed.rejections == []
     assert parsed.rows[0].topics == ("rl", "graph neural networks")
+
+
+FORMULAS = [
+    ("=cmd@example.org", ['=hyperlink("http://evil.example","x")', "rl"]),
+    ("+a@example.org", ["+1+1", "-2+3"]),
+    ("-a@example.org", ["@sum(1)"]),
+    ("'a@example.org", ["'=x", "'plain", "''"]),  # what starts with the escape itself
+    ("b@example.org", ["rl", "=after the first"]),
+]
+
+
+def test_spreadsheet_formulas_are_neutralised_on_export_and_restored_on_import() -> None:
+    """OWASP's CSV-injection rule: a cell starting with = + - @ tab or CR is a formula to a
+    spreadsheet; a leading ' makes it text. Our importer takes the ' off again."""
+    rows = [
+        {
+            "email": email,
+            "topics": topics,
+            "timezone": "UTC",
+            "send_hour": 7,
+            "max_papers": 5,
+            "status": "active",
+        }
+        for email, topics in FORMULAS
+    ]
+    exported = format_subscriber_csv(rows)
+    cells = [cell for record in csv.reader(io.StringIO(exported)) for cell in record]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert "'=cmd@example.org" in cells and "''=x;'plain;''" in cells
+    parsed = parse_subscriber_csv(exported)
+    assert parsed.rejections == []
+    assert [(row.email, list(row.topics)) for row in parsed.rows] == FORMULAS
+
+
+def test_a_hand_written_quote_is_kept_unless_it_guards_a_formula() -> None:
+    parsed = parse_subscriber_csv("email,topics\nada@example.org,'rl;'=x\n")
+    assert parsed.rows[0].topics == ("'rl", "'=x")
+    parsed = parse_subscriber_csv("email,topics\nada@example.org,'=x;'y\n")
+    assert parsed.rows[0].topics == ("=x", "'y")
 
 
 @pytest.mark.parametrize(
@@ -241,6 +282,9 @@ def test_header_names_are_read_whatever_their_case_and_spacing() -> None:
         ("ada+a+b@example.org", "ada@example.org"),
         ("ada@example.org", "ada@example.org"),
         ("ADA@Straße.de", "ada@strasse.de"),
+        ("a.da@example.org", "a.da@example.org"),  # a dot is a different mailbox elsewhere
+        ("A.d.a+news@Gmail.com", "ada@gmail.com"),  # Gmail ignores dots and tags
+        ("a.da@googlemail.com", "ada@gmail.com"),  # ... and googlemail.com is gmail.com
     ],
 )
 def test_the_mailbox_of_an_address_drops_its_tag_and_case(address: str, mailbox: str) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from digest.tokens import DAY, INVALID_LINK, TokenData, TokenError, Tokens, email_fingerprint
+from digest.tokens import DAY, INVALID_LINK, TokenData, TokenError, Tokens
 
 tokens = Tokens("test-secret", confirm_days=7)
 
@@ -84,7 +85,7 @@ def test_a_validly_signed_but_malformed_token_is_refused_like_any_other() -> Non
 
 def test_what_a_plain_token_reads_back_as() -> None:
     data = tokens.read("unsubscribe", tokens.make("unsubscribe", 3, "a@example.org"))
-    assert data == TokenData(3, email_fingerprint("a@example.org"), None, {}, None)
+    assert data == TokenData(3, tokens.fingerprint("a@example.org"), None, {}, None)
     confirm = tokens.read("confirm", tokens.make("confirm", 3, "a@example.org", {"t": ["rl"]}))
     assert confirm.issued_at is not None and confirm.issued_at.tzinfo is None, (
         "naive UTC, as stored"
@@ -134,3 +135,25 @@ def test_the_issue_time_is_utc_whatever_the_machines_time_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_link_does_not_let_anyone_check_a_guessed_address_without_the_key() -> None:
+    """Anyone can read a token's payload (it is signed, not encrypted): what names the
+    address there must be useless without the secret key."""
+    token = tokens.make("unsubscribe", 42, "ada@example.org")
+    _, payload = URLSafeTimedSerializer("any key").loads_unsafe(token)
+    plain_hash = hashlib.sha256(b"ada@example.org").hexdigest()
+    assert not any(plain_hash.startswith(str(value)) for value in payload.values())
+    assert tokens.fingerprint("ada@example.org") != Tokens("other-secret").fingerprint(
+        "ada@example.org"
+    )
+    assert tokens.read("unsubscribe", token).belongs_to("ada@example.org")
+
+
+def test_a_link_sent_before_keyed_fingerprints_still_works() -> None:
+    """Unsubscribe links never expire: the ones already in inboxes (the address's plain
+    SHA-256 under "h") keep working, for their own address only."""
+    serializer = URLSafeTimedSerializer("test-secret", salt="paper-digest.unsubscribe")
+    old = serializer.dumps({"s": 42, "h": hashlib.sha256(b"ada@example.org").hexdigest()[:16]})
+    data = tokens.read("unsubscribe", old)
+    assert data.belongs_to("ada@example.org") and not data.belongs_to("eve@example.org")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -11,14 +12,20 @@ from email.message import Message
 import fakeredis
 import feedparser
 import pytest
-from conftest import record_sent_digest, run_at_once, unreachable_redis
+from conftest import (
+    poisoned,
+    poisoned_paper,
+    record_sent_digest,
+    run_at_once,
+    unreachable_redis,
+)
 from itsdangerous import TimestampSigner
 from sqlalchemy.exc import OperationalError
 
 from digest.delivery import send_deliveries
 from digest.pipeline import run_tick
 from digest.records import SubscriberDefaults
-from digest.settings import Settings
+from digest.settings import Settings, load_settings
 from digest.sources import PaperRecord
 from digest.storage import Storage, Subscribers
 from digest.subscriptions import build_subscriber_input
@@ -91,10 +98,34 @@ def active(store: Storage, email: str = "ada@example.org") -> str | None:
     return sub.status if sub else None
 
 
+def follow(web: dict, topics: list[str], people: int, name: str = "x") -> None:
+    for n in range(people):
+        web["store"].subscribers.add(
+            build_subscriber_input(f"{name}{n}@example.org", topics), SubscriberDefaults()
+        )
+
+
+def test_suggestions_never_show_one_persons_topic_or_a_paper_id(web: dict) -> None:
+    """The sign-up page is public: it suggests the curated list and topics at least
+    DIGEST_SUGGEST_MIN_FOLLOWERS people follow, never a few people's own text or papers (#31)."""
+    web["store"].papers.upsert([PaperRecord("2611.00042", "Sparse attention for documents")])
+    follow(web, ["my ex's name", "arxiv:2611.00042"], 4, "few")
+    follow(web, ["quantum computing", "arxiv:2611.00042"], 5, "many")
+    sub = web["store"].subscribers.get("many0@example.org")
+    pages = {
+        "sign-up": web["client"].get("/"),
+        "preferences": web["client"].get(
+            f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
+        ),
+    }
+    for name, page in pages.items():
+        chips = re.findall(r'class="chip" data-topic="([^"]*)"', page.get_data(as_text=True))
+        assert "quantum computing" in chips and "reinforcement learning" in chips, name
+        assert not [c for c in chips if "ex&#39;s" in c or "arxiv" in c or "2611" in c], name
+
+
 def test_form_page_is_accessible_and_suggests_topics(web: dict) -> None:
-    web["store"].subscribers.add(
-        build_subscriber_input("x@example.org", ["quantum computing"]), SubscriberDefaults()
-    )
+    follow(web, ["quantum computing"], 5)
     page = web["client"].get("/").get_data(as_text=True)
     for field in ("email", "topics", "timezone", "send_hour"):
         assert f'<label for="{field}"' in page and f'id="{field}"' in page
@@ -240,6 +271,16 @@ def test_a_token_for_another_purpose_or_person_is_refused(web: dict) -> None:
     other = tokens.make("unsubscribe", sub.id, "eve@example.org")
     response = web["client"].post(f"/unsubscribe/{other}", data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 400 and active(web["store"]) == "active"
+
+
+@pytest.mark.parametrize("subscriber_id", [2**31, 2**63, 10**30, 0, -1])
+def test_a_signed_token_naming_an_impossible_id_is_an_invalid_link(
+    web: dict, subscriber_id: int
+) -> None:
+    """An id past the database's integer once overflowed the query: a 500."""
+    token = web["tokens"].make("preferences", subscriber_id, "ada@example.org")
+    page = web["client"].get(f"/preferences/{token}")
+    assert page.status_code == 400 and INVALID_LINK in page.get_data(as_text=True)
 
 
 def test_unsubscribe_get_confirms_and_post_acts(web: dict) -> None:
@@ -521,6 +562,32 @@ def test_sub_addresses_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
     assert len(web["sink"].handler.received) == 3
 
 
+def test_gmail_spellings_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
+    """Gmail ignores dots and +tags, and googlemail.com is gmail.com: one inbox."""
+    for email in (
+        "ada@gmail.com",
+        "a.da@gmail.com",
+        "ad.a@gmail.com",
+        "a.d.a@googlemail.com",
+        "A.da+x@gmail.com",
+        "a.d.a+y@googlemail.com",
+    ):
+        assert subscribe(web, email=email).status_code == 200
+    assert len(web["sink"].handler.received) == 3
+
+
+def test_sign_up_mail_to_one_domain_is_capped_per_hour(web: dict) -> None:
+    web["client"] = make_app(web, signup_mails_per_domain_per_hour=2).test_client()
+    for name in ("ada", "bob", "cy"):
+        assert subscribe(web, email=f"{name}@example.org").status_code == 200
+    assert subscribe(web, email="dee@example.net").status_code == 200
+    assert sorted(m.recipient for m in web["sink"].handler.received) == [
+        "ada@example.org",
+        "bob@example.org",
+        "dee@example.net",
+    ]
+
+
 @pytest.mark.parametrize(
     "redis_conn",
     [
@@ -529,10 +596,15 @@ def test_sub_addresses_of_one_mailbox_share_its_mail_limit(web: dict) -> None:
     ],
 )
 def test_the_mail_limit_holds_when_redis_is_down_or_old(web: dict, redis_conn) -> None:
-    web["client"] = make_app(web, redis_conn()).test_client()
+    """Without Redis the process cannot know what other processes, or it before an outage,
+    already sent: it allows fewer."""
+    conn = redis_conn()
+    web["client"] = make_app(web, conn).test_client()
     for _ in range(6):
         assert subscribe(web).status_code == 200
-    assert len(web["sink"].handler.received) == MAILS_PER_ADDRESS.count
+    down = conn.connection_pool.connection_kwargs.get("port") == 1
+    expected = MAILS_PER_ADDRESS.without_redis if down else MAILS_PER_ADDRESS.count
+    assert len(web["sink"].handler.received) == expected
 
 
 def test_sign_up_mails_take_permits_from_the_shared_send_rate(web: dict) -> None:
@@ -609,6 +681,18 @@ def test_forms_work_over_https_and_the_site_asks_for_https_only(web: dict) -> No
     ), "the strict referrer check is still on"
     plain = make_app(web, base_url="http://127.0.0.1:8000").test_client().get("/")
     assert "Strict-Transport-Security" not in plain.headers
+
+
+def test_an_upper_case_https_base_url_still_gets_hsts_and_secure_cookies(
+    web: dict, settings: Settings
+) -> None:
+    config = load_settings(
+        data_dir=settings.data_dir, base_url="HTTPS://digest.example.org", secret_key="k" * 32
+    )
+    app = create_app(config, web["store"], fakeredis.FakeRedis())
+    page = app.test_client().get("/", base_url="https://digest.example.org")
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Secure" in page.headers["Set-Cookie"]
 
 
 class Blackhole:
@@ -777,6 +861,7 @@ def test_every_page_escapes_topics_errors_and_suggestions(web: dict) -> None:
     """Topics are typed by strangers and shown to others (the suggestions): stored XSS if
     any page printed them raw."""
     store, tokens, client = web["store"], web["tokens"], web["client"]
+    follow(web, [EVIL_TOPIC], 5)  # enough people to be suggested on the sign-up page
     sub = store.subscribers.add(
         build_subscriber_input("ada@example.org", [EVIL_TOPIC]), SubscriberDefaults()
     )
@@ -1085,6 +1170,26 @@ def test_the_archive_shows_exactly_what_was_sent_and_the_feed_lists_it(
     assert since.status_code == 304
 
 
+def test_every_card_the_archive_and_the_feed_date_the_paper(web: dict) -> None:
+    """A reader can tell news from an old paper: the mail, the archive and the feed say
+    when each paper came out (#31)."""
+    sub = web["store"].subscribers.add(
+        build_subscriber_input("ada@example.org", ["efficient attention"], max_papers=2),
+        SubscriberDefaults(),
+    )
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    out = now - dt.timedelta(hours=30)
+    label = f"{out:%b} {out.day}"
+    papers = [dataclasses.replace(p, published_at=out) for p in DAY_ONE]
+    text = text_part(send_day(web, papers, now)["ada@example.org"])
+    assert f"\n   {label}\r\n" in text
+    (archive,) = link_paths(text, "View in browser:")
+    assert f'<p class="meta">{label}</p>' in web["client"].get(archive).get_data(as_text=True)
+    feed = web["client"].get(f"/feed/{web['tokens'].make('feed', sub.id, sub.email)}")
+    entries = feedparser.parse(feed.data).entries
+    assert entries and all(e.published.startswith(f"{out:%Y-%m-%d}") for e in entries)
+
+
 def test_a_paper_named_on_the_form_must_exist(web: dict) -> None:
     web["app"].extensions["digest"].settings = (
         web["app"].extensions["digest"].settings.model_copy(update={"offline": True})
@@ -1098,3 +1203,160 @@ def test_a_paper_named_on_the_form_must_exist(web: dict) -> None:
     )
     confirm(web, confirmation_link(web))
     assert web["store"].subscribers.get("ada@example.org").topics == ("rl", "arxiv:2611.00042")
+
+
+# -- every place that implements a rule (#37) -----------------------------------------------------
+
+CSRF_FORMS = ["subscribe", "confirm", "save preferences", "pause", "resume", "remove a vote"]
+
+
+@pytest.mark.parametrize("form", CSRF_FORMS)
+def test_every_form_refuses_a_post_without_its_csrf_token(web: dict, form: str) -> None:
+    """Every form but the RFC 8058 unsubscribe and the vote carries a CSRF token. The same
+    POST with the token then does what it says, so the refusal was the token's, not a
+    field's (a form that is exempted and also invalid would pass the refusal alone)."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    ada, digest = sent_day_one(web)
+    client.post(f"{digest}/vote/2611.00001", data={"vote": "up"})
+    if form == "resume":
+        store.subscribers.set_status(ada.email, "paused")
+    bob, _ = store.subscribers.request_subscription(
+        build_subscriber_input("bob@example.org", ["rl"]), SubscriberDefaults()
+    )
+    prefs = f"/preferences/{tokens.make('preferences', ada.id, ada.email)}"
+    path, data = {
+        "subscribe": ("/subscribe", {"email": "cy@example.org", "topics": "rl"}),
+        "confirm": (f"/confirm/{tokens.make('confirm', bob.id, bob.email)}", {}),
+        "save preferences": (
+            prefs,
+            {
+                "topics": "speech recognition",
+                "timezone": "UTC",
+                "send_hour": "6",
+                "max_papers": "4",
+                "action": "save",
+            },
+        ),
+        "pause": (prefs, {"action": "pause"}),
+        "resume": (prefs, {"action": "resume"}),
+        "remove a vote": (prefs, {"action": "unvote", "arxiv_id": "2611.00001"}),
+    }[form]
+
+    def state() -> tuple:
+        return store.subscribers.find(), store.feedback.votes_of(ada.id)
+
+    before = state()
+    refused = client.post(path, data=data)
+    assert refused.status_code == 400 and "The form expired" in refused.get_data(as_text=True)
+    assert state() == before, "a refused form changes nothing"
+    accepted = client.post(path, data={**data, "csrf_token": csrf_token(client)})
+    assert accepted.status_code == 200 and state() != before, "with its token it acts"
+
+
+@pytest.mark.parametrize(
+    "button",
+    [{"List-Unsubscribe": "One-Click"}, {"List-Unsubscribe": "One-Click", "from_page": "1"}],
+    ids=["one-click", "page"],
+)
+def test_a_paused_reader_who_unsubscribes_is_unsubscribed_for_good(web: dict, button) -> None:
+    """Unsubscribing acts whatever the reader's status. A paused reader left paused could be
+    resumed later by a click, without a new sign-up and its confirmation."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    sub = store.subscribers.add(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    store.subscribers.set_status(sub.email, "paused")
+    unsubscribed = client.post(
+        f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}", data=button
+    )
+    assert unsubscribed.status_code == 200 and active(store) == "unsubscribed"
+    prefs = f"/preferences/{tokens.make('preferences', sub.id, sub.email)}"
+    client.post(prefs, data={"csrf_token": csrf_token(client, prefs), "action": "resume"})
+    assert active(store) == "unsubscribed", "only a confirmed new sign-up brings them back"
+
+
+def test_every_page_showing_a_paper_escapes_every_field_of_it(web: dict) -> None:
+    """The archive, the vote pages, the preferences (votes) and the feed each have their own
+    template: markup in any field of a pick or a trending paper, with or without its AI
+    summary, and in the topics, reasons and quiet topics, stays text on each of them."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    topic, quiet = poisoned("topic"), poisoned("quiet topic")
+    sub = store.subscribers.add(
+        build_subscriber_input("ada@example.org", [topic, quiet]), SubscriberDefaults()
+    )
+    papers = [poisoned_paper(f"2611.0010{n}", summary=n % 2 == 0) for n in range(4)]
+    store.papers.upsert(papers)
+    picks = [
+        {"arxiv_id": p.arxiv_id, "topic": topic, "reason": poisoned("reason"), "also": [quiet]}
+        for p in papers[:2]
+    ] + [{"arxiv_id": p.arxiv_id, "topic": None, "reason": None} for p in papers[2:]]
+    today = dt.date.today()
+    record_sent_digest(store, sub.id, today, picks, quiet_topics=(quiet,))
+    for paper in papers:
+        store.feedback.record_vote(sub.id, paper.arxiv_id, 1, dt.datetime.now())
+    digest = f"/digest/{tokens.make('digest', sub.id, sub.email, bound=today.isoformat())}"
+    pages = {
+        "archive": client.get(digest),
+        "preferences": client.get(f"/preferences/{tokens.make('preferences', sub.id, sub.email)}"),
+        "feed": client.get(f"/feed/{tokens.make('feed', sub.id, sub.email)}"),
+        **{f"vote {p.arxiv_id}": client.get(f"{digest}/vote/{p.arxiv_id}") for p in papers},
+    }
+    for name, page in pages.items():
+        body = page.get_data(as_text=True)
+        assert page.status_code == 200, name
+        assert "<u class=" not in body and "&lt;u class=" in body, name
+    archive = pages["archive"].get_data(as_text=True)
+    for field in ("title", "abstract", "summary", "author", "organization", "topic", "reason"):
+        assert f"{field} &amp; co" in archive, f"the archive shows the {field}"
+    assert archive.count("quiet topic &amp; co") >= 2, "as a quiet topic and as 'also'"
+
+
+PURPOSES = ("confirm", "unsubscribe", "preferences", "digest", "feed")
+LINKED_ROUTES = [
+    ("GET", "confirm", ""),
+    ("POST", "confirm", ""),
+    ("GET", "unsubscribe", ""),
+    ("POST", "unsubscribe", ""),
+    ("GET", "preferences", ""),
+    ("POST", "preferences", ""),
+    ("GET", "digest", ""),
+    ("GET", "digest", "/vote/2611.00001"),
+    ("POST", "digest", "/vote/2611.00001"),
+    ("GET", "feed", ""),
+]
+
+
+@pytest.mark.parametrize(("method", "purpose", "rest"), LINKED_ROUTES)
+def test_every_linked_page_takes_only_its_own_purposes_link_for_its_own_reader(
+    web: dict, method: str, purpose: str, rest: str
+) -> None:
+    """Each page checks its own purpose: a link signed for another (an unsubscribe link
+    opening the preferences, a feed link confirming), or for the same row of another
+    address, gets the one 'this link does not work' answer and changes nothing."""
+    store, tokens, client = web["store"], web["tokens"], web["client"]
+    ada, _ = sent_day_one(web)
+    store.subscribers.set_status(ada.email, "paused")  # a confirm or unsubscribe would change it
+    day = dt.date.today().isoformat()
+    links = [
+        tokens.make(other, ada.id, ada.email, bound=day if other == "digest" else None)
+        for other in PURPOSES
+        if other != purpose
+    ]
+    links.append(tokens.make(purpose, ada.id, "eve@example.org", bound=day))
+    form = {
+        "csrf_token": csrf_token(client),
+        "List-Unsubscribe": "One-Click",
+        "action": "resume",
+        "vote": "up",
+    }
+    before = (store.subscribers.find(), store.feedback.votes_of(ada.id))
+    for token in links:
+        path = f"/{purpose}/{token}{rest}"
+        response = client.get(path) if method == "GET" else client.post(path, data=form)
+        assert response.status_code == 400, path
+        assert INVALID_LINK in response.get_data(as_text=True)
+    assert (store.subscribers.find(), store.feedback.votes_of(ada.id)) == before
+    own = tokens.make(purpose, ada.id, ada.email, bound=day if purpose == "digest" else None)
+    path = f"/{purpose}/{own}{rest}"
+    response = client.get(path) if method == "GET" else client.post(path, data=form)
+    assert response.status_code == 200, "its own link works"

@@ -23,7 +23,7 @@ import pytest
 import redis
 from celery import Celery
 from conftest import SHARED_REDIS, redis_skip_reason
-from test_delivery import populate
+from test_delivery import planned, populate, smtp_settings
 
 from digest.models import utcnow
 from digest.pipeline import run_tick
@@ -147,6 +147,43 @@ def tick(store: Storage, settings: Settings, broker: str, later: float = 0) -> i
         for batch in batches:
             client.send_task("workers.tasks.send_batch", args=[batch], connection=conn)
     return sum(len(b) for b in batches)
+
+
+def test_a_worker_batch_takes_a_permit_per_message_from_the_shared_rate(
+    db_url: str,
+    store: Storage,
+    settings: Settings,
+    smtp_sink,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DIGEST_RATE_LIMIT_PER_SECOND holds across every worker only if each batch the task
+    sends takes its permits from the one counter in Redis (``send_deliveries`` sends
+    unpaced when it is given no limiter)."""
+    monkeypatch.setenv("DIGEST_DATA_DIR", str(settings.data_dir))
+    from workers import tasks
+
+    server = redis.Redis.from_url(redis_url)
+    server.delete(*server.keys("digest:rate:*") or ["digest:rate:none"])
+    config = smtp_settings(settings, smtp_sink).model_copy(
+        # 10 a second: each permit is reserved alone, so the counters add up to the messages
+        update={
+            "database_url": db_url,
+            "redis_url": redis_url,
+            "rate_limit_per_second": 10,
+            "semantic": False,  # words alone: this test is about pacing, not ranking
+        }
+    )
+    monkeypatch.setattr(tasks, "settings", config)
+    tasks.store.cache_clear()
+    populate(store, 3)
+    (batch,) = planned(store, config)
+    try:
+        assert tasks.send_batch(batch)["sent"] == 3
+    finally:
+        tasks.store().db.engine.dispose()
+        tasks.store.cache_clear()
+    assert sum(int(server.get(key)) for key in server.keys("digest:rate:*")) == 3
 
 
 def test_200_subscribers_get_exactly_one_digest_through_a_real_worker(harness) -> None:

@@ -33,6 +33,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
                 "email",
                 "status",
                 "papers",
+                "trending",
                 "attempts",
                 "sent at / next try",
                 "last error",
@@ -43,7 +44,8 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
                     d.edition,
                     d.email,
                     d.status,
-                    len(d.picks),
+                    d.papers,
+                    d.trending,
                     d.attempts,
                     f"{d.sent_at:%H:%M:%S}"
                     if d.sent_at

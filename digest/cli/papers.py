@@ -79,7 +79,7 @@ def fetch(
         reports = fetch_all(store.papers, settings, wanted, day.date() if day else None, cats)
     for report in reports:
         click.echo(report.summary())
-    candidates = candidate_papers(app.store, utcnow())
+    candidates = candidate_papers(app.store, app.settings, utcnow())
     with progress_bar(length=len(candidates), label="embedding candidate papers") as bar:
         embed_papers(app.store, app.settings, candidates, bar.update)
     if any(report.error for report in reports):

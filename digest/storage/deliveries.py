@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
 from digest.records import DeliveryRecord, NewDelivery, SentRecord, SubscriberRecord
 from digest.storage.bulk import copy_new_deliveries
-from digest.storage.database import Database, chunks, insert_ignoring_duplicates
+from digest.storage.database import Database, StorageError, chunks, insert_ignoring_duplicates
 from digest.storage.rows import delivery_record, planned_picks, subscriber_record
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,12 @@ MARK_SENT = (
         last_error=None,  # done: earlier trouble is history (a possible duplicate stays in `resent`)
     )
 )
+RENEW = (
+    update(Delivery.__table__)
+    .where(Delivery.claim_token == bindparam("p_claim"), Delivery.status == "sending")
+    .values(claimed_at=bindparam("p_now"))
+    .returning(Delivery.id)
+)
 RECORD_SENT_PAPERS = {
     name: dialect.insert(SentPaper.__table__).on_conflict_do_nothing(
         index_elements=["subscriber_id", "arxiv_id"]
@@ -78,9 +84,10 @@ class Deliveries:
         self._install_id: str | None = None
 
     def install_id(self) -> str:
-        """This database's install id, made on first use. Two processes starting at once on a
-        new database may each make one; the oldest then serves everyone, and either keeps
-        Message-IDs apart from another install's."""
+        """This database's install id, read once per process. Migration 0010 makes it when
+        the database is created, so processes starting at once all sign alike; a database
+        from before then may hold several, and the oldest (the one its Message-IDs used)
+        serves everyone."""
         if self._install_id is None:
             with self._db.session() as session:
                 self._install_id = session.scalar(
@@ -88,9 +95,8 @@ class Deliveries:
                     .order_by(Installation.created_at, Installation.id)
                     .limit(1)
                 )
-                if self._install_id is None:
-                    self._install_id = secrets.token_hex(16)
-                    session.add(Installation(id=self._install_id))
+            if self._install_id is None:
+                raise StorageError("no install id: run `digest db upgrade`")
         return self._install_id
 
     def create(
@@ -152,6 +158,12 @@ class Deliveries:
         with self._db.engine.begin() as conn:
             taken = conn.execute(CLAIM, {"p_ids": list(ids), "p_now": now, "p_claim": claim})
             return claim, {row[0] for row in taken}
+
+    def renew(self, claim: str, now: dt.datetime) -> set[int]:
+        """Extend ``claim``'s lease from ``now``; the ids it still holds. Renewing proves
+        ownership: a delivery requeued after its lease (its claim gone) is not among them."""
+        with self._db.engine.begin() as conn:
+            return set(conn.execute(RENEW, {"p_claim": claim, "p_now": now}).scalars())
 
     @staticmethod
     def _claim_lost(conn: Connection, delivery_id: int, claim: str, then: str) -> bool:
@@ -237,9 +249,16 @@ class Deliveries:
             return result.rowcount == 1
 
     def mark_retry(
-        self, delivery_id: int, claim: str, error: str, next_try_at: dt.datetime
+        self,
+        delivery_id: int,
+        claim: str,
+        error: str,
+        next_try_at: dt.datetime,
+        possible_duplicate: bool = False,
     ) -> bool:
-        """Back to the queue, not before ``next_try_at``; False if the claim was lost."""
+        """Back to the queue, not before ``next_try_at``; False if the claim was lost. A
+        ``possible_duplicate`` (the server may have kept it) is flagged ``resent`` for good."""
+        flag = {"resent": True} if possible_duplicate else {}
         with self._db.engine.begin() as conn:
             requeued = conn.execute(
                 update(Delivery)
@@ -253,6 +272,7 @@ class Deliveries:
                     last_error=error[:2000],
                     next_try_at=next_try_at,
                     enqueued_at=None,
+                    **flag,
                 )
             ).rowcount
             return bool(requeued) or not self._claim_lost(conn, delivery_id, claim, "queued")

@@ -142,6 +142,12 @@ class Papers:
         with self._db.session() as session:
             return session.scalar(select(func.max(HttpCache.fetched_at)))
 
+    def last_stored_at(self) -> dt.datetime | None:
+        """When a fetch of any kind (live, a file, the bundled sample) last stored a new
+        paper; a looked-up paper counts from its publication, so it seldom moves this."""
+        with self._db.session() as session:
+            return session.scalar(select(func.max(Paper.first_seen_at)))
+
     def save_http_validators(self, url: str, etag: str | None, last_modified: str | None) -> None:
         with self._db.session() as session:
             row = session.get(HttpCache, url) or HttpCache(url=url)

@@ -53,7 +53,15 @@ class Subscribers:
         self, data: SubscriberInput, defaults: SubscriberDefaults, status: str = "active"
     ) -> SubscriberRecord:
         with self._db.session() as session:
-            if session.scalar(select(Subscriber.id).where(Subscriber.email == data.email)):
+            existing = session.scalar(
+                select(Subscriber.status).where(Subscriber.email == data.email)
+            )
+            if existing in OPTED_OUT:
+                raise StorageError(
+                    f"{data.email} is {existing}: they asked to stop, or their mailbox refused "
+                    f"our mail. Only with their consent: digest subscribers resume --force {data.email}"
+                )
+            if existing:
                 raise StorageError(
                     f"{data.email} is already subscribed (use `digest subscribers set` to change it)"
                 )

@@ -206,19 +206,27 @@ def paper_item(
 
 
 def subject_topics(items: Sequence[PaperItem], topics: Sequence[str]) -> str:
-    """The subscriber's topics that today's picks matched, in the subscriber's order:
-    "RL and agents", "RL, agents and 1 more"."""
+    """The subscriber's topics that today's picks matched, in the subscriber's order, with
+    their preposition: "on RL and agents", "on RL, agents and 1 more", "like “…”"."""
     picked = {item.topic for item in items} | {t for item in items for t in item.also}
     matched = [t for t in topics if t in picked] or list(topics)
+    shown = [about(t) for t in matched[:SUBJECT_TOPICS]]
+    shown = [shown[0], *(t.removeprefix("on ") for t in shown[1:])] if shown else shown
     if len(matched) <= SUBJECT_TOPICS:
-        return " and ".join(matched)
-    return f"{', '.join(matched[:SUBJECT_TOPICS])} and {len(matched) - SUBJECT_TOPICS} more"
+        return " and ".join(shown)
+    return f"{', '.join(shown)} and {len(matched) - SUBJECT_TOPICS} more"
+
+
+def about(topic: str) -> str:
+    """A topic label with the preposition it takes: "on RL"; a paper as a topic is shown as
+    "like “…”" (:func:`digest.editions.topic_label`), which takes none."""
+    return topic if topic.startswith("like ") else f"on {topic}"
 
 
 def preheader(items: Sequence[PaperItem], trending: Sequence[PaperItem], topics: str) -> str:
     """The line an inbox shows after the subject: what is inside, not the header's text."""
     if items:
-        return f"{plural(len(items), 'paper')} on {topics}: {snippet(items[0].title, 90)}"
+        return f"{plural(len(items), 'paper')} {topics}: {snippet(items[0].title, 90)}"
     if trending:
         return f"Nothing new on your topics today. Trending: {snippet(trending[0].title, 90)}"
     return "Nothing new on your topics today."
@@ -382,6 +390,7 @@ def make_environment(directory: Path, inline: bool, fragment_cache: bool = True)
     # Email templates use none of Jinja's default globals (range, lipsum, namespace...), and
     # every render copies the globals into its context: about 8 % of a cached digest render.
     env.globals.clear()
+    env.filters["about"] = about
     return env
 
 

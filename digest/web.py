@@ -68,7 +68,7 @@ from digest.messages import Message, wire_address
 from digest.models import utcnow
 from digest.pipeline import rank_today
 from digest.records import DeliveryRecord, SubscriberDefaults, SubscriberRecord
-from digest.rendering import TEMPLATES_DIR
+from digest.rendering import TEMPLATES_DIR, about
 from digest.settings import Settings, SettingsError
 from digest.sources import PaperRecord
 from digest.storage import Storage, StorageError
@@ -163,6 +163,7 @@ def create_app(
     refuse_insecure_production(settings)
     app = Flask(__name__, static_folder=str(TEMPLATES_DIR / "static"), static_url_path="/static")
     app.jinja_loader = FileSystemLoader(str(TEMPLATES_DIR))
+    app.jinja_env.filters["about"] = about  # "on RL", "like “…”"
     https = settings.base_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -160,7 +160,7 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
         "pre-filled from the browser"
     )
     previews = preview_items(browser)
-    assert re.search(r"\n(Title mentions|Abstract: |Close in meaning)", previews[0].text), (
+    assert re.search(r"\n(Matches “|Close to your topic)", previews[0].text), (
         "the live preview lists today's papers with their reasons"
     )
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from dataclasses import replace
 from email import message_from_bytes
 from email.policy import default
 
@@ -18,6 +19,7 @@ from digest import emails
 from digest.editions import digest_content, plan_edition
 from digest.ranking import SEMANTIC_THRESHOLD
 from digest.records import SubscriberRecord
+from digest.rendering import RenderedEmail, render_digest
 from digest.settings import Settings
 from digest.sources import parse_response
 from digest.tokens import Tokens
@@ -112,8 +114,6 @@ def test_the_trending_fallback_never_repeats_what_a_subscriber_got() -> None:
 
 
 def test_trending_today_follows_the_picks_unless_switched_off() -> None:
-    from dataclasses import replace
-
     papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
     ada = SUBSCRIBERS[0]
     picks = plan_edition(papers, [ada], {}, NOW).picks[1]
@@ -150,8 +150,9 @@ def test_a_topic_with_nothing_new_is_named_quiet() -> None:
 
 
 def test_a_paper_as_topic_finds_papers_like_it_and_is_shown_by_its_title(encoder) -> None:
-    """ "More like this paper": the named paper's words and meaning are the query; it is never
-    its own match, the reason says what it is similar to, and the email names it by title."""
+    """ "More like this paper": the named paper's meaning is the query (its title's words are
+    everybody's); it is never its own match, the reason says what it is similar to, and the
+    email names it by title."""
     papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
     named = next(p for p in papers if "UniClawBench" in p.title)
     reader = SubscriberRecord(
@@ -160,10 +161,9 @@ def test_a_paper_as_topic_finds_papers_like_it_and_is_shown_by_its_title(encoder
     known = {named.arxiv_id: named}
     plan = plan_edition(papers, [reader], {}, NOW, SEMANTIC_THRESHOLD, encoder, known_papers=known)
     picks = [p for p in plan.picks[4] if p["topic"]]
-    assert {plan.papers[p["arxiv_id"]].title.split(":")[0] for p in picks} == {
-        "Long-Horizon-Terminal-Bench",
-        "Remember When It Matters",
-    }, "the two agent benchmarks and agents papers of the day, not the whole field"
+    assert [plan.papers[p["arxiv_id"]].title.split(":")[0] for p in picks] == [
+        "Long-Horizon-Terminal-Bench"
+    ], "the one paper of the day as near in meaning (0.70); the next is at 0.59"
     assert named.arxiv_id not in {p["arxiv_id"] for p in plan.picks[4]}, "never its own match"
     assert {p["reason"] for p in picks} == {
         "Similar to “UniClawBench: A Universal Benchmark for Proactive Agents on…”"
@@ -233,7 +233,6 @@ def test_upvotes_and_freshness_order_papers_equally_on_topic() -> None:
 
 
 def test_a_digest_skips_a_pick_whose_paper_is_gone_and_names_an_unknown_paper_topic() -> None:
-    from dataclasses import replace
 
     from digest.sources import PaperRecord
 
@@ -250,3 +249,45 @@ def test_a_digest_skips_a_pick_whose_paper_is_gone_and_names_an_unknown_paper_to
         ("2611.00003", "like arXiv 2607.07953", "Similar"),
     ]
     assert content.topics == ("rl", "like arXiv 2607.07953")
+
+
+def test_a_paper_as_topic_agrees_with_itself_in_subject_picks_and_quiet_line(encoder) -> None:
+    """#31: "1 paper for you today" above "Nothing new on like “Linear Attention…” today", under
+    the subject "1 new paper on like “…”". The named paper is among today's, and excluded;
+    a topic is quiet exactly when it has no pick, and a paper topic takes no "on"."""
+    papers = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+    bench = next(p for p in papers if "UniClawBench" in p.title)
+    attention = next(p for p in papers if p.title.startswith("Linear Attention"))
+    readers = [
+        replace(SUBSCRIBERS[0], id=5, topics=(f"arxiv:{bench.arxiv_id}",), show_trending=False),
+        replace(
+            SUBSCRIBERS[0], id=6, topics=("reinforcement learning", f"arxiv:{attention.arxiv_id}")
+        ),
+    ]
+    known = {p.arxiv_id: p for p in (bench, attention)}
+    plan = plan_edition(papers, readers, {}, NOW, SEMANTIC_THRESHOLD, encoder, known_papers=known)
+    for reader in readers:
+        picked = {p["topic"] for p in plan.picks[reader.id] if p["topic"]}
+        assert picked.isdisjoint(plan.quiet[reader.id]) and picked | set(
+            plan.quiet[reader.id]
+        ) == set(reader.topics), reader.topics
+
+    def rendered(reader: SubscriberRecord) -> RenderedEmail:
+        content = digest_content(
+            reader,
+            plan.picks[reader.id],
+            plan.papers,
+            NOW.date(),
+            Tokens("k"),
+            "https://x",
+            plan.quiet[reader.id],
+        )
+        return render_digest(content)
+
+    assert rendered(readers[0]).subject == (
+        "1 new paper like “UniClawBench: A Universal Benchmark for Proactive…” - Jul 13"
+    )
+    assert plan.quiet[6] == [f"arxiv:{attention.arxiv_id}"], "nothing is as near to it today"
+    text = " ".join(rendered(readers[1]).text.split())
+    assert "Nothing new like “Linear Attention Architectures: Mechanisms…” today." in text
+    assert "on like" not in text

@@ -101,7 +101,7 @@ def test_preview_and_send_test(run, smtp_sink, tmp_path) -> None:
     preview = run(
         "preview", "ada@example.org", "--out", str(out), "--eml", str(tmp_path / "d.eml")
     ).output
-    assert "Subject: " in preview and "Abstract: reinforcement learning" in preview
+    assert "Subject: " in preview and "Matches “reinforcement learning” in the abstract" in preview
     assert out.read_text().startswith("<!DOCTYPE html>") and (tmp_path / "d.eml").exists()
     sent = run(
         "send-test",

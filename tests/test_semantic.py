@@ -81,7 +81,7 @@ def test_a_paper_about_the_topic_in_other_words_is_found_and_says_why(encoder) -
         "q"
     ]
     assert [p.arxiv_id for p in picks] == ["1"]
-    assert picks[0].reason == "Close in meaning to speech recognition"
+    assert picks[0].reason == "Close to your topic “speech recognition”"
 
 
 def test_a_voted_paper_is_near_in_meaning_to_one_on_its_subject_only(encoder) -> None:
@@ -225,5 +225,5 @@ def test_scoring_gating_and_explaining_encode_each_text_once(encoder) -> None:
     picks = rank_profiles(
         papers, {"q": ["speech recognition"]}, 5, SEMANTIC_THRESHOLD, CountingEncoder()
     )["q"]
-    assert picks and picks[0].reason == "Close in meaning to speech recognition"
+    assert picks and picks[0].reason == "Close to your topic “speech recognition”"
     assert calls == [[paper_passage(p) for p in papers], ["speech recognition"]]

@@ -1026,7 +1026,7 @@ def test_a_vote_through_the_page_reorders_the_next_digest(web: dict) -> None:
     assert bob_order == ["2611.00012", "2611.00011", "2611.00013"], "the premise: words alone"
     assert ada_order == ["2611.00013", "2611.00012", "2611.00011"]
     assert (
-        "Why: Like “Efficient attention with block sparse patterns for long…”, which you liked."
+        "Why: Like “Efficient attention with block sparse patterns for long…”, which you voted up"
         in " ".join(text_part(second["ada@example.org"]).split())
     )
 

@@ -62,15 +62,17 @@ def test_the_first_run_embeds_no_sample_paper(
     encoder: MiniLM,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """What the model is asked to compute, on a fresh folder: the demo's topics, no paper."""
+    """What the model is asked to compute, on a fresh folder: the demo's topics, no paper.
+    Counted on the class: the run's model may be another instance than ``encoder`` (a test
+    may have cleared load_encoder's cache)."""
     computed: list[str] = []
-    plain = encoder.encode
+    plain = MiniLM.encode
 
-    def counting(texts: Sequence[str]) -> np.ndarray:
+    def counting(model: MiniLM, texts: Sequence[str]) -> np.ndarray:
         computed.extend(texts)
-        return plain(texts)
+        return plain(model, texts)
 
-    monkeypatch.setattr(encoder, "encode", counting)
+    monkeypatch.setattr(MiniLM, "encode", counting)
     run("run", "--now", "--offline")
     store = Storage.from_url(settings.resolved_database_url)
     passages = {paper_passage(p) for p in store.papers.find()}

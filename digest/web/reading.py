@@ -13,12 +13,22 @@ from flask import Response, render_template, request
 from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_etag
 
 from digest.announcements import date_label
-from digest.editions import digest_content, vote_url
+from digest.editions import digest_content, digest_url, vote_url
 from digest.models import utcnow
 from digest.records import DeliveryRecord, SubscriberRecord
 from digest.sources import PaperRecord
 from digest.subscriptions import papers_of_topics
-from digest.web.context import csrf, invalid_link, notice, page, pages, web_context, with_subscriber
+from digest.web.context import (
+    WebContext,
+    csrf,
+    invalid_link,
+    notice,
+    page,
+    pages,
+    web_context,
+    with_subscriber,
+)
+from digest.web.history import ArchiveDay, archive_days, reader_today, recent_days
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +56,21 @@ def digest_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         "archive.html",
         content=content,
         trending_votes=[vote_url(content.archive_url, p.arxiv_id) for p in content.trending],
+        days=_archive_days(ctx, sub),
     )
+
+
+def _archive_days(ctx: WebContext, sub: SubscriberRecord) -> list[ArchiveDay]:
+    """The reader's recent days for the archive's list: the digests sent, with their links,
+    and for the other days the runs' verdict on each."""
+    today = reader_today(sub, utcnow())
+    base = ctx.settings.base_url
+    sent = {
+        d.edition: (d, digest_url(sub, d.edition, ctx.tokens, base))
+        for d in ctx.store.archive.sent_digests(sub.id)
+    }
+    days = recent_days(sub, today, sent.keys())
+    return archive_days(sub, today, days, sent, ctx.store.runs.day_summaries(days))
 
 
 def _sent_digest(sub: SubscriberRecord, edition: str) -> DeliveryRecord | None:

@@ -17,18 +17,18 @@ import datetime as dt
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import fakeredis
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from digest.models import Delivery
 from digest.records import SubscriberDefaults
 from digest.runs import BEAT, RunCounts, SourceRun
 from digest.settings import load_settings
 from digest.storage import Storage
+from digest.storage.database import scratch_database
 from digest.subscriptions import build_subscriber_input
 from digest.web import create_app
 
@@ -47,16 +47,8 @@ def bench_database() -> Iterator[str]:
     if given:
         yield given
         return
-    name = f"digest_bench_metrics_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(PG_ADMIN_URL, "digest_bench_metrics") as url:
+        yield url
 
 
 def median_ms(action: Callable[[], object], times: int) -> float:

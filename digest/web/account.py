@@ -26,7 +26,7 @@ from digest.tokens import INVALID_LINK
 from digest.web.context import (
     WebContext,
     client_address,
-    csrf,
+    csrf_exempt,
     invalid_link,
     notice,
     page,
@@ -89,7 +89,7 @@ def _unsubscribe_refused(reason: str) -> tuple[str, int] | Response:
 
 
 @pages.post("/unsubscribe/<token>")
-@csrf.exempt  # RFC 8058: mail providers POST without our cookies; the signed token authorises it
+@csrf_exempt  # RFC 8058: mail providers POST without our cookies; the signed token authorises it
 @with_subscriber("unsubscribe", refused=_unsubscribe_refused)
 def unsubscribe(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int] | Response:
     one_click = _one_click()

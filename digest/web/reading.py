@@ -20,7 +20,7 @@ from digest.sources import PaperRecord
 from digest.subscriptions import papers_of_topics
 from digest.web.context import (
     WebContext,
-    csrf,
+    csrf_exempt,
     invalid_link,
     notice,
     page,
@@ -95,7 +95,7 @@ def vote_page(sub: SubscriberRecord, data: Any, token: str, arxiv_id: str) -> tu
 
 
 @pages.post("/digest/<token>/vote/<path:arxiv_id>")
-@csrf.exempt  # one tap from the email: the signed link to the reader's digest authorises it
+@csrf_exempt  # one tap from the email: the signed link to the reader's digest authorises it
 @with_subscriber("digest")
 def vote(sub: SubscriberRecord, data: Any, token: str, arxiv_id: str) -> tuple[str, int]:
     ctx = web_context()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from digest.editions import subscriber_links
@@ -37,6 +38,7 @@ from digest.rendering import (
     already_subscribed_context,
     confirmation_context,
     digest_context,
+    fit_digest,
     render_email,
     render_email_reference,
 )
@@ -100,7 +102,8 @@ def digest(
     paths: Paths = FAST,
 ) -> Message:
     """One subscriber's digest. Its Message-ID is fixed by the delivery: a resend after a
-    crash carries the same one."""
+    crash carries the same one. Its HTML is shortened until it fits Gmail's limit
+    (:func:`digest.rendering.fit_digest`); its text carries every pick."""
     domain = sender_domain(settings.sender)
     return make_message(
         "digest",
@@ -110,7 +113,14 @@ def digest(
         msg_id=message_id(delivery_id, content.edition, settings.secret_key, domain, install_id),
         date=now,
         list_headers=True,
-        paths=paths,
+        paths=fitted(paths),
+    )
+
+
+def fitted(paths: Paths) -> Paths:
+    """``paths`` whose render re-renders a digest tighter until its HTML part fits."""
+    return Paths(
+        lambda name, context: fit_digest(context, partial(paths.render, name)), paths.write
     )
 
 

@@ -16,6 +16,8 @@ from importlib import resources
 from typing import Protocol
 from urllib.parse import urlencode
 
+import numpy as np
+
 from digest.fetching import Fetcher, FetchError
 from digest.records import ChangeReport
 from digest.settings import Settings
@@ -36,6 +38,7 @@ MAX_REASON_CHARS = 200
 LIVE_SOURCES = (HF, ARXIV_RSS, ARXIV_API)
 SAMPLE_PACKAGE = "digest.sample_data"
 SAMPLE_LABEL = "sample:"  # the bundled papers' reports: no live source
+SAMPLE_VECTORS = "minilm_vectors.npz"  # their MiniLM vectors, made by scripts/sample_vectors.py
 
 
 class PaperStore(Protocol):
@@ -51,6 +54,12 @@ class PaperStore(Protocol):
     def save_http_validators(
         self, url: str, etag: str | None, last_modified: str | None
     ) -> None: ...
+
+
+class SampleStore(PaperStore, Protocol):
+    """Where the bundled sample lands: its papers, and their precomputed vectors."""
+
+    def save_vectors(self, vectors: dict[str, bytes]) -> None: ...
 
 
 @dataclass
@@ -215,8 +224,12 @@ def fetch_all(
             fetcher.close()
 
 
-def ingest_bundled_sample(stored: PaperStore, announce_types: frozenset[str]) -> list[SourceReport]:
-    """Load the real recorded responses shipped in the package: the offline demo's papers."""
+def ingest_bundled_sample(
+    stored: SampleStore, announce_types: frozenset[str]
+) -> list[SourceReport]:
+    """Load the real recorded responses shipped in the package: the offline demo's papers,
+    with their vectors, so the first run ranks them without embedding them."""
+    install_sample_vectors(stored)
     reports = []
     for item in sorted(resources.files(SAMPLE_PACKAGE).iterdir(), key=lambda f: f.name):
         if item.name.endswith((".json", ".xml")):
@@ -226,6 +239,21 @@ def ingest_bundled_sample(stored: PaperStore, announce_types: frozenset[str]) ->
                 )
             )
     return reports
+
+
+def install_sample_vectors(stored: SampleStore) -> int:
+    """The sample papers' MiniLM vectors into the text vectors table, keyed as
+    :class:`digest.semantic.StoredEncoder` looks them up: embedding the sample's ~70 papers
+    made the first ``run --now`` sit silent for 30-60 s. Shipped as float16 (a quarter of
+    the size), so each is made unit length again. Returns how many were installed."""
+    shipped = resources.files(SAMPLE_PACKAGE) / SAMPLE_VECTORS
+    if not shipped.is_file():
+        return 0
+    with shipped.open("rb") as file, np.load(file) as saved:
+        keys, vectors = saved["keys"], saved["vectors"].astype("<f4")
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    stored.save_vectors({str(k): v.tobytes() for k, v in zip(keys, vectors, strict=True)})
+    return len(keys)
 
 
 def look_up_papers(

@@ -23,8 +23,8 @@ from functools import lru_cache
 from typing import Any
 
 from digest.rendering import RenderedEmail
+from digest.wire import transfer_encoding
 
-MAX_8BIT_LINE = 990
 _BREAKS = re.compile(r"[\r\n\x00]+")
 # Headers whose values this module writes itself, already one line (header_value), and
 # in a form that needs no parsing to be correct on the wire: a bare address, a date from
@@ -284,13 +284,3 @@ def boundary_for(rendered: RenderedEmail) -> str:
         boundary = f"=_digest_{secrets.token_hex(12)}"
         if boundary not in rendered.text and boundary not in rendered.html:
             return boundary
-
-
-def transfer_encoding(body: str) -> str:
-    """8bit (no re-encoding: ~2x cheaper than quoted-printable) while every line fits SMTP's
-    998-octet limit, which our templates keep; quoted-printable for anything longer."""
-    lines = body.splitlines()
-    if max(map(len, lines), default=0) * 4 <= MAX_8BIT_LINE:  # a UTF-8 character is at most 4 bytes
-        return "8bit"
-    fits = all(len(line.encode("utf-8")) <= MAX_8BIT_LINE for line in lines)
-    return "8bit" if fits else "quoted-printable"

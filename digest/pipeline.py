@@ -236,6 +236,7 @@ def run_tick(
     everyone: bool = False,
     run_id: int | None = None,
     trigger: str = BEAT,
+    embed_new: Callable[[Sequence[PaperRecord]], None] | None = None,
 ) -> TickReport:
     """One wake-up of the daily job, with its receipt in ``store.runs`` (``run_id``: one the
     caller started, so the batches it enqueues can name it; else one is started here).
@@ -243,10 +244,13 @@ def run_tick(
     Papers are fetched when someone is due and the last successful fetch is older than
     ``fetch_every`` (default: DIGEST_FETCH_INTERVAL_MINUTES; ``timedelta(0)`` = always).
     ``everyone`` plans all active subscribers now, whatever their send hour (``run --now``).
+    ``embed_new`` is handed today's candidates after a fetch, before ranking embeds them:
+    ``run --now`` embeds them there under a progress bar (minutes, on a slow machine's
+    first run), and ranking then reads their vectors.
     """
     report = TickReport(run_id=run_id or store.runs.start(trigger, now))
     try:
-        _tick(store, settings, now, enqueue, fetch_every, everyone, report)
+        _tick(store, settings, now, enqueue, fetch_every, everyone, report, embed_new)
     except Exception as exc:
         error = receipts.one_line(exc)
         store.runs.finish(report.run_id, utcnow(), report.counts(), [], error)
@@ -280,6 +284,7 @@ def _tick(
     fetch_every: dt.timedelta | None,
     everyone: bool,
     report: TickReport,
+    embed_new: Callable[[Sequence[PaperRecord]], None] | None = None,
 ) -> None:
     if fetch_every is None:
         fetch_every = dt.timedelta(minutes=settings.fetch_interval_minutes)
@@ -295,6 +300,8 @@ def _tick(
         last = store.papers.last_fetched_at()
         if due and (last is None or now - last >= fetch_every):
             report.fetched = fetch_papers(store, settings)
+            if embed_new is not None:
+                embed_new(candidate_papers(store, settings, now))
         report.due = len(due)
         if due and all_sources_down(receipts.source_runs(report.fetched)):
             kept = matched_only(store, settings, due, now)

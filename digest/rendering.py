@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -46,6 +47,7 @@ from jinja2.parser import Parser
 from digest.announcements import date_label
 from digest.sources import PaperRecord
 from digest.text import SNIPPET_CHARS, snippet
+from digest.wire import sent_size
 
 
 def _templates_dir() -> Path:
@@ -60,6 +62,11 @@ STATIC_INCLUDE = re.compile(r'{%-?\s*include\s+"([^"]+)"\s*-?%}')
 CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 CSS_LINE_WIDTH = 400
 SUBJECT_TOPICS = 2  # named in the subject before "and 2 more"
+# Gmail clips an HTML part past 102 KB, and the footer's unsubscribe and preferences links go
+# with the rest: a digest's HTML part, as sent, stays under this many bytes.
+HTML_BUDGET = 99_000  # bytes; under 100 KB with the part's headers
+FULL_SNIPPETS = 5  # the best picks keep their abstract when a digest must be shortened
+BRIEF_CHARS = 110  # what a shortened card keeps of its summary or abstract: about one line
 
 logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)  # one warning per mso-* property otherwise
 logging.getLogger("cssutils").setLevel(logging.CRITICAL)
@@ -417,6 +424,68 @@ def render_email(
     )
 
 
+def fit_digest(
+    context: Mapping[str, Any], render: Callable[[Mapping[str, Any]], RenderedEmail]
+) -> RenderedEmail:
+    """The digest rendered whole if its HTML fits :data:`HTML_BUDGET`, else re-rendered tighter
+    until it does: first the cards past the best :data:`FULL_SNIPPETS` keep one line of their
+    abstract, then none, then the last cards give way to "N more papers in the browser".
+    Measured, not estimated: at most a few renders, and only for the longest digests."""
+    rendered = render(context)
+    for shorten in (brief, bare):
+        if sent_size(rendered.html) <= HTML_BUDGET:
+            return rendered
+        context = shortened_cards(context, shorten)
+        rendered = render(context)
+    size, previous = sent_size(rendered.html), None
+    while size > HTML_BUDGET and len(context["cards"]) > 1 and context["archive_url"]:
+        shown = len(context["cards"])
+        keep = fewer_cards(shown, size, previous)
+        previous = (shown, size)
+        context = {
+            **context,
+            "cards": context["cards"][:keep],
+            "more_papers": len(context["items"]) - keep,
+        }
+        rendered = render(context)
+        size = sent_size(rendered.html)
+    return rendered
+
+
+def fewer_cards(shown: int, size: int, previous: tuple[int, int] | None) -> int:
+    """How many cards to keep so the HTML fits: scaled by size at first, then by the bytes a
+    card took between the last two renders; always at least one fewer, never none."""
+    if previous is None or previous[0] == shown:
+        guess = shown * HTML_BUDGET // size
+    else:
+        per_card = max((previous[1] - size) / (previous[0] - shown), 1.0)
+        guess = shown - math.ceil((size - HTML_BUDGET) / per_card)
+    return max(min(guess, shown - 1), 1)
+
+
+def shortened_cards(
+    context: Mapping[str, Any], shorten: Callable[[PaperItem], PaperItem]
+) -> dict[str, Any]:
+    """The best :data:`FULL_SNIPPETS` cards whole, the others shortened."""
+    items = context["items"]
+    return {**context, "cards": (*items[:FULL_SNIPPETS], *map(shorten, items[FULL_SNIPPETS:]))}
+
+
+@lru_cache(maxsize=20_000)
+def brief(item: PaperItem) -> PaperItem:
+    """A shortened card: one line, from the summary when there is one. Cached like the cards it
+    keys: thousands of readers get the same shortened card."""
+    return replace(
+        item, ai_summary="", snippet=snippet(item.ai_summary or item.snippet, BRIEF_CHARS)
+    )
+
+
+@lru_cache(maxsize=20_000)
+def bare(item: PaperItem) -> PaperItem:
+    """A card at its shortest: title, reason, authors and links, no summary or abstract."""
+    return replace(item, ai_summary="", snippet="")
+
+
 def render_email_reference(name: str, context: Mapping[str, Any]) -> RenderedEmail:
     """The readable reference for :func:`render_email`: every block rendered, then premailer
     on this one email. Same subject and text byte for byte; the same HTML element by element
@@ -433,6 +502,8 @@ def digest_context(content: DigestContent) -> dict[str, Any]:
         "short_date": f"{content.edition:%b} {content.edition.day}",
         "subject_topics": topics,
         "preheader": preheader(content.items, content.trending, topics),
+        "cards": content.items,  # what the HTML shows: fewer or shorter if it must fit
+        "more_papers": 0,  # the picks the HTML left to the browser
     }
 
 
@@ -445,8 +516,8 @@ def already_subscribed_context(content: AlreadySubscribedContent) -> dict[str, A
 
 
 def render_digest(content: DigestContent, env: Environment | None = None) -> RenderedEmail:
-    """A digest's text without its envelope: the CLI's preview, screenshots, tests."""
-    return render_email("digest", digest_context(content), env)
+    """A digest's text without its envelope, as it is sent: the CLI's preview, screenshots, tests."""
+    return fit_digest(digest_context(content), lambda context: render_email("digest", context, env))
 
 
 def render_confirmation(content: ConfirmationContent) -> RenderedEmail:
@@ -459,4 +530,6 @@ def render_already_subscribed(content: AlreadySubscribedContent) -> RenderedEmai
 
 def inline_per_email(content: DigestContent) -> str:
     """A digest's HTML by the reference path (the benchmark's and the tests' yardstick)."""
-    return render_email_reference("digest", digest_context(content)).html
+    return fit_digest(
+        digest_context(content), lambda context: render_email_reference("digest", context)
+    ).html

@@ -42,3 +42,44 @@ def test_preview_lists_the_picks_and_counts_the_candidates(run, tmp_path: Path) 
         str(n + 1) for n in range(matched)
     ]
     assert b"Subject: " in eml.read_bytes() and output.startswith("Subject: ")
+
+
+def test_run_now_shows_its_embedding_progress_on_a_terminal(tmp_path: Path) -> None:
+    """The first run on a fresh folder embeds what it fetched: on a terminal a progress bar
+    says so on stderr, rather than a silence that looks hung."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    parent, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "run", "--now", "--offline"],
+        env={**env, "DIGEST_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=child,
+        timeout=300,
+        check=False,
+    )
+    os.close(child)
+    shown = b""
+    while chunk := _read_ready(parent):
+        shown += chunk
+    os.close(parent)
+    assert done.returncode == 0, done.stdout
+    assert b"embedding candidate papers" in shown
+    assert b"embedding" not in done.stdout
+
+
+def _read_ready(fd: int) -> bytes:
+    """What a pty holds now; b"" once it is drained (or its other end closed)."""
+    import os
+    import select
+
+    if not select.select([fd], [], [], 0.5)[0]:
+        return b""
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other end is closed and nothing is left
+        return b""

@@ -19,6 +19,7 @@ PURE = (
     "evaluation",
     "records",
     "text",
+    "wire",
     "runs",
 )
 SHELL_PACKAGES = (

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from digest import messages
+from digest import messages, wire
 from digest.messages import WIRE, build_message, header_value, transfer_encoding, write_reference
 from digest.rendering import RenderedEmail
 
@@ -22,8 +22,8 @@ def test_transfer_encoding_is_8bit_until_a_line_is_too_long() -> None:
     assert transfer_encoding("short\n" * 100) == "8bit"
     assert transfer_encoding("é" * 400) == "8bit"  # 800 bytes: fits
     assert transfer_encoding("é" * 600) == "quoted-printable"  # 1,200 bytes: does not
-    exactly = "é" * (messages.MAX_8BIT_LINE // 2)
-    assert len(exactly.encode()) == messages.MAX_8BIT_LINE
+    exactly = "é" * (wire.MAX_8BIT_LINE // 2)
+    assert len(exactly.encode()) == wire.MAX_8BIT_LINE
     assert transfer_encoding(exactly) == "8bit"
     assert transfer_encoding(exactly + "e") == "quoted-printable"
 

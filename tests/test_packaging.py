@@ -49,6 +49,7 @@ def test_the_wheel_holds_templates_static_files_migrations_and_samples(wheel: Pa
         "digest/migrations/env.py",
         "digest/migrations/versions/0003_claim_tokens.py",
         "digest/sample_data/hf_daily_papers_2026-07-13.json",
+        "digest/sample_data/minilm_vectors.npz",
         "workers/celery_app.py",
     } <= names
 

@@ -64,7 +64,7 @@ def fetch(
     """
     from digest.ingestion import LIVE_SOURCES, fetch_all, ingest_bytes
     from digest.models import utcnow
-    from digest.pipeline import candidate_papers, embed_papers
+    from digest.pipeline import candidate_papers
 
     settings, store = app.settings, app.store
     forced = None if source == "all" else source
@@ -79,11 +79,18 @@ def fetch(
         reports = fetch_all(store.papers, settings, wanted, day.date() if day else None, cats)
     for report in reports:
         click.echo(report.summary())
-    candidates = candidate_papers(app.store, app.settings, utcnow())
-    with progress_bar(length=len(candidates), label="embedding candidate papers") as bar:
-        embed_papers(app.store, app.settings, candidates, bar.update)
+    embed_with_progress(app, candidate_papers(app.store, app.settings, utcnow()))
     if any(report.error for report in reports):
         sys.exit(1)
+
+
+def embed_with_progress(app: AppContext, papers: Sequence[PaperRecord]) -> None:
+    """Embed (and store) the papers' vectors under a progress bar on stderr: a fresh
+    folder's first papers take a while, and a silent command looks hung."""
+    from digest.pipeline import embed_papers
+
+    with progress_bar(length=len(papers), label="embedding candidate papers") as bar:
+        embed_papers(app.store, app.settings, papers, bar.update)
 
 
 @click.command()

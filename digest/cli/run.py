@@ -10,6 +10,7 @@ import click
 
 from digest.cli.common import AppContext, pass_app, topic_option
 from digest.cli.output import progress_bar, write_output
+from digest.cli.papers import embed_with_progress
 
 
 @click.command()
@@ -129,6 +130,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
         fetch_every=dt.timedelta(0),
         everyone=True,
         trigger=COMMAND,
+        embed_new=lambda papers: embed_with_progress(app, papers),
     )
     for source in report.fetched:
         click.echo(f"fetch: {source.summary()}")

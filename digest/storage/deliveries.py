@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
@@ -31,14 +31,22 @@ CLAIM = (
     update(Delivery.__table__)
     .where(
         Delivery.id.in_(bindparam("p_ids", expanding=True)),
-        Delivery.status == "queued",
-        or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= bindparam("p_now")),
+        or_(
+            and_(
+                Delivery.status == "queued",
+                or_(Delivery.next_try_at.is_(None), Delivery.next_try_at <= bindparam("p_now")),
+            ),
+            # a repeat of this very claim, whose first try committed but lost its answer
+            and_(Delivery.status == "sending", Delivery.claim_token == bindparam("p_claim")),
+        ),
     )
     .values(
         status="sending",
         claimed_at=bindparam("p_now"),
         claim_token=bindparam("p_claim"),
-        attempts=Delivery.attempts + 1,
+        attempts=case(
+            (Delivery.status == "queued", Delivery.attempts + 1), else_=Delivery.attempts
+        ),
     )
     .returning(Delivery.id)
 )
@@ -156,8 +164,24 @@ class Deliveries:
         """
         claim = secrets.token_hex(8)
         with self._db.engine.begin() as conn:
-            taken = conn.execute(CLAIM, {"p_ids": list(ids), "p_now": now, "p_claim": claim})
-            return claim, {row[0] for row in taken}
+            return claim, self._take(conn, ids, claim, now)
+
+    def mark_sent_and_claim(
+        self, sent: Sequence[SentRecord], ids: Sequence[int], claim: str, now: dt.datetime
+    ) -> tuple[set[int], set[int]]:
+        """:meth:`mark_sent` for one group and :meth:`claim` (under the caller's token
+        ``claim``) for the next, in one transaction: with groups of one message, one commit
+        per message instead of two. Returns (ids recorded as sent, ids taken). Safe to
+        repeat: a try whose commit succeeded but whose answer was lost is found again."""
+        with self._db.engine.begin() as conn:
+            return self._record_sent(conn, sent), self._take(conn, ids, claim, now)
+
+    @staticmethod
+    def _take(conn: Connection, ids: Sequence[int], claim: str, now: dt.datetime) -> set[int]:
+        if not ids:
+            return set()
+        taken = conn.execute(CLAIM, {"p_ids": list(ids), "p_now": now, "p_claim": claim})
+        return {row[0] for row in taken}
 
     def renew(self, claim: str, now: dt.datetime) -> set[int]:
         """Extend ``claim``'s lease from ``now``; the ids it still holds. Renewing proves
@@ -203,39 +227,44 @@ class Deliveries:
         if not sent:
             return set()
         with self._db.engine.begin() as conn:
-            updated = conn.execute(
-                MARK_SENT,
-                [
-                    {
-                        "p_id": s.delivery_id,
-                        "p_claim": s.claim,
-                        "p_now": s.sent_at,
-                        "p_message_id": s.message_id,
-                    }
-                    for s in sent
-                ],
-            ).rowcount
-            ours = {s.delivery_id for s in sent}
-            if updated != len(sent):
-                ours = {
-                    s.delivery_id
-                    for s in sent
-                    if not self._claim_lost(conn, s.delivery_id, s.claim, "sent")
-                }
-            papers = [
+            return self._record_sent(conn, sent)
+
+    def _record_sent(self, conn: Connection, sent: Sequence[SentRecord]) -> set[int]:
+        if not sent:
+            return set()
+        updated = conn.execute(
+            MARK_SENT,
+            [
                 {
-                    "subscriber_id": s.subscriber_id,
-                    "arxiv_id": pid,
-                    "delivery_id": s.delivery_id,
-                    "sent_at": s.sent_at,
+                    "p_id": s.delivery_id,
+                    "p_claim": s.claim,
+                    "p_now": s.sent_at,
+                    "p_message_id": s.message_id,
                 }
                 for s in sent
-                if s.delivery_id in ours
-                for pid in dict.fromkeys(s.paper_ids)
-            ]
-            if papers:
-                conn.execute(RECORD_SENT_PAPERS[conn.dialect.name], papers)
-            return ours
+            ],
+        ).rowcount
+        ours = {s.delivery_id for s in sent}
+        if updated != len(sent):
+            ours = {
+                s.delivery_id
+                for s in sent
+                if not self._claim_lost(conn, s.delivery_id, s.claim, "sent")
+            }
+        papers = [
+            {
+                "subscriber_id": s.subscriber_id,
+                "arxiv_id": pid,
+                "delivery_id": s.delivery_id,
+                "sent_at": s.sent_at,
+            }
+            for s in sent
+            if s.delivery_id in ours
+            for pid in dict.fromkeys(s.paper_ids)
+        ]
+        if papers:
+            conn.execute(RECORD_SENT_PAPERS[conn.dialect.name], papers)
+        return ours
 
     def skip(self, delivery_id: int, reason: str) -> bool:
         """A queued digest that must not go out (the subscriber paused or left since it was

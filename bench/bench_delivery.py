@@ -393,7 +393,7 @@ def pipeline(args: argparse.Namespace, shared_url: str | None, tmp: Path, port: 
     """Every (worker count, send group) in turn, between measures of the sink's ceiling."""
     broker = empty_broker()
     sink = start_sink(port)
-    rates: dict[tuple[int, int], list[float]] = {}
+    rates: dict[tuple[int, int], list[tuple[float, float]]] = {}
     try:
         print(
             f"{args.subscribers:,} subscribers; SMTP sink (aiosmtpd) in its own process; 2-core machine"
@@ -426,7 +426,7 @@ def pipeline(args: argparse.Namespace, shared_url: str | None, tmp: Path, port: 
             broker.flushdb()  # the worker's queue bindings: empty, as it was found
             after, ours_after = sink_ceiling(port, message), transport_ceiling(port, message)
             share = rate / ((ceiling + after) / 2)
-            rates.setdefault((workers, group), []).append(share)
+            rates.setdefault((workers, group), []).append((rate, share))
             print(
                 f"pipeline, {workers} worker process(es), batches of 200, DIGEST_SEND_GROUP={group}, "
                 f"{total:,} msgs: {rate:6.0f} msg/s = {share:.0%} of the sink ceiling (mean of "
@@ -449,17 +449,22 @@ def pipeline(args: argparse.Namespace, shared_url: str | None, tmp: Path, port: 
     compare_groups(rates)
 
 
-def compare_groups(shares: dict[tuple[int, int], list[float]]) -> None:
-    """Each send group's mean share of the sink, against the largest group's."""
-    for workers in sorted({w for w, _ in shares}):
-        groups = sorted(g for w, g in shares if w == workers)
-        top = sum(shares[workers, groups[-1]]) / len(shares[workers, groups[-1]])
+def compare_groups(runs: dict[tuple[int, int], list[tuple[float, float]]]) -> None:
+    """Each send group's mean rate and share of the sink, against the largest group's."""
+    for workers in sorted({w for w, _ in runs}):
+        groups = sorted(g for w, g in runs if w == workers)
+        top_rate, top_share = _means(runs[workers, groups[-1]])
         for group in groups[:-1]:
-            mean = sum(shares[workers, group]) / len(shares[workers, group])
+            rate, share = _means(runs[workers, group])
             print(
-                f"{workers} worker process(es): DIGEST_SEND_GROUP={group} reaches {mean:.0%} of "
-                f"the sink against {top:.0%} with {groups[-1]}: {mean / top:.0%} of its rate"
+                f"{workers} worker process(es), DIGEST_SEND_GROUP={group} against {groups[-1]}: "
+                f"{rate:.0f} against {top_rate:.0f} msg/s ({rate / top_rate:.0%}), "
+                f"{share:.0%} against {top_share:.0%} of the sink ({share / top_share:.0%})"
             )
+
+
+def _means(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
 
 
 def _sample_message(store: Storage, delivery_id: int) -> bytes:

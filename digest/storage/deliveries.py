@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
@@ -76,6 +76,42 @@ RECORD_SENT_PAPERS = {
     )
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+
+
+# PostgreSQL: a group's sent marks, their papers and the next group's claim as one statement,
+# which commits by itself. One round trip instead of five (BEGIN, three statements, COMMIT):
+# with groups of one message, what a message's record costs. The same rules as MARK_SENT,
+# RECORD_SENT_PAPERS and CLAIM.
+RECORD_AND_CLAIM = text(
+    """
+WITH marked AS (
+    UPDATE deliveries AS d
+    SET status = 'sent', sent_at = s.sent_at, message_id = s.message_id, last_error = NULL
+    FROM unnest(CAST(:sent_ids AS bigint[]), CAST(:claims AS text[]),
+                CAST(:sent_ats AS timestamp[]), CAST(:message_ids AS text[]))
+        AS s(id, claim, sent_at, message_id)
+    WHERE d.id = s.id AND d.status = 'sending' AND d.claim_token = s.claim
+    RETURNING d.id
+), papers AS (
+    INSERT INTO sent_papers (subscriber_id, arxiv_id, delivery_id, sent_at)
+    SELECT p.subscriber_id, p.arxiv_id, p.delivery_id, p.sent_at
+    FROM unnest(CAST(:paper_subscribers AS bigint[]), CAST(:paper_ids AS text[]),
+                CAST(:paper_deliveries AS bigint[]), CAST(:paper_sent_ats AS timestamp[]))
+        AS p(subscriber_id, arxiv_id, delivery_id, sent_at)
+    JOIN marked ON marked.id = p.delivery_id
+    ON CONFLICT (subscriber_id, arxiv_id) DO NOTHING
+), claimed AS (
+    UPDATE deliveries
+    SET status = 'sending', claimed_at = :now, claim_token = :claim,
+        attempts = attempts + CASE WHEN status = 'queued' THEN 1 ELSE 0 END
+    WHERE id = ANY(CAST(:next_ids AS bigint[])) AND (
+        (status = 'queued' AND (next_try_at IS NULL OR next_try_at <= :now))
+        OR (status = 'sending' AND claim_token = :claim))
+    RETURNING id
+)
+SELECT true, id FROM marked UNION ALL SELECT false, id FROM claimed
+"""
+)
 
 
 class Deliveries:
@@ -173,8 +209,41 @@ class Deliveries:
         ``claim``) for the next, in one transaction: with groups of one message, one commit
         per message instead of two. Returns (ids recorded as sent, ids taken). Safe to
         repeat: a try whose commit succeeded but whose answer was lost is found again."""
+        if self._db.engine.dialect.name == "postgresql":
+            return self._record_and_claim_at_once(sent, ids, claim, now)
         with self._db.engine.begin() as conn:
             return self._record_sent(conn, sent), self._take(conn, ids, claim, now)
+
+    def _record_and_claim_at_once(
+        self, sent: Sequence[SentRecord], ids: Sequence[int], claim: str, now: dt.datetime
+    ) -> tuple[set[int], set[int]]:
+        """:meth:`mark_sent_and_claim` on PostgreSQL: :data:`RECORD_AND_CLAIM`, on its own
+        (autocommit: the statement is its transaction). A mark that found its row not in
+        this claim's hands is looked into as :meth:`mark_sent` does."""
+        papers = [(s, pid) for s in sent for pid in dict.fromkeys(s.paper_ids)]
+        values = {
+            "sent_ids": [s.delivery_id for s in sent],
+            "claims": [s.claim for s in sent],
+            "sent_ats": [s.sent_at for s in sent],
+            "message_ids": [s.message_id for s in sent],
+            "paper_subscribers": [s.subscriber_id for s, _ in papers],
+            "paper_ids": [pid for _, pid in papers],
+            "paper_deliveries": [s.delivery_id for s, _ in papers],
+            "paper_sent_ats": [s.sent_at for s, _ in papers],
+            "next_ids": list(ids),
+            "now": now,
+            "claim": claim,
+        }
+        with self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            rows = conn.execute(RECORD_AND_CLAIM, values).all()
+            marked = {delivery for was_sent, delivery in rows if was_sent}
+            ours = marked | {
+                s.delivery_id
+                for s in sent
+                if s.delivery_id not in marked
+                and not self._claim_lost(conn, s.delivery_id, s.claim, "sent")
+            }
+            return ours, {delivery for was_sent, delivery in rows if not was_sent}
 
     @staticmethod
     def _take(conn: Connection, ids: Sequence[int], claim: str, now: dt.datetime) -> set[int]:

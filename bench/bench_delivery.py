@@ -22,14 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 from celery import Celery
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 
 from digest.delivery import send_deliveries
 from digest.ingestion import ingest_bundled_sample
@@ -39,6 +36,7 @@ from digest.pipeline import candidate_papers, embed_papers, run_tick
 from digest.records import SubscriberDefaults
 from digest.settings import load_settings
 from digest.storage import Storage
+from digest.storage.database import scratch_database
 from digest.subscriptions import build_subscriber_input
 from digest.transports import SmtpTransport
 
@@ -317,21 +315,6 @@ def cpu_by_part(worker: int, sink: int) -> dict[str, float]:
     }
 
 
-@contextmanager
-def own_postgres(server: str) -> Iterator[str]:
-    """A database of the bench's own on ``server`` (an admin URL), dropped afterwards."""
-    name = f"bench_delivery_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def bench_env(url: str, tmp: Path, port: int) -> dict[str, str]:
     return {
         "DIGEST_DATABASE_URL": url,
@@ -370,7 +353,7 @@ def main() -> None:
         planning_only(url, args.subscribers, bench_env(url, tmp, port), args.voters)
         return
     if args.postgres:
-        with own_postgres(args.postgres) as url:
+        with scratch_database(args.postgres, "bench_delivery") as url:
             pipeline(args, url, tmp, port)
     else:
         pipeline(args, args.database_url, tmp, port)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from digest.cli import cli
 from digest.records import SubscriberDefaults
 from digest.settings import Settings, load_settings
 from digest.storage import Storage
+from digest.storage.database import scratch_database
 from digest.subscriptions import SubscriberInput, build_subscriber_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -46,16 +46,8 @@ def pg_url() -> Iterator[str]:
     """A brand-new PostgreSQL database for one test, dropped afterwards."""
     if PG_SKIP_REASON:
         pytest.skip(reason=PG_SKIP_REASON)
-    name = f"digest_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(PG_ADMIN_URL, "digest_test") as url:
+        yield url
 
 
 def _shared_redis_url() -> str:

@@ -151,9 +151,9 @@ def send_deliveries(
     another worker, never stops the others.
 
     Deliveries are claimed, and their 'sent' records written, ``DIGEST_SEND_GROUP`` at a
-    time: two transactions per group instead of two per message, the difference between
-    a third and most of the SMTP sink's speed on PostgreSQL. The price: a worker killed
-    mid-group resends the group's accepted messages (README, "Exactly once").
+    time: one commit per group, which records the group before and claims this one, the
+    difference between a third and most of the SMTP sink's speed on PostgreSQL. The price:
+    a worker killed mid-group resends the group's accepted messages (docs/delivery.md).
     """
     report = BatchReport()
     loaded = deliveries.load(delivery_ids)

@@ -100,6 +100,11 @@ class BatchReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
 
+    def recorded(self, accepted: Sequence[SentRecord], recorded: set[int]) -> None:
+        """A group's 'sent' records: those whose claim had passed to another worker are lost."""
+        self.sent += len(recorded)
+        self.lost += len(accepted) - len(recorded)
+
     def count(self, outcome: str, recorded: bool) -> None:
         """One delivery's outcome, or ``lost`` when its record found the claim gone."""
         name = outcome if recorded else "lost"
@@ -186,14 +191,13 @@ def send_deliveries(
                 claimed_at,
                 patience=patience(settings),
             )
-            report.sent += len(recorded)
-            report.lost += len(accepted) - len(recorded)
+            report.recorded(accepted, recorded)
         report.skipped += len(group) - len(taken)
         lease = _Lease(deliveries, settings, claim, claimed_at, taken)
         accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], lease)
-    recorded = _record("mark sent", deliveries.mark_sent, accepted, patience=patience(settings))
-    report.sent += len(recorded)
-    report.lost += len(accepted) - len(recorded)
+    report.recorded(
+        accepted, _record("mark sent", deliveries.mark_sent, accepted, patience=patience(settings))
+    )
     return report
 
 

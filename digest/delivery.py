@@ -162,7 +162,7 @@ def send_deliveries(
     """
     report = BatchReport()
     loaded = deliveries.load(delivery_ids)
-    paper_ids = {pick["arxiv_id"] for delivery, _ in loaded for pick in delivery.picks}
+    paper_ids = {str(pick["arxiv_id"]) for delivery, _ in loaded for pick in delivery.picks}
     paper_ids |= papers_of_topics(t for _, sub in loaded for t in sub.topics)  # their titles
     known = {p.arxiv_id: p for p in papers.find(ids=sorted(paper_ids))} if paper_ids else {}
     wanted = []
@@ -325,10 +325,10 @@ class _Sending:
                 "delivery %d to subscriber %d bounced: %s", delivery.id, subscriber.id, reply
             )
             return None
-        paper_ids = tuple(p["arxiv_id"] for p in delivery.picks)
-        return SentRecord(
-            delivery.id, subscriber.id, claim, message["Message-ID"], self.clock(), paper_ids
-        )
+        paper_ids = tuple(str(p["arxiv_id"]) for p in delivery.picks)
+        message_id = message["Message-ID"]
+        assert message_id is not None  # build_message always writes one
+        return SentRecord(delivery.id, subscriber.id, claim, message_id, self.clock(), paper_ids)
 
 
 def without_address(reply: str, email: str) -> str:

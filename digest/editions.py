@@ -148,7 +148,9 @@ def plan_edition(
     "more like this paper" topics name (a topic whose paper is missing matches nothing)."""
     known = known_papers or {}
     topics = sorted({t for sub in subscribers for t in sub.topics})
-    topic_papers = {t: known[pid] for t in topics if (pid := paper_of_topic(t)) in known}
+    topic_papers = {
+        t: known[pid] for t in topics if (pid := paper_of_topic(t)) is not None and pid in known
+    }
     index = TopicIndex(papers, encoder=encoder, topic_papers=topic_papers)
     row_of = {t: i for i, t in enumerate(topics)}
     said = [(votes or {}).get(sub.id, Votes()) for sub in subscribers]

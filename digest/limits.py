@@ -94,7 +94,7 @@ class WindowCounters:
         return Count(self.local.add(key, amount), shared=False)
 
     def _add_in_redis(self, key: str, amount: int, window_seconds: float) -> int:
-        pipe = self.client.pipeline(transaction=True)  # type: ignore[union-attr]
+        pipe = self.client.pipeline(transaction=True)  # type: ignore[union-attr]  # add() checked it
         pipe.set(key, 0, ex=max(math.ceil(window_seconds), 1), nx=True)
         pipe.incrby(key, amount)
         return int(pipe.execute()[1])

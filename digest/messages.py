@@ -15,11 +15,12 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP, EmailPolicy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
+from typing import Any
 
 from digest.rendering import RenderedEmail
 
@@ -69,7 +70,7 @@ class WirePolicy(EmailPolicy):
     a non-ASCII one (a subject with "é") still goes through the parser and is RFC 2047-encoded.
     """
 
-    def header_store_parse(self, name: str, value: object) -> tuple[str, object]:
+    def header_store_parse(self, name: str, value: object) -> tuple[str, str]:
         if (
             isinstance(value, str)
             and name.lower() in _VERBATIM_HEADERS
@@ -82,9 +83,10 @@ class WirePolicy(EmailPolicy):
 
 # Header lines may be up to 998 octets (RFC 5322); folding at 78 makes the generator
 # re-parse and refold every longer header (the List-Unsubscribe URL).
-WIRE = WirePolicy(linesep="\r\n", max_line_length=998, header_factory=_HeaderClasses())
+MAX_HEADER_LINE = 998
+WIRE = WirePolicy(linesep="\r\n", max_line_length=MAX_HEADER_LINE, header_factory=_HeaderClasses())
 WIRE_UTF8 = WIRE.clone(utf8=True)
-REFERENCE = SMTP.clone(max_line_length=998)
+REFERENCE = SMTP.clone(max_line_length=MAX_HEADER_LINE)
 REFERENCE_UTF8 = REFERENCE.clone(utf8=True)
 
 
@@ -104,9 +106,10 @@ def needs_smtputf8(address: str) -> bool:
 
 
 @lru_cache(maxsize=8)
-def sender_header(sender: str) -> object:
+def sender_header(sender: str) -> BaseHeader:
     """The From header, parsed once per process: the same display name and address in every message."""
-    return WIRE.header_factory("From", header_value(sender))
+    header: BaseHeader = WIRE.header_factory("From", header_value(sender))
+    return header
 
 
 @lru_cache(maxsize=8)
@@ -212,7 +215,7 @@ def write_fast(
 
 def _fits_the_direct_path(headers: dict[str, str], sender: str, rendered: RenderedEmail) -> bool:
     return (
-        all(v.isascii() and len(k) + 2 + len(v) <= WIRE.max_line_length for k, v in headers.items())
+        all(v.isascii() and len(k) + 2 + len(v) <= MAX_HEADER_LINE for k, v in headers.items())
         and sender_line(sender).isascii()
         and sender_line(sender).count("\n") == 1
         and transfer_encoding(rendered.text) == "8bit"
@@ -253,11 +256,11 @@ def _crlf_lines(body: str) -> bytes:
 @lru_cache(maxsize=8)
 def sender_line(sender: str) -> str:
     """The From line exactly as the stdlib folds it, computed once per sender."""
-    return sender_header(sender).fold(policy=WIRE)  # type: ignore[attr-defined]
+    return sender_header(sender).fold(policy=WIRE)
 
 
 def _stdlib_message(
-    policy: EmailPolicy,
+    policy: EmailPolicy[Any],
     headers: dict[str, str],
     sender: object,
     rendered: RenderedEmail,

@@ -7,7 +7,7 @@ Portable across SQLite and PostgreSQL: JSON columns for small lists, strings for
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -51,6 +52,9 @@ def utcnow() -> dt.datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[dict[str, Any]]: JSON}
+
+    if TYPE_CHECKING:  # SQLAlchemy allows any FromClause; every model here maps one Table
+        __table__: ClassVar[Table]
 
 
 class Topic(Base):

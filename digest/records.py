@@ -7,8 +7,9 @@ live here, apart from both: importing a record never imports a database driver.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from digest.subscriptions import SubscriberInput
 
@@ -115,6 +116,15 @@ class NewDelivery:
     picks: list[dict[str, object]]
     status: str = "queued"
     quiet_topics: tuple[str, ...] = ()
+
+
+class NewDeliveries(Protocol):
+    """Rows to plan, counted and read (twice at most): a Collection without ``in``, so that
+    :class:`digest.pipeline.PlannedDeliveries` can make them as they are read."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[NewDelivery]: ...
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,7 @@ def compact_css(css: str, width: int = CSS_LINE_WIDTH) -> str:
 
 def inline_css(html: str) -> str:
     """premailer with the settings email clients need (see the module docstring)."""
-    return premailer.Premailer(
+    inlined: str = premailer.Premailer(
         html,
         keep_style_tags=True,
         strip_important=False,
@@ -273,6 +273,7 @@ def inline_css(html: str) -> str:
         cssutils_logging_level=logging.CRITICAL,
         allow_network=False,
     ).transform(pretty_print=False)
+    return inlined
 
 
 class _ExpandedLoader(BaseLoader):

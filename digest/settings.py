@@ -330,7 +330,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; turn validation errors into one readable message."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic checks them at run time
     except UnicodeDecodeError as exc:
         raise SettingsError(f".env is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except ValidationError as exc:

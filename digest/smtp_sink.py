@@ -52,7 +52,7 @@ class SinkHandler:
     delay: float = 0.0  # seconds per accepted message: a slow server, for crash-mid-batch tests
     late_answer: float = 0.0  # seconds between keeping a message and saying so: a slow relay
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _count_on_connection: Counter = field(default_factory=Counter)
+    _count_on_connection: Counter[int] = field(default_factory=Counter)
 
     async def handle_EHLO(
         self,
@@ -106,26 +106,24 @@ class SinkHandler:
         connection = id(session)
         if self.drop_every and self._count_on_connection[connection] >= self.drop_every:
             self._count_on_connection[connection] = 0
+            assert server.transport is not None  # set while the session's connection is open
             server.transport.close()  # the message is NOT accepted: the client sees a disconnect
             return "421 closing"
+        raw = envelope.original_content or envelope.content
+        assert isinstance(raw, bytes)  # decode_data=False: aiosmtpd keeps the bytes
         with self.lock:
             self.accepted += len(envelope.rcpt_tos)
             if self.keep:
-                self.received.extend(
-                    Received(rcpt, envelope.original_content or envelope.content)
-                    for rcpt in envelope.rcpt_tos
-                )
+                self.received.extend(Received(rcpt, raw) for rcpt in envelope.rcpt_tos)
         self._count_on_connection[connection] += 1
         if self.maildir is not None:
             self.maildir.mkdir(parents=True, exist_ok=True)
-            (self.maildir / f"{time.time_ns()}.eml").write_bytes(
-                envelope.original_content or envelope.content
-            )
+            (self.maildir / f"{time.time_ns()}.eml").write_bytes(raw)
         if self.late_answer:
             await asyncio.sleep(self.late_answer)
         return "250 Message accepted"
 
-    def by_recipient(self) -> Counter:
+    def by_recipient(self) -> Counter[str]:
         with self.lock:
             return Counter(r.recipient for r in self.received)
 
@@ -166,7 +164,8 @@ def _free_port() -> int:
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class PortBusy(OSError):

@@ -150,7 +150,9 @@ def clean_text(text: str | None) -> str:
 
 def split_authors(creator: str) -> list[str]:
     """Split arXiv RSS's single ``dc:creator`` string; commas inside "(affiliations)" don't split."""
-    names, depth, current = [], 0, []
+    names: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in clean_text(creator):
         if char == "(":
             depth += 1

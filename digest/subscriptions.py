@@ -14,9 +14,12 @@ import unicodedata
 import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from email_validator import EmailNotValidError, validate_email
+
+if TYPE_CHECKING:
+    from _csv import Reader as csv_reader
 
 SUBSCRIBER_STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced")
 OPTED_OUT = ("unsubscribed", "bounced")  # a record of consent withdrawn: never undone by an import
@@ -318,13 +321,13 @@ def _checked_header(fields: list[str]) -> list[str]:
 
 
 def _records_by_first_line(
-    reader: Iterator[list[str]], header: list[str]
+    reader: csv_reader, header: list[str]
 ) -> Iterator[tuple[int, dict[str | None, Any]]]:
     """Each record as {column: value} (extra fields under None), with the line it starts
     on: a quoted field may span lines, and the reader counts the line it ends on. Blank
     lines are skipped; a field past the csv module's size limit is a clear error."""
     while True:
-        start = reader.line_num + 1  # type: ignore[attr-defined]
+        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
@@ -346,7 +349,7 @@ def format_subscriber_csv(rows: list[dict[str, object]]) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        cells = {**row, "topics": ";".join(row["topics"])}  # type: ignore[arg-type]
+        cells = {**row, "topics": ";".join(row["topics"])}  # type: ignore[arg-type]  # a list of str
         writer.writerow({name: guarded_cell(str(value)) for name, value in cells.items()})
     return out.getvalue()
 

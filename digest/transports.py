@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from digest.messages import Message, sender_domain
 from digest.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class TransientError(Exception):
@@ -47,29 +49,27 @@ class UnknownOutcome(TransientError):
     Never resent on the spot; retried only after the claim lease, as a possible duplicate."""
 
 
-class _PhasedTimeouts:
+class _PhasedTimeouts(smtplib.SMTP):
     """smtplib's client with RFC 5321 4.5.3.2's timeouts per phase: the connection and each
     command wait ``timeout``; the reply to the end of a message's data waits
     ``data_timeout`` (10 minutes by default), because the server may be checking and storing
     it, and a timeout there leaves the message's fate unknown (:class:`UnknownOutcome`)."""
 
-    timeout: float
-    sock: socket.socket | None
     data_timeout: float = 600.0
     _data_sent = False  # the last bytes written ended a message's data; its reply is due
 
-    def send(self, s: str | bytes) -> None:
-        super().send(s)  # type: ignore[misc]
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)
         self._data_sent = isinstance(s, bytes) and s.endswith(b"\r\n.\r\n")
 
     def getreply(self) -> tuple[int, bytes]:
         if not self._data_sent:
-            return super().getreply()  # type: ignore[misc]
+            return super().getreply()
         self._data_sent = False
         assert self.sock is not None  # sending the data needed it
         self.sock.settimeout(self.data_timeout)
         try:
-            return super().getreply()  # type: ignore[misc]
+            return super().getreply()
         except smtplib.SMTPServerDisconnected as exc:
             if isinstance(exc.__context__, TimeoutError):
                 raise UnknownOutcome(
@@ -346,6 +346,7 @@ def _hand_over(smtp: smtplib.SMTP, message: Message, sender: str, recipient: str
     try:
         smtp.ehlo_or_helo_if_needed()
         options = _mail_options(smtp, recipient, len(data))
+        answers: tuple[Answer, Answer | None, Answer | None]
         if smtp.has_extn("pipelining"):
             answers = _pipelined_envelope(smtp, sender, recipient, options)
         else:
@@ -393,6 +394,7 @@ def _check_envelope(
 ) -> None:
     """Raise the first refusal among the envelope's answers, after putting the connection
     back at the start of a new message."""
+    error: Exception
     if mail[0] != 250:  # our From address: never the recipient's bounce
         code, error = mail[0], TransientError(f"sender refused: {mail[0]} {mail[1]!r}")
     elif rcpt is not None and rcpt[0] not in (250, 251):

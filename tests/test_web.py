@@ -483,10 +483,10 @@ def make_app(web: dict, redis_conn=None, **overrides):
 def test_an_oversized_preview_is_refused_before_any_work(
     web: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.web
+    from digest.web import signup
 
     parsed = []
-    monkeypatch.setattr(digest.web, "normalize_topics", lambda raw: parsed.append(raw) or ("x",))
+    monkeypatch.setattr(signup, "normalize_topics", lambda raw: parsed.append(raw) or ("x",))
     topics = "%0A".join(f"t{i}" for i in range(40_000))  # ~190 KB: a WSGI server accepts it
     response = web["client"].get(f"/preview?topics={topics}")
     assert response.status_code == 400 and parsed == [], "refused on its raw size, nothing parsed"

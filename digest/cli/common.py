@@ -59,7 +59,8 @@ class DigestGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            exc.exit_code = 1  # one rule for scripts: 0 worked, 1 did not
+            # one rule for scripts: 0 worked, 1 did not
+            exc.exit_code = 1  # type: ignore[misc]  # click types it a ClassVar, yet reads it per instance
             raise
         except Exception as exc:
             message = user_error_message(exc)
@@ -96,7 +97,7 @@ def setup_logging(verbose: int) -> None:
     logs.setup(logging.WARNING - 10 * verbose)
 
 
-class LazyChoice(click.Choice):
+class LazyChoice(click.Choice[str]):
     """A choice among names another module defines, read only when a command parses its
     options or shows its own help: the modules that define them are slow to import."""
 
@@ -104,7 +105,7 @@ class LazyChoice(click.Choice):
         self.load = load
         super().__init__(())
 
-    @property  # type: ignore[override]
+    @property
     def choices(self) -> tuple[str, ...]:
         return tuple(self.load())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +186,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
 @click.argument("email")
 @topic_option
 @pass_app
-def send_test(app: AppContext, email: str, topics: Sequence[str]) -> None:
+def send_test(app: AppContext, email: str, topics: tuple[str, ...]) -> None:
     """Send a sample digest to EMAIL now (not recorded as a delivery).
 
     Uses the subscriber's topics when EMAIL is subscribed, else the --topic options.

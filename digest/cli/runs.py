@@ -31,7 +31,9 @@ def runs(ctx: click.Context, fmt: str, limit: int) -> None:
         return
     from digest.cli.output import format_table
 
-    found = ctx.find_object(AppContext).store.runs.newest(limit)
+    app = ctx.find_object(AppContext)
+    assert app is not None  # the root group `cli` puts it on the context
+    found = app.store.runs.newest(limit)
     if fmt == "json":
         click.echo(json.dumps([r.as_json() for r in found], indent=2))
         return

@@ -78,9 +78,9 @@ def web_server(
     application: Any, settings: Settings, host: str, port: int, threads: int
 ) -> BaseWSGIServer:
     """The waitress server `digest web` runs (tests start the same one)."""
-    from waitress.server import create_server
+    from waitress.server import BaseWSGIServer, create_server
 
-    return create_server(
+    server = create_server(
         application,
         host=host,
         port=port,
@@ -88,6 +88,8 @@ def web_server(
         **proxy_options(settings),
         **connection_options(settings),
     )
+    assert isinstance(server, BaseWSGIServer)  # one host and port: one socket, one server
+    return server
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:

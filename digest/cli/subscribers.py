@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +71,7 @@ def subscriber_options(command: Any) -> Any:
 def subscribers_add(
     app: AppContext,
     email: str,
-    topics: Sequence[str],
+    topics: tuple[str, ...],
     timezone: str | None,
     send_hour: int | None,
     max_papers: int | None,
@@ -97,7 +96,7 @@ def subscribers_add(
 def subscribers_set(
     app: AppContext,
     email: str,
-    topics: Sequence[str],
+    topics: tuple[str, ...],
     timezone: str | None,
     send_hour: int | None,
     max_papers: int | None,

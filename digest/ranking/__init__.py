@@ -96,7 +96,7 @@ __all__ = [
 
 def rank_profiles(
     papers: Sequence[PaperText],
-    profiles: dict[str, Sequence[str]],
+    profiles: Mapping[str, Sequence[str]],
     top: int,
     threshold: float = 0.0,
     encoder: Encoder | None = None,
@@ -137,7 +137,7 @@ def rank_profiles(
 
 
 def plain_bm25_ranking(
-    papers: Sequence[PaperText], profiles: dict[str, Sequence[str]], top: int
+    papers: Sequence[PaperText], profiles: Mapping[str, Sequence[str]], top: int
 ) -> dict[str, list[str]]:
     """The baseline every change is judged against: Okapi BM25 over title + abstract, no
     stemming, no field weights, the profile's topics as one query."""

@@ -13,7 +13,7 @@ words are a title, and a title's words ("attention", "efficient") are everybody'
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -105,7 +105,7 @@ class TopicIndex:
         values: list[float] = []
         lengths = []
         for row, paper in enumerate(self.papers):
-            counts: Counter[str] = Counter()
+            counts: defaultdict[str, float] = defaultdict(float)
             title, abstract = self.analyze(paper.title), self.analyze(paper.abstract)
             extra = self.analyze(_extra_text(paper))
             self._add_phrase_fields(paper)
@@ -121,7 +121,9 @@ class TopicIndex:
                 cols.append(self.vocab.setdefault(stem, len(self.vocab)))
                 values.append(count)
         n_docs, n_terms = len(self.papers), max(len(self.vocab), 1)
-        tf = sp.coo_matrix((values, (rows, cols)), shape=(n_docs, n_terms))
+        tf = sp.coo_matrix(
+            (np.asarray(values), (np.asarray(rows), np.asarray(cols))), shape=(n_docs, n_terms)
+        )
         df = np.bincount(tf.col, minlength=n_terms)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         length = np.asarray(lengths, dtype=float)
@@ -326,7 +328,7 @@ class TopicIndex:
         return np.stack([self._topic_vectors[t] for t in topics])
 
 
-def _unit_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1))).ravel()
     return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ matrix)  # a zero row stays 0
 

@@ -204,7 +204,7 @@ def pick_papers(
         )
         for s in range(0, len(requests), PICK_CHUNK)
     ]
-    return PickTable(
+    return PickTable(  # type: ignore[misc]  # mypy cannot count the starred arrays: six, then passing
         [r.key for r in requests],
         *(
             np.vstack([p[n] for p in parts]) if parts else np.zeros((0, k), dtype=dtype)

@@ -64,9 +64,9 @@ class Archive:
         columns = select(SentPaper.subscriber_id, SentPaper.arxiv_id)
         with self._db.engine.connect() as session:
             if len(sent) > MANY_SUBSCRIBERS:
-                for chunk in chunks(sorted(set(among))):
+                for arxiv_ids in chunks(sorted(set(among))):
                     for sid, arxiv_id in session.execute(
-                        columns.where(SentPaper.arxiv_id.in_(chunk))
+                        columns.where(SentPaper.arxiv_id.in_(arxiv_ids))
                     ).all():
                         if sid in sent:
                             sent[sid].add(arxiv_id)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from digest.records import NewDelivery
+from digest.records import NewDeliveries, NewDelivery
 
 if TYPE_CHECKING:
     import psycopg
@@ -94,7 +94,7 @@ def _copy_lines(cursor: psycopg.Cursor, target: str, lines: Iterable[str]) -> No
 
 def copy_new_deliveries(
     session: Session,
-    rows: Collection[NewDelivery],
+    rows: NewDeliveries,
     created_at: dt.datetime,
     handed_out_at: dt.datetime | None,
 ) -> list[tuple[int, str]]:
@@ -109,7 +109,7 @@ def copy_new_deliveries(
         return []
     line = _DeliveryLines(created_at, handed_out_at)
     columns = ", ".join(NEW_DELIVERY_COLUMNS)
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]  # set while checked out
     cursor.execute("SAVEPOINT straight_copy")
     cursor.execute("SELECT nextval('deliveries_id_seq') FROM generate_series(1, %s)", [len(rows)])
     ids = [delivery_id for (delivery_id,) in cursor.fetchall()]
@@ -121,6 +121,7 @@ def copy_new_deliveries(
             statuses.append(row.status)
             yield f"{delivery_id}\t{plan}\t{line(row)}"
 
+    created: list[tuple[int, str]]
     try:
         _copy_lines(cursor, f"deliveries (id, plan, {columns})", numbered())
     except UniqueViolation:

@@ -12,10 +12,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -23,9 +23,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.engine import CursorResult, ExceptionContext, Result, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+
+    from digest.models import Base
 
 MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
 CHUNK = 500  # rows per IN (...) / bulk statement: well under SQLite's variable limit
@@ -117,23 +122,10 @@ class Database:
         raise StorageError("the database schema is not up to date: run `digest db upgrade` first")
 
 
-@contextmanager
-def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL database on the server of ``server_url`` (a URL
-    allowed to create databases), dropped afterwards: a test's or a benchmark's own."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+_T = TypeVar("_T")
 
 
-def chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
+def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
     """``items`` :data:`CHUNK` at a time, for IN lists and bulk statements."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -141,11 +133,11 @@ def chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
 
 def insert_ignoring_duplicates(
     session: Session,
-    model: type,
-    rows: Sequence[dict[str, object]],
+    model: type[Base],
+    rows: Sequence[Mapping[str, object]],
     keys: list[str],
     returning: Sequence[str] = (),
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """INSERT ... ON CONFLICT DO NOTHING on either backend; returns the new rows' ``returning``
     columns (by default their first key).
 
@@ -162,6 +154,13 @@ def insert_ignoring_duplicates(
         .returning(*(table.c[name] for name in returning or keys[:1]))
     )
     return [tuple(row) for row in session.execute(statement, list(rows))]
+
+
+def changed_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. ``rowcount`` is on the CursorResult such
+    statements return, which ``Session.execute`` types as a plain Result."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def make_engine(
@@ -206,7 +205,7 @@ def _engine(url: str, connect_timeout: float, statement_timeout: float | None) -
         engine = create_engine(url, connect_args={"timeout": statement_timeout or 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -308,3 +307,20 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
+
+
+@contextmanager
+def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A brand-new PostgreSQL database on ``admin_url``'s server, named ``prefix`` and a random
+    suffix, dropped afterwards: what the tests and benchmarks fill, so they never touch a
+    database they did not create."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -11,15 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
-from digest.records import DeliveryRecord, NewDelivery, SentRecord, SubscriberRecord
+from digest.records import DeliveryRecord, NewDeliveries, SentRecord, SubscriberRecord
 from digest.storage.bulk import copy_new_deliveries
-from digest.storage.database import Database, StorageError, chunks, insert_ignoring_duplicates
+from digest.storage.database import (
+    Database,
+    StorageError,
+    changed_rows,
+    chunks,
+    insert_ignoring_duplicates,
+)
 from digest.storage.rows import delivery_record, planned_picks, subscriber_record
 
 log = logging.getLogger(__name__)
@@ -144,7 +150,7 @@ class Deliveries:
         return self._install_id
 
     def create(
-        self, rows: Collection[NewDelivery], handed_out_at: dt.datetime | None = None
+        self, rows: NewDeliveries, handed_out_at: dt.datetime | None = None
     ) -> tuple[int, list[int]]:
         """One row per (subscriber, edition); rows that already exist are left alone.
 
@@ -344,7 +350,7 @@ class Deliveries:
                 .where(Delivery.id == delivery_id, Delivery.status == "queued")
                 .values(status="skipped", last_error=reason)
             )
-            return result.rowcount == 1
+            return changed_rows(result) == 1
 
     def mark_retry(
         self,
@@ -412,7 +418,7 @@ class Deliveries:
                     last_error="worker lost while sending; resent (a duplicate is possible)",
                 )
             )
-            return result.rowcount
+            return changed_rows(result)
 
     def find(
         self, edition: dt.date | None = None, status: str | None = None, limit: int | None = None
@@ -455,6 +461,8 @@ class Deliveries:
             query = update(Delivery).where(Delivery.status == "failed")
             if edition is not None:
                 query = query.where(Delivery.edition == edition)
-            return session.execute(
-                query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)
-            ).rowcount
+            return changed_rows(
+                session.execute(
+                    query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)
+                )
+            )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Paper, SentPaper, Vote
 from digest.records import VoteRecord, Votes
-from digest.storage.database import MANY_SUBSCRIBERS, Database, chunks
+from digest.storage.database import MANY_SUBSCRIBERS, Database, changed_rows, chunks
 from digest.storage.rows import picks_of, planned_picks
 
 VOTES_USED = 50  # a reader's newest votes that ranking learns from: bounded work per reader
@@ -63,7 +63,7 @@ class Feedback:
             removed = session.execute(
                 delete(Vote).where(Vote.subscriber_id == subscriber_id, Vote.arxiv_id == arxiv_id)
             )
-            return removed.rowcount > 0
+            return changed_rows(removed) > 0
 
     def vote_of(self, subscriber_id: int, arxiv_id: str) -> int | None:
         with self._db.session() as session:

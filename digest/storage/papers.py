@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from digest.models import HttpCache, Paper, TextVector, utcnow
 from digest.records import ChangeReport
 from digest.sources import MERGED_FIELDS, PaperRecord, merge_paper
-from digest.storage.database import Database, chunks, insert_ignoring_duplicates
+from digest.storage.database import Database, changed_rows, chunks, insert_ignoring_duplicates
 from digest.storage.rows import paper_record
 
 EPOCH = dt.datetime(1970, 1, 1)  # first seen "long ago": a paper looked up, not announced
@@ -124,11 +124,8 @@ class Papers:
     def prune_vectors(self, older_than: dt.datetime) -> int:
         """Drops old vectors (papers long gone); a topic still in use is simply embedded again."""
         with self._db.session() as session:
-            return (
-                session.execute(
-                    delete(TextVector).where(TextVector.created_at < older_than)
-                ).rowcount
-                or 0
+            return changed_rows(
+                session.execute(delete(TextVector).where(TextVector.created_at < older_than))
             )
 
     # -- conditional GET validators -------------------------------------------------------

@@ -26,7 +26,7 @@ from digest.runs import (
     SourceRun,
     run_status,
 )
-from digest.storage.database import Database, insert_ignoring_duplicates
+from digest.storage.database import Database, changed_rows, insert_ignoring_duplicates
 
 COUNT_FIELDS = tuple(RunCounts.__dataclass_fields__)
 
@@ -91,11 +91,13 @@ class Runs:
         if unknown:
             raise ValueError(f"not send outcomes: {sorted(unknown)}")
         with self._db.session() as session:
-            changed = session.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(_added(outcomes) or {Run.id: Run.id})  # nothing to add: still find it
-            ).rowcount
+            changed = changed_rows(
+                session.execute(
+                    update(Run)
+                    .where(Run.id == run_id)
+                    .values(_added(outcomes) or {"id": Run.id})  # nothing to add: still find it
+                )
+            )
             return self._settle(session, run_id) if changed else None
 
     def _settle(self, session: Session, run_id: int) -> str:
@@ -225,7 +227,7 @@ class Runs:
             old = select(Run.id).where(Run.started_at < before).scalar_subquery()
             session.execute(delete(RunSource).where(RunSource.run_id.in_(old)))
             session.execute(delete(AlertSent).where(AlertSent.day < before.date()))
-            return session.execute(delete(Run).where(Run.started_at < before)).rowcount
+            return changed_rows(session.execute(delete(Run).where(Run.started_at < before)))
 
     def claim_alert(self, problem: str, day: dt.date) -> bool:
         """True the first time ``problem`` is claimed on ``day``: that caller mails it."""

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Subscriber, SubscriberTopic, Topic, utcnow
 from digest.records import ChangeReport, SubscriberDefaults, SubscriberRecord
-from digest.storage.database import Database, StorageError, chunks
+from digest.storage.database import Database, StorageError, changed_rows, chunks
 from digest.storage.rows import subscriber_record, subscriber_records
 from digest.storage.topics import drop_unused_topics, set_topics
 from digest.subscriptions import OPTED_OUT, SubscriberInput
@@ -136,16 +136,18 @@ class Subscribers:
             ),
         )
         with self._db.session() as session:
-            activated = session.execute(
-                update(Subscriber)
-                .where(Subscriber.id == subscriber_id, consent)
-                .values(
-                    status="active",
-                    confirmed_at=utcnow(),
-                    hard_bounces=0,
-                    **defaults.schedule_of(data),
+            activated = changed_rows(
+                session.execute(
+                    update(Subscriber)
+                    .where(Subscriber.id == subscriber_id, consent)
+                    .values(
+                        status="active",
+                        confirmed_at=utcnow(),
+                        hard_bounces=0,
+                        **defaults.schedule_of(data),
+                    )
                 )
-            ).rowcount
+            )
             if activated:
                 set_topics(session, {subscriber_id: data.topics})
             sub = session.get(Subscriber, subscriber_id)
@@ -163,7 +165,7 @@ class Subscribers:
                 )
             )
             drop_unused_topics(session)
-            return result.rowcount
+            return changed_rows(result)
 
     def remove(self, email: str) -> None:
         """Delete the subscriber and everything about them (their deliveries cascade)."""

@@ -43,8 +43,8 @@ def set_topics(session: Session, subscriber_ids_topics: dict[int, Sequence[str]]
         for sid, names in subscriber_ids_topics.items()
         for pos, name in enumerate(names)
     ]
-    for chunk in chunks(links):
-        session.execute(insert(SubscriberTopic), list(chunk))
+    for batch in chunks(links):
+        session.execute(insert(SubscriberTopic), list(batch))
     drop_unused_topics(session)
 
 

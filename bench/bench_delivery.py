@@ -3,10 +3,13 @@ Celery workers on Redis (1 and 2 worker processes), beside
   * the sink's own ceiling (pre-built messages blasted over one connection), and
   * the naive baseline: one SMTP connection per message, on a sample.
 
-Run: .venv/bin/python -m bench.bench_delivery [--subscribers 10000] [--workers 1 2] [--database-url URL]
-Needs Redis at 127.0.0.1:6379 (uses db 12, flushed). The sink runs in its own process. A
-database given by --database-url gets the bench's subscribers, and its deliveries are
-deleted before each run: give it a database of its own.
+Run: .venv/bin/python -m bench.bench_delivery [--subscribers 10000] [--workers 1 2]
+     [--send-groups 1 20] [--database-url URL | --postgres SERVER_URL]
+Needs an empty Redis database in DIGEST_REDIS_URL (the Celery broker). The sink runs in its
+own process. A database given by --database-url gets the bench's subscribers, and its
+deliveries are deleted before each run: give it a database of its own. --postgres creates a
+database of its own on that server and drops it at the end. Each worker count runs once per
+``DIGEST_SEND_GROUP`` of --send-groups, in the same run, so their rates compare.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from digest.pipeline import candidate_papers, embed_papers, run_tick
 from digest.records import SubscriberDefaults
 from digest.settings import load_settings
 from digest.storage import Storage
+from digest.storage.database import scratch_database
 from digest.subscriptions import build_subscriber_input
 from digest.transports import SmtpTransport
 
@@ -228,11 +232,6 @@ def celery_rate(
 ) -> tuple[float, int, dict[str, float]]:
     """(messages per second, messages, CPU milliseconds per message of each part)."""
     broker = load_settings().redis_url  # DIGEST_REDIS_URL, like every other process
-    if redis.Redis.from_url(broker).dbsize():
-        raise SystemExit(
-            f"{broker} is not empty: point DIGEST_REDIS_URL at an empty Redis database "
-            "(the benchmark never flushes one it did not create)"
-        )
     client = Celery(broker=broker)
     with client.connection_for_write() as conn:
         for batch in batches:
@@ -333,8 +332,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--send-groups", type=int, nargs="+", default=[20], help="DIGEST_SEND_GROUP values to run"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="run the settings this many times")
     parser.add_argument("--naive-sample", type=int, default=500)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file per worker count")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file per run")
+    parser.add_argument(
+        "--postgres", metavar="SERVER_URL", help="a database of its own on this server, dropped"
+    )
     parser.add_argument("--planning-only", action="store_true", help="time only the planning tick")
     parser.add_argument(
         "--voters", type=float, default=0.1, help="--planning-only: share of subscribers with votes"
@@ -346,19 +352,47 @@ def main() -> None:
         url = args.database_url or f"sqlite:///{tmp / 'planning.db'}"
         planning_only(url, args.subscribers, bench_env(url, tmp, port), args.voters)
         return
+    if args.postgres:
+        with scratch_database(args.postgres, "bench_delivery") as url:
+            pipeline(args, url, tmp, port)
+    else:
+        pipeline(args, args.database_url, tmp, port)
+
+
+def empty_broker() -> redis.Redis:
+    """The Redis database in DIGEST_REDIS_URL, checked empty: the bench empties it after each
+    run, and so must never be given one that holds anything of anyone else's."""
+    broker = load_settings().redis_url
+    db = redis.Redis.from_url(broker)
+    if db.dbsize():
+        raise SystemExit(
+            f"{broker} is not empty: point DIGEST_REDIS_URL at an empty Redis database "
+            "(the benchmark never flushes one it did not find empty)"
+        )
+    return db
+
+
+def pipeline(args: argparse.Namespace, shared_url: str | None, tmp: Path, port: int) -> None:
+    """Every (worker count, send group) in turn, between measures of the sink's ceiling."""
+    broker = empty_broker()
     sink = start_sink(port)
+    rates: dict[tuple[int, int], list[tuple[float, float]]] = {}
     try:
         print(
             f"{args.subscribers:,} subscribers; SMTP sink (aiosmtpd) in its own process; 2-core machine"
         )
-        for workers in args.workers:
-            url = args.database_url or f"sqlite:///{tmp / f'w{workers}.db'}"
-            env = bench_env(url, tmp, port)
-            store = populate(url, args.subscribers, env)
-            if args.database_url:
+        store, message = None, b""
+        runs = [(w, g) for _ in range(args.rounds) for w in args.workers for g in args.send_groups]
+        for workers, group in runs:
+            url = shared_url or f"sqlite:///{tmp / f'w{workers}g{group}-{len(rates)}.db'}"
+            env = {**bench_env(url, tmp, port), "DIGEST_SEND_GROUP": str(group)}
+            if store is None or not shared_url:
+                store = populate(url, args.subscribers, env)
+            os.environ.update(env)
+            if shared_url:
                 forget_sending(store)
             batches, planning = plan(store)
-            if workers == args.workers[0]:
+            if not message:
                 sample = store.deliveries.load(batches[0][:1])
                 print(f"planning (rank + delivery rows): {planning:6.1f} s")
                 message = _sample_message(store, sample[0][0].id)
@@ -372,10 +406,13 @@ def main() -> None:
                 )
                 batches = _drop_sent(store, batches)
             rate, total, cpu = celery_rate(store, batches, workers, env, sink.pid)
+            broker.flushdb()  # the worker's queue bindings: empty, as it was found
             after, ours_after = sink_ceiling(port, message), transport_ceiling(port, message)
+            share = rate / ((ceiling + after) / 2)
+            rates.setdefault((workers, group), []).append((rate, share))
             print(
-                f"pipeline, {workers} worker process(es), batches of 200, {total:,} msgs: {rate:6.0f} msg/s"
-                f" = {rate / ((ceiling + after) / 2):.0%} of the sink ceiling (mean of "
+                f"pipeline, {workers} worker process(es), batches of 200, DIGEST_SEND_GROUP={group}, "
+                f"{total:,} msgs: {rate:6.0f} msg/s = {share:.0%} of the sink ceiling (mean of "
                 f"{ceiling:.0f} before and {after:.0f} msg/s right after: on 2 shared cores it drifts)"
                 f"; {rate / ((ours + ours_after) / 2):.0%} of our transport's ({ours:.0f}, "
                 f"{ours_after:.0f})"
@@ -386,9 +423,31 @@ def main() -> None:
                 + f"; all {sum(cpu.values()):.2f} ms"
             )
             ceiling, ours = after, ours_after
+            if not shared_url:
+                store.db.engine.dispose()
+        if store is not None and shared_url:
             store.db.engine.dispose()
     finally:
         sink.terminate()
+    compare_groups(rates)
+
+
+def compare_groups(runs: dict[tuple[int, int], list[tuple[float, float]]]) -> None:
+    """Each send group's mean rate and share of the sink, against the largest group's."""
+    for workers in sorted({w for w, _ in runs}):
+        groups = sorted(g for w, g in runs if w == workers)
+        top_rate, top_share = _means(runs[workers, groups[-1]])
+        for group in groups[:-1]:
+            rate, share = _means(runs[workers, group])
+            print(
+                f"{workers} worker process(es), DIGEST_SEND_GROUP={group} against {groups[-1]}: "
+                f"{rate:.0f} against {top_rate:.0f} msg/s ({rate / top_rate:.0%}), "
+                f"{share:.0%} against {top_share:.0%} of the sink ({share / top_share:.0%})"
+            )
+
+
+def _means(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
 
 
 def _sample_message(store: Storage, delivery_id: int) -> bytes:

@@ -8,8 +8,9 @@ import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from conftest import FEEDS, run_at_once
@@ -25,6 +26,7 @@ from digest.subscriptions import build_subscriber_input
 from digest.transports import BaseTransport, OutboxTransport, PlainSmtpTransport, SmtpTransport
 
 NOW = dt.datetime(2026, 11, 23, 8, 0)
+T = TypeVar("T")
 TOPICS = [
     "reinforcement learning",
     "large language model agents",
@@ -311,13 +313,23 @@ class FlakyStore:
     def renew(self, claim: str, now: dt.datetime) -> set[int]:
         return self._rows.renew(claim, now)
 
-    def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
+    def _drop(self, statement: str) -> None:
         if self.failures:
             self.failures -= 1
-            raise OperationalError(
-                "UPDATE deliveries", {}, Exception("server closed the connection")
-            )
-        return self._rows.mark_sent(sent)
+            raise OperationalError(statement, {}, Exception("server closed the connection"))
+
+    def _sent_write(self, write: Callable[..., T], *args: object) -> T:
+        """A 'sent' write that fails before it commits."""
+        self._drop("UPDATE deliveries")
+        return write(*args)
+
+    def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
+        return self._sent_write(self._rows.mark_sent, sent)
+
+    def mark_sent_and_claim(
+        self, sent: Sequence[SentRecord], ids: Sequence[int], claim: str, now: dt.datetime
+    ) -> tuple[set[int], set[int]]:
+        return self._sent_write(self._rows.mark_sent_and_claim, sent, ids, claim, now)
 
     def mark_retry(
         self,
@@ -338,12 +350,14 @@ class FlakyStore:
         return self._rows.install_id()
 
 
+@pytest.mark.parametrize("group", [1, 20])
 def test_database_hiccup_when_recording_a_send_is_retried_not_resent(
-    store: Storage, settings: Settings, smtp_sink, monkeypatch, caplog
+    store: Storage, settings: Settings, smtp_sink, monkeypatch, caplog, group: int
 ) -> None:
+    """With groups of one the failing write also claims the next message."""
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     emails = populate(store, 3)
-    config = smtp_settings(settings, smtp_sink)
+    config = smtp_settings(settings, smtp_sink, send_group=group)
     batches = planned(store, config)
     flaky = FlakyStore(store)
     transport = SmtpTransport(config)
@@ -507,20 +521,21 @@ def test_outbox_transport_writes_one_eml_per_digest(store: Storage, settings: Se
 class LostAfterCommit(FlakyStore):
     """The 'sent' write commits, then the connection drops before the worker hears of it."""
 
-    def mark_sent(self, sent: Sequence[SentRecord]) -> set[int]:
-        recorded = self._rows.mark_sent(sent)
-        if self.failures:
-            self.failures -= 1
-            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+    def _sent_write(self, write: Callable[..., T], *args: object) -> T:
+        recorded = write(*args)
+        self._drop("COMMIT")
         return recorded
 
 
+@pytest.mark.parametrize("group", [1, 20])
 def test_a_hiccup_after_the_sent_commit_is_not_an_error(
-    store: Storage, settings: Settings, smtp_sink, monkeypatch
+    store: Storage, settings: Settings, smtp_sink, monkeypatch, group: int
 ) -> None:
+    """With groups of one the lost answer is also the next message's claim: the retry finds
+    that claim its own, so the message goes now, once, on its first attempt."""
     monkeypatch.setattr("digest.delivery.time.sleep", lambda _: None)
     emails = populate(store, 3)
-    config = smtp_settings(settings, smtp_sink)
+    config = smtp_settings(settings, smtp_sink, send_group=group)
     batches = planned(store, config)
     with SmtpTransport(config) as transport:
         report = send_deliveries(
@@ -528,6 +543,7 @@ def test_a_hiccup_after_the_sent_commit_is_not_an_error(
         )
     assert report.sent == 3, "the retry finds its own write and the batch goes on"
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
+    assert [(d.status, d.attempts) for d in store.deliveries.find()] == [("sent", 1)] * 3
     assert store.deliveries.counts() == {"sent": 3}
 
 

@@ -2,7 +2,7 @@
 
 Why: users write topics in their own words ("alternatives to backpropagation") and papers use
 others ("forward-forward training"). Word matching alone measured 0.826 nDCG@10 on the
-development set; adding this model's cosine similarity lifts it to 0.864 (README, Ranking).
+development set; adding this model's cosine similarity lifts it to 0.864 (docs/ranking.md).
 
 Why NumPy and not sentence-transformers: the model is six small transformer layers, a dozen
 matrix products each. sentence-transformers would bring torch (hundreds of MB, gigabytes when

@@ -10,7 +10,7 @@ managers: ``with make_transport(settings) as transport: ...``.
 :class:`Pending` before the final answer: the worker builds the next digest while the server
 takes this one in, and reads the answer (``Pending.result``) before it records anything or
 says anything else on the connection. On two shared cores that overlap is a fifth of the
-sending rate (README, "Exactly once").
+sending rate (docs/delivery.md).
 
 Two SMTP transports share the connection handling: :class:`SmtpTransport`, the fast one every
 caller gets from :func:`make_transport` (MAIL, RCPT and DATA pipelined in one write, the final

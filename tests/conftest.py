@@ -150,7 +150,7 @@ def encoder() -> Iterator:
 
 
 def _with_saved_vectors(model, path: Path) -> Iterator:
-    """For mutation runs of ranking code only (README, "Mutation testing"): each mutant's
+    """For mutation runs of ranking code only (docs/testing.md, "Mutation testing"): each mutant's
     test run starts a fresh process, and embedding the dev set again costs ~35 s. The
     vectors a first run embedded fill the model's in-process cache (the path a second
     ranking in one process takes anyway); the file is written once and never updated, so

@@ -25,7 +25,7 @@ How it works, and why:
 * Each pick names the topic that contributed most, the other topics it also matches, and
   where the topic's words were found (title, abstract, or Hugging Face's AI keywords).
 
-Measured on the development set in tests/fixtures/ranking-dev (README, Ranking): the choices above (title weight, normalisation,
+Measured on the development set in tests/fixtures/ranking-dev (docs/ranking.md): the choices above (title weight, normalisation,
 sum over topics, cosine added unweighted) are the ones that held up there; bigram phrases,
 corpus acronym expansion, pseudo-relevance feedback, LSA, neighbour smoothing and static
 word vectors did not help and are left out.

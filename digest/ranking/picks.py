@@ -25,7 +25,7 @@ COVER_RATIO = 0.9  # ... if it scores at least this share of the topic's best on
 # Reader feedback ("more / less like this"): a paper's score is multiplied by
 # exp(weight x (closeness to the nearest liked paper - closeness to the nearest disliked one)),
 # where closeness counts only similarity above NEAR_*: the neighbourhood of the voted paper
-# itself, not its whole field. Measured on the dev set (README, Ranking): the papers a reader
+# itself, not its whole field. Measured on the dev set (docs/ranking.md): the papers a reader
 # dislikes are near misses, and papers merely related to them are *more* often relevant than
 # not, so a plain centroid (Rocchio) or any similarity pushed papers of the reader's own topic
 # down; the near-neighbour form never cost a profile anything.

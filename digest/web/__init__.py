@@ -25,7 +25,7 @@ The signed token is the credential on every page but the sign-up form; every for
 carries a CSRF token (Flask-WTF), except the unsubscribe and vote POSTs: mail providers must
 be able to make the first without one, and the second is one tap from an email, where the
 token in the URL (the reader's digest of one day, which must hold the paper) authorises it. What the app defends
-against, and how, is in the README ("The subscribe page").
+against, and how, is in docs/security.md.
 
 Modules: :mod:`~digest.web.app` builds the app (headers, errors, ``/healthz``);
 :mod:`~digest.web.context` is what every page shares; :mod:`~digest.web.signup`,

@@ -153,3 +153,25 @@ def test_metrics_can_be_off_or_need_a_bearer_token(settings, store: Storage) -> 
     assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
     answer = guarded.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert answer.status_code == 200 and "digest_subscribers" in answer.get_data(True)
+
+
+def test_with_every_source_down_no_digest_pretends_the_day_was_quiet(site: dict) -> None:
+    """Nothing fetched is not "nothing new": the readers' digests are held back, the run is
+    `failed`, and a later run with a source back plans them as usual."""
+    digest, sink, env = site["digest"], site["sink"], site["env"]
+    # papers stored before (an arXiv search: old, so nothing new), then every source down
+    old = FEEDS / "arxiv_api_search_testing_2026-04-12.xml"
+    assert digest("fetch", "--from-file", str(old)).exit_code == 0
+    working_hf = env["DIGEST_HF_API_URL"]
+    env["DIGEST_HF_API_URL"] = env["DIGEST_ARXIV_API_URL"]  # the closed port too
+    down = digest("run", "--now")
+    assert down.exit_code == 1, down.output
+    readers = [r for r in sink.handler.received if r.recipient != ADMIN]
+    assert readers == [], "no digest saying the day was quiet"
+    assert mails_to(sink, ADMIN) == 1, "a failed run alerts the admin"
+    newest = json.loads(digest("runs", "--format", "json").output)[0]
+    assert newest["status"] == "failed", newest
+    assert not any(s["ok"] for s in newest["sources"])
+    env["DIGEST_HF_API_URL"] = working_hf
+    digest("run", "--now")
+    assert mails_to(sink, "ada@example.org") == 1, "planned once a source is back"

@@ -313,11 +313,8 @@ class _Sending:
             return None
         except PermanentError as exc:
             bounce = (delivery.id, claim, str(exc), True, settings.bounce_limit)
-            report.count(
-                "bounced",
-                _record(
-                    "mark bounced", deliveries.mark_failed, *bounce, patience=patience(settings)
-                ),
+            _record_outcome(
+                report, settings, "bounced", "mark bounced", deliveries.mark_failed, *bounce
             )
             report.errors.append(f"{subscriber.email}: {exc}")
             reply = without_address(str(exc), subscriber.email)
@@ -329,6 +326,19 @@ class _Sending:
         message_id = message["Message-ID"]
         assert message_id is not None  # build_message always writes one
         return SentRecord(delivery.id, subscriber.id, claim, message_id, self.clock(), paper_ids)
+
+
+def _record_outcome(
+    report: BatchReport,
+    settings: Settings,
+    outcome: str,
+    what: str,
+    action: Callable[..., bool],
+    *args: object,
+) -> None:
+    """A refused delivery's outcome, recorded under its claim with the worker's patience and
+    counted (as ``lost`` when the claim had passed to another worker)."""
+    report.count(outcome, _record(what, action, *args, patience=patience(settings)))
 
 
 def without_address(reply: str, email: str) -> str:
@@ -352,18 +362,12 @@ def _handle_transient(
     if attempts >= settings.max_attempts:
         final = f"gave up after {attempts} attempts: {error}"
         failed = (delivery.id, claim, final, False, settings.bounce_limit)
-        report.count(
-            "failed",
-            _record("mark failed", deliveries.mark_failed, *failed, patience=patience(settings)),
-        )
+        _record_outcome(report, settings, "failed", "mark failed", deliveries.mark_failed, *failed)
         log.error("delivery %d failed for good after %d attempts: %s", delivery.id, attempts, shown)
     else:
         next_try = now + retry_delay(settings, attempts)
         retry = (delivery.id, claim, error, next_try)
-        report.count(
-            "retried",
-            _record("mark retry", deliveries.mark_retry, *retry, patience=patience(settings)),
-        )
+        _record_outcome(report, settings, "retried", "mark retry", deliveries.mark_retry, *retry)
         log.info("delivery %d: temporary failure (%s); retry at %s", delivery.id, shown, next_try)
     report.errors.append(error)
 
@@ -384,9 +388,8 @@ def _handle_unknown(
     next_try = now + max(lease, retry_delay(settings, delivery.attempts + 1))
     note = f"{error}; retried at {next_try} (a duplicate is possible)"
     retry = (delivery.id, claim, note, next_try, True)
-    report.count(
-        "retried",
-        _record("mark unknown outcome", deliveries.mark_retry, *retry, patience=patience(settings)),
+    _record_outcome(
+        report, settings, "retried", "mark unknown outcome", deliveries.mark_retry, *retry
     )
     report.errors.append(note)
     log.warning("delivery %d: %s", delivery.id, note)

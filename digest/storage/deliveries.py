@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
 from digest.records import DeliveryRecord, NewDeliveries, SentRecord, SubscriberRecord
@@ -27,6 +28,7 @@ from digest.storage.database import (
     insert_ignoring_duplicates,
 )
 from digest.storage.rows import delivery_record, planned_picks, subscriber_record
+from digest.subscriptions import OPTED_OUT
 
 log = logging.getLogger(__name__)
 
@@ -398,8 +400,7 @@ class Deliveries:
                 sub = delivery.subscriber
                 sub.hard_bounces += 1
                 if sub.hard_bounces >= bounce_limit and sub.status == "active":
-                    sub.status = "bounced"
-                    sub.unsubscribed_at = utcnow()
+                    bounce_address(session, sub.email)
             return True
 
     def requeue_stale_claims(self, now: dt.datetime, lease: dt.timedelta) -> int:
@@ -466,3 +467,13 @@ class Deliveries:
                     query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)
                 )
             )
+
+
+def bounce_address(session: Session, email: str) -> None:
+    """A mailbox that refuses our mail for good: every list's subscription of it is marked
+    bounced (one list's unsubscribe stays that list's; a dead mailbox is dead for all)."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.email == email, Subscriber.status.notin_(OPTED_OUT))
+        .values(status="bounced", unsubscribed_at=utcnow())
+    )

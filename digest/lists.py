@@ -10,7 +10,8 @@ subscription to one list. This module says, without touching storage:
 * which papers are a list's candidates (:func:`from_sources`, :func:`candidate_window`):
   a weekly edition is the best of the week, a daily one of the last announcement days;
 * what the install must fetch so that every list has its papers (:func:`fetch_plan`);
-* the ``List-Id`` a list's digests carry (:func:`list_id`).
+* who a list's digests are from, the ``List-Id`` they carry and the title they show
+  (:func:`sender_of`, :func:`list_id`, :func:`titles`).
 
 Storage keeps the rows (:mod:`digest.storage.lists`); the planner groups the subscriptions
 due by list and window and ranks each group at once (:mod:`digest.pipeline`).
@@ -23,7 +24,6 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Sequence
 from email.utils import parseaddr
-from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -32,6 +32,7 @@ from digest.sources import ARXIV_CATEGORY, HF, HF_RSS, PaperRecord
 from digest.subscriptions import InvalidInput
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 CADENCES = ("daily", "weekdays", *(f"weekly:{day}" for day in DAYS))
 CADENCE_HELP = "daily, weekdays or weekly:DAY (DAY one of mon..sun)"
 WEEKLY = "weekly:"
@@ -45,13 +46,18 @@ SOURCE_HELP = 'hf, arxiv:CATEGORY (arxiv:cs.LG) or arxiv-query:QUERY ("arxiv-que
 MAX_QUERY_CHARS = 200
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TITLE_CHARS = 200
+DEFAULT_TITLE = "Paper Digest"
+# what a digest carries when its list is not known (tests, and a subscription being removed)
+DEFAULT_LIST = ListRecord(0, "daily", DEFAULT_TITLE)
 
 
 def validate_cadence(raw: str) -> str:
-    """``daily``, ``weekdays`` or ``weekly:DAY``; case and spaces do not matter."""
+    """``daily``, ``weekdays`` or ``weekly:DAY`` (``mon`` or ``monday``); case and spaces do
+    not matter."""
     cadence = re.sub(r"\s+", "", raw).lower()
-    if cadence.startswith(WEEKLY):
-        cadence = WEEKLY + cadence.removeprefix(WEEKLY)[:3]
+    day = cadence.removeprefix(WEEKLY)
+    if cadence.startswith(WEEKLY) and day in DAY_NAMES:
+        cadence = WEEKLY + day[:3]
     if cadence not in CADENCES:
         raise InvalidInput(f"{raw!r} is not a cadence: {CADENCE_HELP}")
     return cadence
@@ -183,11 +189,24 @@ def fetch_plan(
     return wanted, queries
 
 
-def list_id(slug: str, base_url: str) -> str:
-    """The ``List-Id`` (RFC 2919) a list's digests carry: ``<slug.host>``, unique to this
-    install and list, so that mail clients filter each list apart."""
-    host = urlsplit(base_url).hostname or "localhost"
-    return f"<{slug}.{host}>"
+def sender_of(listed: ListRecord, default: str) -> str:
+    """Who a list's digests are from: its own sender, or DIGEST_SENDER."""
+    return listed.sender or default
+
+
+def list_id(listed: ListRecord, domain: str) -> str:
+    """The ``List-Id`` (RFC 2919) a list's digests carry: ``Title <slug.digest.domain>``,
+    one per list of this install, so that mail clients filter each list apart. The default
+    list's (``daily``) is the one every digest carried before there were lists."""
+    return f"{listed.title} <{listed.slug}.digest.{domain}>"
+
+
+def titles(listed: ListRecord, default_sender: str) -> tuple[str, str]:
+    """(the title a digest's heading shows, the one its subject starts with). The subject
+    names the list unless the From name already does ("Paper Digest" from Paper Digest),
+    so an install with one list sends the subjects it always sent."""
+    name = parseaddr(sender_of(listed, default_sender))[0]
+    return listed.title, "" if name == listed.title else listed.title
 
 
 def shown_sources(listed: ListRecord, categories: Sequence[str]) -> list[str]:

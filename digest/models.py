@@ -318,7 +318,8 @@ class RunSource(Base):
     __table_args__ = (Index("ix_run_sources_source_run", "source", "run_id"),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # a source's name, or a list's arXiv query ("arxiv-query:all:glacier")
+    source: Mapped[str] = mapped_column(String(220), primary_key=True)
     url: Mapped[str] = mapped_column(Text, default="")
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)

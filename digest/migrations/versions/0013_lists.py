@@ -68,6 +68,8 @@ def upgrade() -> None:
             op.f("fk_subscribers_list_id_lists"), "lists", ["list_id"], ["id"], ondelete="CASCADE"
         )
         batch_op.create_index(op.f("ix_subscribers_email"), ["email"])
+    with op.batch_alter_table("run_sources") as batch_op:  # a list's query is a source
+        batch_op.alter_column("source", existing_type=sa.String(40), type_=sa.String(220))
 
 
 def downgrade() -> None:
@@ -84,4 +86,6 @@ def downgrade() -> None:
         batch_op.create_unique_constraint("uq_subscribers_email", ["email"])
         batch_op.drop_column("cadence")
         batch_op.drop_column("list_id")
+    with op.batch_alter_table("run_sources") as batch_op:
+        batch_op.alter_column("source", existing_type=sa.String(220), type_=sa.String(40))
     op.drop_table("lists")

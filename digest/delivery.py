@@ -27,9 +27,10 @@ from typing import NamedTuple, Protocol, TypeVar
 from digest import emails
 from digest.editions import digest_content
 from digest.limits import RateLimiter
+from digest.lists import DEFAULT_LIST, titles
 from digest.messages import Message, wire_address
 from digest.models import utcnow
-from digest.records import DeliveryRecord, SentRecord, SubscriberRecord
+from digest.records import DeliveryRecord, ListRecord, SentRecord, SubscriberRecord
 from digest.settings import Settings
 from digest.sources import PaperRecord
 from digest.storage import StorageError
@@ -80,6 +81,12 @@ class PaperLookup(Protocol):
     """The papers a batch's digests name (:class:`digest.storage.Papers`)."""
 
     def find(self, *, ids: Sequence[str] | None = None) -> list[PaperRecord]: ...
+
+
+class ListLookup(Protocol):
+    """The lists a batch's digests are sent for (:class:`digest.storage.Lists`)."""
+
+    def all(self) -> list[ListRecord]: ...
 
 
 @dataclass
@@ -151,6 +158,7 @@ def send_deliveries(
     transport: Transport,
     limiter: RateLimiter | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    lists: ListLookup | None = None,
 ) -> BatchReport:
     """Send every claimable delivery of a batch; one bad address, or one claim lost to
     another worker, never stops the others.
@@ -159,6 +167,8 @@ def send_deliveries(
     time: one commit per group, which records the group before and claims this one, the
     difference between a third and most of the SMTP sink's speed on PostgreSQL. The price:
     a worker killed mid-group resends the group's accepted messages (docs/delivery.md).
+    Each digest is from its list and carries its List-Id and title (``lists``; None: the
+    default list's, as tests that have no lists send them).
     """
     report = BatchReport()
     loaded = deliveries.load(delivery_ids)
@@ -173,7 +183,8 @@ def send_deliveries(
             deliveries.skip(delivery.id, f"not sent: the subscriber is {subscriber.status}")
             report.skipped += 1
             report.inactive += 1
-    sending = _Sending(deliveries, settings, transport, limiter, known, clock, report)
+    by_id = {listed.id: listed for listed in lists.all()} if lists is not None else {}
+    sending = _Sending(deliveries, settings, transport, limiter, known, clock, report, by_id)
     accepted: list[SentRecord] = []
     for start in range(0, len(wanted), settings.send_group):
         group = wanted[start : start + settings.send_group]
@@ -250,6 +261,7 @@ class _Sending:
     papers: Mapping[str, PaperRecord]
     clock: Callable[[], dt.datetime]
     report: BatchReport
+    lists: Mapping[int, ListRecord]
 
     def group(
         self, claimed: Sequence[tuple[DeliveryRecord, SubscriberRecord]], lease: _Lease
@@ -284,6 +296,7 @@ class _Sending:
         self, delivery: DeliveryRecord, subscriber: SubscriberRecord
     ) -> tuple[Message, dt.datetime]:
         now = self.clock()
+        listed = self.lists.get(subscriber.list_id, DEFAULT_LIST)
         content = digest_content(
             subscriber,
             delivery.picks,
@@ -292,9 +305,10 @@ class _Sending:
             self.settings.tokens,
             self.settings.base_url,
             delivery.quiet_topics,
+            titles(listed, self.settings.sender),
         )
         message = emails.digest(
-            content, self.settings, delivery.id, now, self.deliveries.install_id()
+            content, self.settings, delivery.id, now, self.deliveries.install_id(), listed=listed
         )
         return message, now
 

@@ -194,10 +194,12 @@ def digest_content(
     tokens: Tokens,
     base_url: str,
     quiet_topics: Sequence[str] = (),
+    titles: tuple[str, str] = ("Paper Digest", ""),
 ) -> DigestContent:
     """What one subscriber's email shows; picks without a topic are the "Trending today"
     section. ``quiet_topics``: those of their topics that had nothing new. A "more like this
-    paper" topic is shown by its paper's title, when ``papers`` holds it."""
+    paper" topic is shown by its paper's title, when ``papers`` holds it. ``titles``: the
+    list's, for the heading and the subject (:func:`digest.lists.titles`)."""
 
     def label(topic: str) -> str:
         return topic_label(topic, papers)
@@ -228,6 +230,7 @@ def digest_content(
         quiet,
         link,
         tuple(vote_url(link, item.arxiv_id) for item in matched),
+        *titles,
     )
 
 

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from digest.editions import subscriber_links
+from digest.lists import DEFAULT_LIST, list_id, sender_of
 from digest.messages import (
     Message,
     Writer,
@@ -29,7 +30,7 @@ from digest.messages import (
     write_fast,
     write_reference,
 )
-from digest.records import SubscriberRecord
+from digest.records import ListRecord, SubscriberRecord
 from digest.rendering import (
     AlreadySubscribedContent,
     ConfirmationContent,
@@ -68,23 +69,26 @@ def make_message(
     recipient: str,
     msg_id: str,
     date: dt.datetime,
-    list_headers: bool = False,
+    listed: ListRecord | None = None,
     paths: Paths = FAST,
 ) -> Message:
     """Render ``templates/email/<template>*`` with ``context`` and wrap it for ``recipient``.
-    ``list_headers``: List-Id and one-click List-Unsubscribe (RFC 8058), which bulk mail needs;
-    then ``context`` must hold the ``unsubscribe_url``."""
+    ``listed``: the list it is sent for, which it is from, with List-Id and one-click
+    List-Unsubscribe (RFC 8058), which bulk mail needs; then ``context`` must hold the
+    ``unsubscribe_url``."""
     rendered = paths.render(template, context)
     listing: dict[str, Any] = {}
-    if list_headers:
+    sender = settings.sender
+    if listed is not None:
+        sender = sender_of(listed, settings.sender)
         listing = {
             "unsubscribe_url": context["unsubscribe_url"],
             "unsubscribe_mailto": settings.unsubscribe_mailto or None,
-            "list_id": f"Paper Digest <daily.digest.{sender_domain(settings.sender)}>",
+            "list_id": list_id(listed, sender_domain(sender)),
         }
     return build_message(
         rendered,
-        sender=settings.sender,
+        sender=sender,
         recipient=recipient,
         msg_id=msg_id,
         date=date,
@@ -100,11 +104,13 @@ def digest(
     now: dt.datetime,
     install_id: str = "",
     paths: Paths = FAST,
+    listed: ListRecord = DEFAULT_LIST,
 ) -> Message:
-    """One subscriber's digest. Its Message-ID is fixed by the delivery: a resend after a
-    crash carries the same one. Its HTML is shortened until it fits Gmail's limit
-    (:func:`digest.rendering.fit_digest`); its text carries every pick."""
-    domain = sender_domain(settings.sender)
+    """One subscriber's digest, from its list (``listed``: its sender, its List-Id). Its
+    Message-ID is fixed by the delivery: a resend after a crash carries the same one. Its
+    HTML is shortened until it fits Gmail's limit (:func:`digest.rendering.fit_digest`);
+    its text carries every pick."""
+    domain = sender_domain(sender_of(listed, settings.sender))
     return make_message(
         "digest",
         digest_context(content),
@@ -112,7 +118,7 @@ def digest(
         recipient=content.recipient,
         msg_id=message_id(delivery_id, content.edition, settings.secret_key, domain, install_id),
         date=now,
-        list_headers=True,
+        listed=listed,
         paths=fitted(paths),
     )
 

@@ -6,6 +6,7 @@ sources still land and nothing already stored is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -88,19 +89,26 @@ class SourceReport:
         )
 
 
-def source_url(settings: Settings, source: str, date: dt.date | None, categories: list[str]) -> str:
-    """The request URL of a live source for a day (None = the latest) and arXiv categories."""
+def source_url(
+    settings: Settings,
+    source: str,
+    date: dt.date | None,
+    categories: list[str],
+    query: str | None = None,
+) -> str:
+    """The request URL of a live source for a day (None = the latest) and arXiv categories;
+    ``query``: an arXiv API search of a list's instead of the categories."""
     if source == HF:
         return settings.hf_api_url + (f"?date={date.isoformat()}" if date else "")
     if source == ARXIV_RSS:
         return f"{settings.arxiv_rss_url}/{'+'.join(categories)}"
     if source == ARXIV_API:
-        query = " OR ".join(f"cat:{c}" for c in categories)
+        search = query or " OR ".join(f"cat:{c}" for c in categories)
         if date:
             day = date.strftime("%Y%m%d")
-            query = f"({query}) AND submittedDate:[{day}0000 TO {day}2359]"
+            search = f"({search}) AND submittedDate:[{day}0000 TO {day}2359]"
         params = {
-            "search_query": query,
+            "search_query": search,
             "sortBy": "submittedDate",
             "sortOrder": "descending",
             "start": 0,
@@ -119,9 +127,17 @@ def keep_announced(
 
 
 def store_parsed(
-    stored: PaperStore, report: SourceReport, parsed: ParseResult, announce_types: frozenset[str]
+    stored: PaperStore,
+    report: SourceReport,
+    parsed: ParseResult,
+    announce_types: frozenset[str],
+    label: str | None = None,
 ) -> None:
+    """Merge parsed papers in; ``label``: a list's source (an arXiv query) to record in each
+    paper's sources, which is how that list finds its papers (:func:`digest.lists.from_sources`)."""
     papers, unwanted = keep_announced(parsed.papers, announce_types)
+    if label:
+        papers = [dataclasses.replace(p, sources=[*p.sources, label]) for p in papers]
     upsert = stored.upsert(papers)
     report.fetched = len(parsed.papers) + len(parsed.skipped)
     report.skipped = len(parsed.skipped) + unwanted
@@ -166,12 +182,15 @@ def fetch_source(
     source: str,
     date: dt.date | None,
     categories: list[str],
+    query: str | None = None,
 ) -> SourceReport:
-    """One live source end to end, with conditional GET; never raises for source trouble."""
-    report = SourceReport(source=source)
+    """One live source end to end, with conditional GET; never raises for source trouble.
+    ``query``: a list's ``arxiv-query:...`` source, fetched through the arXiv API."""
+    report = SourceReport(source=query or source)
     started = time.monotonic()
     with reported(report):
-        report.url = url = source_url(settings, source, date, categories)
+        search = query.split(":", 1)[1] if query else None
+        report.url = url = source_url(settings, source, date, categories, search)
         etag, modified = stored.http_validators(url)
         result = fetcher.get(url, etag, modified)
         report.http_status = result.status
@@ -180,7 +199,8 @@ def fetch_source(
             return _done(report, started)
         if result.status >= 400:
             raise SourceError(_http_error_reason(result.status, result.body, source))
-        store_parsed(stored, report, parse_response(result.body, source), settings.announce_types)
+        parsed = parse_response(result.body, source)
+        store_parsed(stored, report, parsed, settings.announce_types, query)
         stored.save_http_validators(url, result.etag, result.last_modified)
     return _done(report, started)
 
@@ -208,16 +228,17 @@ def fetch_all(
     date: dt.date | None = None,
     categories: list[str] | None = None,
     fetcher: Fetcher | None = None,
+    queries: Sequence[str] = (),
 ) -> list[SourceReport]:
-    """Fetch every requested source in turn; one failing source never stops the others."""
+    """Fetch every requested source in turn, then each list's arXiv query (``queries``,
+    as ``arxiv-query:...``); one failing source never stops the others."""
     owned = fetcher is None
     fetcher = fetcher or Fetcher(timeout=settings.http_timeout)
+    wanted = categories or settings.category_list
     try:
         return [
-            fetch_source(
-                stored, fetcher, settings, source, date, categories or settings.category_list
-            )
-            for source in sources
+            *(fetch_source(stored, fetcher, settings, s, date, wanted) for s in sources),
+            *(fetch_source(stored, fetcher, settings, ARXIV_API, date, wanted, q) for q in queries),
         ]
     finally:
         if owned:

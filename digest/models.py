@@ -80,16 +80,43 @@ class SubscriberTopic(Base):
     topic: Mapped[Topic] = relationship(lazy="joined")
 
 
+class DigestList(Base):
+    """One digest an install runs ("ML daily", "robotics weekly"): what it draws papers
+    from, how often it goes out, who it is from. Every subscription belongs to one."""
+
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # ["hf", "arxiv:cs.LG", "arxiv-query:all:glacier"]; [] = what the settings fetch
+    sources: Mapped[list[str]] = mapped_column(default=list)
+    cadence: Mapped[str] = mapped_column(String(20), default="daily")
+    sender: Mapped[str | None] = mapped_column(String(320))  # None: DIGEST_SENDER
+    suggested_topics: Mapped[list[str]] = mapped_column(default=list)
+    max_papers: Mapped[int | None] = mapped_column(Integer)  # None: DIGEST_MAX_PAPERS
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Subscriber(Base):
+    """One subscription: an address on one list, with its own topics, schedule and consent."""
+
     __tablename__ = "subscribers"
     __table_args__ = (
         CheckConstraint(f"status IN {SUBSCRIBER_STATUSES}", name="status"),
         CheckConstraint("send_hour >= 0 AND send_hour <= 23", name="send_hour"),
         Index("ix_subscribers_schedule", "status", "timezone", "send_hour"),  # who is due now
+        UniqueConstraint("list_id", "email", name="uq_subscribers_list_email"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # indexed alone: a hard bounce stops every list's mail to the address
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    # indexed by uq_subscribers_list_email, which it leads
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    cadence: Mapped[str | None] = mapped_column(String(20))  # None: the list's
     status: Mapped[str] = mapped_column(String(16), default="active")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     send_hour: Mapped[int] = mapped_column(Integer, default=7)
@@ -291,7 +318,8 @@ class RunSource(Base):
     __table_args__ = (Index("ix_run_sources_source_run", "source", "run_id"),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # a source's name, or a list's arXiv query ("arxiv-query:all:glacier")
+    source: Mapped[str] = mapped_column(String(220), primary_key=True)
     url: Mapped[str] = mapped_column(Text, default="")
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)

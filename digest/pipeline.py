@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -19,9 +19,18 @@ from digest import alerts, receipts
 from digest.announcements import announced_recently
 from digest.editions import CANDIDATE_WINDOW, EditionPlan, digest_content, plan_edition
 from digest.ingestion import SourceReport, fetch_all, ingest_bundled_sample
+from digest.lists import (
+    DAILY_WINDOW,
+    DEFAULT_LIST,
+    candidate_window,
+    fetch_plan,
+    from_sources,
+    titles,
+    window_span,
+)
 from digest.models import utcnow
 from digest.ranking import paper_passage
-from digest.records import NewDelivery, SubscriberRecord
+from digest.records import ListRecord, NewDelivery, SubscriberRecord
 from digest.rendering import DigestContent
 from digest.runs import BEAT, RunCounts, all_sources_down
 from digest.semantic import ranking_mode
@@ -58,14 +67,47 @@ class TickReport:
         )
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a group of subscriptions picks from: their list's sources, and their cadence's
+    window (a weekly edition is the best of the week). Planning ranks each scope's
+    subscriptions at once, as it ranked everyone when there was one list."""
+
+    sources: tuple[str, ...] = ()
+    window: str = DAILY_WINDOW
+
+
+def scope_of(sub: SubscriberRecord, lists: Mapping[int, ListRecord]) -> Scope:
+    listed = lists.get(sub.list_id)
+    if listed is None:
+        return Scope()
+    return Scope(listed.sources, candidate_window(sub.cadence or listed.cadence))
+
+
+def by_scope(
+    due: Sequence[tuple[SubscriberRecord, dt.date]], lists: Sequence[ListRecord]
+) -> dict[Scope, list[tuple[SubscriberRecord, dt.date]]]:
+    """The subscriptions due, grouped by what they pick from, in the order they came."""
+    known = {listed.id: listed for listed in lists}
+    groups: dict[Scope, list[tuple[SubscriberRecord, dt.date]]] = {}
+    for sub, edition in due:
+        groups.setdefault(scope_of(sub, known), []).append((sub, edition))
+    return groups
+
+
 def batches(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
 def fetch_papers(store: Storage, settings: Settings) -> list[SourceReport]:
-    """Live sources unless offline; the bundled sample when nothing could be fetched and the
-    store is empty (the embedded default must work without a network)."""
-    reports = [] if settings.offline else fetch_all(store.papers, settings)
+    """Live sources unless offline, so that every list has its papers (the settings'
+    categories and every list's, and each list's arXiv queries); the bundled sample when
+    nothing could be fetched and the store is empty (the embedded default must work without
+    a network)."""
+    reports = []
+    if not settings.offline:
+        categories, queries = fetch_plan(store.lists.all(), settings.category_list)
+        reports = fetch_all(store.papers, settings, categories=categories, queries=queries)
     landed = any(r.error is None and (r.new or r.updated or r.not_modified) for r in reports)
     if not landed and store.papers.count() == 0:
         log.warning(
@@ -75,11 +117,17 @@ def fetch_papers(store: Storage, settings: Settings) -> list[SourceReport]:
     return reports
 
 
-def candidate_papers(store: Storage, settings: Settings, now: dt.datetime) -> list[PaperRecord]:
-    """Today's candidates: the papers first seen within the candidate window that were
-    announced recently (:mod:`digest.announcements`), so a search's old results are not news."""
-    seen = store.papers.find(since=now - CANDIDATE_WINDOW)
-    return announced_recently(seen, now, settings.new_paper_days, settings.holidays)
+def candidate_papers(
+    store: Storage, settings: Settings, now: dt.datetime, scope: Scope | None = None
+) -> list[PaperRecord]:
+    """Today's candidates for ``scope`` (None: a daily list without sources of its own):
+    its list's papers first seen within the candidate window that were announced recently
+    (:mod:`digest.announcements`), so a search's old results are not news. A weekly
+    edition's window is a week longer (:func:`digest.lists.window_span`)."""
+    scope = scope or Scope()
+    seen_within, days = window_span(scope.window, CANDIDATE_WINDOW, settings.new_paper_days)
+    seen = from_sources(store.papers.find(since=now - seen_within), scope.sources)
+    return announced_recently(seen, now, days, settings.holidays)
 
 
 def rank_today(
@@ -89,14 +137,18 @@ def rank_today(
     now: dt.datetime,
     remember: bool = True,
     fresh: bool = False,
+    scope: Scope | None = None,
 ) -> EditionPlan:
     """Every subscriber's picks among today's candidates, as the daily run makes them: the
     tick, `preview`, `send-test` and the web preview all rank through here. Papers a
     subscriber was already sent are left out, unless ``fresh`` (a test send, a visitor's
     preview: what someone new would get). ``remember`` off: embeddings of new texts are not
-    stored (anonymous web previews). Each reader's votes reorder their picks."""
+    stored (anonymous web previews). Each reader's votes reorder their picks. Every
+    subscriber picks from ``scope`` (None: the first one's list and cadence)."""
     encoder, threshold = ranking_mode(settings, store.papers, remember)
-    candidates = candidate_papers(store, settings, now)
+    if scope is None and subscribers:
+        scope = scope_of(subscribers[0], {listed.id: listed for listed in store.lists.all()})
+    candidates = candidate_papers(store, settings, now, scope)
     ids = [sub.id for sub in subscribers if sub.id]
     already_sent = (
         {} if fresh else store.archive.sent_paper_ids(ids, [p.arxiv_id for p in candidates])
@@ -122,9 +174,11 @@ def todays_digest(
     sub: SubscriberRecord,
     now: dt.datetime,
     fresh: bool = False,
+    listed: ListRecord = DEFAULT_LIST,
 ) -> tuple[DigestContent, int]:
-    """What ``sub`` would get from the stored papers at ``now``, and from how many candidates
-    (``fresh``: as if they had been sent nothing yet)."""
+    """What ``sub`` would get from the stored papers at ``now`` on its list (``listed``:
+    its title), and from how many candidates (``fresh``: as if they had been sent nothing
+    yet)."""
     plan = rank_today(store, settings, [sub], now, fresh=fresh)
     content = digest_content(
         sub,
@@ -134,6 +188,7 @@ def todays_digest(
         settings.tokens,
         settings.base_url,
         plan.quiet[sub.id],
+        titles(listed, settings.sender),
     )
     return content, plan.candidates
 
@@ -187,8 +242,10 @@ def matched_only(
     """The subscribers due whose digest matched a paper on their topics. When every source
     failed, the others are left unplanned (a later tick plans them once a source is back):
     a "nothing new" digest would pretend the day was quiet."""
-    plan = rank_today(store, settings, [sub for sub, _ in due], now)
-    matched = {sub.id for sub, picks, _ in plan.digests() if any(p.get("topic") for p in picks)}
+    matched = set()
+    for scope, group in by_scope(due, store.lists.all()).items():
+        plan = rank_today(store, settings, [sub for sub, _ in group], now, scope=scope)
+        matched |= {s.id for s, picks, _ in plan.digests() if any(p.get("topic") for p in picks)}
     return [(sub, edition) for sub, edition in due if sub.id in matched]
 
 
@@ -198,18 +255,20 @@ def plan_deliveries(
     due: Sequence[tuple[SubscriberRecord, dt.date]],
     now: dt.datetime,
 ) -> tuple[int, int, list[int]]:
-    """Rank today's candidates for everyone due and write one delivery row each.
+    """Rank the candidates for everyone due and write one delivery row each, a scope (list
+    and window) at a time.
 
     Returns (created, skipped, the new queued ids, already marked handed out: the caller
     enqueues them). A subscriber with nothing to send gets a 'skipped' row, so they are not
     planned again every tick of the same day.
     """
-    if not due:
-        return 0, 0, []
-    plan = rank_today(store, settings, [sub for sub, _ in due], now)
-    rows = PlannedDeliveries(plan, [edition for _, edition in due])
-    created, queued = store.deliveries.create(rows, handed_out_at=now)
-    return created, rows.skipped, queued
+    created, skipped, queued = 0, 0, list[int]()
+    for scope, group in by_scope(due, store.lists.all()).items():
+        plan = rank_today(store, settings, [sub for sub, _ in group], now, scope=scope)
+        rows = PlannedDeliveries(plan, [edition for _, edition in group])
+        made, handed_out = store.deliveries.create(rows, handed_out_at=now)
+        created, skipped, queued = created + made, skipped + rows.skipped, queued + handed_out
+    return created, skipped, queued
 
 
 @contextmanager
@@ -237,20 +296,22 @@ def run_tick(
     run_id: int | None = None,
     trigger: str = BEAT,
     embed_new: Callable[[Sequence[PaperRecord]], None] | None = None,
+    list_id: int | None = None,
 ) -> TickReport:
     """One wake-up of the daily job, with its receipt in ``store.runs`` (``run_id``: one the
     caller started, so the batches it enqueues can name it; else one is started here).
 
     Papers are fetched when someone is due and the last successful fetch is older than
     ``fetch_every`` (default: DIGEST_FETCH_INTERVAL_MINUTES; ``timedelta(0)`` = always).
-    ``everyone`` plans all active subscribers now, whatever their send hour (``run --now``).
+    ``everyone`` plans all active subscribers now, whatever their send hour (``run --now``);
+    ``list_id``: only that list's (``run --now --list``).
     ``embed_new`` is handed today's candidates after a fetch, before ranking embeds them:
     ``run --now`` embeds them there under a progress bar (minutes, on a slow machine's
     first run), and ranking then reads their vectors.
     """
     report = TickReport(run_id=run_id or store.runs.start(trigger, now))
     try:
-        _tick(store, settings, now, enqueue, fetch_every, everyone, report, embed_new)
+        _tick(store, settings, now, enqueue, fetch_every, everyone, report, embed_new, list_id)
     except Exception as exc:
         error = receipts.one_line(exc)
         store.runs.finish(report.run_id, utcnow(), report.counts(), [], error)
@@ -285,6 +346,7 @@ def _tick(
     everyone: bool,
     report: TickReport,
     embed_new: Callable[[Sequence[PaperRecord]], None] | None = None,
+    list_id: int | None = None,
 ) -> None:
     if fetch_every is None:
         fetch_every = dt.timedelta(minutes=settings.fetch_interval_minutes)
@@ -296,7 +358,7 @@ def _tick(
     if report.requeued_stale:
         log.warning("requeued %d deliveries whose worker died mid-send", report.requeued_stale)
     with collector_paused():
-        due = store.subscribers.due(now, ignore_send_hour=everyone)
+        due = store.subscribers.due(now, ignore_send_hour=everyone, list_id=list_id)
         last = store.papers.last_fetched_at()
         if due and (last is None or now - last >= fetch_every):
             report.fetched = fetch_papers(store, settings)

@@ -26,9 +26,11 @@ class SubscriberRecord:
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
     show_trending: bool = True  # the digest's "Trending today" section
+    list_id: int = 0  # the list this subscription is to
+    cadence: str | None = None  # their own cadence; None: the list's
 
-    def as_row(self) -> dict[str, object]:
-        """The export format's columns (and the JSON listing)."""
+    def as_row(self, list_slug: str = "") -> dict[str, object]:
+        """The export format's columns (and the JSON listing); ``list_slug``: its list's."""
         return {
             "email": self.email,
             "topics": list(self.topics),
@@ -36,7 +38,28 @@ class SubscriberRecord:
             "send_hour": self.send_hour,
             "max_papers": self.max_papers,
             "status": self.status,
+            "list": list_slug,
         }
+
+
+@dataclass(frozen=True)
+class ListRecord:
+    """One list: its sign-up page, its sources, how often it goes out and from whom.
+    ``sources`` empty: what the settings fetch (the list an upgrade made, see
+    :mod:`digest.lists`); ``sender``, ``max_papers``, ``suggested_topics`` empty: the
+    settings' too."""
+
+    id: int
+    slug: str
+    title: str
+    description: str = ""
+    sources: tuple[str, ...] = ()
+    cadence: str = "daily"
+    sender: str | None = None
+    suggested_topics: tuple[str, ...] = ()
+    max_papers: int | None = None
+    public: bool = True
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,7 @@ class DeliveryRecord:
     next_try_at: dt.datetime | None
     resent: bool = False  # handed out again after its worker was lost: a duplicate is possible
     quiet_topics: tuple[str, ...] = ()  # the subscriber's topics with nothing new that day
+    list_id: int = 0  # the list of the subscription it is for
 
     @property
     def papers(self) -> int:

@@ -127,6 +127,8 @@ class DigestContent:
     # per item of ``items``: the page where the reader says "more / less like this". Kept
     # apart from the PaperItem, whose card is rendered once for every reader who gets it.
     vote_urls: tuple[str, ...] = ()
+    title: str = "Paper Digest"  # the list's: the heading and the footer name it
+    subject_title: str = ""  # the subject starts with it, when not empty
 
 
 @dataclass(frozen=True)

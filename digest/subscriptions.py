@@ -27,7 +27,7 @@ MAX_TOPICS = 5
 MAX_TOPIC_LENGTH = 80
 MIN_TOPIC_LENGTH = 2
 MAX_PAPERS_LIMIT = 50
-CSV_COLUMNS = ("email", "topics", "timezone", "send_hour", "max_papers", "status")
+CSV_COLUMNS = ("email", "topics", "timezone", "send_hour", "max_papers", "status", "list")
 REQUIRED_CSV_COLUMNS = ("email", "topics")
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)...
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -57,6 +57,7 @@ class SubscriberInput:
     send_hour: int | None = None
     max_papers: int | None = None
     status: str | None = None  # from an import file; None: active for a new subscriber
+    list_slug: str | None = None  # from an import file's list column; None: the default list
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,7 @@ def build_subscriber_input(
     send_hour: int | str | None = None,
     max_papers: int | str | None = None,
     status: str | None = None,
+    list_slug: str | None = None,
 ) -> SubscriberInput:
     """Validate every field; blank optional fields mean "use the default"."""
     return SubscriberInput(
@@ -246,7 +248,23 @@ def build_subscriber_input(
         send_hour=validate_send_hour(send_hour) if send_hour not in (None, "") else None,
         max_papers=validate_max_papers(max_papers) if max_papers not in (None, "") else None,
         status=validate_status(status) if status not in (None, "") else None,
+        list_slug=validate_slug(list_slug) if list_slug not in (None, "") else None,
     )
+
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+def validate_slug(raw: str) -> str:
+    """A list's slug: its address (/l/SLUG) and its List-Id, so lower-case letters, digits
+    and inner hyphens, at most 40."""
+    slug = raw.strip().lower()
+    if not SLUG.match(slug):
+        raise InvalidInput(
+            f"{raw!r} is not a list slug: lower-case letters, digits and hyphens, "
+            "at most 40, like ml-weekly"
+        )
+    return slug
 
 
 def validate_status(raw: str) -> str:
@@ -266,7 +284,7 @@ def parse_subscriber_csv(text: str) -> ParsedCsv:
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     header = _checked_header(next(reader, []))
     parsed = ParsedCsv()
-    first_line_of: dict[str, int] = {}
+    first_line_of: dict[str, int] = {}  # a subscription: an address on a list
     for line, record in _records_by_first_line(reader, header):
         parsed.lines += 1
         values = {
@@ -287,16 +305,18 @@ def parse_subscriber_csv(text: str) -> ParsedCsv:
                 values.get("send_hour"),
                 values.get("max_papers"),
                 values.get("status"),
+                values.get("list"),
             )
         except InvalidInput as exc:
             parsed.rejections.append(Rejection(line, str(exc)))
             continue
-        if row.email in first_line_of:
+        key = f"{row.email} on {row.list_slug}" if row.list_slug else row.email
+        if key in first_line_of:
             parsed.rejections.append(
-                Rejection(line, f"duplicate of line {first_line_of[row.email]} ({row.email})")
+                Rejection(line, f"duplicate of line {first_line_of[key]} ({key})")
             )
             continue
-        first_line_of[row.email] = line
+        first_line_of[key] = line
         parsed.rows.append(row)
     return parsed
 

@@ -60,7 +60,13 @@ def send_batch(delivery_ids: list[int], run_id: int | None = None) -> dict[str, 
     limiter = RateLimiter(settings.rate_limit_per_second, redis_client(settings))
     with make_transport(settings) as transport:
         report = send_deliveries(
-            store().deliveries, store().papers, settings, delivery_ids, transport, limiter
+            store().deliveries,
+            store().papers,
+            settings,
+            delivery_ids,
+            transport,
+            limiter,
+            lists=store().lists,
         )
     record_batch(store().runs, run_id, report)
     log.info(

@@ -16,6 +16,7 @@ from digest.cli.db import db
 from digest.cli.deliveries import deliveries, retry_failed
 from digest.cli.doctor import doctor
 from digest.cli.feedback import feedback
+from digest.cli.lists import lists
 from digest.cli.papers import fetch, papers
 from digest.cli.run import preview, run, send_test
 from digest.cli.runs import runs, status
@@ -29,6 +30,7 @@ COMMANDS = (
     doctor,
     feedback,
     fetch,
+    lists,
     papers,
     preview,
     retry_failed,

@@ -129,3 +129,10 @@ topic_option = click.option(
     metavar="TOPIC",
     help='A topic, e.g. -t "graph neural networks". Repeat for several.',
 )
+
+list_option = click.option(
+    "--list",
+    "list_slug",
+    metavar="SLUG",
+    help="The list (see `digest lists`); default: the default list.",
+)

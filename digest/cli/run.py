@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from digest.cli.common import AppContext, pass_app, topic_option
+from digest.cli.common import AppContext, list_option, pass_app, topic_option
 from digest.cli.output import progress_bar, write_output
 from digest.cli.papers import embed_with_progress
 
@@ -26,13 +26,24 @@ from digest.cli.papers import embed_with_progress
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the whole message (.eml) here.",
 )
+@list_option
 @pass_app
-def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path | None) -> None:
+def preview(
+    app: AppContext,
+    email: str,
+    day: Any,
+    out: Path | None,
+    eml: Path | None,
+    list_slug: str | None,
+) -> None:
     """Show the digest EMAIL would get from the stored papers, without sending or recording it.
+
+    With --list, their digest of that list (default: the default list).
 
     \b
     Example:
       digest preview ada@example.org --out /tmp/digest.html --eml /tmp/digest.eml
+      digest preview ada@example.org --list robotics
     """
     from digest.emails import digest as digest_message
     from digest.models import utcnow
@@ -41,10 +52,12 @@ def preview(app: AppContext, email: str, day: Any, out: Path | None, eml: Path |
     from digest.subscriptions import normalize_email
 
     settings, store = app.settings, app.store
-    sub = store.subscribers.require(normalize_email(email))
+    listed = store.lists.require(list_slug)
+    sub = store.subscribers.require(normalize_email(email), listed.id)
     now = dt.datetime.combine(day.date(), dt.time(23, 59)) if day else utcnow()
-    content, candidates = todays_digest(store, settings, sub, now)
-    message = digest_message(content, settings, 0, now, store.deliveries.install_id())
+    content, candidates = todays_digest(store, settings, sub, now, listed=listed)
+    install = store.deliveries.install_id()
+    message = digest_message(content, settings, 0, now, install, listed=listed)
     click.echo(f"Subject: {message['Subject']}")
     click.echo(
         f"{len(content.items)} matched paper(s) from {candidates} candidate(s)"
@@ -97,9 +110,13 @@ def _seed_demo_subscriber(app: AppContext) -> None:
 @click.option(
     "--offline", is_flag=True, help="Do not fetch; use stored papers (or the bundled sample)."
 )
+@click.option("--list", "list_slug", metavar="SLUG", help="Only this list's digests.")
 @pass_app
-def run(app: AppContext, now_flag: bool, offline: bool) -> None:
+def run(app: AppContext, now_flag: bool, offline: bool, list_slug: str | None) -> None:
     """Fetch, rank, render and send today's digests now, in this process.
+
+    Every list's readers whose cadence sends today get theirs, whatever their send hour
+    (a weekly list's on its day only); --list: one list's.
 
     The same pipeline the Celery workers run, without a broker: sends through
     DIGEST_SMTP_HOST when set, else writes .eml files to the outbox. Safe to re-run: a
@@ -120,6 +137,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
 
     settings = app.settings.model_copy(update={"offline": True}) if offline else app.settings
     store = app.store
+    only = store.lists.require(list_slug).id if list_slug else None
     _seed_demo_subscriber(app)
     pending: list[list[int]] = []
     report = run_tick(
@@ -131,6 +149,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
         everyone=True,
         trigger=COMMAND,
         embed_new=lambda papers: embed_with_progress(app, papers),
+        list_id=only,
     )
     for source in report.fetched:
         click.echo(f"fetch: {source.summary()}")
@@ -147,6 +166,7 @@ def run(app: AppContext, now_flag: bool, offline: bool) -> None:
                 batch,
                 transport,
                 RateLimiter(settings.rate_limit_per_second, None),
+                lists=store.lists,
             )
             record_batch(store.runs, report.run_id, sent)
             totals.add(sent)

@@ -9,11 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest.cli.common import SUBSCRIBER_STATUS, AppContext, pass_app, topic_option
+from digest.cli.common import (
+    SUBSCRIBER_STATUS,
+    AppContext,
+    list_option,
+    pass_app,
+    topic_option,
+)
 from digest.cli.output import format_table, progress_bar, read_utf8_text, write_output
 
 if TYPE_CHECKING:
-    from digest.records import SubscriberRecord
+    from digest.records import ListRecord, SubscriberRecord
     from digest.subscriptions import ParsedCsv
 
 IMPORT_BATCH = 1000
@@ -25,7 +31,8 @@ def subscribers() -> None:
     """Add, change, remove, import and export subscribers.
 
     Emails are validated and normalised (case, IDN domains); topics are free text,
-    normalised to lower case, at most 5 per subscriber.
+    normalised to lower case, at most 5 per subscriber. A row is one subscription: an
+    address on one list (--list SLUG; without it, the default list), with its own topics.
 
     \b
     Example:
@@ -33,8 +40,12 @@ def subscribers() -> None:
     """
 
 
-def _echo_subscriber(sub: SubscriberRecord) -> None:
+def _echo_subscriber(sub: SubscriberRecord, listed: ListRecord) -> None:
     click.echo(f"{sub.email}  [{sub.status}]")
+    click.echo(f"  list:       {listed.slug} ({listed.title})")
+    click.echo(
+        f"  cadence:    {sub.cadence or listed.cadence}{'' if sub.cadence else ' (the list’s)'}"
+    )
     click.echo(f"  topics:     {'; '.join(sub.topics)}")
     click.echo(f"  send at:    {sub.send_hour:02d}:00 {sub.timezone}")
     click.echo(f"  max papers: {sub.max_papers}")
@@ -50,12 +61,19 @@ send_hour_option = click.option(
 max_papers_option = click.option(
     "--max-papers", type=int, metavar="N", help="Papers per digest, 1-50."
 )
+cadence_option = click.option(
+    "--cadence",
+    metavar="CADENCE",
+    help='Their own: daily, weekdays or weekly:DAY ("list": the list\'s again).',
+)
 
 
 def subscriber_options(command: Any) -> Any:
-    """EMAIL plus every per-subscriber option: the shape of `subscribers add` and `set`."""
+    """EMAIL plus every per-subscription option: the shape of `subscribers add` and `set`."""
     for decorate in (
         pass_app,
+        list_option,
+        cadence_option,
         max_papers_option,
         send_hour_option,
         timezone_option,
@@ -75,20 +93,36 @@ def subscribers_add(
     timezone: str | None,
     send_hour: int | None,
     max_papers: int | None,
+    cadence: str | None,
+    list_slug: str | None,
 ) -> None:
-    """Subscribe EMAIL (active at once: admins vouch for the address).
+    """Subscribe EMAIL to a list (active at once: admins vouch for the address).
 
     \b
     Example:
       digest subscribers add ada@example.org -t "efficient attention" -t "state space models"
+      digest subscribers add ada@example.org --list robotics -t "legged robots"
     """
     from digest.ingestion import require_topic_papers
     from digest.subscriptions import build_subscriber_input
 
+    listed = app.store.lists.require(list_slug)
     data = build_subscriber_input(email, topics, timezone, send_hour, max_papers)
+    own = _own_cadence(cadence)
     require_topic_papers(app.store.papers, app.settings, data.topics)
-    sub = app.store.subscribers.add(data, app.settings.subscriber_defaults)
-    click.echo(f"added {sub.email} with topics: {'; '.join(sub.topics)}")
+    sub = app.store.subscribers.add(
+        data, app.settings.subscriber_defaults, list_id=listed.id, cadence=own or None
+    )
+    click.echo(f"added {sub.email} to {listed.slug} with topics: {'; '.join(sub.topics)}")
+
+
+def _own_cadence(raw: str | None) -> str | None:
+    """A reader's own cadence, validated; "" for "list" (follow the list's); None: not given."""
+    from digest.lists import validate_cadence
+
+    if raw is None:
+        return None
+    return "" if raw.strip().lower() == "list" else validate_cadence(raw)
 
 
 @subscribers.command("set")
@@ -100,18 +134,23 @@ def subscribers_set(
     timezone: str | None,
     send_hour: int | None,
     max_papers: int | None,
+    cadence: str | None,
+    list_slug: str | None,
 ) -> None:
-    """Change a subscriber's topics (all of them), time zone, hour or digest size.
+    """Change a subscription's topics (all of them), time zone, hour, size or cadence.
 
     \b
     Example:
       digest subscribers set ada@example.org -t "speech recognition" --send-hour 8
+      digest subscribers set ada@example.org --list daily --cadence weekly:mon
     """
     from digest.ingestion import require_topic_papers
     from digest.subscriptions import build_subscriber_input, normalize_email
 
-    current = app.store.subscribers.require(normalize_email(email))
+    listed = app.store.lists.require(list_slug)
+    current = app.store.subscribers.require(normalize_email(email), listed.id)
     data = build_subscriber_input(email, topics or current.topics, timezone, send_hour, max_papers)
+    own = _own_cadence(cadence)
     require_topic_papers(app.store.papers, app.settings, data.topics)
     sub = app.store.subscribers.update(
         data.email,
@@ -119,16 +158,21 @@ def subscribers_set(
         data.timezone,
         data.send_hour,
         data.max_papers,
+        list_id=listed.id,
+        cadence=own,
     )
-    _echo_subscriber(sub)
+    _echo_subscriber(sub, listed)
 
 
 @subscribers.command("remove")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@list_option
 @pass_app
-def subscribers_remove(app: AppContext, email: str, yes: bool) -> None:
-    """Delete EMAIL and its history for good (to stop mails but keep history: pause).
+def subscribers_remove(app: AppContext, email: str, yes: bool, list_slug: str | None) -> None:
+    """Delete EMAIL's subscription and its history for good (to keep history: pause).
+
+    Only the list named by --list (default: the default list); their other lists stay.
 
     \b
     Example:
@@ -136,18 +180,20 @@ def subscribers_remove(app: AppContext, email: str, yes: bool) -> None:
     """
     from digest.subscriptions import normalize_email
 
+    listed = app.store.lists.require(list_slug)
     address = normalize_email(email)
     if not yes:
-        click.confirm(f"Delete {address} and its history?", abort=True)
-    app.store.subscribers.remove(address)
-    click.echo(f"removed {address}")
+        click.confirm(f"Delete {address} from {listed.slug}, and its history?", abort=True)
+    app.store.subscribers.remove(address, listed.id)
+    click.echo(f"removed {address} from {listed.slug}")
 
 
 @subscribers.command("pause")
 @click.argument("email")
+@list_option
 @pass_app
-def subscribers_pause(app: AppContext, email: str) -> None:
-    """Stop sending to EMAIL until `resume`.
+def subscribers_pause(app: AppContext, email: str, list_slug: str | None) -> None:
+    """Stop sending a list to EMAIL until `resume`.
 
     \b
     Example:
@@ -155,17 +201,19 @@ def subscribers_pause(app: AppContext, email: str) -> None:
     """
     from digest.subscriptions import normalize_email
 
+    listed = app.store.lists.require(list_slug)
     sub = app.store.subscribers.set_status(
-        normalize_email(email), "paused", allowed_from=("active", "paused")
+        normalize_email(email), "paused", allowed_from=("active", "paused"), list_id=listed.id
     )
-    click.echo(f"{sub.email} is {sub.status}")
+    click.echo(f"{sub.email} is {sub.status} on {listed.slug}")
 
 
 @subscribers.command("resume")
 @click.argument("email")
 @click.option("--force", is_flag=True, help="Also re-activate an unsubscribed or bounced address.")
+@list_option
 @pass_app
-def subscribers_resume(app: AppContext, email: str, force: bool) -> None:
+def subscribers_resume(app: AppContext, email: str, force: bool, list_slug: str | None) -> None:
     """Start sending to a paused EMAIL again.
 
     An unsubscribed address asked us to stop, and a bounced one does not receive mail:
@@ -178,21 +226,23 @@ def subscribers_resume(app: AppContext, email: str, force: bool) -> None:
     from digest.storage import StorageError
     from digest.subscriptions import OPTED_OUT, normalize_email
 
+    listed = app.store.lists.require(list_slug)
     address = normalize_email(email)
-    current = app.store.subscribers.require(address)
+    current = app.store.subscribers.require(address, listed.id)
     if current.status in OPTED_OUT and not force:
         raise StorageError(
             f"{address} is {current.status}: they asked to stop, or their mailbox refused our mail. "
             "Resume only with their consent: digest subscribers resume --force " + address
         )
-    sub = app.store.subscribers.set_status(address, "active")
-    click.echo(f"{sub.email} is {sub.status}")
+    sub = app.store.subscribers.set_status(address, "active", list_id=listed.id)
+    click.echo(f"{sub.email} is {sub.status} on {listed.slug}")
 
 
 @subscribers.command("show")
 @click.argument("email")
+@list_option
 @pass_app
-def subscribers_show(app: AppContext, email: str) -> None:
+def subscribers_show(app: AppContext, email: str, list_slug: str | None) -> None:
     """Show one subscriber.
 
     \b
@@ -201,16 +251,27 @@ def subscribers_show(app: AppContext, email: str) -> None:
     """
     from digest.subscriptions import normalize_email
 
-    _echo_subscriber(app.store.subscribers.require(normalize_email(email)))
+    listed = app.store.lists.require(list_slug)
+    _echo_subscriber(app.store.subscribers.require(normalize_email(email), listed.id), listed)
 
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
 
-def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
+def _slugs(app: AppContext) -> dict[int, str]:
+    return {listed.id: listed.slug for listed in app.store.lists.all()}
+
+
+def _find(app: AppContext, list_slug: str | None, **filters: str | None) -> list[SubscriberRecord]:
+    """The subscriptions matching ``filters``, on the list named (None: on every list)."""
+    list_id = app.store.lists.require(list_slug).id if list_slug else None
+    return app.store.subscribers.find(list_id=list_id, **filters)
+
+
+def _print_subscribers(subs: list[SubscriberRecord], fmt: str, slugs: dict[int, str]) -> None:
     from digest.subscriptions import format_subscriber_csv
 
-    rows = [sub.as_row() for sub in subs]
+    rows = [sub.as_row(slugs.get(sub.list_id, "")) for sub in subs]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
@@ -218,9 +279,10 @@ def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
     else:
         click.echo(
             format_table(
-                ["email", "status", "topics", "tz", "hour", "max"],
+                ["email", "list", "status", "topics", "tz", "hour", "max"],
                 [
-                    [s.email, s.status, "; ".join(s.topics), s.timezone, s.send_hour, s.max_papers]
+                    [s.email, slugs.get(s.list_id, "")]
+                    + [s.status, "; ".join(s.topics), s.timezone, s.send_hour, s.max_papers]
                     for s in subs
                 ],
             )
@@ -232,9 +294,14 @@ def _print_subscribers(subs: list[SubscriberRecord], fmt: str) -> None:
 @click.option("--status", type=SUBSCRIBER_STATUS)
 @click.option("--topic", help="Only subscribers following this topic.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option(
+    "--list", "list_slug", metavar="SLUG", help="Only this list's (default: every list's)."
+)
 @pass_app
-def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt: str) -> None:
-    """List subscribers, optionally filtered by status and topic.
+def subscribers_list(
+    app: AppContext, status: str | None, topic: str | None, fmt: str, list_slug: str | None
+) -> None:
+    """List subscriptions, optionally filtered by list, status and topic.
 
     \b
     Example:
@@ -242,10 +309,8 @@ def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt
     """
     from digest.subscriptions import normalize_topic
 
-    subs = app.store.subscribers.find(
-        status=status, topic=normalize_topic(topic) if topic else None
-    )
-    _print_subscribers(subs, fmt)
+    subs = _find(app, list_slug, status=status, topic=normalize_topic(topic) if topic else None)
+    _print_subscribers(subs, fmt, _slugs(app))
 
 
 @subscribers.command("export")
@@ -253,9 +318,17 @@ def subscribers_list(app: AppContext, status: str | None, topic: str | None, fmt
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout)."
 )
 @click.option("--status", type=SUBSCRIBER_STATUS)
+@click.option(
+    "--list", "list_slug", metavar="SLUG", help="Only this list's (default: every list's)."
+)
 @pass_app
-def subscribers_export(app: AppContext, output: Path | None, status: str | None) -> None:
-    """Export subscribers as CSV in the format `import` reads back.
+def subscribers_export(
+    app: AppContext, output: Path | None, status: str | None, list_slug: str | None
+) -> None:
+    """Export subscriptions as CSV in the format `import` reads back.
+
+    One row per address and list, its consent state included, so a backup restores every
+    list's readers.
 
     \b
     Example:
@@ -263,8 +336,9 @@ def subscribers_export(app: AppContext, output: Path | None, status: str | None)
     """
     from digest.subscriptions import format_subscriber_csv
 
+    slugs = _slugs(app)
     text = format_subscriber_csv(
-        [sub.as_row() for sub in app.store.subscribers.find(status=status)]
+        [sub.as_row(slugs[sub.list_id]) for sub in _find(app, list_slug, status=status)]
     )
     if output:
         write_output(output, text)
@@ -290,7 +364,8 @@ def subscribers_import(
 
     \b
     The first row is a header naming the columns: email, topics (separated by ';'),
-      and optionally timezone, send_hour, max_papers, status (what `export` writes).
+      and optionally timezone, send_hour, max_papers, status, list (what `export`
+      writes; a row without a list goes to the default list).
     A file:
       email,topics,timezone
       ada@example.org,graph neural networks;efficient attention,Europe/London
@@ -306,7 +381,8 @@ def subscribers_import(
 
     parsed = parse_subscriber_csv(read_utf8_text(csv_file))
     store = app.store
-    rejected = _rows_naming_unknown_papers(app, parsed)
+    list_ids = {listed.slug: listed.id for listed in store.lists.all()}  # the default first
+    rejected = _rows_on_unknown_lists(parsed, list_ids) + _rows_naming_unknown_papers(app, parsed)
     total = ChangeReport()
     batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
     with progress_bar(
@@ -314,7 +390,7 @@ def subscribers_import(
     ) as bar:
         for batch in bar:
             report = store.subscribers.import_rows(
-                batch, app.settings.subscriber_defaults, dry_run=dry_run
+                batch, app.settings.subscriber_defaults, dry_run=dry_run, list_ids=list_ids
             )
             total.add(report)
     lines = [f"line {r.line}: rejected: {r.reason}" for r in parsed.rejections] + rejected
@@ -341,6 +417,25 @@ def subscribers_import(
     )
     if lines:
         sys.exit(1)
+
+
+def _rows_on_unknown_lists(parsed: ParsedCsv, list_ids: dict[str, int]) -> list[str]:
+    """The rows naming a list this install does not have, and a second row for a subscription
+    (the default list named once by its slug and once by a blank), are taken out of ``parsed``
+    and reported, one line each (make a missing list first: `digest lists add`)."""
+    default = next(iter(list_ids))  # the oldest list: what a blank means
+    lines, kept, seen = [], [], set()
+    for row in parsed.rows:
+        slug = row.list_slug or default
+        if slug not in list_ids:
+            lines.append(f"{row.email}: rejected: no list named {slug!r} (`digest lists add` it)")
+        elif (row.email, slug) in seen:
+            lines.append(f"{row.email}: rejected: a second row for the list {slug}")
+        else:
+            seen.add((row.email, slug))
+            kept.append(row)
+    parsed.rows = kept
+    return lines
 
 
 def _rows_naming_unknown_papers(app: AppContext, parsed: ParsedCsv) -> list[str]:

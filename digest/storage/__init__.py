@@ -1,7 +1,7 @@
 """The only package that talks to the database, a module per concept.
 
 Each concept is a small class over one :class:`Database`: :class:`Subscribers`,
-:class:`Topics`, :class:`Papers`, :class:`Deliveries`, :class:`Feedback`, :class:`Archive`, :class:`Runs`.
+:class:`Lists`, :class:`Topics`, :class:`Papers`, :class:`Deliveries`, :class:`Feedback`, :class:`Archive`, :class:`Runs`.
 Callers get plain records (dataclasses) back, never live ORM objects, so the CLI, the web
 app and the Celery tasks cannot trip over detached sessions or lazy loads; every public
 method is one short transaction. Code that needs one concept takes that concept (or a
@@ -17,6 +17,7 @@ from digest.storage.archive import Archive
 from digest.storage.database import Database, StorageError, make_engine
 from digest.storage.deliveries import Deliveries
 from digest.storage.feedback import Feedback
+from digest.storage.lists import Lists
 from digest.storage.papers import Papers
 from digest.storage.runs import Runs
 from digest.storage.subscribers import Subscribers
@@ -27,6 +28,7 @@ __all__ = [
     "Database",
     "Deliveries",
     "Feedback",
+    "Lists",
     "Papers",
     "Runs",
     "Storage",
@@ -42,6 +44,7 @@ class Storage:
     """Every concept over one database, for the shells (CLI, web app, workers, doctor)."""
 
     db: Database
+    lists: Lists
     subscribers: Subscribers
     topics: Topics
     papers: Papers
@@ -54,6 +57,7 @@ class Storage:
     def over(cls, db: Database) -> Storage:
         return cls(
             db,
+            Lists(db),
             Subscribers(db),
             Topics(db),
             Papers(db),

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Installation, SentPaper, Subscriber, utcnow
 from digest.records import DeliveryRecord, NewDeliveries, SentRecord, SubscriberRecord
@@ -27,6 +28,7 @@ from digest.storage.database import (
     insert_ignoring_duplicates,
 )
 from digest.storage.rows import delivery_record, planned_picks, subscriber_record
+from digest.subscriptions import OPTED_OUT
 
 log = logging.getLogger(__name__)
 
@@ -398,8 +400,7 @@ class Deliveries:
                 sub = delivery.subscriber
                 sub.hard_bounces += 1
                 if sub.hard_bounces >= bounce_limit and sub.status == "active":
-                    sub.status = "bounced"
-                    sub.unsubscribed_at = utcnow()
+                    bounce_address(session, sub.email)
             return True
 
     def requeue_stale_claims(self, now: dt.datetime, lease: dt.timedelta) -> int:
@@ -421,11 +422,16 @@ class Deliveries:
             return changed_rows(result)
 
     def find(
-        self, edition: dt.date | None = None, status: str | None = None, limit: int | None = None
+        self,
+        edition: dt.date | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        list_id: int | None = None,
     ) -> list[DeliveryRecord]:
+        """Deliveries, newest edition first; ``list_id``: that list's only."""
         with self._db.session() as session:
             query = (
-                select(Delivery, Subscriber.email)
+                select(Delivery, Subscriber.email, Subscriber.list_id)
                 .join(Subscriber)
                 .order_by(Delivery.edition.desc(), Delivery.id)
             )
@@ -433,20 +439,50 @@ class Deliveries:
                 query = query.where(Delivery.edition == edition)
             if status is not None:
                 query = query.where(Delivery.status == status)
+            if list_id is not None:
+                query = query.where(Subscriber.list_id == list_id)
             if limit is not None:
                 query = query.limit(limit)
             rows = session.execute(query).all()
-            planned = planned_picks(session, (d for d, _ in rows))
-            return [delivery_record(d, email, planned) for d, email in rows]
+            planned = planned_picks(session, (d for d, _, _ in rows))
+            return [delivery_record(d, email, planned, lid) for d, email, lid in rows]
 
-    def counts(self, edition: dt.date | None = None, status: str | None = None) -> dict[str, int]:
+    def counts(
+        self, edition: dt.date | None = None, status: str | None = None, list_id: int | None = None
+    ) -> dict[str, int]:
+        """Deliveries by status; ``list_id``: that list's only."""
+        by_list = self.counts_by_list(edition, status)
+        totals: dict[str, int] = {}
+        for found, counts in by_list.items():
+            if list_id is None or found == list_id:
+                for name, count in counts.items():
+                    totals[name] = totals.get(name, 0) + count
+        return totals
+
+    def counts_by_list(
+        self,
+        edition: dt.date | None = None,
+        status: str | None = None,
+        created: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> dict[int, dict[str, int]]:
+        """{list id: {status: deliveries}}; ``created``: only those planned in that span (a
+        run's: `digest runs show`)."""
         with self._db.session() as session:
-            query = select(Delivery.status, func.count()).group_by(Delivery.status)
+            query = (
+                select(Subscriber.list_id, Delivery.status, func.count())
+                .join(Subscriber)
+                .group_by(Subscriber.list_id, Delivery.status)
+            )
             if edition is not None:
                 query = query.where(Delivery.edition == edition)
             if status is not None:
                 query = query.where(Delivery.status == status)
-            return dict(session.execute(query).all())
+            if created is not None:
+                query = query.where(Delivery.created_at.between(*created))
+            found: dict[int, dict[str, int]] = {}
+            for list_id, name, count in session.execute(query).all():
+                found.setdefault(list_id, {})[name] = count
+            return found
 
     def next_retry_at(self) -> dt.datetime | None:
         """When the earliest delivery waiting for a retry is due."""
@@ -466,3 +502,13 @@ class Deliveries:
                     query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)
                 )
             )
+
+
+def bounce_address(session: Session, email: str) -> None:
+    """A mailbox that refuses our mail for good: every list's subscription of it is marked
+    bounced (one list's unsubscribe stays that list's; a dead mailbox is dead for all)."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.email == email, Subscriber.status.notin_(OPTED_OUT))
+        .values(status="bounced", unsubscribed_at=utcnow())
+    )

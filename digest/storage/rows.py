@@ -27,6 +27,8 @@ def subscriber_record(sub: Subscriber) -> SubscriberRecord:
         created_at=sub.created_at,
         confirmed_at=sub.confirmed_at,
         show_trending=sub.show_trending,
+        list_id=sub.list_id,
+        cadence=sub.cadence,
     )
 
 
@@ -40,6 +42,8 @@ RECORD_COLUMNS = (
     Subscriber.created_at,
     Subscriber.confirmed_at,
     Subscriber.show_trending,
+    Subscriber.list_id,
+    Subscriber.cadence,
 )
 
 
@@ -71,8 +75,12 @@ def subscriber_records(session: Session, condition: ColumnElement[bool]) -> list
             created,
             confirmed,
             trend,
+            list_id,
+            cadence,
         )
-        for sid, email, status, tz, hour, size, created, confirmed, trend in rows.all()
+        for sid, email, status, tz, hour, size, created, confirmed, trend, list_id, cadence in (
+            rows.all()
+        )
     ]
 
 
@@ -111,7 +119,9 @@ def picks_of(delivery: Delivery, planned: Planned) -> list[dict[str, Any]]:
     return [planned[(delivery.plan, number)] for number in delivery.picks]
 
 
-def delivery_record(delivery: Delivery, email: str, planned: Planned) -> DeliveryRecord:
+def delivery_record(
+    delivery: Delivery, email: str, planned: Planned, list_id: int = 0
+) -> DeliveryRecord:
     return DeliveryRecord(
         id=delivery.id,
         subscriber_id=delivery.subscriber_id,
@@ -126,4 +136,5 @@ def delivery_record(delivery: Delivery, email: str, planned: Planned) -> Deliver
         next_try_at=delivery.next_try_at,
         resent=delivery.resent,
         quiet_topics=tuple(delivery.quiet_topics or ()),
+        list_id=list_id,
     )

@@ -94,7 +94,7 @@ def _unsubscribe_refused(reason: str) -> tuple[str, int] | Response:
 def unsubscribe(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int] | Response:
     one_click = _one_click()
     if sub.status != "unsubscribed":
-        web_context().store.subscribers.set_status(sub.email, "unsubscribed")
+        web_context().store.subscribers.set_status(sub.email, "unsubscribed", list_id=sub.list_id)
         log.info("unsubscribed subscriber %d (%s)", sub.id, "one-click" if one_click else "page")
     if one_click:
         return Response("unsubscribed\n", 200, mimetype="text/plain")
@@ -148,11 +148,11 @@ def _apply_preferences(
         return sub, {}
     if action == "pause":
         return ctx.store.subscribers.set_status(
-            sub.email, "paused", allowed_from=("active", "paused")
+            sub.email, "paused", allowed_from=("active", "paused"), list_id=sub.list_id
         ), {}
     if action == "resume":
         return ctx.store.subscribers.set_status(
-            sub.email, "active", allowed_from=("paused", "active")
+            sub.email, "active", allowed_from=("paused", "active"), list_id=sub.list_id
         ), {}
     values, errors = validated(
         topics=lambda: list(known_topics(ctx, form.get("topics", ""))),
@@ -163,4 +163,6 @@ def _apply_preferences(
     if errors:
         return sub, errors
     show_trending = form.get("show_trending") == "on"
-    return ctx.store.subscribers.update(sub.email, **values, show_trending=show_trending), {}
+    return ctx.store.subscribers.update(
+        sub.email, **values, show_trending=show_trending, list_id=sub.list_id
+    ), {}

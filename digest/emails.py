@@ -247,5 +247,5 @@ def _account_message(
 
 
 def in_sentence(words: str) -> str:
-    """"Weekly, on Mondays" as the middle of a sentence says it: "weekly, on Mondays"."""
+    """A cadence in words as the middle of a sentence says it: "weekly, on Mondays"."""
     return words[:1].lower() + words[1:]

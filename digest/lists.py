@@ -237,9 +237,8 @@ def first_edition_time(now: dt.datetime, timezone: str, send_hour: int, cadence:
     today = local.date()
     if sends_on(cadence, today) and local.hour < send_hour:
         return f"today, {_day_label(today)}, {at}, then {every}"
-    following = next(
-        today + dt.timedelta(days=n) for n in range(1, 8) if sends_on(cadence, today + dt.timedelta(days=n))
-    )
+    week = (today + dt.timedelta(days=n) for n in range(1, 8))
+    following = next(day for day in week if sends_on(cadence, day))
     if sends_on(cadence, today):
         return f"within minutes (today's edition), then from {_day_label(following)}, {every} {at}"
     return f"on {_day_label(following)}, {at}, then {every}"

@@ -12,9 +12,9 @@ from flask import Response, jsonify, request, url_for
 
 from digest import emails
 from digest.limits import Limit
+from digest.lists import cadence_words, first_edition_time
 from digest.models import utcnow
 from digest.pipeline import rank_today
-from digest.lists import cadence_words, first_edition_time
 from digest.records import ListRecord, SubscriberRecord
 from digest.subscriptions import (
     MAX_TOPICS,

@@ -35,6 +35,7 @@ def test_add_list_show_pause_resume_remove(run) -> None:
             "send_hour": 9,
             "max_papers": 5,
             "status": "active",
+            "list": "daily",
         }
     ]
     assert "09:00 UTC" in run("subscribers", "show", "ada@example.org").output

@@ -468,3 +468,23 @@ def test_a_source_that_cannot_be_stored_is_that_sources_error_and_the_others_lan
     assert "\n" not in reports[HF].error and len(reports[HF].error) < 300
     assert (reports[ARXIV_RSS].error, reports[ARXIV_RSS].new) == (None, 3)
     assert (reports[ARXIV_API].error, reports[ARXIV_API].fetched) == (None, 50)
+
+
+def test_a_lists_arxiv_query_is_fetched_and_recorded_in_its_papers_sources(
+    store: Storage, live: Settings, server: FeedServer
+) -> None:
+    """A list's ``arxiv-query:...`` source runs through the arXiv API with its own search, and
+    each paper it finds carries the query among its sources: that is how the list finds them
+    (#34). Its report is named by the query."""
+    from digest.lists import from_sources
+
+    server.script("/api/query", Reply(200, API_BODY))
+    query = "arxiv-query:all:glacier AND cat:physics.ao-ph"
+    with quick_fetcher() as fetcher:
+        (report,) = fetch_all(store.papers, live, sources=(), fetcher=fetcher, queries=[query])
+    assert (report.source, report.error, report.new) == (query, None, 50)
+    assert "search_query=all%3Aglacier+AND+cat%3Aphysics.ao-ph" in report.url
+    papers = store.papers.find(ids=sorted(ids_in(API_BODY)))
+    assert all(query in p.sources and ARXIV_API in p.sources for p in papers)
+    assert len(from_sources(papers, [query])) == 50
+    assert from_sources(papers, ["arxiv-query:all:something else"]) == []

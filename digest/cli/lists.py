@@ -181,8 +181,10 @@ def lists_set(
     public: bool | None,
     **options: Any,
 ) -> None:
-    """Change the list SLUG; each --source (or --topic) given replaces them all, and
-    --sender "" goes back to DIGEST_SENDER.
+    """Change the list SLUG: its title, sources, cadence, sender, size or page.
+
+    Each --source (or --topic) given replaces them all; --sender "" goes back to
+    DIGEST_SENDER.
 
     \b
     Example:

@@ -36,8 +36,9 @@ def preview(
     eml: Path | None,
     list_slug: str | None,
 ) -> None:
-    """Show the digest EMAIL would get from a list (default: the default list) from the
-    stored papers, without sending or recording it.
+    """Show the digest EMAIL would get from the stored papers, without sending or recording it.
+
+    With --list, their digest of that list (default: the default list).
 
     \b
     Example:

@@ -170,8 +170,9 @@ def subscribers_set(
 @list_option
 @pass_app
 def subscribers_remove(app: AppContext, email: str, yes: bool, list_slug: str | None) -> None:
-    """Delete EMAIL's subscription to a list and its history for good (to stop mails but
-    keep history: pause). Their other lists stay.
+    """Delete EMAIL's subscription and its history for good (to keep history: pause).
+
+    Only the list named by --list (default: the default list); their other lists stay.
 
     \b
     Example:
@@ -324,8 +325,10 @@ def subscribers_list(
 def subscribers_export(
     app: AppContext, output: Path | None, status: str | None, list_slug: str | None
 ) -> None:
-    """Export subscriptions as CSV in the format `import` reads back: one row per address
-    and list, its consent state included, so a backup restores every list's readers.
+    """Export subscriptions as CSV in the format `import` reads back.
+
+    One row per address and list, its consent state included, so a backup restores every
+    list's readers.
 
     \b
     Example:

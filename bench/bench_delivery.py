@@ -9,12 +9,15 @@ Needs an empty Redis database in DIGEST_REDIS_URL (the Celery broker). The sink 
 own process. A database given by --database-url gets the bench's subscribers, and its
 deliveries are deleted before each run: give it a database of its own. --postgres creates a
 database of its own on that server and drops it at the end. Each worker count runs once per
-``DIGEST_SEND_GROUP`` of --send-groups, in the same run, so their rates compare.
+``DIGEST_SEND_GROUP`` of --send-groups, in the same run, so their rates compare; and once per
+list count of --lists (1 2: everyone on one list, then half on each of two, #34), so the cost
+of planning and sending by list shows against the single list's in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import smtplib
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -89,19 +93,41 @@ def transport_ceiling(port: int, sample: bytes, count: int = 2000) -> float:
     return count / (time.perf_counter() - start)
 
 
-def populate(url: str, subscribers: int, env: dict[str, str]) -> Storage:
-    """A fresh database with the bundled papers and ``subscribers`` active subscribers."""
+SECOND_LIST = "second"
+
+
+def add_lists(store: Storage, lists: int) -> dict[str, int]:
+    """The lists the subscribers are spread over: the default, and with ``lists`` 2 a second
+    one with its own title and sender (so its digests differ as a real list's would).
+    {slug: id}, the default's first."""
+    ids = {store.lists.default().slug: store.lists.default().id}
+    if lists == 2:
+        ids[SECOND_LIST] = store.lists.add(
+            SECOND_LIST, "Second Digest", sender="Second <second@example.org>"
+        ).id
+    return ids
+
+
+def populate(url: str, subscribers: int, env: dict[str, str], lists: int = 1) -> Storage:
+    """A fresh database with the bundled papers and ``subscribers`` active subscribers, spread
+    evenly over ``lists`` lists."""
     os.environ.update(env)
     settings = load_settings()
     store = Storage.from_url(url)
     store.db.upgrade()
     ingest_bundled_sample(store.papers, settings.announce_types)
+    list_ids = add_lists(store, lists)
+    slugs = list(list_ids)
     for start in range(0, subscribers, 50_000):
         rows = [
-            build_subscriber_input(f"user{i}@example.org", [TOPICS[i % 6], TOPICS[(i + 2) % 6]])
+            build_subscriber_input(
+                f"user{i}@example.org",
+                [TOPICS[i % 6], TOPICS[(i + 2) % 6]],
+                list_slug=slugs[i % lists],
+            )
             for i in range(start, min(start + 50_000, subscribers))
         ]
-        store.subscribers.import_rows(rows, SubscriberDefaults())
+        store.subscribers.import_rows(rows, SubscriberDefaults(), list_ids=list_ids)
     return store
 
 
@@ -127,11 +153,14 @@ def plan(store: Storage) -> tuple[list[list[int]], float]:
     return batches, time.perf_counter() - start
 
 
-def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: float) -> Storage:
+def populate_in_bulk(
+    url: str, subscribers: int, env: dict[str, str], voters: float, lists: int = 1
+) -> Storage:
     """Like :func:`populate`, written straight into the tables: validating a million
     addresses through the import takes a quarter of an hour, and planning is what is timed.
     ``voters``: the share of subscribers with three votes on the day's papers. As on any day
-    but the first, everyone was already sent three of today's candidates yesterday."""
+    but the first, everyone was already sent three of today's candidates yesterday.
+    ``lists``: spread over that many lists (1 or 2), every other subscriber on the second."""
     os.environ.update(env)
     settings = load_settings()
     store = Storage.from_url(url)
@@ -139,6 +168,7 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
     ingest_bundled_sample(store.papers, settings.announce_types)
     now = utcnow()
     voted = [p.arxiv_id for p in store.papers.find()][:6]
+    list_ids = list(add_lists(store, lists).values())
     with store.db.engine.begin() as conn:
         conn.execute(
             insert(Topic.__table__), [{"id": n + 1, "name": t} for n, t in enumerate(TOPICS)]
@@ -151,6 +181,7 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
                     {
                         "id": i,
                         "email": f"user{i}@example.org",
+                        "list_id": list_ids[i % lists],
                         "status": "active",
                         "timezone": "UTC",
                         "send_hour": 7,
@@ -205,15 +236,47 @@ def populate_in_bulk(url: str, subscribers: int, env: dict[str, str], voters: fl
     return store
 
 
-def planning_only(url: str, subscribers: int, env: dict[str, str], voters: float) -> None:
-    """The daily run's planning at scale, on stored vectors (as after `digest fetch`)."""
-    store = populate_in_bulk(url, subscribers, env, voters)
+def planning_only(
+    url: str, subscribers: int, env: dict[str, str], voters: float, lists: int = 1
+) -> float:
+    """The daily run's planning at scale, on stored vectors (as after `digest fetch`);
+    its seconds."""
+    store = populate_in_bulk(url, subscribers, env, voters, lists)
     embed_papers(store, load_settings(), candidate_papers(store, load_settings(), utcnow()))
     _, seconds = plan(store)
+    store.dispose()
     print(
-        f"planning only, {subscribers:,} subscribers ({voters:.0%} with votes), "
-        f"rank + delivery rows: {seconds:6.1f} s"
+        f"planning only, {subscribers:,} subscribers ({voters:.0%} with votes) on {lists} "
+        f"list(s), rank + delivery rows: {seconds:6.1f} s"
     )
+    return seconds
+
+
+def planning_by_lists(args: argparse.Namespace, tmp: Path, port: int) -> None:
+    """Planning with everyone on one list, then spread over more, each on a fresh database;
+    then each figure against the first's."""
+    seconds: dict[int, float] = {}
+    for lists in args.lists:
+        with fresh_database(args, tmp, f"planning{lists}") as url:
+            seconds[lists] = planning_only(
+                url, args.subscribers, bench_env(url, tmp, port), args.voters, lists
+            )
+    base = args.lists[0]
+    for lists in args.lists[1:]:
+        print(
+            f"planning on {lists} lists against {base}: {seconds[lists]:.1f} against "
+            f"{seconds[base]:.1f} s ({seconds[lists] / seconds[base]:.0%})"
+        )
+
+
+@contextlib.contextmanager
+def fresh_database(args: argparse.Namespace, tmp: Path, name: str) -> Iterator[str]:
+    """A database of its own on --postgres's server (dropped after), or a SQLite file."""
+    if args.postgres:
+        with scratch_database(args.postgres, "bench_delivery") as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp / f'{name}.db'}"
 
 
 def naive_rate(store: Storage, batches: list[list[int]], sample: int) -> float:
@@ -345,12 +408,15 @@ def main() -> None:
     parser.add_argument(
         "--voters", type=float, default=0.1, help="--planning-only: share of subscribers with votes"
     )
+    parser.add_argument(
+        "--lists", type=int, nargs="+", choices=[1, 2], default=[1, 2],
+        help="spread the subscribers over 1 list, then 2 (the first is the baseline)",
+    )  # fmt: skip
     args = parser.parse_args()
     port = 2600 + os.getpid() % 1000
     tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
     if args.planning_only:
-        url = args.database_url or f"sqlite:///{tmp / 'planning.db'}"
-        planning_only(url, args.subscribers, bench_env(url, tmp, port), args.voters)
+        planning_by_lists(args, tmp, port)
         return
     if args.postgres:
         with scratch_database(args.postgres, "bench_delivery") as url:
@@ -377,24 +443,35 @@ def pipeline(args: argparse.Namespace, shared_url: str | None, tmp: Path, port: 
     broker = empty_broker()
     sink = start_sink(port)
     rates: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    by_lists: dict[tuple[int, int], list[float]] = {}  # (lists, workers) -> rates
     try:
         print(
             f"{args.subscribers:,} subscribers; SMTP sink (aiosmtpd) in its own process; 2-core machine"
         )
         store, message = None, b""
-        runs = [(w, g) for _ in range(args.rounds) for w in args.workers for g in args.send_groups]
-        for workers, group in runs:
-            url = shared_url or f"sqlite:///{tmp / f'w{workers}g{group}-{len(rates)}.db'}"
+        runs = [
+            (n, w, g)
+            for _ in range(args.rounds)
+            for n in args.lists
+            for w in args.workers
+            for g in args.send_groups
+        ]
+        populated = 0
+        for lists, workers, group in runs:
+            url = shared_url or f"sqlite:///{tmp / f'l{lists}w{workers}g{group}-{len(runs)}.db'}"
             env = {**bench_env(url, tmp, port), "DIGEST_SEND_GROUP": str(group)}
+            if store is not None and shared_url and populated != lists:
+                forget_everyone(store)
+                store = None
             if store is None or not shared_url:
-                store = populate(url, args.subscribers, env)
+                store, populated = populate(url, args.subscribers, env, lists), lists
             os.environ.update(env)
             if shared_url:
                 forget_sending(store)
             batches, planning = plan(store)
             if not message:
                 sample = store.deliveries.load(batches[0][:1])
-                print(f"planning (rank + delivery rows): {planning:6.1f} s")
+                print(f"planning (rank + delivery rows), {lists} list(s): {planning:6.1f} s")
                 message = _sample_message(store, sample[0][0].id)
                 ceiling = sink_ceiling(port, message)
                 print(f"sink ceiling, pre-built messages, 1 connection: {ceiling:6.0f} msg/s")
@@ -410,8 +487,10 @@ def pipeline(args: argparse.Namespace, shared_url: str | None, tmp: Path, port: 
             after, ours_after = sink_ceiling(port, message), transport_ceiling(port, message)
             share = rate / ((ceiling + after) / 2)
             rates.setdefault((workers, group), []).append((rate, share))
+            by_lists.setdefault((lists, workers), []).append(rate)
             print(
-                f"pipeline, {workers} worker process(es), batches of 200, DIGEST_SEND_GROUP={group}, "
+                f"pipeline, {lists} list(s), {workers} worker process(es), batches of 200, "
+                f"DIGEST_SEND_GROUP={group}, "
                 f"{total:,} msgs: {rate:6.0f} msg/s = {share:.0%} of the sink ceiling (mean of "
                 f"{ceiling:.0f} before and {after:.0f} msg/s right after: on 2 shared cores it drifts)"
                 f"; {rate / ((ours + ours_after) / 2):.0%} of our transport's ({ours:.0f}, "
@@ -430,6 +509,30 @@ def pipeline(args: argparse.Namespace, shared_url: str | None, tmp: Path, port: 
     finally:
         sink.terminate()
     compare_groups(rates)
+    compare_lists(by_lists)
+
+
+def compare_lists(runs: dict[tuple[int, int], list[float]]) -> None:
+    """Each list count's mean rate against the fewest lists', per worker count."""
+    counts = sorted({n for n, _ in runs})
+    for workers in sorted({w for _, w in runs}):
+        base = sum(runs[counts[0], workers]) / len(runs[counts[0], workers])
+        for lists in counts[1:]:
+            rate = sum(runs[lists, workers]) / len(runs[lists, workers])
+            print(
+                f"{workers} worker process(es), {lists} lists against {counts[0]}: "
+                f"{rate:.0f} against {base:.0f} msg/s ({rate / base:.0%})"
+            )
+
+
+def forget_everyone(store: Storage) -> None:
+    """A shared database emptied of subscribers and lists but the default, for the next
+    list count (its deliveries go with its subscribers)."""
+    forget_sending(store)
+    with store.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM subscribers"))
+        conn.execute(text(f"DELETE FROM lists WHERE slug = '{SECOND_LIST}'"))
+    store.dispose()
 
 
 def compare_groups(runs: dict[tuple[int, int], list[tuple[float, float]]]) -> None:

@@ -120,6 +120,7 @@ class DeliveryRecord:
     next_try_at: dt.datetime | None
     resent: bool = False  # handed out again after its worker was lost: a duplicate is possible
     quiet_topics: tuple[str, ...] = ()  # the subscriber's topics with nothing new that day
+    list_id: int = 0  # the list of the subscription it is for
 
     @property
     def papers(self) -> int:

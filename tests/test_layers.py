@@ -16,6 +16,7 @@ PURE = (
     "rendering",
     "messages",
     "subscriptions",
+    "lists",
     "evaluation",
     "records",
     "text",

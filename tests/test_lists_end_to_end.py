@@ -14,14 +14,15 @@ import fakeredis
 import pytest
 from click.testing import CliRunner, Result
 
+import digest.pipeline  # noqa: F401 - imported before the clock is fixed: its receipts keep real time
 from digest.cli import cli
 from digest.lists import DAYS
 from digest.models import utcnow
 
 ADA = "ada@example.org"
-# the fixed clock: 10:00 UTC on the day the test runs (the bundled sample papers are first
-# seen when they are loaded, and a daily edition picks from the last two days' only)
-TODAY = dt.datetime.combine(utcnow().date(), dt.time(10))
+# the fixed clock: the first minute of the day the test runs (the bundled sample papers are
+# first seen when they are loaded, and a daily edition picks from the last two days' only)
+TODAY = dt.datetime.combine(utcnow().date(), dt.time(0, 1))
 DUE_TODAY = f"weekly:{DAYS[TODAY.weekday()]}"
 DUE_TOMORROW = f"weekly:{DAYS[(TODAY.weekday() + 1) % 7]}"
 
@@ -71,7 +72,7 @@ def install(settings, smtp_sink, url: str) -> Callable[..., Result]:
 def test_one_reader_on_three_lists_gets_todays_two_and_keeps_them_apart(
     settings, smtp_sink, database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("digest.models.utcnow", lambda: TODAY)
+    monkeypatch.setattr("digest.models.utcnow", lambda: TODAY)  # what `run --now` plans for
     digest = install(settings, smtp_sink, database("first"))
     digest("lists", "add", "ml-weekly", "--title", "ML Weekly", "--cadence", DUE_TODAY)
     digest(
@@ -97,6 +98,16 @@ def test_one_reader_on_three_lists_gets_todays_two_and_keeps_them_apart(
 
     digest("run", "--now", "--offline")  # again the same day: nothing twice
     assert len(smtp_sink.handler.received) == 2
+
+    # the figures, per list
+    listing = digest("deliveries").output
+    assert "  daily: sent 1" in listing and "  ml-weekly: sent 1" in listing
+    assert "  bots: none" in listing
+    assert "totals: sent 1" in digest("deliveries", "--list", "ml-weekly").output
+    receipt = digest("runs", "show", "1").output
+    assert "list daily: the digests it planned, now: sent 1" in receipt
+    assert "list ml-weekly: the digests it planned, now: sent 1" in receipt
+    assert "no votes on bots" in digest("feedback", "--list", "bots").output
 
     # a backup of every subscription, states included, into a fresh install
     digest("subscribers", "pause", ADA, "--list", "bots")

@@ -16,21 +16,30 @@ DELIVERY_STATUS = LazyChoice(constant("digest.models", "DELIVERY_STATUSES"))
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Only this edition.")
 @click.option("--status", type=DELIVERY_STATUS)
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--list", "list_slug", metavar="SLUG", help="Only this list's digests.")
 @pass_app
-def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> None:
+def deliveries(
+    app: AppContext, day: Any, status: str | None, limit: int, list_slug: str | None
+) -> None:
     """Delivery status: one line per digest, with attempts and the last error.
+
+    With more than one list, each line names its list and the totals come per list too.
 
     \b
     Example:
-      digest deliveries --status failed --date 2026-11-25
+      digest deliveries --status failed --date 2026-11-25 --list daily
     """
     edition = day.date() if day else None
-    rows = app.store.deliveries.find(edition=edition, status=status, limit=limit)
+    lists = app.store.lists.all()
+    slugs = {listed.id: listed.slug for listed in lists}
+    list_id = app.store.lists.require(list_slug).id if list_slug else None
+    rows = app.store.deliveries.find(edition=edition, status=status, limit=limit, list_id=list_id)
     click.echo(
         format_table(
             [
                 "edition",
                 "email",
+                "list",
                 "status",
                 "papers",
                 "trending",
@@ -43,6 +52,7 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
                 [
                     d.edition,
                     d.email,
+                    slugs.get(d.list_id, ""),
                     d.status,
                     d.papers,
                     d.trending,
@@ -57,8 +67,16 @@ def deliveries(app: AppContext, day: Any, status: str | None, limit: int) -> Non
             ],
         )
     )
-    counts = app.store.deliveries.counts(edition, status)
-    click.echo("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    counts = app.store.deliveries.counts(edition, status, list_id)
+    click.echo("totals: " + _counted(counts))
+    if len(lists) > 1 and list_id is None:
+        by_list = app.store.deliveries.counts_by_list(edition, status)
+        for listed in lists:
+            click.echo(f"  {listed.slug}: {_counted(by_list.get(listed.id, {}))}")
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
 
 
 @click.command("retry-failed")

@@ -19,8 +19,9 @@ from digest.cli.output import format_table
     help="Votes cast in the last N days.",
 )
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--list", "list_slug", metavar="SLUG", help="Only the votes of this list's readers.")
 @pass_app
-def feedback(app: AppContext, days: int, top: int) -> None:
+def feedback(app: AppContext, days: int, top: int, list_slug: str | None) -> None:
     """What readers told their digests: votes per topic and the most liked papers.
 
     A vote counts under the topic its paper was sent for; "(trending)" are votes on papers
@@ -33,18 +34,20 @@ def feedback(app: AppContext, days: int, top: int) -> None:
     from digest.models import utcnow
 
     since = utcnow() - dt.timedelta(days=days)
-    by_topic = app.store.feedback.votes_by_topic(since)
+    list_id = app.store.lists.require(list_slug).id if list_slug else None
+    on = f" on {list_slug}" if list_slug else ""
+    by_topic = app.store.feedback.votes_by_topic(since, list_id)
     if not by_topic:
-        click.echo(f"no votes in the last {days} days")
+        click.echo(f"no votes{on} in the last {days} days")
         return
-    click.echo(f"Votes in the last {days} days, by topic:")
+    click.echo(f"Votes{on} in the last {days} days, by topic:")
     click.echo(
         format_table(
             ["topic", "more like this", "less like this"],
             [[topic, up, down] for topic, up, down in by_topic],
         )
     )
-    liked = app.store.feedback.most_liked_papers(since, top)
+    liked = app.store.feedback.most_liked_papers(since, top, list_id)
     if liked:
         click.echo("\nMost liked papers:")
         click.echo(

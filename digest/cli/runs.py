@@ -72,14 +72,24 @@ def runs(ctx: click.Context, fmt: str, limit: int) -> None:
 def show(app: AppContext, run_id: int) -> None:
     """Everything one run recorded: its sources, its plan, what became of its sends.
 
+    Then per list, the digests it planned and where each stands now.
+
     \b
     Example:
       digest runs show 42
     """
+    from digest.models import utcnow
+
     record = app.store.runs.get(run_id)
     if record is None:
         raise click.ClickException(f"no run {run_id} (kept for DIGEST_RUN_HISTORY_DAYS)")
     click.echo(describe(record))
+    span = (record.started_at, record.ended_at or utcnow())
+    by_list = app.store.deliveries.counts_by_list(created=span)
+    for listed in app.store.lists.all():
+        if counts := by_list.get(listed.id):
+            shown = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+            click.echo(f"  list {listed.slug}: the digests it planned, now: {shown}")
 
 
 def describe(record: RunRecord) -> str:

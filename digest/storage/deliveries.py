@@ -422,11 +422,16 @@ class Deliveries:
             return changed_rows(result)
 
     def find(
-        self, edition: dt.date | None = None, status: str | None = None, limit: int | None = None
+        self,
+        edition: dt.date | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        list_id: int | None = None,
     ) -> list[DeliveryRecord]:
+        """Deliveries, newest edition first; ``list_id``: that list's only."""
         with self._db.session() as session:
             query = (
-                select(Delivery, Subscriber.email)
+                select(Delivery, Subscriber.email, Subscriber.list_id)
                 .join(Subscriber)
                 .order_by(Delivery.edition.desc(), Delivery.id)
             )
@@ -434,20 +439,50 @@ class Deliveries:
                 query = query.where(Delivery.edition == edition)
             if status is not None:
                 query = query.where(Delivery.status == status)
+            if list_id is not None:
+                query = query.where(Subscriber.list_id == list_id)
             if limit is not None:
                 query = query.limit(limit)
             rows = session.execute(query).all()
-            planned = planned_picks(session, (d for d, _ in rows))
-            return [delivery_record(d, email, planned) for d, email in rows]
+            planned = planned_picks(session, (d for d, _, _ in rows))
+            return [delivery_record(d, email, planned, lid) for d, email, lid in rows]
 
-    def counts(self, edition: dt.date | None = None, status: str | None = None) -> dict[str, int]:
+    def counts(
+        self, edition: dt.date | None = None, status: str | None = None, list_id: int | None = None
+    ) -> dict[str, int]:
+        """Deliveries by status; ``list_id``: that list's only."""
+        by_list = self.counts_by_list(edition, status)
+        totals: dict[str, int] = {}
+        for found, counts in by_list.items():
+            if list_id is None or found == list_id:
+                for name, count in counts.items():
+                    totals[name] = totals.get(name, 0) + count
+        return totals
+
+    def counts_by_list(
+        self,
+        edition: dt.date | None = None,
+        status: str | None = None,
+        created: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> dict[int, dict[str, int]]:
+        """{list id: {status: deliveries}}; ``created``: only those planned in that span (a
+        run's: `digest runs show`)."""
         with self._db.session() as session:
-            query = select(Delivery.status, func.count()).group_by(Delivery.status)
+            query = (
+                select(Subscriber.list_id, Delivery.status, func.count())
+                .join(Subscriber)
+                .group_by(Subscriber.list_id, Delivery.status)
+            )
             if edition is not None:
                 query = query.where(Delivery.edition == edition)
             if status is not None:
                 query = query.where(Delivery.status == status)
-            return dict(session.execute(query).all())
+            if created is not None:
+                query = query.where(Delivery.created_at.between(*created))
+            found: dict[int, dict[str, int]] = {}
+            for list_id, name, count in session.execute(query).all():
+                found.setdefault(list_id, {})[name] = count
+            return found
 
     def next_retry_at(self) -> dt.datetime | None:
         """When the earliest delivery waiting for a retry is due."""

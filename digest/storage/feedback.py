@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TypeVarTuple
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Select, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from digest.models import Delivery, Paper, SentPaper, Vote
+from digest.models import Delivery, Paper, SentPaper, Subscriber, Vote
 from digest.records import VoteRecord, Votes
 from digest.storage.database import MANY_SUBSCRIBERS, Database, changed_rows, chunks
 from digest.storage.rows import picks_of, planned_picks
@@ -112,11 +113,14 @@ class Feedback:
             for sid, votes in said.items()
         }
 
-    def votes_by_topic(self, since: dt.datetime) -> list[tuple[str, int, int]]:
-        """(topic, more like this, less like this) for the votes cast since ``since``, the most
-        voted topic first; votes on trending papers count under "(trending)"."""
+    def votes_by_topic(
+        self, since: dt.datetime, list_id: int | None = None
+    ) -> list[tuple[str, int, int]]:
+        """(topic, more like this, less like this) for the votes cast since ``since`` (on
+        ``list_id``'s digests only, when given), the most voted topic first; votes on trending
+        papers count under "(trending)"."""
         with self._db.session() as session:
-            rows = session.execute(
+            query = (
                 select(
                     Vote.topic,
                     func.sum(case((Vote.value > 0, 1), else_=0)),
@@ -124,18 +128,20 @@ class Feedback:
                 )
                 .where(Vote.created_at >= since)
                 .group_by(Vote.topic)
-            ).all()
+            )
+            rows = session.execute(_on_list(query, list_id)).all()
         totals = [(topic or "(trending)", int(up), int(down)) for topic, up, down in rows]
         return sorted(totals, key=lambda row: (-(row[1] + row[2]), row[0]))
 
     def most_liked_papers(
-        self, since: dt.datetime, limit: int = 10
+        self, since: dt.datetime, limit: int = 10, list_id: int | None = None
     ) -> list[tuple[str, str, int, int]]:
-        """(arxiv id, title, likes, dislikes) of the papers most liked since ``since``."""
+        """(arxiv id, title, likes, dislikes) of the papers most liked since ``since`` (on
+        ``list_id``'s digests only, when given)."""
         likes = func.sum(case((Vote.value > 0, 1), else_=0))
         dislikes = func.sum(case((Vote.value < 0, 1), else_=0))
         with self._db.session() as session:
-            rows = session.execute(
+            query = (
                 select(Vote.arxiv_id, Paper.title, likes, dislikes)
                 .outerjoin(Paper, Paper.arxiv_id == Vote.arxiv_id)
                 .where(Vote.created_at >= since)
@@ -143,5 +149,18 @@ class Feedback:
                 .having(likes > 0)
                 .order_by(likes.desc(), dislikes, Vote.arxiv_id)
                 .limit(limit)
-            ).all()
+            )
+            rows = session.execute(_on_list(query, list_id)).all()
         return [(pid, title or pid, int(up), int(down)) for pid, title, up, down in rows]
+
+
+_Columns = TypeVarTuple("_Columns")
+
+
+def _on_list(query: Select[*_Columns], list_id: int | None) -> Select[*_Columns]:
+    """``query`` over votes, narrowed to the votes of one list's readers when given."""
+    if list_id is None:
+        return query
+    return query.join(Subscriber, Subscriber.id == Vote.subscriber_id).where(
+        Subscriber.list_id == list_id
+    )

@@ -119,7 +119,9 @@ def picks_of(delivery: Delivery, planned: Planned) -> list[dict[str, Any]]:
     return [planned[(delivery.plan, number)] for number in delivery.picks]
 
 
-def delivery_record(delivery: Delivery, email: str, planned: Planned) -> DeliveryRecord:
+def delivery_record(
+    delivery: Delivery, email: str, planned: Planned, list_id: int = 0
+) -> DeliveryRecord:
     return DeliveryRecord(
         id=delivery.id,
         subscriber_id=delivery.subscriber_id,
@@ -134,4 +136,5 @@ def delivery_record(delivery: Delivery, email: str, planned: Planned) -> Deliver
         next_try_at=delivery.next_try_at,
         resent=delivery.resent,
         quiet_topics=tuple(delivery.quiet_topics or ()),
+        list_id=list_id,
     )

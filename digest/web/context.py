@@ -72,10 +72,15 @@ def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
 
 
 def notice(
-    title: str, message: str, status: int = 200, link: tuple[str, str] | None = None
+    title: str,
+    message: str,
+    status: int = 200,
+    link: tuple[str, str] | None = None,
+    brand: str | None = None,
 ) -> tuple[str, int]:
-    """A page with one message (and at most one link onward)."""
-    return page("notice.html", status, title=title, message=message, link=link)
+    """A page with one message (and at most one link onward), under the title of the list
+    it is about (``brand``), if any."""
+    return page("notice.html", status, title=title, message=message, link=link, brand=brand)
 
 
 def invalid_link(reason: str) -> tuple[str, int]:

@@ -147,6 +147,7 @@ def _vote_page(
     return page(
         "vote.html",
         status,
+        brand=list_of(ctx, sub).title,
         paper=paper,
         current=current,
         wanted=wanted or current or "up",

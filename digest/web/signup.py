@@ -131,6 +131,7 @@ def subscribe() -> tuple[str, int]:
         "Check your inbox",
         f"If {data.email} can receive our emails, a message is on its way. Open the link in it "
         f"within {ctx.settings.pending_expiry_days} days to start {listed.title}.",
+        brand=listed.title,
     )
 
 
@@ -186,12 +187,14 @@ def confirm(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
             link=(signup_url(list_of(ctx, confirmed)), "Subscribe again"),
         )
     prefs = ctx.tokens.make("preferences", confirmed.id, confirmed.email)
-    cadence = confirmed.cadence or list_of(ctx, confirmed).cadence
+    listed = list_of(ctx, confirmed)
+    cadence = confirmed.cadence or listed.cadence
     when = first_edition_time(utcnow(), confirmed.timezone, confirmed.send_hour, cadence)
     return notice(
         "You are subscribed",
         f"Your first digest on {', '.join(confirmed.topics)} arrives {when}.",
         link=(url_for("pages.preferences", token=prefs), "Manage preferences"),
+        brand=listed.title,
     )
 
 

@@ -62,11 +62,16 @@ def statuses(store: Storage, email: str = "ada@example.org") -> dict[int, str]:
     return {sub.list_id: sub.status for sub in store.subscribers.of_address(email)}
 
 
+def shown(site: dict, path: str) -> str:
+    """The page at ``path``, which must be there."""
+    page = site["client"].get(path)
+    assert page.status_code == 200, path
+    return page.get_data(as_text=True)
+
+
 def test_with_one_public_list_the_home_page_is_its_form(web: dict) -> None:  # noqa: F811
     web["store"].lists.add("lab", "Robotics Lab", public=False)  # private: not on the home page
-    page = web["client"].get("/")
-    html = page.get_data(as_text=True)
-    assert page.status_code == 200
+    html = shown(web, "/")
     assert "<h1>The new papers on your topics, once a day</h1>" in html
     assert '<div class="brand">Paper Digest</div>' in html
     assert '<input type="hidden" name="list" value="daily">' in html
@@ -76,9 +81,8 @@ def test_with_one_public_list_the_home_page_is_its_form(web: dict) -> None:  # n
 
 def test_the_home_page_lists_the_public_lists(web: dict) -> None:  # noqa: F811
     add_lists(web["store"])
-    page = web["client"].get("/")
-    html = page.get_data(as_text=True)
-    assert page.status_code == 200 and "<h1>Choose your digests</h1>" in html
+    html = shown(web, "/")
+    assert "<h1>Choose your digests</h1>" in html
     cards = re.findall(
         r'<h2><a class="paper-title" href="(/l/[\w-]+)">([^<]+)</a></h2>\n+(?:<p>([^<]*)</p>\n)?'
         r'<p class="meta"><strong>([^<]+)</strong>',
@@ -99,9 +103,7 @@ def test_the_home_page_lists_the_public_lists(web: dict) -> None:  # noqa: F811
 
 def test_a_list_page_shows_its_title_description_topics_and_cadence(web: dict) -> None:  # noqa: F811
     add_lists(web["store"])
-    page = web["client"].get("/l/ml-weekly")
-    html = page.get_data(as_text=True)
-    assert page.status_code == 200
+    html = shown(web, "/l/ml-weekly")
     assert "<title>Subscribe - ML Weekly</title>" in html
     assert '<div class="brand">ML Weekly</div>' in html
     assert "<h1>The new papers on your topics, once a week</h1>" in html
@@ -110,7 +112,7 @@ def test_a_list_page_shows_its_title_description_topics_and_cadence(web: dict) -
     assert '<input type="hidden" name="list" value="ml-weekly">' in html
     chips = re.findall(r'class="chip" data-topic="([^"]*)"', html)
     assert chips == ["sparse mixture of experts", "world models"], "the list's own suggestions"
-    default = web["client"].get("/l/daily").get_data(as_text=True)
+    default = shown(web, "/l/daily")
     assert "reinforcement learning" in re.findall(r'class="chip" data-topic="([^"]*)"', default)
 
 

@@ -123,7 +123,26 @@ def kinds(settings: Settings) -> dict[str, Callable[[Paths], Message]]:
         ("long-link digest", long_link),
     ]:
         made[name] = lambda p, d=digest: emails.digest(d, settings, 5, NOW, paths=p)
+    titled = replace(plain, title=ROBOTS.title, subject_title=ROBOTS.title)
+    made["list digest"] = lambda p: emails.digest(titled, settings, 5, NOW, paths=p, listed=ROBOTS)
     return made
+
+
+ROBOTS = ListRecord(2, "robots", "Robots & Réseaux", sender="Lab <lab@example.org>")
+
+
+def test_a_lists_digest_is_from_its_sender_with_its_list_id_and_title(settings: Settings) -> None:
+    digest = replace(content(hf_papers()[:2]), title="Robots", subject_title="Robots")
+    listed = replace(ROBOTS, title="Robots")
+    msg = message_from_bytes(
+        emails.digest(digest, settings, 3, NOW, listed=listed).as_bytes(), policy=default
+    )
+    assert msg["From"] == "Lab <lab@example.org>"
+    assert msg["List-Id"] == "Robots <robots.digest.example.org>"
+    assert msg["Subject"].startswith("Robots: 2 new papers")
+    assert msg["Message-ID"].endswith("@example.org>")
+    html = msg.get_body(("html",)).get_content()
+    assert '<div class="brand"' in html and ">Robots</div>" in html
 
 
 KINDS = [
@@ -131,6 +150,7 @@ KINDS = [
     "quiet digest",
     "non-ascii digest",
     "long-link digest",
+    "list digest",
     "confirmation",
     "already subscribed",
 ]

@@ -161,6 +161,11 @@ class Subscribers:
             ),
         )
         with self._db.session() as session:
+            list_id = session.scalar(
+                select(Subscriber.list_id).where(Subscriber.id == subscriber_id)
+            )
+            if list_id is not None:
+                defaults = _list_defaults(session, defaults, list_id)
             activated = changed_rows(
                 session.execute(
                     update(Subscriber)

@@ -299,3 +299,35 @@ def test_the_archive_and_the_feed_name_the_list(web: dict) -> None:  # noqa: F81
         feed = feedparser.parse(web["client"].get(feed_path).data)
         assert feed.feed.title == f"{name}: rl"
         assert feed.feed.author == name
+
+
+def test_the_preview_picks_from_the_public_lists_sources(web: dict) -> None:  # noqa: F811
+    """A list's page previews what that list would send: its sources only. A private or
+    unknown list's name previews as the default list does, telling nothing."""
+    from conftest import FEEDS
+
+    from digest.ingestion import ingest_bytes
+
+    store = web["store"]
+    ingest_bytes(
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
+    )
+    for slug, public in (("planets", True), ("hidden-planets", False)):
+        store.lists.add(slug, slug.title(), sources=["arxiv:astro-ph.EP"], public=public)
+    assert 'data-preview-url="/preview?list=planets"' in shown(web, "/l/planets")
+
+    def previewed(**extra: str) -> list[str]:
+        query = {"topics": "reinforcement learning", **extra}
+        return [
+            p["title"] for p in web["client"].get("/preview", query_string=query).json["papers"]
+        ]
+
+    everything = previewed()
+    assert everything, "the recorded day has reinforcement learning papers"
+    assert previewed(list="daily") == everything
+    assert previewed(list="planets") == [], "none of them is in astro-ph.EP"
+    assert previewed(list="hidden-planets") == everything
+    assert previewed(list="no-such-list") == everything

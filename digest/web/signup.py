@@ -12,7 +12,7 @@ from flask import Response, jsonify, request, url_for
 
 from digest import emails
 from digest.limits import Limit
-from digest.lists import cadence_words, first_edition_time
+from digest.lists import DEFAULT_LIST, cadence_words, first_edition_time
 from digest.models import utcnow
 from digest.pipeline import rank_today
 from digest.records import ListRecord, SubscriberRecord
@@ -209,7 +209,8 @@ def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> Subsc
 
 @pages.get("/preview")
 def preview() -> tuple[Response, int] | Response:
-    """Today's papers for typed topics. Bounded before any work: the raw query's size first,
+    """Today's papers for typed topics, from what the public list ``?list=`` picks from (its
+    sources; a weekly list's week). Bounded before any work: the raw query's size first,
     then the client's rate, then the topics themselves; nothing it computes is stored."""
     ctx = web_context()
     if len(request.query_string) > MAX_PREVIEW_QUERY_BYTES:
@@ -221,7 +222,10 @@ def preview() -> tuple[Response, int] | Response:
     except InvalidInput as exc:
         return jsonify({"error": str(exc), "papers": []}), 400
     now = utcnow()
-    visitor = SubscriberRecord(0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None)
+    listed = _previewed_list(ctx, request.args.get("list"))
+    visitor = SubscriberRecord(
+        0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None, list_id=listed.id
+    )
     plan = rank_today(ctx.store, ctx.settings, [visitor], now, remember=False, fresh=True)
     papers = [
         (plan.papers[pick["arxiv_id"]], pick["reason"])
@@ -236,3 +240,10 @@ def preview() -> tuple[Response, int] | Response:
             ]
         }
     )
+
+
+def _previewed_list(ctx: WebContext, slug: str | None) -> ListRecord:
+    """The public list a preview is for; a private or unknown one previews as the default
+    scope does (every source, the day), so a preview tells nothing of private lists."""
+    found = ctx.store.lists.get(slug) if slug else None
+    return found if found is not None and found.public else DEFAULT_LIST

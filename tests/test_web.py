@@ -898,7 +898,7 @@ def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: di
     path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
     page = client.get(path).get_data(as_text=True)
     assert 'class="chip" data-topic="reinforcement learning"' in page
-    assert 'data-preview-url="/preview"' in page and "subscribe.js" in page
+    assert 'data-preview-url="/preview?list=daily"' in page and "subscribe.js" in page
     assert '<input type="checkbox" name="show_trending" checked>' in page
     form = {"csrf_token": CSRF.search(page).group(1), "topics": "rl", "timezone": "UTC"}
     client.post(path, data={**form, "send_hour": "7", "max_papers": "5", "action": "save"})

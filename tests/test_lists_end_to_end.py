@@ -159,11 +159,17 @@ def test_removing_a_list_with_readers_needs_yes_and_says_how_many(run) -> None:
     )
 
 
-def test_an_import_naming_an_unknown_list_rejects_that_row_only(run, tmp_path: Path) -> None:
+def test_an_import_rejects_rows_on_unknown_lists_and_second_rows_of_one_subscription(
+    run, tmp_path: Path
+) -> None:
     people = tmp_path / "people.csv"
-    people.write_text("email,topics,list\nada@example.org,agents,\nbo@example.org,agents,nope\n")
+    people.write_text(
+        "email,topics,list\nada@example.org,agents,\nbo@example.org,agents,nope\n"
+        "ada@example.org,robotics,daily\n"
+    )
     output = run("subscribers", "import", str(people), code=1).output
     assert "bo@example.org: rejected: no list named 'nope'" in output
+    assert "ada@example.org: rejected: a second row for the list daily" in output
     assert "created 1" in output
 
 

@@ -381,7 +381,7 @@ def subscribers_import(
 
     parsed = parse_subscriber_csv(read_utf8_text(csv_file))
     store = app.store
-    list_ids = {listed.slug: listed.id for listed in store.lists.all()}
+    list_ids = {listed.slug: listed.id for listed in store.lists.all()}  # the default first
     rejected = _rows_on_unknown_lists(parsed, list_ids) + _rows_naming_unknown_papers(app, parsed)
     total = ChangeReport()
     batches = [parsed.rows[i : i + IMPORT_BATCH] for i in range(0, len(parsed.rows), IMPORT_BATCH)]
@@ -420,14 +420,22 @@ def subscribers_import(
 
 
 def _rows_on_unknown_lists(parsed: ParsedCsv, list_ids: dict[str, int]) -> list[str]:
-    """The rows naming a list this install does not have are taken out of ``parsed`` and
-    reported, one line each (make the list first: `digest lists add`)."""
-    bad = [row for row in parsed.rows if row.list_slug and row.list_slug not in list_ids]
-    parsed.rows = [row for row in parsed.rows if not row.list_slug or row.list_slug in list_ids]
-    return [
-        f"{row.email}: rejected: no list named {row.list_slug!r} (`digest lists add` makes it)"
-        for row in bad
-    ]
+    """The rows naming a list this install does not have, and a second row for a subscription
+    (the default list named once by its slug and once by a blank), are taken out of ``parsed``
+    and reported, one line each (make a missing list first: `digest lists add`)."""
+    default = next(iter(list_ids))  # the oldest list: what a blank means
+    lines, kept, seen = [], [], set()
+    for row in parsed.rows:
+        slug = row.list_slug or default
+        if slug not in list_ids:
+            lines.append(f"{row.email}: rejected: no list named {slug!r} (`digest lists add` it)")
+        elif (row.email, slug) in seen:
+            lines.append(f"{row.email}: rejected: a second row for the list {slug}")
+        else:
+            seen.add((row.email, slug))
+            kept.append(row)
+    parsed.rows = kept
+    return lines
 
 
 def _rows_naming_unknown_papers(app: AppContext, parsed: ParsedCsv) -> list[str]:

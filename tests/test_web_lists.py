@@ -101,6 +101,13 @@ def test_the_home_page_lists_the_public_lists(web: dict) -> None:  # noqa: F811
     assert 'name="email"' not in html, "no form: each list has its own"
 
 
+def test_with_no_public_list_the_home_page_says_sign_ups_are_by_invitation(web: dict) -> None:  # noqa: F811
+    web["store"].lists.update("daily", public=False)
+    html = shown(web, "/")
+    assert "<h1>No digests to sign up to</h1>" in html and 'name="email"' not in html
+    assert web["client"].get("/l/daily").status_code == 404
+
+
 def test_a_list_page_shows_its_title_description_topics_and_cadence(web: dict) -> None:  # noqa: F811
     add_lists(web["store"])
     html = shown(web, "/l/ml-weekly")

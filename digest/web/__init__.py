@@ -21,7 +21,9 @@ Routes
   POST /digest/<token>/vote/<arxiv id>
                                records, changes or removes the vote (the signed token authorises it)
   GET  /feed/<token>           the reader's private Atom feed of every paper sent (ETag, 304)
-  GET  /preview?topics=...     JSON: today's papers the typed topics would get (the form shows it live)
+  GET  /preview?topics=...&list=SLUG
+                               JSON: the papers the typed topics would get today from that
+                               list (the form shows it live)
   GET  /healthz                database reachable?
 
 The signed token is the credential on every page but the sign-up form; every form also

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from digest.editions import subscriber_links
-from digest.lists import DEFAULT_LIST, list_id, sender_of
+from digest.lists import DEFAULT_LIST, cadence_words, list_id, sender_of
 from digest.messages import (
     Message,
     Writer,
@@ -71,14 +71,16 @@ def make_message(
     date: dt.datetime,
     listed: ListRecord | None = None,
     paths: Paths = FAST,
+    sender: str | None = None,
 ) -> Message:
     """Render ``templates/email/<template>*`` with ``context`` and wrap it for ``recipient``.
     ``listed``: the list it is sent for, which it is from, with List-Id and one-click
     List-Unsubscribe (RFC 8058), which bulk mail needs; then ``context`` must hold the
-    ``unsubscribe_url``."""
+    ``unsubscribe_url``. ``sender``: who a mail without list headers is from (default
+    DIGEST_SENDER)."""
     rendered = paths.render(template, context)
     listing: dict[str, Any] = {}
-    sender = settings.sender
+    sender = sender or settings.sender
     if listed is not None:
         sender = sender_of(listed, settings.sender)
         listing = {
@@ -136,9 +138,12 @@ def confirmation(
     settings: Settings,
     now: dt.datetime,
     paths: Paths = FAST,
+    listed: ListRecord = DEFAULT_LIST,
 ) -> Message:
     """The link carries the settings asked for, applied only when it is used: an unsubscribed
-    address keeps its record of opting out until its owner confirms again."""
+    address keeps its record of opting out until its owner confirms again. ``listed``: the
+    list signed up to, which the mail names and is from; the link confirms that
+    subscription only (it carries its id)."""
     payload = {
         "t": list(request.topics),
         "z": request.timezone,
@@ -151,35 +156,57 @@ def confirmation(
         request.topics,
         f"{settings.base_url}/confirm/{token}",
         settings.pending_expiry_days,
+        listed.title,
+        in_sentence(cadence_words(subscriber.cadence or listed.cadence)),
     )
-    return _account_message("confirm", confirmation_context(content), settings, now, paths)
+    context = confirmation_context(content)
+    return _account_message("confirm", context, settings, now, paths, listed)
 
 
 def already_subscribed(
-    subscriber: SubscriberRecord, settings: Settings, now: dt.datetime, paths: Paths = FAST
+    subscriber: SubscriberRecord,
+    settings: Settings,
+    now: dt.datetime,
+    paths: Paths = FAST,
+    listed: ListRecord = DEFAULT_LIST,
 ) -> Message:
-    """For a sign-up of an address that is already active or paused: a way to its
-    preferences, nothing changed."""
-    preferences_url, _ = subscriber_links(subscriber, settings.tokens, settings.base_url)
-    content = AlreadySubscribedContent(
-        subscriber.email, subscriber.topics, preferences_url, subscriber.status == "paused"
-    )
-    context = already_subscribed_context(content)
-    return _account_message("already-subscribed", context, settings, now, paths)
+    """For a sign-up of an address that is already active or paused on ``listed``: a way to
+    that subscription's preferences, nothing changed."""
+    return _preferences_mail("already-subscribed", subscriber, settings, now, paths, listed)
 
 
 def preferences_link(
-    subscriber: SubscriberRecord, settings: Settings, now: dt.datetime, paths: Paths = FAST
+    subscriber: SubscriberRecord,
+    settings: Settings,
+    now: dt.datetime,
+    paths: Paths = FAST,
+    listed: ListRecord = DEFAULT_LIST,
 ) -> Message:
     """Asked for on the unsubscribe page: a fresh preferences link, to the address only. The
     unsubscribe link never expires and is forwarded with every digest, so it must not open
     the preferences itself."""
+    return _preferences_mail("preferences-link", subscriber, settings, now, paths, listed)
+
+
+def _preferences_mail(
+    template: str,
+    subscriber: SubscriberRecord,
+    settings: Settings,
+    now: dt.datetime,
+    paths: Paths,
+    listed: ListRecord,
+) -> Message:
+    """A mail whose one link opens the preferences of ``subscriber`` (one list's)."""
     preferences_url, _ = subscriber_links(subscriber, settings.tokens, settings.base_url)
     content = AlreadySubscribedContent(
-        subscriber.email, subscriber.topics, preferences_url, subscriber.status == "paused"
+        subscriber.email,
+        subscriber.topics,
+        preferences_url,
+        subscriber.status == "paused",
+        listed.title,
     )
     context = already_subscribed_context(content)
-    return _account_message("preferences-link", context, settings, now, paths)
+    return _account_message(template, context, settings, now, paths, listed)
 
 
 def admin_alert(
@@ -197,16 +224,28 @@ def admin_alert(
 
 
 def _account_message(
-    template: str, context: Mapping[str, Any], settings: Settings, now: dt.datetime, paths: Paths
+    template: str,
+    context: Mapping[str, Any],
+    settings: Settings,
+    now: dt.datetime,
+    paths: Paths,
+    listed: ListRecord = DEFAULT_LIST,
 ) -> Message:
-    """A sign-up email is sent once, to the address in its context: no list headers, and a
-    Message-ID that only has to be unique."""
+    """A sign-up email is sent once, to the address in its context, from the list it is
+    about: no list headers, and a Message-ID that only has to be unique."""
+    sender = sender_of(listed, settings.sender)
     return make_message(
         template,
         context,
         settings,
         recipient=context["recipient"],
-        msg_id=account_message_id(settings.sender),
+        msg_id=account_message_id(sender),
         date=now,
         paths=paths,
+        sender=sender,
     )
+
+
+def in_sentence(words: str) -> str:
+    """A cadence in words as the middle of a sentence says it: "weekly, on Mondays"."""
+    return words[:1].lower() + words[1:]

@@ -29,7 +29,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.records import ListRecord
 from digest.sources import ARXIV_CATEGORY, HF, HF_RSS, PaperRecord
-from digest.subscriptions import InvalidInput
+from digest.subscriptions import InvalidInput, first_digest_time
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -214,3 +214,39 @@ def shown_sources(listed: ListRecord, categories: Sequence[str]) -> list[str]:
     if listed.sources:
         return list(listed.sources)
     return [HF, *(ARXIV_PREFIX + c for c in categories)]
+
+
+def cadence_words(cadence: str) -> str:
+    """A cadence as a page says it: "Daily", "Every weekday", "Weekly, on Mondays"."""
+    if is_weekly(cadence):
+        return f"Weekly, on {_day_name(cadence)}s"
+    return "Every weekday" if cadence == "weekdays" else "Daily"
+
+
+def first_edition_time(now: dt.datetime, timezone: str, send_hour: int, cadence: str) -> str:
+    """When someone confirmed at ``now`` (naive UTC) gets their first edition of
+    ``cadence``, as the confirmed page says it. A daily one as it always was
+    (:func:`digest.subscriptions.first_digest_time`); on a day the cadence sends, past its
+    hour, today's edition goes out at the next tick (:func:`due_edition`); else the next day
+    it sends."""
+    if cadence == "daily":
+        return first_digest_time(now, timezone, send_hour)
+    local = now.replace(tzinfo=dt.UTC).astimezone(zone(timezone))
+    at = f"at {send_hour:02d}:00 {timezone}"
+    every = f"every {_day_name(cadence)}" if is_weekly(cadence) else "every weekday"
+    today = local.date()
+    if sends_on(cadence, today) and local.hour < send_hour:
+        return f"today, {_day_label(today)}, {at}, then {every}"
+    week = (today + dt.timedelta(days=n) for n in range(1, 8))
+    following = next(day for day in week if sends_on(cadence, day))
+    if sends_on(cadence, today):
+        return f"within minutes (today's edition), then from {_day_label(following)}, {every} {at}"
+    return f"on {_day_label(following)}, {at}, then {every}"
+
+
+def _day_name(cadence: str) -> str:
+    return DAY_NAMES[DAYS.index(cadence.removeprefix(WEEKLY))].capitalize()
+
+
+def _day_label(day: dt.date) -> str:
+    return f"{day:%A} {day.day} {day:%B}"

@@ -137,6 +137,8 @@ class ConfirmationContent:
     topics: tuple[str, ...]
     confirm_url: str
     expires_days: int
+    title: str = "Paper Digest"  # the list's, which the mail is from
+    cadence: str = "daily"  # the list's, in a sentence: "weekly, on Mondays"
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class AlreadySubscribedContent:
     topics: tuple[str, ...]
     preferences_url: str
     paused: bool
+    title: str = "Paper Digest"  # the list's, which the mail is from
 
 
 @dataclass(frozen=True)

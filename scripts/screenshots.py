@@ -5,8 +5,8 @@
 Renders a realistic digest (one recorded day of Hugging Face and arXiv papers, with upvotes,
 a Trending today section and a topic with nothing new) and captures it at phone (375 px)
 and desktop (700 px) widths, in light and dark mode; then serves the web app on a
-temporary database and captures each page (subscribe, confirm, preferences, unsubscribe,
-vote, archive, a notice) at both widths, light and dark, with a digest already sent and two
+temporary database and captures each page (subscribe, the lists home page and a list's
+page, confirm, preferences, unsubscribe, vote, archive, a notice) at both widths, light and dark, with a digest already sent and two
 votes cast, so the vote page, the archive ("View in browser") and the preferences page's
 votes and past digests have something to show. Two of the pictures are also copied to docs/ for the README.
 """
@@ -148,6 +148,15 @@ def capture_web_pages(out: Path) -> None:
             build_subscriber_input("ada@example.org", list(SAMPLE_TOPICS)), SubscriberDefaults()
         )
         picks = send_sample_digest(store, sub)
+        store.lists.add(  # a second public list: the home page lists both
+            "ml-weekly",
+            "ML Weekly",
+            description="The week's best papers on machine learning, picked for your topics "
+            "and sent on Monday morning.",
+            cadence="weekly:mon",
+            sender="ML Weekly <ml-weekly@example.org>",
+            suggested_topics=["world models", "sparse mixture of experts", "RLHF"],
+        )
         tokens = Tokens(settings.secret_key)
         app = create_app(settings, store, redis_conn=None)
         # The preferences page previews its topics as it loads. The first preview loads
@@ -160,7 +169,9 @@ def capture_web_pages(out: Path) -> None:
         edition = SAMPLE_NOW.date().isoformat()
         digest = f"/digest/{tokens.make('digest', sub.id, sub.email, bound=edition)}"
         pages = {
-            "subscribe": "/",
+            "subscribe": "/l/daily",
+            "lists": "/",
+            "list": "/l/ml-weekly",
             "confirm": f"/confirm/{tokens.make('confirm', sub.id, sub.email, {})}",
             "preferences": f"/preferences/{tokens.make('preferences', sub.id, sub.email)}",
             "unsubscribe": f"/unsubscribe/{tokens.make('unsubscribe', sub.id, sub.email)}",

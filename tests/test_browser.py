@@ -205,6 +205,53 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_real_browser(served: dic
     assert store.subscribers.get("ada@example.org").status == "unsubscribed"
 
 
+WEEKLY_DESCRIPTION = "The week's best machine learning papers, every Monday."
+
+
+def add_weekly_list(store: Storage):
+    """A second public list, with its own sender and suggested topics."""
+    return store.lists.add(
+        "ml-weekly",
+        "ML Weekly",
+        description=WEEKLY_DESCRIPTION,
+        cadence="weekly:mon",
+        sender="ML Weekly <ml-weekly@example.org>",
+        suggested_topics=["world models", "reinforcement learning"],
+    )
+
+
+def test_choose_a_list_on_the_home_page_and_sign_up_to_it(served: dict, browser) -> None:
+    """With two public lists the home page lists them; a reader picks one, signs up on its
+    page and confirms from the mail its sender sent."""
+    from selenium.webdriver.common.by import By
+
+    base, store, sink = served["base"], served["store"], served["sink"]
+    weekly = add_weekly_list(store)
+    browser.get(base + "/")
+    heading_says(browser, "Choose your digests")
+    main = browser.find_element(By.TAG_NAME, "main").text
+    assert "ML Weekly" in main and WEEKLY_DESCRIPTION in main and "Weekly, on Mondays" in main
+    browser.find_element(By.LINK_TEXT, "Sign up to ML Weekly").click()
+    heading_says(browser, "The new papers on your topics, once a week")
+    assert browser.current_url == base + "/l/ml-weekly"
+    browser.find_element(By.ID, "email").send_keys("ada@example.org")
+    browser.find_element(By.CSS_SELECTOR, '.chip[data-topic="world models"]').click()
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    heading_says(browser, "Check your inbox")
+    mail = sink.handler.received[-1].message()
+    assert mail["Subject"] == "Confirm your ML Weekly subscription"
+    assert mail["From"] == "ML Weekly <ml-weekly@example.org>"
+    browser.get(link_in(mail.get_body(("plain",)).get_content(), re.escape(base) + r"/confirm/\S+"))
+    heading_says(browser, "Confirm your subscription")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    heading_says(browser, "You are subscribed")
+    sub = store.subscribers.require("ada@example.org", list_id=weekly.id)
+    assert (sub.status, sub.topics) == ("active", ("world models",))
+    assert store.subscribers.get("ada@example.org") is None, "nothing on the default list"
+    browser.get(base + "/l/private-or-not-there")
+    heading_says(browser, "Page not found")
+
+
 # Readable everywhere (#31): every page a reader sees, light and dark, at phone width.
 
 CONTRAST_JS = (Path(__file__).parent / "contrast.js").read_text(encoding="utf-8")
@@ -242,10 +289,11 @@ def contrast_report(page: str, found: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def sign_up(browser, base: str, email: str, topics: Iterable[str]) -> None:
+def sign_up(browser, base: str, email: str, topics: Iterable[str], path: str = "/l/daily") -> None:
+    """Signs up on a list's page (the default list's: the home page lists every list)."""
     from selenium.webdriver.common.by import By
 
-    browser.get(base + "/")
+    browser.get(base + path)
     browser.find_element(By.ID, "email").send_keys(email)
     browser.find_element(By.ID, "topics").send_keys("\n".join(topics))
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -323,6 +371,7 @@ def pages(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 def _reader_pages(browser, site: dict, folder: Path) -> dict[str, Callable[[], None]]:
     base, store, sink, settings = site["base"], site["store"], site["sink"], site["settings"]
+    add_weekly_list(store)  # two public lists: the home page lists them
     ingest_bytes(
         store.papers,
         (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
@@ -380,7 +429,7 @@ def _reader_pages(browser, site: dict, folder: Path) -> dict[str, Callable[[], N
     def subscribe_with_suggestion_and_preview() -> None:
         from selenium.webdriver.common.by import By
 
-        browser.get(base + "/")
+        browser.get(base + "/l/daily")
         browser.find_element(By.CSS_SELECTOR, ".chip").click()  # a pressed chip
         browser.find_element(By.ID, "topics").send_keys("\nreinforcement learning")
         preview_items(browser)
@@ -395,8 +444,10 @@ def _reader_pages(browser, site: dict, folder: Path) -> dict[str, Callable[[], N
         **opened,
         "subscribe": subscribe_with_suggestion_and_preview,
         "subscribe, refused": submit(
-            browser, visit(browser, base + "/"), "button[type=submit]", refused
+            browser, visit(browser, base + "/l/daily"), "button[type=submit]", refused
         ),
+        "lists": visit(browser, base + "/", "Choose your digests"),
+        "list page": visit(browser, base + "/l/ml-weekly", "once a week"),
         "check your inbox": partial(sign_up, browser, base, "cy@example.org", ["diffusion"]),
         "confirm": visit(browser, confirm_link, "Confirm your subscription"),
         "subscribed": submit(
@@ -434,6 +485,8 @@ READER_PAGES = [
     "already-subscribed email",
     "subscribe",
     "subscribe, refused",
+    "lists",
+    "list page",
     "check your inbox",
     "confirm",
     "subscribed",

@@ -215,6 +215,34 @@ def test_a_confirmation_carries_the_settings_asked_for_in_its_link(settings: Set
     assert read.belongs_to("ada@example.org")
 
 
+WEEKLY = ListRecord(
+    2, "ml-weekly", "ML Weekly", cadence="weekly:mon", sender="ML Weekly <ml@lab.example.org>"
+)
+
+
+@pytest.mark.parametrize("kind", ["confirmation", "already_subscribed", "preferences_link"])
+def test_account_mail_names_its_list_and_comes_from_its_sender(
+    settings: Settings, kind: str
+) -> None:
+    """A sign-up to a list is answered by that list: its title, its sender (and the domain
+    of its Message-ID), but no list headers: a one-off mail, not the list's."""
+    make = {
+        "confirmation": lambda: emails.confirmation(
+            ADA, SubscriberInput(ADA.email, ADA.topics), settings, NOW, listed=WEEKLY
+        ),
+        "already_subscribed": lambda: emails.already_subscribed(ADA, settings, NOW, listed=WEEKLY),
+        "preferences_link": lambda: emails.preferences_link(ADA, settings, NOW, listed=WEEKLY),
+    }
+    mail = message_from_bytes(make[kind]().as_bytes(), policy=default)
+    assert mail["From"] == "ML Weekly <ml@lab.example.org>"
+    assert mail["Message-ID"].endswith("@lab.example.org>")
+    assert "ML Weekly" in mail["Subject"] and "Paper Digest" not in mail["Subject"]
+    assert mail["List-Id"] is None and mail["List-Unsubscribe"] is None
+    if kind == "confirmation":
+        text = " ".join(mail.get_body(("plain",)).get_content().split())
+        assert "wants ML Weekly: a digest of new papers on rl, agents, weekly, on Mondays." in text
+
+
 def test_already_subscribed_links_to_preferences_and_says_paused(settings: Settings) -> None:
     paused = replace(ADA, status="paused")
     mail = message_from_bytes(

@@ -8,9 +8,11 @@ import datetime as dt
 import pytest
 
 from digest.lists import (
+    cadence_words,
     candidate_window,
     due_edition,
     fetch_plan,
+    first_edition_time,
     from_sources,
     list_id,
     slot_start,
@@ -139,3 +141,34 @@ def test_a_digest_names_its_list_where_the_sender_does_not() -> None:
     assert titles(own, sender) == ("Robots", "")
     assert list_id(default, "example.org") == "Paper Digest <daily.digest.example.org>"
     assert list_id(weekly, "example.org") == "ML Weekly <ml-weekly.digest.example.org>"
+
+
+@pytest.mark.parametrize(
+    ("cadence", "words"),
+    [("daily", "Daily"), ("weekdays", "Every weekday"), ("weekly:mon", "Weekly, on Mondays"),
+     ("weekly:sun", "Weekly, on Sundays")],
+)  # fmt: skip
+def test_a_cadence_in_words(cadence: str, words: str) -> None:
+    assert cadence_words(cadence) == words
+
+
+@pytest.mark.parametrize(
+    ("now", "cadence", "said"),
+    [
+        (at(0, 5), "weekly:mon", "today, Monday 7 December, at 07:00 UTC, then every Monday"),
+        (at(0, 9), "weekly:mon", "within minutes (today's edition), then from Monday 14 December, "
+         "every Monday at 07:00 UTC"),
+        (at(1, 5), "weekly:mon", "on Monday 14 December, at 07:00 UTC, then every Monday"),
+        (at(4, 9), "weekdays", "within minutes (today's edition), then from Monday 14 December, "
+         "every weekday at 07:00 UTC"),
+        (at(5, 5), "weekdays", "on Monday 14 December, at 07:00 UTC, then every weekday"),
+        (at(5, 5), "daily", "today, Saturday 12 December, at 07:00 UTC"),
+    ],
+)  # fmt: skip
+def test_the_first_edition_is_the_next_one_the_cadence_sends(
+    now: dt.datetime, cadence: str, said: str
+) -> None:
+    """As the planner sends it (:func:`due_edition`): today's once its hour has come,
+    else the next day the cadence sends; a weekly edition before today is not a new
+    reader's."""
+    assert first_edition_time(now, "UTC", 7, cadence) == said

@@ -830,9 +830,9 @@ def test_the_sign_up_answer_takes_as_long_whether_or_not_the_address_exists(web:
     ctx.settings = ctx.settings.model_copy(update={"signup_answer_seconds": 1.0})
     real = ctx.store.subscribers.request_subscription
 
-    def costly(data, defaults):  # a new address writes rows; an existing one only reads
-        now[0] += 0.05 if ctx.store.subscribers.get(data.email) else 0.4
-        return real(data, defaults)
+    def costly(data, defaults, list_id=None):  # a new address writes rows; an existing one reads
+        now[0] += 0.05 if ctx.store.subscribers.get(data.email, list_id) else 0.4
+        return real(data, defaults, list_id)
 
     ctx.store.subscribers.request_subscription = costly
     web["store"].subscribers.add(
@@ -898,7 +898,7 @@ def test_preferences_offer_suggestions_a_preview_and_the_trending_switch(web: di
     path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
     page = client.get(path).get_data(as_text=True)
     assert 'class="chip" data-topic="reinforcement learning"' in page
-    assert 'data-preview-url="/preview"' in page and "subscribe.js" in page
+    assert 'data-preview-url="/preview?list=daily"' in page and "subscribe.js" in page
     assert '<input type="checkbox" name="show_trending" checked>' in page
     form = {"csrf_token": CSRF.search(page).group(1), "topics": "rl", "timezone": "UTC"}
     client.post(path, data={**form, "send_hour": "7", "max_papers": "5", "action": "save"})

@@ -2,14 +2,17 @@
 (RFC 8058), and a preferences page. A thin shell over storage, tokens, rendering and delivery.
 
 Routes
-  GET  /                       subscribe form
-  POST /subscribe              always the same answer, in the same time, whether or not the address exists
+  GET  /                       the public lists, each linking to its form; with one, its form
+  GET  /l/<slug>               a public list's subscribe form (a private or unknown list: 404)
+  POST /subscribe              subscribes to the form's list; always the same answer, in the
+                               same time, whether or not the address exists
   GET  /confirm/<token>        a page with one button (mail gateways open every link with a GET)
   POST /confirm/<token>        activates the subscription
   GET  /unsubscribe/<token>    a confirmation page with one button
   POST /unsubscribe/<token>    unsubscribes at once; mail providers POST
                                "List-Unsubscribe=One-Click" here and get a plain 200
-  GET  /preferences/<token>    topics, hour, time zone, digest size, pause, unsubscribe
+  GET  /preferences/<token>    one subscription's topics, hour, time zone, cadence, digest
+                               size, pause, unsubscribe
   POST /preferences/<token>
   GET  /digest/<token>         one day's digest as it was sent ("View in browser")
   GET  /digest/<token>/vote/<arxiv id>?v=up|down
@@ -18,7 +21,9 @@ Routes
   POST /digest/<token>/vote/<arxiv id>
                                records, changes or removes the vote (the signed token authorises it)
   GET  /feed/<token>           the reader's private Atom feed of every paper sent (ETag, 304)
-  GET  /preview?topics=...     JSON: today's papers the typed topics would get (the form shows it live)
+  GET  /preview?topics=...&list=SLUG
+                               JSON: the papers the typed topics would get today from that
+                               list (the form shows it live)
   GET  /healthz                database reachable?
 
 The signed token is the credential on every page but the sign-up form; every form also

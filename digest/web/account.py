@@ -13,8 +13,9 @@ from flask import Response, request, url_for
 from digest import emails
 from digest.editions import digest_url, feed_url
 from digest.limits import Limit
+from digest.lists import CADENCES, cadence_words, validate_cadence
 from digest.models import utcnow
-from digest.records import SubscriberRecord
+from digest.records import ListRecord, SubscriberRecord
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
     MAX_TOPICS,
@@ -28,9 +29,11 @@ from digest.web.context import (
     client_address,
     csrf_exempt,
     invalid_link,
+    list_of,
     notice,
     page,
     pages,
+    signup_url,
     suggestions,
     web_context,
     with_subscriber,
@@ -52,11 +55,19 @@ def unsubscribe_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str,
     """Asks first (mail scanners follow links). The link never expires and travels with
     every forwarded digest, so it opens no other page: the preferences (to pause instead)
     are mailed to the address on request."""
+    return _unsubscribe_page(sub, done=sub.status == "unsubscribed")
+
+
+def _unsubscribe_page(sub: SubscriberRecord, done: bool) -> tuple[str, int]:
+    """The page names the list: leaving one list leaves the reader's others as they are."""
+    listed = list_of(web_context(), sub)
     return page(
         "unsubscribe.html",
         email=sub.email,
-        done=sub.status == "unsubscribed",
-        can_ask=sub.status in ("active", "paused"),
+        brand=listed.title,
+        done=done,
+        can_ask=not done and sub.status in ("active", "paused"),
+        signup_url=signup_url(listed),
     )
 
 
@@ -69,7 +80,9 @@ def preferences_link(sub: SubscriberRecord, data: Any, token: str) -> tuple[str,
     if not ctx.throttle.reserve((SIGNUPS_PER_CLIENT, client_address())):
         return notice("Too many requests", "Please try again in an hour.", 429)
     if sub.status in ("active", "paused"):
-        mail_within_quota(ctx, sub, emails.preferences_link(sub, ctx.settings, utcnow()))
+        listed = list_of(ctx, sub)
+        message = emails.preferences_link(sub, ctx.settings, utcnow(), listed=listed)
+        mail_within_quota(ctx, sub, message)
     return notice(
         "Check your inbox",
         f"If {sub.email} still gets digests, a link to its preferences is on its way there.",
@@ -98,7 +111,7 @@ def unsubscribe(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         log.info("unsubscribed subscriber %d (%s)", sub.id, "one-click" if one_click else "page")
     if one_click:
         return Response("unsubscribed\n", 200, mimetype="text/plain")
-    return page("unsubscribe.html", email=sub.email, done=True)
+    return _unsubscribe_page(sub, done=True)
 
 
 @pages.route("/preferences/<token>", methods=["GET", "POST"])
@@ -118,14 +131,19 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         saved = not errors
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
     base = ctx.settings.base_url
+    listed = list_of(ctx, sub)
     return page(
         "preferences.html",
         400 if errors else 200,
         sub=sub,
+        listed=listed,
+        brand=listed.title,
+        cadences=cadence_choices(listed),
+        signup_url=signup_url(listed),
         form=request.form if errors else {},
         errors=errors,
         saved=saved,
-        suggestions=suggestions(ctx),
+        suggestions=suggestions(ctx, listed),
         max_topics=MAX_TOPICS,
         max_papers_limit=MAX_PAPERS_LIMIT,
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
@@ -159,6 +177,7 @@ def _apply_preferences(
         timezone=lambda: validate_timezone(form.get("timezone", "UTC")),
         send_hour=lambda: validate_send_hour(form.get("send_hour", "")),
         max_papers=lambda: validate_max_papers(form.get("max_papers", "")),
+        cadence=lambda: _cadence(form.get("cadence")),
     )
     if errors:
         return sub, errors
@@ -166,3 +185,15 @@ def _apply_preferences(
     return ctx.store.subscribers.update(
         sub.email, **values, show_trending=show_trending, list_id=sub.list_id
     ), {}
+
+
+def cadence_choices(listed: ListRecord) -> list[tuple[str, str]]:
+    """The "how often" choices: the list's own cadence (no override), then each cadence."""
+    follow = ("", f"As the list sends: {cadence_words(listed.cadence)}")
+    return [follow, *((cadence, cadence_words(cadence)) for cadence in CADENCES)]
+
+
+def _cadence(raw: str | None) -> str | None:
+    """The form's cadence: "" follows the list again; a form without the field (an old
+    page) leaves it as it is (None)."""
+    return validate_cadence(raw) if raw else raw

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from functools import lru_cache, wraps
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFProtect
 
 from digest.fetching import Fetcher
 from digest.limits import RateLimiter, Throttle
-from digest.records import SubscriberDefaults
+from digest.lists import DEFAULT_LIST
+from digest.records import ListRecord, SubscriberDefaults, SubscriberRecord
 from digest.settings import Settings
 from digest.storage import Storage
 from digest.subscriptions import suggested_topics
@@ -71,10 +72,15 @@ def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
 
 
 def notice(
-    title: str, message: str, status: int = 200, link: tuple[str, str] | None = None
+    title: str,
+    message: str,
+    status: int = 200,
+    link: tuple[str, str] | None = None,
+    brand: str | None = None,
 ) -> tuple[str, int]:
-    """A page with one message (and at most one link onward)."""
-    return page("notice.html", status, title=title, message=message, link=link)
+    """A page with one message (and at most one link onward), under the title of the list
+    it is about (``brand``), if any."""
+    return page("notice.html", status, title=title, message=message, link=link, brand=brand)
 
 
 def invalid_link(reason: str) -> tuple[str, int]:
@@ -122,12 +128,34 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def suggestions(ctx: WebContext) -> list[str]:
-    """The topics the forms suggest: the configured list, and topics enough readers follow."""
+def suggestions(ctx: WebContext, listed: ListRecord) -> list[str]:
+    """The topics the forms suggest: the list's own (or the configured ones), and topics
+    enough readers follow."""
     settings = ctx.settings
-    return suggested_topics(
-        settings.suggestion_list, ctx.store.topics.counts(), settings.suggest_min_followers
-    )
+    curated = list(listed.suggested_topics) or settings.suggestion_list
+    return suggested_topics(curated, ctx.store.topics.counts(), settings.suggest_min_followers)
+
+
+def list_of(ctx: WebContext, sub: SubscriberRecord) -> ListRecord:
+    """The list a subscription belongs to (the row cascades away with its list, so it is
+    there; the stand-in only covers a list removed mid-request)."""
+    return ctx.store.lists.get_by_id(sub.list_id) or DEFAULT_LIST
+
+
+def public_list(ctx: WebContext, slug: str | None) -> ListRecord:
+    """The public list named ``slug`` (None: the default list); anything else, private or
+    unknown alike, is the "page not found" page: a private list's name is not told."""
+    listed = ctx.store.lists.get(slug) if slug else ctx.store.lists.default()
+    if listed is None or not listed.public:
+        abort(404)
+    return listed
+
+
+def signup_url(listed: ListRecord) -> str:
+    """Where to sign up to ``listed`` again: its page, or the home page for a private one."""
+    if listed.public:
+        return url_for("pages.list_page", slug=listed.slug)
+    return url_for("pages.subscribe_form")
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from werkzeug.http import http_date, is_resource_modified, quote_etag, unquote_e
 
 from digest.announcements import date_label
 from digest.editions import digest_content, digest_url, vote_url
+from digest.lists import titles
 from digest.models import utcnow
 from digest.records import DeliveryRecord, SubscriberRecord
 from digest.sources import PaperRecord
@@ -22,6 +23,7 @@ from digest.web.context import (
     WebContext,
     csrf_exempt,
     invalid_link,
+    list_of,
     notice,
     page,
     pages,
@@ -49,11 +51,20 @@ def digest_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
     ids = [str(pick["arxiv_id"]) for pick in sent.picks] + sorted(papers_of_topics(sub.topics))
     papers = {p.arxiv_id: p for p in ctx.store.papers.find(ids=ids)}
     base = ctx.settings.base_url
+    listed = list_of(ctx, sub)
     content = digest_content(
-        sub, sent.picks, papers, sent.edition, ctx.tokens, base, sent.quiet_topics
+        sub,
+        sent.picks,
+        papers,
+        sent.edition,
+        ctx.tokens,
+        base,
+        sent.quiet_topics,
+        titles(listed, ctx.settings.sender),
     )
     return page(
         "archive.html",
+        brand=content.title,
         content=content,
         trending_votes=[vote_url(content.archive_url, p.arxiv_id) for p in content.trending],
         days=_archive_days(ctx, sub),
@@ -136,6 +147,7 @@ def _vote_page(
     return page(
         "vote.html",
         status,
+        brand=list_of(ctx, sub).title,
         paper=paper,
         current=current,
         wanted=wanted or current or "up",
@@ -166,6 +178,7 @@ def feed(sub: SubscriberRecord, data: Any, token: str) -> Response:
     xml = render_template(
         "web/feed.xml",
         sub=sub,
+        title=list_of(ctx, sub).title,
         updated=updated,
         feed_id=f"tag:{urlsplit(ctx.settings.base_url).hostname},2026:paper-digest:{sub.id}",
         self_url=f"{ctx.settings.base_url}/feed/{token}",

@@ -1,4 +1,5 @@
-"""Signing up: the subscribe form, the double opt-in (a mailed link whose page asks before it
+"""Signing up: the home page (the public lists, or the only one's form), each public list's
+subscribe form at ``/l/SLUG``, the double opt-in (a mailed link whose page asks before it
 confirms, since mail gateways open every link with a GET), and the live preview of what
 typed topics would get today."""
 
@@ -11,16 +12,16 @@ from flask import Response, jsonify, request, url_for
 
 from digest import emails
 from digest.limits import Limit
+from digest.lists import DEFAULT_LIST, cadence_words, first_edition_time
 from digest.models import utcnow
 from digest.pipeline import rank_today
-from digest.records import SubscriberRecord
+from digest.records import ListRecord, SubscriberRecord
 from digest.subscriptions import (
     MAX_TOPICS,
     OPTED_OUT,
     InvalidInput,
     SubscriberInput,
     build_subscriber_input,
-    first_digest_time,
     normalize_email,
     normalize_topics,
     validate_send_hour,
@@ -30,9 +31,12 @@ from digest.web.context import (
     WebContext,
     client_address,
     invalid_link,
+    list_of,
     notice,
     page,
     pages,
+    public_list,
+    signup_url,
     suggestions,
     web_context,
     with_subscriber,
@@ -50,13 +54,20 @@ LINK_OF_UNKNOWN_AGE = dt.datetime(1970, 1, 1)
 
 
 def subscribe_page(
-    ctx: WebContext, status: int = 200, form: Any = None, errors: dict[str, str] | None = None
+    ctx: WebContext,
+    listed: ListRecord,
+    status: int = 200,
+    form: Any = None,
+    errors: dict[str, str] | None = None,
 ) -> tuple[str, int]:
-    """The subscribe form, blank or as sent back with its problems."""
+    """A list's subscribe form, blank or as sent back with its problems."""
     return page(
         "subscribe.html",
         status,
-        suggestions=suggestions(ctx),
+        listed=listed,
+        brand=listed.title,
+        cadence=cadence_words(listed.cadence),
+        suggestions=suggestions(ctx, listed),
         form=form or {},
         errors=errors or {},
         max_topics=MAX_TOPICS,
@@ -66,7 +77,23 @@ def subscribe_page(
 
 @pages.get("/")
 def subscribe_form() -> tuple[str, int]:
-    return subscribe_page(web_context())
+    """The public lists to choose from; with only one, its form (an install with one list
+    looks as it did before there were lists)."""
+    ctx = web_context()
+    public = ctx.store.lists.public()
+    if len(public) == 1:
+        return subscribe_page(ctx, public[0])
+    return page(
+        "lists.html",
+        lists=[(listed, cadence_words(listed.cadence)) for listed in public],
+    )
+
+
+@pages.get("/l/<slug>")
+def list_page(slug: str) -> tuple[str, int]:
+    """A public list's subscribe form; a private or unknown list is "page not found"."""
+    ctx = web_context()
+    return subscribe_page(ctx, public_list(ctx, slug))
 
 
 @pages.post("/subscribe")
@@ -79,6 +106,7 @@ def subscribe() -> tuple[str, int]:
             429,
         )
     form = request.form
+    listed = public_list(ctx, form.get("list"))
     values, errors = validated(
         email=lambda: normalize_email(form.get("email", "")),
         topics=lambda: known_topics(ctx, form.get("topics", "")),
@@ -86,10 +114,10 @@ def subscribe() -> tuple[str, int]:
         send_hour=optional(validate_send_hour, form.get("send_hour")),
     )
     if errors:
-        return subscribe_page(ctx, 400, form, errors)
+        return subscribe_page(ctx, listed, 400, form, errors)
     data = SubscriberInput(**values)
     answer_by = ctx.clock() + ctx.settings.signup_answer_seconds
-    if not _mail_sign_up(ctx, data):
+    if not _mail_sign_up(ctx, data, listed):
         return notice(
             "Please try again later",
             "We could not send the email just now. Nothing was lost: "
@@ -102,20 +130,25 @@ def subscribe() -> tuple[str, int]:
     return notice(
         "Check your inbox",
         f"If {data.email} can receive our emails, a message is on its way. Open the link in it "
-        f"within {ctx.settings.pending_expiry_days} days to start your daily digest.",
+        f"within {ctx.settings.pending_expiry_days} days to start {listed.title}.",
+        brand=listed.title,
     )
 
 
-def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
-    """Record the sign-up and mail the address, within its mail limits. False only when the
-    mail could not be sent (and then it is not counted)."""
-    sub, needs_confirmation = ctx.store.subscribers.request_subscription(data, ctx.defaults)
+def _mail_sign_up(ctx: WebContext, data: SubscriberInput, listed: ListRecord) -> bool:
+    """Record the sign-up to ``listed`` and mail the address, within its mail limits. False
+    only when the mail could not be sent (and then it is not counted). An address on other
+    lists gets a new subscription here, with its own confirmation."""
+    sub, needs_confirmation = ctx.store.subscribers.request_subscription(
+        data, ctx.defaults, list_id=listed.id
+    )
     # An active or paused subscriber who forgot is sent a way to their preferences instead
     # (nothing changes): from the page alone, nobody can tell which of the two was sent.
+    now = utcnow()
     message = (
-        emails.confirmation(sub, data, ctx.settings, utcnow())
+        emails.confirmation(sub, data, ctx.settings, now, listed=listed)
         if needs_confirmation
-        else emails.already_subscribed(sub, ctx.settings, utcnow())
+        else emails.already_subscribed(sub, ctx.settings, now, listed=listed)
     )
     return mail_within_quota(ctx, sub, message)
 
@@ -123,7 +156,14 @@ def _mail_sign_up(ctx: WebContext, data: SubscriberInput) -> bool:
 @pages.get("/confirm/<token>")
 @with_subscriber("confirm")
 def confirm_page(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
-    return page("confirm.html", topics=data.payload.get("t") or sub.topics, email=sub.email)
+    listed = list_of(web_context(), sub)
+    return page(
+        "confirm.html",
+        topics=data.payload.get("t") or sub.topics,
+        email=sub.email,
+        brand=listed.title,
+        cadence=emails.in_sentence(cadence_words(sub.cadence or listed.cadence)),
+    )
 
 
 @pages.post("/confirm/<token>")
@@ -144,14 +184,17 @@ def confirm(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]:
             "This subscription was cancelled after the link was sent. "
             "Subscribe again to get a new link.",
             400,
-            link=(url_for("pages.subscribe_form"), "Subscribe again"),
+            link=(signup_url(list_of(ctx, confirmed)), "Subscribe again"),
         )
     prefs = ctx.tokens.make("preferences", confirmed.id, confirmed.email)
-    when = first_digest_time(utcnow(), confirmed.timezone, confirmed.send_hour)
+    listed = list_of(ctx, confirmed)
+    cadence = confirmed.cadence or listed.cadence
+    when = first_edition_time(utcnow(), confirmed.timezone, confirmed.send_hour, cadence)
     return notice(
         "You are subscribed",
         f"Your first digest on {', '.join(confirmed.topics)} arrives {when}.",
         link=(url_for("pages.preferences", token=prefs), "Manage preferences"),
+        brand=listed.title,
     )
 
 
@@ -166,7 +209,8 @@ def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> Subsc
 
 @pages.get("/preview")
 def preview() -> tuple[Response, int] | Response:
-    """Today's papers for typed topics. Bounded before any work: the raw query's size first,
+    """Today's papers for typed topics, from what the public list ``?list=`` picks from (its
+    sources; a weekly list's week). Bounded before any work: the raw query's size first,
     then the client's rate, then the topics themselves; nothing it computes is stored."""
     ctx = web_context()
     if len(request.query_string) > MAX_PREVIEW_QUERY_BYTES:
@@ -178,7 +222,10 @@ def preview() -> tuple[Response, int] | Response:
     except InvalidInput as exc:
         return jsonify({"error": str(exc), "papers": []}), 400
     now = utcnow()
-    visitor = SubscriberRecord(0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None)
+    listed = _previewed_list(ctx, request.args.get("list"))
+    visitor = SubscriberRecord(
+        0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None, list_id=listed.id
+    )
     plan = rank_today(ctx.store, ctx.settings, [visitor], now, remember=False, fresh=True)
     papers = [
         (plan.papers[pick["arxiv_id"]], pick["reason"])
@@ -193,3 +240,10 @@ def preview() -> tuple[Response, int] | Response:
             ]
         }
     )
+
+
+def _previewed_list(ctx: WebContext, slug: str | None) -> ListRecord:
+    """The public list a preview is for; a private or unknown one previews as the default
+    scope does (every source, the day), so a preview tells nothing of private lists."""
+    found = ctx.store.lists.get(slug) if slug else None
+    return found if found is not None and found.public else DEFAULT_LIST

@@ -48,7 +48,8 @@
     box.hidden = papers.length === 0;
   }
   function preview() {
-    var url = topics.dataset.previewUrl + "?topics=" + encodeURIComponent(topics.value);
+    var base = topics.dataset.previewUrl;  // may name the list: "/preview?list=ml-weekly"
+    var url = base + (base.indexOf("?") < 0 ? "?" : "&") + "topics=" + encodeURIComponent(topics.value);
     fetch(url).then(function (r) { return r.json(); })
       .then(function (data) { show(data.papers || []); })
       .catch(function () { show([]); });

@@ -1,7 +1,10 @@
 """Sending a batch of deliveries: claim a group -> render and send each -> record the group.
 
 Each message is rendered while the server takes in the one before it; its answer is read
-before anything is recorded. The database row is the truth. A delivery is claimed with a
+before anything is recorded. A group's first message goes to the server short of the end of
+its data while the group before is recorded on a second thread, and the end follows only
+once that commit is back: the wait overlaps the conversation, not the window. The database
+row is the truth. A delivery is claimed with a
 conditional UPDATE before it is sent and marked ``sent`` once the server's 250 is read, so a
 redelivered batch (acks_late) skips what is done and two workers never send the same row.
 A duplicate is possible only where the server may have accepted a message the database
@@ -19,8 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -167,6 +172,9 @@ def send_deliveries(
     time: one commit per group, which records the group before and claims this one, the
     difference between a third and most of the SMTP sink's speed on PostgreSQL. The price:
     a worker killed mid-group resends the group's accepted messages (docs/delivery.md).
+    That commit runs on a second thread while the group's first message goes to the server
+    short of the end of its data, which follows once the commit is back: the wait for the
+    commit overlaps the SMTP conversation, and the window stays one group.
     Each digest is from its list and carries its List-Id and title (``lists``; None: the
     default list's, as tests that have no lists send them).
     """
@@ -175,41 +183,32 @@ def send_deliveries(
     paper_ids = {str(pick["arxiv_id"]) for delivery, _ in loaded for pick in delivery.picks}
     paper_ids |= papers_of_topics(t for _, sub in loaded for t in sub.topics)  # their titles
     known = {p.arxiv_id: p for p in papers.find(ids=sorted(paper_ids))} if paper_ids else {}
-    wanted = []
+    wanted, now = [], clock()
     for delivery, subscriber in loaded:
-        if subscriber.status == "active":
-            wanted.append((delivery, subscriber))
-        else:
+        if subscriber.status != "active":
             deliveries.skip(delivery.id, f"not sent: the subscriber is {subscriber.status}")
             report.skipped += 1
             report.inactive += 1
-    by_id = {listed.id: listed for listed in lists.all()} if lists is not None else {}
-    sending = _Sending(deliveries, settings, transport, limiter, known, clock, report, by_id)
-    accepted: list[SentRecord] = []
-    for start in range(0, len(wanted), settings.send_group):
-        group = wanted[start : start + settings.send_group]
-        ids, claimed_at = [d.id for d, _ in group], clock()
-        if start == 0:
-            claim, taken = deliveries.claim(ids, claimed_at)
-        else:  # the group before's record and this claim: one commit
-            claim = secrets.token_hex(8)
-            recorded, taken = _record(
-                "mark sent",
-                deliveries.mark_sent_and_claim,
-                accepted,
-                ids,
-                claim,
-                claimed_at,
-                patience=patience(settings),
-            )
-            report.recorded(accepted, recorded)
-        report.skipped += len(group) - len(taken)
-        lease = _Lease(deliveries, settings, claim, claimed_at, taken)
-        accepted = sending.group([(d, sub) for d, sub in group if d.id in taken], lease)
-    report.recorded(
-        accepted, _record("mark sent", deliveries.mark_sent, accepted, patience=patience(settings))
-    )
+        elif _claimable(delivery, now):
+            wanted.append((delivery, subscriber))
+        else:
+            report.skipped += 1
+    with ThreadPoolExecutor(1, thread_name_prefix="record") as recorder:
+        by_id = {listed.id: listed for listed in lists.all()} if lists is not None else {}
+        sending = _Sending(
+            deliveries, settings, transport, limiter, known, clock, report, recorder, by_id
+        )
+        sending.batch(wanted)
     return report
+
+
+def _claimable(delivery: DeliveryRecord, now: dt.datetime) -> bool:
+    """Whether a claim could take the delivery as loaded (the claim itself decides). A
+    redelivered batch's sent rows are left out here, so no first message of a group is
+    handed over only to be abandoned with its connection."""
+    return delivery.status == "queued" and (
+        delivery.next_try_at is None or delivery.next_try_at <= now
+    )
 
 
 @dataclass
@@ -248,6 +247,10 @@ class _InFlight(NamedTuple):
     message: Message
     pending: Pending
     built_at: dt.datetime
+    claim: str
+
+
+Claimed = Sequence[tuple[DeliveryRecord, SubscriberRecord]]
 
 
 @dataclass
@@ -261,36 +264,119 @@ class _Sending:
     papers: Mapping[str, PaperRecord]
     clock: Callable[[], dt.datetime]
     report: BatchReport
+    recorder: Executor  # one thread: each group's record and the next group's claim
     lists: Mapping[int, ListRecord]
 
-    def group(
-        self, claimed: Sequence[tuple[DeliveryRecord, SubscriberRecord]], lease: _Lease
-    ) -> list[SentRecord]:
-        """Send a claimed group; the records to write for the messages the server accepted.
+    def batch(self, wanted: Claimed) -> None:
+        """Send the batch group by group; each group's accepted messages are recorded as
+        the next group opens (:meth:`open_group`), the last group's at the end.
 
         Each message is built while the server takes in the one before it, whose answer is
         read (and any refusal recorded) before the next is handed over. A message whose
         claim passed to another worker (this one stalled past its lease) is not sent."""
-        claim = lease.claim
-        accepted: list[SentRecord | None] = []
+        accepted: list[SentRecord] = []  # the server said 250; not recorded yet
         in_flight: _InFlight | None = None
-        for delivery, subscriber in claimed:
-            message, now = self.compose(delivery, subscriber)
-            if in_flight is not None:
-                accepted.append(self.conclude(in_flight, claim))
+        size = self.settings.send_group
+        for start in range(0, len(wanted), size):
+            group = wanted[start : start + size]
+            if start == 0:
+                claimed_at = self.clock()
+                claim, taken = self.deliveries.claim([d.id for d, _ in group], claimed_at)
+                self.report.skipped += len(group) - len(taken)
+                lease = _Lease(self.deliveries, self.settings, claim, claimed_at, taken)
+                rest = group
+            else:
+                accepted += self.answered(in_flight)
+                lease, in_flight = self.open_group(group, accepted)
+                accepted, rest = [], group[1:]
+            for delivery, subscriber in [(d, sub) for d, sub in rest if d.id in lease.ours]:
+                message, now = self.compose(delivery, subscriber)
+                accepted += self.answered(in_flight)
                 in_flight = None
-            if not lease.holds(delivery.id, self.clock()):
-                self.report.lost += 1
-                log.warning("delivery %d: claim lost to another worker; not sent", delivery.id)
-                continue
-            if self.limiter is not None:
-                self.limiter.wait()
-            recipient = wire_address(subscriber.email)
-            pending = self.transport.begin(message, self.settings.sender, recipient)
-            in_flight = _InFlight(delivery, subscriber, message, pending, now)
-        if in_flight is not None:
-            accepted.append(self.conclude(in_flight, claim))
-        return [sent for sent in accepted if sent is not None]
+                if not lease.holds(delivery.id, self.clock()):
+                    self.report.lost += 1
+                    log.warning("delivery %d: claim lost to another worker; not sent", delivery.id)
+                    continue
+                in_flight = self.hand_over(delivery, subscriber, message, now, lease.claim)
+        accepted += self.answered(in_flight)
+        self.report.recorded(
+            accepted,
+            _record(
+                "mark sent", self.deliveries.mark_sent, accepted, patience=self.record_patience
+            ),
+        )
+
+    def open_group(
+        self, group: Claimed, accepted: Sequence[SentRecord]
+    ) -> tuple[_Lease, _InFlight | None]:
+        """Record the group before (``accepted``) and claim ``group`` in one commit, on the
+        recorder thread, while the group's first message is built and goes to the server
+        short of the end of its data. The end follows once that commit is back, and only if
+        the claim took the message; else it is abandoned. So the server can accept nothing
+        of this group while a message of the group before is unrecorded: the window stays
+        one group, and the commit's wait overlaps building the message and most of its
+        conversation."""
+        (delivery, subscriber), ids = group[0], [d.id for d, _ in group]
+        claim, claimed_at = secrets.token_hex(8), self.clock()
+        started = threading.Event()
+        record = self.recorder.submit(
+            self.record_and_claim, started, accepted, ids, claim, claimed_at
+        )
+        started.wait()  # else the recorder may wait for the GIL until building the message ends
+        message, now = self.compose(delivery, subscriber)
+        held = self.hand_over(delivery, subscriber, message, now, claim, hold=True)
+        recorded, taken = record.result()
+        self.report.recorded(accepted, recorded)
+        self.report.skipped += len(group) - len(taken)
+        lease = _Lease(self.deliveries, self.settings, claim, claimed_at, taken)
+        if delivery.id not in taken:
+            held.pending.abandon()
+            return lease, None
+        held.pending.release()
+        return lease, held
+
+    @property
+    def record_patience(self) -> float:
+        return patience(self.settings)
+
+    def record_and_claim(
+        self,
+        started: threading.Event,
+        accepted: Sequence[SentRecord],
+        ids: Sequence[int],
+        claim: str,
+        now: dt.datetime,
+    ) -> tuple[set[int], set[int]]:
+        """On the recorder thread: :meth:`DeliveryStore.mark_sent_and_claim`, with the
+        worker's patience. ``started`` is set first: a thread that has only just become
+        runnable waits for the GIL behind a busy one for up to ``sys.getswitchinterval()``
+        (5 ms), longer than the commit itself, so the sender waits for this one to run."""
+        started.set()
+        return _record(
+            "mark sent",
+            self.deliveries.mark_sent_and_claim,
+            accepted,
+            ids,
+            claim,
+            now,
+            patience=self.record_patience,
+        )
+
+    def hand_over(
+        self,
+        delivery: DeliveryRecord,
+        subscriber: SubscriberRecord,
+        message: Message,
+        now: dt.datetime,
+        claim: str,
+        hold: bool = False,
+    ) -> _InFlight:
+        """One message to the server, paced by the shared rate limit; its answer comes later."""
+        if self.limiter is not None:
+            self.limiter.wait()
+        recipient = wire_address(subscriber.email)
+        pending = self.transport.begin(message, self.settings.sender, recipient, hold=hold)
+        return _InFlight(delivery, subscriber, message, pending, now, claim)
 
     def compose(
         self, delivery: DeliveryRecord, subscriber: SubscriberRecord
@@ -312,11 +398,20 @@ class _Sending:
         )
         return message, now
 
-    def conclude(self, in_flight: _InFlight, claim: str) -> SentRecord | None:
+    def answered(self, in_flight: _InFlight | None) -> list[SentRecord]:
+        """The record to write for a message in flight, once its answer is read: none when
+        nothing was in flight, or when the server refused it (that outcome is recorded
+        here)."""
+        if in_flight is None:
+            return []
+        sent = self.conclude(in_flight)
+        return [] if sent is None else [sent]
+
+    def conclude(self, in_flight: _InFlight) -> SentRecord | None:
         """The server's answer for one message. Accepted: the record to write. Refused: the
         retry or failure is recorded here, and None."""
         deliveries, settings, report = self.deliveries, self.settings, self.report
-        delivery, subscriber, message, pending, now = in_flight
+        delivery, subscriber, message, pending, now, claim = in_flight
         try:
             pending.result()
         except UnknownOutcome as exc:

@@ -10,7 +10,9 @@ managers: ``with make_transport(settings) as transport: ...``.
 :class:`Pending` before the final answer: the worker builds the next digest while the server
 takes this one in, and reads the answer (``Pending.result``) before it records anything or
 says anything else on the connection. On two shared cores that overlap is a fifth of the
-sending rate (docs/delivery.md).
+sending rate (docs/delivery.md). ``begin(..., hold=True)`` writes a message short of the end
+of its data, so the server cannot accept it yet: the worker commits the record of the
+message before meanwhile, and lets this one go (``Pending.release``) only after that commit.
 
 Two SMTP transports share the connection handling: :class:`SmtpTransport`, the fast one every
 caller gets from :func:`make_transport` (MAIL, RCPT and DATA pipelined in one write, the final
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -93,11 +96,23 @@ class Pending:
     """A message handed to the server whose answer may not have been read yet.
 
     ``result()`` reads it once (or finds it already read) and raises the same
-    :class:`TransientError` or :class:`PermanentError` every time it is asked."""
+    :class:`TransientError` or :class:`PermanentError` every time it is asked.
 
-    def __init__(self, answer: Callable[[], None] = lambda: None) -> None:
+    A message begun with ``hold=True`` is *held*: the server has everything but the end of
+    its data, so it cannot accept it yet. ``release()`` sends that end; ``abandon()`` makes
+    sure it never goes (on SMTP by dropping the connection: a DATA cut short is discarded,
+    RFC 5321 4.1.1.4). A held message that is never released is abandoned, never sent."""
+
+    def __init__(
+        self,
+        answer: Callable[[], None] = lambda: None,
+        *,
+        release: Callable[[], Pending] | None = None,
+        drop: Callable[[], None] = lambda: None,
+    ) -> None:
         self._answer: Callable[[], None] | None = answer
         self._error: TransientError | PermanentError | None = None
+        self._release, self._drop = release, drop
 
     @classmethod
     def failed(cls, error: TransientError | PermanentError) -> Pending:
@@ -105,8 +120,38 @@ class Pending:
         pending._answer, pending._error = None, error
         return pending
 
+    @classmethod
+    def holding(cls, release: Callable[[], Pending], drop: Callable[[], None]) -> Pending:
+        """A held message: ``release`` sends the end of its data and returns the message's
+        (whole) pending answer; ``drop`` abandons it."""
+        return cls(lambda: None, release=release, drop=drop)
+
+    @property
+    def held(self) -> bool:
+        return self._release is not None
+
+    def release(self) -> None:
+        """Let the server have the end of a held message (from here it may accept it);
+        nothing for one that was not held."""
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            self._answer = release().result
+        except (TransientError, PermanentError) as exc:
+            self._answer, self._error = None, exc
+
+    def abandon(self) -> None:
+        """A held message must not go: it never reaches the point where a server accepts."""
+        if self._release is not None:
+            self._release, self._answer = None, None
+            self._error = TransientError("abandoned before the end of its data: not sent")
+            self._drop()
+
     def settle(self) -> None:
-        """Read the answer, keeping a refusal for whoever asks for the result."""
+        """Read the answer, keeping a refusal for whoever asks for the result. A held
+        message is abandoned instead: only ``release()`` may let it go."""
+        self.abandon()
         answer, self._answer = self._answer, None
         if answer is not None:
             try:
@@ -123,7 +168,9 @@ class Pending:
 class Transport(Protocol):
     def send(self, message: Message, sender: str, recipient: str) -> None: ...
 
-    def begin(self, message: Message, sender: str, recipient: str) -> Pending: ...
+    def begin(
+        self, message: Message, sender: str, recipient: str, hold: bool = False
+    ) -> Pending: ...
 
     def close(self) -> None: ...
 
@@ -136,7 +183,12 @@ class BaseTransport(ABC):
     def send(self, message: Message, sender: str, recipient: str) -> None:
         """Hand the message over and wait for the answer; a refusal raises."""
 
-    def begin(self, message: Message, sender: str, recipient: str) -> Pending:
+    def begin(self, message: Message, sender: str, recipient: str, hold: bool = False) -> Pending:
+        """Send now; or, held, when the Pending is released (nothing goes before)."""
+        if hold:
+            return Pending.holding(
+                lambda: self.begin(message, sender, recipient), drop=lambda: None
+            )
         try:
             self.send(message, sender, recipient)
         except (TransientError, PermanentError) as exc:
@@ -201,6 +253,10 @@ class _SmtpConnection(BaseTransport):
                 if s.smtp_tls == "starttls":
                     smtp.starttls(context=context)
             smtp.data_timeout = s.smtp_data_timeout
+            assert smtp.sock is not None  # connected above
+            # a held message's end is 5 bytes written after the rest: Nagle would keep them
+            # until the rest is acknowledged, which a receiver may delay by 40 ms
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo_or_helo_if_needed()
             if s.smtp_user:
                 smtp.login(s.smtp_user, s.smtp_password)
@@ -273,12 +329,13 @@ class SmtpTransport(_SmtpConnection):
     def send(self, message: Message, sender: str, recipient: str) -> None:
         self.begin(message, sender, recipient).result()
 
-    def begin(self, message: Message, sender: str, recipient: str) -> Pending:
-        """Say MAIL, RCPT and DATA, write the message, and return before the final answer.
-        The answer of the message before is read first: one conversation, in order."""
+    def begin(self, message: Message, sender: str, recipient: str, hold: bool = False) -> Pending:
+        """Say MAIL, RCPT and DATA, write the message, and return before the final answer;
+        with ``hold``, write it short of the end of its data (see :class:`Pending`). The
+        answer of the message before is read first: one conversation, in order."""
         self._settle_outstanding()
         try:
-            return self._attempt(message, sender, recipient, last=False)
+            return self._attempt(message, sender, recipient, last=False, hold=hold)
         except (TransientError, PermanentError) as exc:
             return Pending.failed(exc)
 
@@ -287,14 +344,50 @@ class SmtpTransport(_SmtpConnection):
             pending, self._outstanding = self._outstanding, None
             pending.settle()
 
-    def _attempt(self, message: Message, sender: str, recipient: str, last: bool) -> Pending:
+    def _attempt(
+        self, message: Message, sender: str, recipient: str, last: bool, hold: bool = False
+    ) -> Pending:
         try:
             smtp = self._smtp = self._smtp or self.connect()
-            _hand_over(smtp, message, sender, recipient)
+            end = _hand_over(smtp, message, sender, recipient, hold)
+        except smtplib.SMTPServerDisconnected as exc:
+            return self._after_disconnect(exc, message, sender, recipient, last, hold)
+        if end:
+            self._outstanding = Pending.holding(
+                lambda: self._end_data(smtp, end, message, sender, recipient, last),
+                drop=lambda: self._drop(smtp),
+            )
+        else:
+            self._outstanding = Pending(
+                lambda: self._answer(smtp, message, sender, recipient, last)
+            )
+        return self._outstanding
+
+    def _end_data(
+        self,
+        smtp: smtplib.SMTP,
+        end: bytes,
+        message: Message,
+        sender: str,
+        recipient: str,
+        last: bool,
+    ) -> Pending:
+        """A held message's end. A connection lost meanwhile (a server out of patience with
+        a DATA cut short) gets the whole message again, as any dropped connection does."""
+        try:
+            smtp.send(end)
         except smtplib.SMTPServerDisconnected as exc:
             return self._after_disconnect(exc, message, sender, recipient, last)
         self._outstanding = Pending(lambda: self._answer(smtp, message, sender, recipient, last))
         return self._outstanding
+
+    def _drop(self, smtp: smtplib.SMTP) -> None:
+        """An abandoned held message goes with its connection: no command can end a DATA
+        short of the message, and a server discards a DATA cut off."""
+        smtp.close()
+        if self._smtp is smtp:
+            self._smtp = None
+        self._outstanding = None
 
     def _answer(
         self, smtp: smtplib.SMTP, message: Message, sender: str, recipient: str, last: bool
@@ -314,13 +407,19 @@ class SmtpTransport(_SmtpConnection):
             raise _error_for(code, reply)
 
     def _after_disconnect(
-        self, exc: Exception, message: Message, sender: str, recipient: str, last: bool
+        self,
+        exc: Exception,
+        message: Message,
+        sender: str,
+        recipient: str,
+        last: bool,
+        hold: bool = False,
     ) -> Pending:
         """A connection the server closed (idle too long, restarted) gets one fresh try."""
         self._smtp = None
         if last:
             raise TransientError(f"server disconnected: {exc}") from None
-        return self._attempt(message, sender, recipient, last=True)
+        return self._attempt(message, sender, recipient, last=True, hold=hold)
 
     def close(self) -> None:
         self._settle_outstanding()
@@ -337,11 +436,18 @@ def dot_stuffed(data: bytes) -> bytes:
     return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
-def _hand_over(smtp: smtplib.SMTP, message: Message, sender: str, recipient: str) -> None:
+END_OF_DATA = b"\r\n.\r\n"  # how every dot-stuffed message ends
+
+
+def _hand_over(
+    smtp: smtplib.SMTP, message: Message, sender: str, recipient: str, hold: bool
+) -> bytes:
     """What ``smtplib.SMTP.sendmail`` says up to the end of the data, without waiting for
     the answer to it; MAIL, RCPT and DATA in one write where the server offers PIPELINING
-    (RFC 2920, as relays do: one round trip instead of three). A disconnect is left to the
-    caller; any refusal raises, with the connection ready for the next message."""
+    (RFC 2920, as relays do: one round trip instead of three). With ``hold``, the end of
+    the data is not written but returned (else ``b""``): the server cannot accept the
+    message before it has that. A disconnect is left to the caller; any refusal raises,
+    with the connection ready for the next message."""
     data = message.as_bytes()
     try:
         smtp.ehlo_or_helo_if_needed()
@@ -352,11 +458,13 @@ def _hand_over(smtp: smtplib.SMTP, message: Message, sender: str, recipient: str
         else:
             answers = _envelope_step_by_step(smtp, sender, recipient, options)
         _check_envelope(smtp, *answers)
-        smtp.send(dot_stuffed(data))
+        stuffed = dot_stuffed(data)
+        smtp.send(stuffed[: -len(END_OF_DATA)] if hold else stuffed)
     except smtplib.SMTPServerDisconnected:
         raise
     except (OSError, smtplib.SMTPException) as exc:
         raise TransientError(f"{type(exc).__name__}: {exc}") from None
+    return END_OF_DATA if hold else b""
 
 
 Answer = tuple[int, bytes]

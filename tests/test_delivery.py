@@ -999,3 +999,115 @@ def test_a_database_restart_mid_send_keeps_what_was_accepted_and_resends_nothing
     assert store.deliveries.requeue_stale_claims(later, lease) == 0
     assert store.deliveries.counts() == {"sent": 10}
     store.dispose()
+
+
+# A sending worker in a process of its own, killed by the test at a chosen point of the
+# one-message window: the record of message STOP-1 and the claim of message STOP (the
+# STOP-th record) stall, before or after their commit, while message STOP waits on the
+# wire short of the end of its data. It says "stalled" and "held N" as it gets there.
+SENDER_KILLED_MID_WINDOW = """
+import datetime as dt, json, sys, time
+from digest.delivery import send_deliveries
+from digest.settings import load_settings
+from digest.storage import Storage
+from digest.transports import SmtpTransport
+
+url, ids, stop, when, now = sys.argv[1:6]
+store, settings, clock = Storage.from_url(url), load_settings(), dt.datetime.fromisoformat(now)
+record, records, held = store.deliveries.mark_sent_and_claim, [], []
+
+def stalling(*args):
+    records.append(args)
+    if len(records) == int(stop) and when == "before commit":
+        print("stalled", flush=True)
+        time.sleep(120)
+    answer = record(*args)
+    if len(records) == int(stop):
+        print("stalled", flush=True)
+        time.sleep(120)
+    return answer
+
+store.deliveries.mark_sent_and_claim = stalling
+with SmtpTransport(settings) as transport:
+    begin = transport.begin
+    def saying(message, sender, recipient, hold=False):
+        pending = begin(message, sender, recipient, hold=hold)
+        if hold:
+            held.append(recipient)
+            print(f"held {len(held)}", flush=True)
+        return pending
+    transport.begin = saying
+    send_deliveries(store.deliveries, store.papers, settings, json.loads(ids), transport,
+                    clock=lambda: clock)
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("when", "resent"), [("before commit", 1), ("after commit", 0)])
+def test_a_sender_killed_inside_the_one_message_window_resends_at_most_one(
+    pg_url: str, settings: Settings, smtp_sink, tmp_path: Path, when: str, resent: int
+) -> None:
+    """DIGEST_SEND_GROUP=1 against real PostgreSQL and a real SMTP server: the sender is
+    SIGKILLed while message STOP waits short of the end of its data and the commit that
+    records message STOP-1 (and claims STOP) has not returned. The server never had STOP;
+    STOP-1 is resent after the lease only if that commit had not happened, once, with the
+    same Message-ID, flagged. Nothing is lost."""
+    import json
+    import signal
+    import sys
+
+    stop = 3
+    store = Storage.from_url(pg_url)
+    store.db.upgrade()
+    emails = populate(store, 6)
+    config = smtp_settings(settings, smtp_sink, send_group=1)
+    (batch,) = planned(store, config)
+    env = {
+        **os.environ,
+        "DIGEST_DATA_DIR": str(config.data_dir),
+        "DIGEST_SMTP_HOST": "127.0.0.1",
+        "DIGEST_SMTP_PORT": str(smtp_sink.port),
+        "DIGEST_SEND_GROUP": "1",
+        "DIGEST_OFFLINE": "true",
+    }
+    args = [pg_url, json.dumps(batch), str(stop), when, NOW.isoformat()]
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SENDER_KILLED_MID_WINDOW, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    said: list[str] = []
+    try:
+        assert sender.stdout is not None
+        while not {"stalled", f"held {stop}"} <= set(said):
+            line = sender.stdout.readline()
+            assert line, f"the sender ended before the window: {said}"
+            said.append(line.strip())
+        sender.send_signal(signal.SIGKILL)
+        sender.wait(30)
+    finally:
+        sender.kill()
+    time.sleep(0.3)  # what the server had when the connection dropped, it has handled
+    assert [m.recipient for m in smtp_sink.handler.received] == emails[:stop], (
+        "the held message never reached the point of acceptance"
+    )
+    leases = max(config.claim_lease_seconds, config.enqueue_lease_seconds)
+    tick_and_send(store, config, NOW + dt.timedelta(seconds=leases + 60))
+    counts = smtp_sink.handler.by_recipient()
+    assert set(counts) == set(emails) and sum(counts.values()) == len(emails) + resent
+    duplicated = {email for email, n in counts.items() if n > 1}
+    assert duplicated == ({emails[stop - 1]} if resent else set())
+    for email in duplicated:
+        copies = {
+            str(m.message()["Message-ID"])
+            for m in smtp_sink.handler.received
+            if m.recipient == email
+        }
+        assert len(copies) == 1, "the resend carries the first send's Message-ID"
+    flagged = {d.email for d in store.deliveries.find() if d.resent}
+    assert duplicated <= flagged <= {emails[stop - 1], emails[stop]}, (
+        "flagged: the message in doubt, and the claimed one that was held"
+    )
+    assert store.deliveries.counts() == {"sent": len(emails)}
+    store.dispose()

@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from digest.models import Base
 from digest.storage import Storage, StorageError
+from digest.storage.database import PING_AFTER_IDLE
 
 
 def test_migrations_reach_head_and_match_the_models(store: Storage) -> None:
@@ -122,6 +123,41 @@ def test_a_connection_the_database_dropped_is_replaced_not_used(pg_url: str) -> 
     with Storage.from_url(pg_url).db.engine.connect() as admin:
         admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled})
     assert store.subscribers.counts() == {}
+
+
+@pytest.mark.postgres
+def test_a_records_connection_is_pinged_only_after_sitting_idle(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records engine serves statements milliseconds apart whose callers retry any
+    failure (a sending worker's records): a connection used a moment ago goes without the
+    ping, a round trip per message. One dropped in that moment fails once, and the retry
+    gets a new one; one that sat idle is pinged, and replaced if the database dropped it."""
+    store = Storage.from_url(pg_url)
+    records = store.db.records
+    pings: list[int] = []
+    ping = records.dialect.do_ping
+    monkeypatch.setattr(records.dialect, "do_ping", lambda conn: pings.append(1) or ping(conn))
+
+    def backend() -> int:
+        with records.connect() as conn:
+            return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+    def drop(pid: int) -> None:
+        with store.db.engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+
+    first = backend()
+    assert backend() == first and pings == [], "the same connection, never pinged"
+    drop(first)
+    with pytest.raises(OperationalError):
+        backend()
+    second = backend()
+    assert second != first and pings == []
+    drop(second)
+    time.sleep(PING_AFTER_IDLE + 0.1)
+    assert backend() != second and pings == [1], "pinged after sitting idle, then replaced"
+    store.dispose()
 
 
 @pytest.mark.postgres

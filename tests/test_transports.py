@@ -10,6 +10,7 @@ import smtplib
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -215,6 +216,7 @@ class ScriptedRelay(socketserver.StreamRequestHandler):
 
     pipelining = True
     hang_up_at_mail = False
+    hang_up_in_first_data = False  # the first connection is cut after the data's first line
     received: list[str]
     connections: int
 
@@ -236,6 +238,9 @@ class ScriptedRelay(socketserver.StreamRequestHandler):
                 self.wfile.write(b"251 will forward\r\n" if "fwd@" in line else b"250 ok\r\n")
             elif verb == "DATA":
                 self.wfile.write(b"354 go ahead\r\n")
+                if self.hang_up_in_first_data and type(self).connections == 1:
+                    self.rfile.readline()
+                    return
                 while self.rfile.readline() not in (b".\r\n", b""):
                     pass
                 self.received.extend(recipients)
@@ -294,6 +299,55 @@ def test_a_server_that_always_hangs_up_gets_one_fresh_try_then_a_transient_error
         with pytest.raises(TransientError, match="server disconnected"):
             sender.send(MESSAGE, "digest@example.org", "bob@example.org")
     assert relay.connections == 2 and relay.received == []
+
+
+def test_a_held_message_is_accepted_only_once_released(
+    settings: Settings, smtp_transport, smtp_sink
+) -> None:
+    """A held message has everything but the end of its data: the server cannot accept it
+    until ``release``; the conversation then goes on as usual."""
+    with smtp_transport(settings_for(settings, smtp_sink)) as transport:
+        held = transport.begin(MESSAGE, "digest@example.org", "ada@example.org", hold=True)
+        time.sleep(0.3)  # time enough for a server to accept what it had been given
+        assert smtp_sink.handler.accepted == 0 and held.held
+        held.release()
+        held.result()
+        transport.send(MESSAGE, "digest@example.org", "bob@example.org")
+    assert [(m.recipient, m.data) for m in smtp_sink.handler.received] == [
+        ("ada@example.org", MESSAGE.as_bytes()),
+        ("bob@example.org", MESSAGE.as_bytes()),
+    ]
+
+
+@pytest.mark.parametrize("how", ["abandoned", "never released"])
+def test_a_held_message_that_is_not_released_never_arrives(
+    settings: Settings, smtp_transport, smtp_sink, how: str
+) -> None:
+    with smtp_transport(settings_for(settings, smtp_sink)) as transport:
+        held = transport.begin(MESSAGE, "digest@example.org", "ada@example.org", hold=True)
+        if how == "abandoned":
+            held.abandon()
+            with pytest.raises(TransientError, match="abandoned"):
+                held.result()
+            transport.send(MESSAGE, "digest@example.org", "bob@example.org")
+    time.sleep(0.3)
+    expected = ["bob@example.org"] if how == "abandoned" else []
+    assert [m.recipient for m in smtp_sink.handler.received] == expected
+
+
+def test_a_connection_lost_while_a_message_is_held_gets_the_whole_message_again(
+    settings: Settings, smtp_transport
+) -> None:
+    """The server cut the connection before the end of the data (its patience with a DATA
+    held over a long database outage, say): it never had the message, which goes whole on
+    a new connection once released, as after any dropped connection."""
+    with scripted_relay(settings, hang_up_in_first_data=True) as (config, relay):
+        with smtp_transport(config) as transport:
+            held = transport.begin(MESSAGE, "digest@example.org", "bob@example.org", hold=True)
+            time.sleep(0.2)
+            held.release()
+            held.result()
+    assert relay.received == ["<bob@example.org>"] and relay.connections == 2
 
 
 def test_a_refusal_from_a_transport_that_only_sends_comes_back_from_begin() -> None:

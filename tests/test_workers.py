@@ -220,11 +220,14 @@ def sending_under_way(
         worker.stop()
 
 
+@pytest.mark.parametrize("group", ["1", "20"])
 def test_a_worker_killed_mid_batch_has_its_batch_redelivered_and_finished(
-    harness, monkeypatch
+    harness, monkeypatch, group: str
 ) -> None:
+    """Groups of one overlap each record with the next message, held short of the end of
+    its data: a kill anywhere still repeats at most one message."""
     store, sink = harness["store"], harness["sink"]
-    configure(harness, monkeypatch, DIGEST_CLAIM_LEASE_SECONDS="3")
+    configure(harness, monkeypatch, DIGEST_CLAIM_LEASE_SECONDS="3", DIGEST_SEND_GROUP=group)
     with sending_under_way(harness, subscribers=60, delay=0.05, started_after=10) as (
         worker,
         emails,

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
 
     from digest.models import Base
 
@@ -49,6 +50,7 @@ KEEPALIVES = {
 }
 DEADLINE_GRACE = 2.0  # seconds past the server's statement timeout before the client gives up
 DEADLINE_CHECK = 0.25  # seconds between the deadline watcher's looks
+PING_AFTER_IDLE = 1.0  # seconds in the pool after which a records connection is pinged
 # Reading millions of rows: take them with .all() (one fetchall), never by iterating a result,
 # which fetches row by row (measured: 3M rows cost 9 s one by one on psycopg, under 2 s at once)
 
@@ -64,15 +66,34 @@ class Database:
     expiry on commit stays on, so code that slipped an ORM object past its session would
     fail loudly (DetachedInstanceError) instead of reading values that may be stale."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, connect_timeout: float = 5.0) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine)
+        self._connect_timeout = connect_timeout
+        self._records: Engine | None = None
+        self._records_lock = threading.Lock()
 
     @classmethod
     def from_url(
         cls, url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None
     ) -> Database:
-        return cls(make_engine(url, connect_timeout, statement_timeout))
+        return cls(make_engine(url, connect_timeout, statement_timeout), connect_timeout)
+
+    @property
+    def records(self) -> Engine:
+        """PostgreSQL: an engine of its own for single statements that follow each other by
+        milliseconds and whose callers retry them on any failure, a sending worker's records.
+        Each statement commits by itself (autocommit), and a connection is pinged only after
+        sitting idle for :data:`PING_AFTER_IDLE`: the ping before every use was a round trip
+        to a database backend that must first be woken, 2 ms per message on a busy machine
+        (docs/performance.md, "The one-message window"). Elsewhere, the engine itself."""
+        if self.engine.dialect.name != "postgresql":
+            return self.engine
+        with self._records_lock:
+            if self._records is None:
+                url = self.engine.url.render_as_string(hide_password=False)
+                self._records = make_engine(url, self._connect_timeout, records=True)
+            return self._records
 
     @classmethod
     def open(
@@ -96,8 +117,10 @@ class Database:
             yield session
 
     def dispose(self) -> None:
-        """Close the pool's connections (a test's database is dropped after it)."""
+        """Close the pools' connections (a test's database is dropped after it)."""
         self.engine.dispose()
+        if self._records is not None:
+            self._records.dispose()
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -164,13 +187,17 @@ def changed_rows(result: Result[Any]) -> int:
 
 
 def make_engine(
-    url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None
+    url: str,
+    connect_timeout: float = 5.0,
+    statement_timeout: float | None = None,
+    records: bool = False,
 ) -> Engine:
     """Create an engine with the per-backend settings that matter for concurrent workers.
 
     A database that hangs instead of refusing must not hang its callers: connecting gives up
     after ``connect_timeout`` seconds, and with a ``statement_timeout`` (the web app) so does
-    any statement, lock waits included (SQLite: its busy wait).
+    any statement, lock waits included (SQLite: its busy wait). ``records``: PostgreSQL
+    only, autocommit and pinged after idle (see :attr:`Database.records`).
     """
     try:
         parsed = make_url(url)
@@ -183,7 +210,7 @@ def make_engine(
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         _make_data_dir(Path(parsed.database).parent)
     try:
-        return _engine(url, connect_timeout, statement_timeout)
+        return _engine(url, connect_timeout, statement_timeout, records)
     except ImportError as exc:
         raise StorageError(
             f"DIGEST_DATABASE_URL {url!r} needs a database driver that is not installed ({exc.name}); "
@@ -200,7 +227,9 @@ def _make_data_dir(folder: Path) -> None:
         ) from None
 
 
-def _engine(url: str, connect_timeout: float, statement_timeout: float | None) -> Engine:
+def _engine(
+    url: str, connect_timeout: float, statement_timeout: float | None, records: bool
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": statement_timeout or 30})
 
@@ -221,15 +250,41 @@ def _engine(url: str, connect_timeout: float, statement_timeout: float | None) -
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
     engine = create_engine(
         url,
-        pool_pre_ping=not statement_timeout,
+        pool_pre_ping=not statement_timeout and not records,
         pool_size=5,
         max_overflow=5,
         pool_timeout=connect_timeout,
         connect_args=connect_args,
+        **({"isolation_level": "AUTOCOMMIT"} if records else {}),
     )
     if statement_timeout:
         StatementDeadline(statement_timeout + DEADLINE_GRACE).watch(engine)
+    if records:
+        _ping_after_idle(engine, PING_AFTER_IDLE)
     return engine
+
+
+def _ping_after_idle(engine: Engine, idle: float) -> None:
+    """What pool_pre_ping does, only for a connection that sat in the pool longer than
+    ``idle`` seconds: a dead one is replaced (DisconnectionError). One used a moment ago
+    is handed out as it is; if the server went away in that moment, the statement fails
+    and its caller tries again on a new connection (the pool discards the dead ones)."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _back(_dbapi_conn: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("checked_in", 0.0) > idle:
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except Exception as exc:  # noqa: BLE001 - any failure: the connection is not usable
+                raise DisconnectionError(str(exc)) from exc
 
 
 class StatementDeadline:

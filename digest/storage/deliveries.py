@@ -226,8 +226,9 @@ class Deliveries:
         self, sent: Sequence[SentRecord], ids: Sequence[int], claim: str, now: dt.datetime
     ) -> tuple[set[int], set[int]]:
         """:meth:`mark_sent_and_claim` on PostgreSQL: :data:`RECORD_AND_CLAIM`, on its own
-        (autocommit: the statement is its transaction). A mark that found its row not in
-        this claim's hands is looked into as :meth:`mark_sent` does."""
+        (autocommit: the statement is its transaction), on the records engine (no ping
+        for a connection used a moment ago; the caller retries any failure). A mark that
+        found its row not in this claim's hands is looked into as :meth:`mark_sent` does."""
         papers = [(s, pid) for s in sent for pid in dict.fromkeys(s.paper_ids)]
         values = {
             "sent_ids": [s.delivery_id for s in sent],
@@ -242,7 +243,7 @@ class Deliveries:
             "now": now,
             "claim": claim,
         }
-        with self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with self._db.records.connect() as conn:
             rows = conn.execute(RECORD_AND_CLAIM, values).all()
             marked = {delivery for was_sent, delivery in rows if was_sent}
             ours = marked | {

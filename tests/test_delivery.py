@@ -871,16 +871,18 @@ def test_no_answer_to_data_in_time_is_an_unknown_outcome_retried_after_the_lease
 def test_a_slow_relay_never_lets_the_claim_lapse_mid_group(
     store: Storage, settings: Settings, smtp_sink
 ) -> None:
-    """A group takes longer than the lease at 0.4 s a message. Meanwhile ticks requeue stale
-    claims and an idle worker sends whatever they hand out, on the real clock. The slow
-    worker renews its claim as it goes: nothing is requeued, each reader gets one digest."""
+    """A group takes longer than the lease at 0.6 s a message (8 x 0.6 s against 3 s).
+    Meanwhile ticks requeue stale claims and an idle worker sends whatever they hand out, on
+    the real clock. The slow worker renews its claim as it goes: nothing is requeued, each
+    reader gets one digest. The lease is seconds, not one, so a loaded CI machine's slow
+    SQLite write cannot pass it between two renewals."""
     import threading
 
     from digest.models import utcnow
 
-    emails = populate(store, 6)
-    smtp_sink.handler.late_answer = 0.4
-    config = smtp_settings(settings, smtp_sink, claim_lease_seconds=1, send_group=6)
+    emails = populate(store, 8)
+    smtp_sink.handler.late_answer = 0.6
+    config = smtp_settings(settings, smtp_sink, claim_lease_seconds=3, send_group=8)
     (batch,) = planned(store, config)
     done, idle_sent, requeued = threading.Event(), [], []
 
@@ -903,8 +905,8 @@ def test_a_slow_relay_never_lets_the_claim_lapse_mid_group(
         done.set()
         other.join(30)
     assert smtp_sink.handler.by_recipient() == Counter(dict.fromkeys(emails, 1))
-    assert (report.sent, report.lost, sum(requeued), idle_sent) == (6, 0, 0, [])
-    assert store.deliveries.counts() == {"sent": 6}
+    assert (report.sent, report.lost, sum(requeued), idle_sent) == (8, 0, 0, [])
+    assert store.deliveries.counts() == {"sent": 8}
 
 
 class PrivatePostgres:

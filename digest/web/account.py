@@ -14,6 +14,7 @@ from digest import emails
 from digest.editions import digest_url, feed_url
 from digest.limits import Limit
 from digest.models import utcnow
+from digest.ranking.profile import describe_profile
 from digest.records import SubscriberRecord
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
@@ -118,6 +119,7 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         saved = not errors
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
     base = ctx.settings.base_url
+    votes = ctx.store.feedback.votes_of(sub.id)
     return page(
         "preferences.html",
         400 if errors else 200,
@@ -129,7 +131,8 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         max_topics=MAX_TOPICS,
         max_papers_limit=MAX_PAPERS_LIMIT,
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
-        votes=ctx.store.feedback.votes_of(sub.id),
+        votes=votes,
+        profile_words=describe_profile(sub.topics, votes),
         past_digests=[
             (d.edition, d.papers, d.trending, digest_url(sub, d.edition, ctx.tokens, base))
             for d in ctx.store.archive.sent_digests(sub.id)

@@ -28,10 +28,16 @@ from digest.ranking import (
     paper_signals,
     pick_papers,
 )
+from digest.ranking.authors import display_name
 from digest.records import SubscriberRecord, Votes
 from digest.rendering import DigestContent, paper_item
 from digest.sources import PaperRecord
-from digest.subscriptions import excluded_subject, paper_of_topic, papers_of_topics
+from digest.subscriptions import (
+    excluded_subject,
+    followed_author,
+    paper_of_topic,
+    papers_of_topics,
+)
 from digest.text import snippet
 from digest.tokens import Tokens
 
@@ -249,7 +255,11 @@ def digest_content(
 
 
 def topic_label(topic: str, papers: Mapping[str, PaperRecord]) -> str:
-    """A topic as people read it: a "more like this paper" topic by its paper's title."""
+    """A topic as people read it: a "more like this paper" topic by its paper's title, a
+    followed author by their name ("5 new papers on agents and Yann LeCun")."""
+    author = followed_author(topic)
+    if author is not None:
+        return display_name(author)
     pid = paper_of_topic(topic)
     if pid is None:
         return topic

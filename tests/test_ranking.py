@@ -300,7 +300,7 @@ def test_rank_cli_json_and_rank_eval_table() -> None:
     assert any(line.startswith("mean ") for line in table.output.splitlines())
     assert "58 triples of unrelated profiles" in table.output
     votes = table.output[table.output.index("Feedback, random votes") :].splitlines()
-    assert "2 seeds (0-1)" in votes[0] and [line.split()[0] for line in votes[3:]] == ["2", "4"]
+    assert "2 seeds (0-1)" in votes[0] and [line.split()[0] for line in votes[3:5]] == ["2", "4"]
 
 
 def test_rank_cli_rejects_a_bad_papers_file(tmp_path) -> None:

@@ -181,8 +181,8 @@ class Explainer:
             paper, topic, bits = papers[slot], topics[slot], also_bits[slot]
             evidence, sentence = self._explained(topic, paper)
             also = tuple(self.topics[t] for n, t in enumerate(own) if bits >> n & 1) if bits else ()
-            if request is not None and request.liked:
-                sentence = self._with_liked(request, paper, sentence)
+            if request is not None and request.liked and evidence.author is None:
+                sentence = self._with_liked(request, paper, sentence)  # who wrote it comes first
             result.append((paper, topic, sentence, also, evidence))
         return result
 

@@ -18,18 +18,26 @@ import numpy as np
 
 from digest.ranking import (
     LEXICAL_THRESHOLD,
+    DayTopics,
     Encoder,
     Explainer,
     SubscriberRequest,
     TopicIndex,
     build_feedback,
+    interests,
     paper_signals,
     pick_papers,
 )
+from digest.ranking.authors import display_name
 from digest.records import SubscriberRecord, Votes
 from digest.rendering import DigestContent, paper_item
 from digest.sources import PaperRecord
-from digest.subscriptions import paper_of_topic, papers_of_topics
+from digest.subscriptions import (
+    excluded_subject,
+    followed_author,
+    paper_of_topic,
+    papers_of_topics,
+)
 from digest.text import snippet
 from digest.tokens import Tokens
 
@@ -147,30 +155,45 @@ def plan_edition(
     the readers' "more / less like this". ``known_papers``: the stored papers that votes and
     "more like this paper" topics name (a topic whose paper is missing matches nothing)."""
     known = known_papers or {}
-    topics = sorted({t for sub in subscribers for t in sub.topics})
+    day = DayTopics.of([sub.topics for sub in subscribers])
+    topics = day.ranked
     topic_papers = {
         t: known[pid] for t in topics if (pid := paper_of_topic(t)) is not None and pid in known
     }
-    index = TopicIndex(papers, encoder=encoder, topic_papers=topic_papers)
-    row_of = {t: i for i, t in enumerate(topics)}
+    index = TopicIndex(
+        papers, encoder=encoder, topic_papers=topic_papers, topic_authors=day.authors
+    )
     said = [(votes or {}).get(sub.id, Votes()) for sub in subscribers]
     feedback, vote_rows = build_feedback(index, said, known)
-    requests = [
-        SubscriberRequest(
-            sub.id,
-            tuple(row_of[t] for t in sub.topics),
-            sub.max_papers,
-            frozenset(already_sent.get(sub.id, ()))
-            # a paper is never "similar to itself"; no paper topics today, nothing to look for
-            | (papers_of_topics(sub.topics) if topic_papers else set()),
-            *vote_rows[n],
+    requests = []
+    for n, sub in enumerate(subscribers):
+        rows, subjects = day.rows(sub.topics)
+        requests.append(
+            SubscriberRequest(
+                sub.id,
+                rows,
+                sub.max_papers,
+                frozenset(already_sent.get(sub.id, ()))
+                # a paper is never "similar to itself"; no paper topics today, nothing to look for
+                | (papers_of_topics(sub.topics) if topic_papers else set()),
+                *vote_rows[n],
+                excluded_topics=subjects,
+                interests=interests(index, [topics[r] for r in rows], sub.max_papers),
+            )
         )
-        for n, sub in enumerate(subscribers)
-    ]
     scores = index.score_topics(topics) if topics else np.zeros((0, len(papers)), dtype=np.float32)
     signals = paper_signals([p.upvotes for p in papers], [paper_age_days(p, now) for p in papers])
     gate = index.threshold_scores(topics, scores)
-    table = pick_papers(scores, requests, signals, threshold, index.ids, gate, feedback)
+    table = pick_papers(
+        scores,
+        requests,
+        signals,
+        threshold,
+        index.ids,
+        gate,
+        feedback,
+        index.excluded(day.subjects),
+    )
     stored = StoredPicks(Explainer(index, topics, table, requests, feedback), most_upvoted(papers))
     with_quiet = set(np.flatnonzero(table.quiet.any(axis=1)).tolist())  # most rows have none
 
@@ -222,7 +245,7 @@ def digest_content(
     return DigestContent(
         edition,
         subscriber.email,
-        tuple(label(t) for t in subscriber.topics),
+        tuple(label(t) for t in subscriber.topics if excluded_subject(t) is None),
         tuple(matched),
         tuple(trending),
         prefs,
@@ -235,7 +258,11 @@ def digest_content(
 
 
 def topic_label(topic: str, papers: Mapping[str, PaperRecord]) -> str:
-    """A topic as people read it: a "more like this paper" topic by its paper's title."""
+    """A topic as people read it: a "more like this paper" topic by its paper's title, a
+    followed author by their name ("5 new papers on agents and Yann LeCun")."""
+    author = followed_author(topic)
+    if author is not None:
+        return display_name(author)
     pid = paper_of_topic(topic)
     if pid is None:
         return topic

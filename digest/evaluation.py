@@ -3,8 +3,10 @@ and the merged-profile report: does a subscriber of two unrelated interests hear
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,36 +60,37 @@ def score_run(run: Mapping[str, Sequence[str]], qrels: Qrels) -> dict[str, Score
 
 @dataclass(frozen=True)
 class MergedProfiles:
-    """Pairs of unrelated profiles made into one subscriber each (``"D01+D05"``), judged by the
-    better of the two grades, with each half's judgments kept for the coverage check."""
+    """Sets of unrelated profiles made into one subscriber each (``"D01+D05"``), judged by the
+    best of their grades, with each part's judgments kept for the coverage check."""
 
     profiles: dict[str, list[str]]
     qrels: Qrels
-    halves: dict[str, tuple[dict[str, int], dict[str, int]]]
+    halves: dict[str, tuple[dict[str, int], ...]]
 
 
-def merge_unrelated_profiles(profiles: Mapping[str, Sequence[str]], qrels: Qrels) -> MergedProfiles:
-    """Every pair of profiles that no paper is relevant to both of ("unrelated")."""
+def merge_unrelated_profiles(
+    profiles: Mapping[str, Sequence[str]], qrels: Qrels, size: int = 2
+) -> MergedProfiles:
+    """Every set of ``size`` profiles no two of which a paper is relevant to ("unrelated")."""
     merged = MergedProfiles({}, {}, {})
     names = [q for q in profiles if q in qrels]
-    for n, first in enumerate(names):
-        for second in names[n + 1 :]:
-            a, b = qrels[first], qrels[second]
-            if _relevant(a) & _relevant(b):
-                continue
-            qid = f"{first}+{second}"
-            merged.profiles[qid] = [*profiles[first], *profiles[second]]
-            merged.qrels[qid] = {p: max(a.get(p, 0), b.get(p, 0)) for p in {*a, *b}}
-            merged.halves[qid] = (a, b)
+    for group in itertools.combinations(names, size):
+        parts = [qrels[q] for q in group]
+        if any(_relevant(a) & _relevant(b) for a, b in itertools.combinations(parts, 2)):
+            continue
+        qid = "+".join(group)
+        merged.profiles[qid] = [t for q in group for t in profiles[q]]
+        merged.qrels[qid] = {p: max(g.get(p, 0) for g in parts) for p in set().union(*parts)}
+        merged.halves[qid] = tuple(parts)
     return merged
 
 
 def topic_coverage(
     run: Mapping[str, Sequence[str]], merged: MergedProfiles, k: int = 5
 ) -> tuple[float, int]:
-    """The share of merged subscribers whose top ``k`` holds a relevant paper for each half,
-    among those where both halves have one in the papers; and how many such subscribers."""
-    eligible = [q for q, (a, b) in merged.halves.items() if _relevant(a) and _relevant(b)]
+    """The share of merged subscribers whose top ``k`` holds a relevant paper for each part,
+    among those where every part has one in the papers; and how many such subscribers."""
+    eligible = [q for q, parts in merged.halves.items() if all(map(_relevant, parts))]
     covered = sum(
         1
         for q in eligible
@@ -127,6 +130,25 @@ def simulate_votes(
         trial.votes[qid] = Votes(tuple(liked), tuple(disliked))
         voted = {*liked, *disliked}
         trial.qrels[qid] = {pid: g for pid, g in grades.items() if pid not in voted}
+    return trial
+
+
+def random_vote_split(
+    shown: Mapping[str, Sequence[str]], qrels: Qrels, per_side: int, seed: int
+) -> FeedbackTrial:
+    """Votes as a reader might cast them, drawn at random (``seed``): per profile, ``per_side``
+    relevant papers liked, and ``per_side`` irrelevant papers among those ``shown`` to it (the
+    top of its ranking without votes: a reader dislikes what their digest showed them)
+    disliked. The voted papers leave the judgments; the rest is what the votes are judged on."""
+    rng = random.Random(seed)
+    trial = FeedbackTrial({}, {})
+    for qid, grades in qrels.items():
+        relevant = sorted(pid for pid, grade in grades.items() if grade >= 1)
+        missed = sorted(pid for pid in shown.get(qid, ()) if grades.get(pid, 0) == 0)
+        liked = rng.sample(relevant, min(per_side, len(relevant)))
+        disliked = rng.sample(missed, min(per_side, len(missed)))
+        trial.votes[qid] = Votes(tuple(liked), tuple(disliked))
+        trial.qrels[qid] = {pid: g for pid, g in grades.items() if pid not in {*liked, *disliked}}
     return trial
 
 

@@ -116,6 +116,11 @@ def mail_domain_of(email: str) -> str:
 
 
 _SPACES = re.compile(r"\s+")
+# Two more kinds of topic, stored with a prefix: a subject kept out of the reader's picks, and a
+# person whose papers they follow. Typed as "not: surveys" or "-surveys", "author: Yann LeCun".
+EXCLUSION_PREFIX = "not: "
+AUTHOR_PREFIX = "author: "
+_TOPIC_KIND = re.compile(r"(?:(?P<not>not\s*:|-)|(?P<author>authors?\s*:))\s*", re.IGNORECASE)
 # "More like this paper": a topic may name a paper by arXiv id or by its arXiv or Hugging Face
 # page. It is stored as "arxiv:<id>"; ranking then uses the paper itself as the query.
 PAPER_TOPIC_PREFIX = "arxiv:"
@@ -137,24 +142,66 @@ def papers_of_topics(topics: Iterable[str]) -> set[str]:
     return {pid for topic in topics if (pid := paper_of_topic(topic))}
 
 
+def excluded_subject(topic: str) -> str | None:
+    """What a stored exclusion keeps out ("not: surveys" -> "surveys"), else None."""
+    return topic[len(EXCLUSION_PREFIX) :] if topic.startswith(EXCLUSION_PREFIX) else None
+
+
+def followed_author(topic: str) -> str | None:
+    """The person a stored author topic follows ("author: Yann LeCun" -> "Yann LeCun"), else None."""
+    return topic[len(AUTHOR_PREFIX) :] if topic.startswith(AUTHOR_PREFIX) else None
+
+
+def names_an_author(raw: str) -> bool:
+    """Whether a topic as typed follows a person ("author: LeCun, Yann": its comma is the
+    name's, where a form would otherwise take it for a second topic)."""
+    kind = _TOPIC_KIND.match(raw.strip())
+    return kind is not None and kind.group("author") is not None
+
+
+def interest_topics(topics: Iterable[str]) -> list[str]:
+    """The topics that say what a reader wants to read about: not the exclusions, not the
+    people followed (those are shown and ranked apart)."""
+    return [t for t in topics if excluded_subject(t) is None and followed_author(t) is None]
+
+
 def normalize_topic(raw: str) -> str:
     """Collapse whitespace and lower-case, so "Graph  Neural Networks" == "graph neural networks";
-    an arXiv id or paper URL becomes "arxiv:<id>" (any version: the paper is the same)."""
-    reference = _PAPER_REFERENCE.fullmatch((raw or "").strip())
+    an arXiv id or paper URL becomes "arxiv:<id>" (any version: the paper is the same).
+    ``not: surveys`` or ``-surveys`` becomes the exclusion "not: surveys"; ``author: Yann
+    LeCun`` the author topic "author: Yann LeCun", the name's capitals kept, since a reason
+    quotes it ("By Yann LeCun, whom you follow"). Every entry point (form, CLI, CSV import)
+    reads topics through here, so the three kinds are written the same way everywhere."""
+    text = (raw or "").strip()
+    reference = _PAPER_REFERENCE.fullmatch(text)
     if reference:
         return PAPER_TOPIC_PREFIX + reference.group(1)
-    topic = _SPACES.sub(" ", (raw or "").strip()).lower()
+    kind = _TOPIC_KIND.match(text)
+    if kind is None:
+        return _plain_topic(raw, text)
+    inner = text[kind.end() :]
+    if kind.group("author"):
+        return AUTHOR_PREFIX + _plain_topic(raw, inner, len(AUTHOR_PREFIX), lower=False)
+    return EXCLUSION_PREFIX + _plain_topic(raw, inner, len(EXCLUSION_PREFIX))
+
+
+def _plain_topic(raw: str, text: str, prefix: int = 0, lower: bool = True) -> str:
+    """One topic's text, checked: length (the stored topic, ``prefix`` characters more, fits
+    the column), no ';' (the CSV separator), nothing invisible."""
+    topic = _SPACES.sub(" ", text)
+    topic = topic.lower() if lower else topic
     if len(topic) < MIN_TOPIC_LENGTH:
         raise InvalidInput(
             f"topic {raw!r} is too short (at least {MIN_TOPIC_LENGTH} characters)",
             "topics",
             f"“{raw.strip()}” is too short: a topic needs at least {MIN_TOPIC_LENGTH} letters.",
         )
-    if len(topic) > MAX_TOPIC_LENGTH:
+    if len(topic) + prefix > MAX_TOPIC_LENGTH:
+        longest = MAX_TOPIC_LENGTH - prefix
         raise InvalidInput(
-            f"topic {topic[:30]!r}... is longer than {MAX_TOPIC_LENGTH} characters",
+            f"topic {topic[:30]!r}... is longer than {longest} characters",
             "topics",
-            f"“{topic[:30]}…” is too long: keep each topic under {MAX_TOPIC_LENGTH} characters.",
+            f"“{topic[:30]}…” is too long: keep each topic under {longest} characters.",
         )
     if ";" in topic:
         raise InvalidInput(
@@ -178,11 +225,12 @@ def normalize_topics(raw_topics: list[str] | tuple[str, ...]) -> tuple[str, ...]
 
     Stops at the first topic past the limit, so a request with thousands of them costs no
     more than one with six."""
-    topics: dict[str, None] = {}
+    topics: dict[str, str] = {}  # by casefold: "author: yann lecun" is "author: Yann LeCun"
     for raw in raw_topics:
         if not raw or not raw.strip():
             continue
-        topics[normalize_topic(raw)] = None
+        topic = normalize_topic(raw)
+        topics.setdefault(topic.casefold(), topic)
         if len(topics) > MAX_TOPICS:
             raise InvalidInput(
                 f"more than {MAX_TOPICS} topics given, at most {MAX_TOPICS} are allowed",
@@ -193,7 +241,13 @@ def normalize_topics(raw_topics: list[str] | tuple[str, ...]) -> tuple[str, ...]
         raise InvalidInput(
             "at least one topic is required", "topics", "Please add at least one topic."
         )
-    return tuple(topics)
+    if not interest_topics(topics.values()) and not any(map(followed_author, topics.values())):
+        raise InvalidInput(
+            "only exclusions given: add a topic or an author to follow",
+            "topics",
+            "Please add a topic to follow: “not: …” only keeps papers out.",
+        )
+    return tuple(topics.values())
 
 
 def validate_timezone(raw: str) -> str:
@@ -413,10 +467,11 @@ def suggested_topics(
 ) -> list[str]:
     """The topic chips a public page offers: followed topics first (most followed), then the
     curated list. A followed topic is shown only once ``min_followers`` people follow it,
-    and never a paper id: one person's free text, or the paper they read, is theirs alone."""
+    and never a paper id, an author or an exclusion: one person's free text, the paper they
+    read, the people they follow and what they skip are theirs alone."""
     followed = [
         name
         for name, followers in counts
-        if followers >= min_followers and paper_of_topic(name) is None
+        if followers >= min_followers and paper_of_topic(name) is None and interest_topics([name])
     ]
     return list(dict.fromkeys([*followed[:SUGGESTED_FROM_FOLLOWERS], *curated]))

@@ -83,3 +83,54 @@ def _read_ready(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO: the other end is closed and nothing is left
         return b""
+
+
+HF_DAY = "hf_daily_papers_2026-07-13.json"
+
+
+def preview_order(run, email: str = "ada@example.org") -> list[str]:
+    """The next digest's papers as `digest preview` lists them: (title start, reason) lines."""
+    import re
+
+    numbered = re.compile(r"^ +\d+\. ")
+    lines = run("preview", email).output.splitlines()
+    return [
+        f"{numbered.sub('', title)[:40]} | {reason.strip()}"
+        for title, reason in zip(lines, lines[1:], strict=False)
+        if numbered.match(title)
+    ]
+
+
+AGENTS = [
+    "UniClawBench: A Universal Benchmark for  | Matches “agents” in the title",
+    "Remember When It Matters: Proactive Memo | Matches “agents” in the title",
+    "Long-Horizon-Terminal-Bench: Testing the | Matches “agents” in the title",
+    "Flow-ERD: Agent-type Aware Flow Matching | Matches “agents” in the title",
+    "VaseMuseum: Digital Intelligent Museum f | Matches “agents” in the abstract",
+]
+
+
+def test_an_exclusion_set_from_the_cli_keeps_its_papers_out_of_the_next_digest(run) -> None:
+    from conftest import FEEDS
+
+    run("fetch", "--from-file", str(FEEDS / HF_DAY))
+    run("subscribers", "add", "ada@example.org", "-t", "agents")
+    assert preview_order(run) == AGENTS
+    shown = run("subscribers", "set", "ada@example.org", "-t", "agents", "-t", "-benchmarks")
+    assert "topics:     agents; not: benchmarks" in shown.output
+    # "Benchmark" in its title: out; "Terminal-Bench" is no benchmark by word or meaning
+    assert preview_order(run) == AGENTS[1:]
+
+
+def test_a_followed_author_leads_the_next_digest_with_an_honest_reason(run) -> None:
+    from conftest import FEEDS
+
+    run("fetch", "--from-file", str(FEEDS / HF_DAY))
+    # "Antonio Rodà" on Hugging Face: typed surname first, an initial, no accent
+    run("subscribers", "add", "ada@example.org", "-t", "agents", "-t", "author: Roda, A.")
+    assert preview_order(run) == [
+        "A Quantized Native Runtime for On-Device | By Antonio Rodà, whom you follow",
+        *AGENTS[:4],
+    ]
+    run("subscribers", "set", "ada@example.org", "-t", "agents", "-t", "author: Yann LeCun")
+    assert preview_order(run) == AGENTS, "no paper of theirs today: no reason names them"

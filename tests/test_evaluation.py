@@ -15,6 +15,7 @@ from digest.evaluation import (
     merge_unrelated_profiles,
     ndcg,
     precision,
+    random_vote_split,
     recall,
     score_run,
     simulate_votes,
@@ -160,3 +161,14 @@ def test_papers_load_with_their_hugging_face_fields_and_bad_files_are_named(tmp_
     papers.write_bytes(b'["\xff"]')
     with pytest.raises(InvalidInput, match=r"papers\.json: not valid JSON \(.*utf-8"):
         load_papers_file(papers)
+
+
+def test_random_votes_like_relevant_papers_dislike_shown_misses_and_leave_the_judgments() -> None:
+    qrels = {"A": {"r1": 2, "r2": 1, "r3": 2, "x1": 0, "x2": 0, "x3": 0}}
+    shown = {"A": ["r1", "x1", "x2"]}
+    one, same = (random_vote_split(shown, qrels, 2, 0) for _ in range(2))
+    assert one == same, "a seed gives the same draw"
+    votes = one.votes["A"]
+    assert set(votes.liked) <= {"r1", "r2", "r3"} and len(votes.liked) == 2
+    assert set(votes.disliked) == {"x1", "x2"}, "only irrelevant papers the reader was shown"
+    assert set(one.qrels["A"]) == {"r1", "r2", "r3", "x1", "x2", "x3"} - votes.papers

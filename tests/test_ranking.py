@@ -39,6 +39,7 @@ from digest.ranking import (
     rank_profiles,
     reasons,
 )
+from digest.ranking import index as picking_index
 from digest.ranking import picks as picking
 from digest.ranking.reasons import evidence_for
 from digest.records import Votes
@@ -292,10 +293,14 @@ def test_rank_cli_json_and_rank_eval_table() -> None:
     assert sorted(data) == [f"D{n:02d}" for n in range(1, 11)] and all(
         len(v) <= 5 for v in data.values()
     )
-    table = runner.invoke(cli, ["rank-eval", *args, "--qrels", str(DEV / "qrels")])
+    qrels = ["--qrels", str(DEV / "qrels"), "--no-semantic", "--seeds", "2"]
+    table = runner.invoke(cli, ["rank-eval", *args, *qrels])
     assert table.exit_code == 0, table.output
     assert "plain-bm25 nDCG@10" in table.output and "digest nDCG@10" in table.output
     assert any(line.startswith("mean ") for line in table.output.splitlines())
+    assert "58 triples of unrelated profiles" in table.output
+    votes = table.output[table.output.index("Feedback, random votes") :].splitlines()
+    assert "2 seeds (0-1)" in votes[0] and [line.split()[0] for line in votes[3:5]] == ["2", "4"]
 
 
 def test_rank_cli_rejects_a_bad_papers_file(tmp_path) -> None:
@@ -328,7 +333,7 @@ def test_rank_eval_says_when_it_ranks_by_words_only(monkeypatch: pytest.MonkeyPa
         "--qrels",
         str(DEV / "qrels"),
     ]
-    out = CliRunner().invoke(cli, ["rank-eval", *args]).output
+    out = CliRunner().invoke(cli, ["rank-eval", *args, "--seeds", "0"]).output
     assert "words-only" not in out.splitlines()[0]
     assert "(digest ranked by words only: the MiniLM weights are not installed)" in out
     merged = out[out.index("Merged profiles: 35 pairs") :].splitlines()
@@ -671,7 +676,10 @@ def test_four_votes_per_profile_help_and_never_hurt_on_the_dev_set(encoder) -> N
     without them by 0.04 nDCG@10, and no profile does worse than it did without the votes
     with the voted papers left out (what the reordering alone is accountable for)."""
     args = ["--papers", str(DEV / "papers.json"), "--profiles", str(DEV / "topics.json")]
-    out = CliRunner().invoke(cli, ["rank-eval", *args, "--qrels", str(DEV / "qrels")]).output
+    out = CliRunner().invoke(
+        cli, ["rank-eval", *args, "--qrels", str(DEV / "qrels"), "--seeds", "0"]
+    )
+    out = out.output
     table = out[out.index("Feedback: 2 liked + 2 disliked") :].splitlines()[3:]
     rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in table if line.strip()}
     assert len(rows) == 11 and "mean" in rows
@@ -729,3 +737,93 @@ def test_the_matrices_a_daily_run_holds_are_float32() -> None:
     table = pick_papers(scores, [SubscriberRequest(0, (0, 1), 5)])
     assert table.scores.dtype == table.relevance.dtype == table.passing.dtype == np.float32
     assert table.papers.dtype == table.topics.dtype == np.int32
+
+
+def hf_day() -> list[PaperRecord]:
+    """The recorded Hugging Face day of 13 July 2026: real titles, abstracts and authors."""
+    from conftest import FEEDS
+
+    from digest.sources import parse_response
+
+    return parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+
+
+def test_an_exclusion_keeps_out_its_word_in_a_title_singular_or_plural_and_no_other() -> None:
+    papers = hf_day()
+    index = TopicIndex(papers)
+    out = index.excluded(["benchmarks", "generation", "video segmentation"])
+    titles = [[p.title.split(":")[0] for p, x in zip(papers, row, strict=True) if x] for row in out]
+    assert titles == [
+        ["UniClawBench"],  # "A Universal Benchmark": "Terminal-Bench" is no benchmark
+        [
+            "From RGB Generation to Dense Field Readout",
+            "PanoWorld",  # "Panoramic Generation"
+            "Video Generation Models are General-Purpose Vision Learners",
+            "Enhancing In-context Panoramic Generation via Geometric-aware Pretraining",
+            "A Quantized Native Runtime for On-Device Semantic Audio Generation",
+        ],
+        ["SAM-MT"],  # "Multi-Target Video Segmentation": a phrase, words between allowed
+    ]
+
+
+def test_an_exclusion_by_meaning_needs_the_bar_a_topic_passes_at(encoder) -> None:
+    papers = hf_day()
+    index = TopicIndex(papers, encoder=encoder)
+    cosine = index.similarities(["quantization"])[0]
+    by_meaning = index.excluded(["quantization"])[0]
+    assert (by_meaning >= (cosine >= picking_index.EXCLUSION_MEANING)).all()
+    kept_out = {p.arxiv_id for p, x in zip(papers, by_meaning, strict=True) if x}
+    assert "2607.07964" in kept_out  # KronQ: LLM Quantization via Kronecker-Factored Hessian
+    assert "2607.08768" not in kept_out  # UniClawBench
+
+
+def test_an_author_topic_puts_their_papers_first_and_says_so_only_for_them() -> None:
+    picks = rank_profiles(hf_day(), {"ada": ["agents", "author: Z. Xie"]}, 3)["ada"]
+    assert [(p.arxiv_id, p.reason) for p in picks][:2] == [
+        ("2607.04751", "By Zhengpeng Xie, whom you follow"),  # Trust Region Policy Distillation
+        ("2607.08768", "Matches “agents” in the title"),
+    ]
+
+
+def test_rocchio_moves_the_profile_only_once_a_reader_has_eight_votes() -> None:
+    index = TopicIndex([*ATTENTION_DAY, LIKED, DISLIKED])
+    known = {"liked": LIKED, "disliked": DISLIKED}
+    feedback, rows = build_feedback(index, [Votes(("liked",), ("disliked",))], known)
+    liked, disliked = rows[0]
+    moved = feedback.rocchio([SubscriberRequest(0, (0,), 5, liked=liked, disliked=disliked)])[0]
+    similarity = feedback.similarity
+    assert np.allclose(
+        moved, picking.ROCCHIO_LIKED * similarity[0] - picking.ROCCHIO_DISLIKED * similarity[1]
+    )
+    scores = index.score_topics(["efficient attention"])
+
+    def relevance(votes: int) -> dict[int, float]:
+        """Each pick's relevance (before the nearest-neighbour lift reorders the picks)."""
+        request = SubscriberRequest(
+            0, (0,), 5, liked=liked * (votes // 2), disliked=disliked * (votes // 2)
+        )
+        table = pick_papers(scores, [request], threshold=0.0, feedback=feedback)
+        return dict(zip(table.papers[0].tolist(), table.relevance[0].tolist(), strict=True))
+
+    plain = relevance(0)
+    assert relevance(6) == plain, "six votes: the topics alone decide relevance"
+    assert relevance(8) != plain
+
+
+def test_each_interest_gets_a_slot_before_any_gets_two() -> None:
+    """Three topics, two slots: "a" and "b" are one interest, "c" another. By strength alone
+    "a" and "b" would take both slots."""
+    passing = np.array(
+        [[0.9, 0.0, 0.0, 0.0], [0.0, 0.8, 0.0, 0.0], [0.0, 0.0, 0.6, 0.0]], dtype=np.float32
+    )
+    alone = SubscriberRequest(0, (0, 1, 2), 2)
+    grouped = SubscriberRequest(1, (0, 1, 2), 2, interests=(0, 0, 2))
+    table = pick_papers(passing, [alone, grouped], threshold=0.5)
+    assert table.papers.tolist() == [[0, 1], [0, 2]]
+
+
+def test_topics_close_in_meaning_are_one_interest_and_links_chain() -> None:
+    vectors = np.eye(4, dtype=np.float32)
+    vectors[1] = vectors[0] * 0.8 + vectors[1] * 0.6  # cosine 0.8 with topic 0
+    vectors[2] = vectors[1] * 0.8 + vectors[2] * 0.6  # 0.8 with topic 1, 0.64 with topic 0
+    assert picking.interest_groups(vectors) == (0, 0, 0, 3)

@@ -13,8 +13,11 @@ from digest.subscriptions import (
     MAX_TOPICS,
     InvalidInput,
     build_subscriber_input,
+    excluded_subject,
     first_digest_time,
+    followed_author,
     format_subscriber_csv,
+    interest_topics,
     mailbox_of,
     normalize_email,
     normalize_topic,
@@ -122,7 +125,7 @@ def test_export_format_round_trips_through_the_importer() -> None:
 
 FORMULAS = [
     ("=cmd@example.org", ['=hyperlink("http://evil.example","x")', "rl"]),
-    ("+a@example.org", ["+1+1", "-2+3"]),
+    ("+a@example.org", ["+1+1", "+2-3"]),  # a topic starting "-" is an exclusion: "not: …"
     ("-a@example.org", ["@sum(1)"]),
     ("'a@example.org", ["'=x", "'plain", "''"]),  # what starts with the escape itself
     ("b@example.org", ["rl", "=after the first"]),
@@ -385,3 +388,45 @@ def test_the_semicolon_hint_says_what_to_do() -> None:
         "the columns seem separated by ';' (as some spreadsheet programs export): "
         "save the file as CSV with commas, or UTF-8 CSV"
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("not: Surveys", "not: surveys"),
+        ("-surveys", "not: surveys"),
+        ("- Surveys ", "not: surveys"),
+        ("NOT:benchmarks", "not: benchmarks"),
+        ("author: Yann  LeCun", "author: Yann LeCun"),  # capitals kept: a reason quotes them
+        ("Authors: LeCun, Yann", "author: LeCun, Yann"),
+        ("x-ray imaging", "x-ray imaging"),  # a hyphen inside is no exclusion
+    ],
+)
+def test_exclusions_and_authors_are_written_one_way_from_every_entry_point(
+    raw: str, stored: str
+) -> None:
+    assert normalize_topic(raw) == stored
+    assert excluded_subject(stored) == (stored[5:] if stored.startswith("not: ") else None)
+    assert followed_author(stored) == (stored[8:] if stored.startswith("author: ") else None)
+
+
+def test_the_kinds_keep_the_checks_and_fit_the_topic_column() -> None:
+    with pytest.raises(InvalidInput, match="too short"):
+        normalize_topic("-")
+    with pytest.raises(InvalidInput, match="longer than 72"):
+        normalize_topic("author: " + "a" * 75)
+    with pytest.raises(InvalidInput, match="only exclusions"):
+        normalize_topics(["-surveys"])
+    assert normalize_topics(["author: yann lecun", "Author: Yann LeCun", "-surveys"]) == (
+        "author: yann lecun",
+        "not: surveys",
+    )
+    assert interest_topics(["rl", "not: surveys", "author: Yann LeCun"]) == ["rl"]
+
+
+def test_a_csv_import_reads_exclusions_and_authors_and_export_gives_them_back() -> None:
+    text = 'email,topics\nada@example.org,"rl;-surveys;author: LeCun, Yann"\n'
+    (row,) = parse_subscriber_csv(text).rows
+    assert row.topics == ("rl", "not: surveys", "author: LeCun, Yann")
+    exported = format_subscriber_csv([{"email": row.email, "topics": list(row.topics)}])
+    assert parse_subscriber_csv(exported).rows[0].topics == row.topics

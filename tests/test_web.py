@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import re
 import time
 from collections.abc import Iterator
@@ -1345,3 +1346,25 @@ def test_every_linked_page_takes_only_its_own_purposes_link_for_its_own_reader(
     path = f"/{purpose}/{own}{rest}"
     response = client.get(path) if method == "GET" else client.post(path, data=form)
     assert response.status_code == 200, "its own link works"
+
+
+def test_preferences_take_exclusions_and_authors_and_say_the_profile_back(web: dict) -> None:
+    sub = web["store"].subscribers.add(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
+    client = web["client"]
+    token = CSRF.search(client.get(path).get_data(as_text=True)).group(1)
+    form = {"csrf_token": token, "timezone": "UTC", "send_hour": "7", "max_papers": "5"}
+    page = client.post(
+        path, data={**form, "topics": "rl, agents\n-surveys\nauthor: LeCun, Yann"}
+    ).get_data(as_text=True)
+    assert web["store"].subscribers.get("ada@example.org").topics == (
+        "rl",
+        "agents",
+        "not: surveys",
+        "author: LeCun, Yann",
+    )
+    assert "You follow: rl, agents; you exclude: surveys; authors: Yann LeCun." in html.unescape(
+        page
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ from digest.evaluation import (
     load_profiles_file,
     load_qrels,
     merge_unrelated_profiles,
+    random_vote_split,
     score_run,
     simulate_votes,
     topic_coverage,
 )
 from digest.ranking import plain_bm25_ranking, rank_profiles
+from digest.records import Votes
 from digest.sources import PaperRecord
 
 
@@ -114,7 +117,16 @@ def rank(papers_path: Path, profiles_path: Path, top: int, fmt: str, use_semanti
     help="Judgments file or directory of them: {qid: {paper id: grade 0-2}}.",
 )
 @semantic_option
-def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_semantic: bool) -> None:
+@click.option(
+    "--seeds",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Random vote draws for the feedback trial (0: skip it).",
+)
+def rank_eval(
+    papers_path: Path, profiles_path: Path, qrels_path: Path, use_semantic: bool, seeds: int
+) -> None:
     """Measure ranking quality against graded judgments (nDCG@10, recall@10, P@5).
 
     Per profile and their mean, for the digest's ranking (words + MiniLM), its words-only
@@ -148,6 +160,8 @@ def rank_eval(papers_path: Path, profiles_path: Path, qrels_path: Path, use_sema
     click.echo(format_table(headers, rows))
     _merged_profiles_report(papers_list, profiles, qrels, encoder)
     _feedback_report(papers_list, profiles, qrels, encoder)
+    if seeds > 0:
+        _vote_splits_report(papers_list, profiles, qrels, encoder, seeds)
     if encoder is None:
         click.echo(
             f"(digest ranked by words only: {semantic.unavailable_reason() or '--no-semantic'})"
@@ -172,22 +186,75 @@ def _ranking_runs(
 def _merged_profiles_report(
     papers_list: list[PaperRecord], profiles: dict[str, list[str]], qrels: Qrels, encoder: Any
 ) -> None:
-    """Two unrelated profiles as one subscriber: nDCG@10 of their ten best papers, and whether
-    a digest of five papers holds a relevant one for each half (coverage@5)."""
-    merged = merge_unrelated_profiles(profiles, qrels)
-    if not merged.profiles:
-        return
-    runs = _ranking_runs(papers_list, merged.profiles, encoder)
-    digests = _ranking_runs(papers_list, merged.profiles, encoder, top=5)
+    """Two (then three) unrelated profiles as one subscriber: nDCG@10 of their ten best papers,
+    and whether a digest of five papers holds a relevant one for each part (coverage@5). Three
+    profiles may hold six topics for five slots: there each interest must still get one."""
+    for size, what in ((2, "pairs"), (3, "triples")):
+        merged = merge_unrelated_profiles(profiles, qrels, size)
+        if not merged.profiles:
+            continue
+        runs = _ranking_runs(papers_list, merged.profiles, encoder)
+        digests = _ranking_runs(papers_list, merged.profiles, encoder, top=5)
+        rows = []
+        for name, run in runs.items():
+            coverage, eligible = topic_coverage(digests[name], merged)
+            ndcg10 = score_run(run, merged.qrels)["mean"].ndcg10
+            rows.append([name, f"{ndcg10:.3f}", f"{coverage:.3f}"])
+        click.echo(
+            f"\nMerged profiles: {len(merged.profiles)} {what} of unrelated profiles as one "
+            f"subscriber each (coverage over the {eligible} where every part has a relevant paper)"
+        )
+        click.echo(format_table(["run", "nDCG@10", "coverage@5"], rows))
+
+
+def _vote_splits_report(
+    papers_list: list[PaperRecord],
+    profiles: dict[str, list[str]],
+    qrels: Qrels,
+    encoder: Any,
+    seeds: int,
+) -> None:
+    """Votes drawn at random (:func:`random_vote_split`), ``seeds`` draws, 2 and 4 per side:
+    nDCG@10 on the papers left, without votes (the voted ones left out) and with them; the mean
+    over draws, their spread (sd), and the change per draw (mean, worst)."""
+    shown = {
+        q: [p.arxiv_id for p in ps]
+        for q, ps in rank_profiles(papers_list, profiles, 20, encoder=encoder).items()
+    }
+    full = rank_profiles(papers_list, profiles, len(papers_list), encoder=encoder)
     rows = []
-    for name, run in runs.items():
-        coverage, eligible = topic_coverage(digests[name], merged)
-        rows.append([name, f"{score_run(run, merged.qrels)['mean'].ndcg10:.3f}", f"{coverage:.3f}"])
+    for per_side in (2, 4):
+        before, after = [], []
+        for seed in range(seeds):
+            trial = random_vote_split(shown, qrels, per_side, seed)
+            votes = {q: trial.votes[q] for q in profiles if q in trial.votes}
+            left_out = {
+                q: [p.arxiv_id for p in ps if p.arxiv_id not in votes.get(q, Votes()).papers][:10]
+                for q, ps in full.items()
+            }
+            taught = rank_profiles(papers_list, profiles, 10, encoder=encoder, votes=votes)
+            with_votes = {q: [p.arxiv_id for p in ps] for q, ps in taught.items()}
+            judged = {q: trial.qrels.get(q, {}) for q in profiles}
+            before.append(score_run(left_out, judged)["mean"].ndcg10)
+            after.append(score_run(with_votes, judged)["mean"].ndcg10)
+        change = [b - a for a, b in zip(before, after, strict=True)]
+        rows.append(
+            [
+                f"{per_side} + {per_side}",
+                f"{statistics.mean(before):.3f} ± {statistics.pstdev(before):.3f}",
+                f"{statistics.mean(after):.3f} ± {statistics.pstdev(after):.3f}",
+                f"{statistics.mean(change):+.3f} ± {statistics.pstdev(change):.3f}",
+                f"{min(change):+.3f}",
+            ]
+        )
     click.echo(
-        f"\nMerged profiles: {len(merged.profiles)} pairs of unrelated profiles as one subscriber"
-        f" each (coverage over the {eligible} where both halves have a relevant paper)"
+        f"\nFeedback, random votes: per profile N relevant papers liked and N irrelevant ones of"
+        f" its top 20 disliked, {seeds} seeds (0-{seeds - 1}), judged without them (nDCG@10,"
+        " mean ± sd over seeds)"
     )
-    click.echo(format_table(["run", "nDCG@10", "coverage@5"], rows))
+    click.echo(
+        format_table(["votes", "no votes, voted left out", "with votes", "change", "worst"], rows)
+    )
 
 
 def _feedback_report(

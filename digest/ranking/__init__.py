@@ -60,9 +60,11 @@ from digest.ranking.picks import (
     paper_signals,
     pick_papers,
 )
+from digest.ranking.profile import DayTopics, describe_profile, interests
 from digest.ranking.reasons import Evidence, Explainer, Pick
 from digest.ranking.words import words
 from digest.records import Votes
+from digest.subscriptions import normalize_topic
 
 __all__ = [
     "B",
@@ -79,6 +81,7 @@ __all__ = [
     "Encoder",
     "Evidence",
     "Explainer",
+    "DayTopics",
     "Feedback",
     "PaperText",
     "Pick",
@@ -86,6 +89,8 @@ __all__ = [
     "SubscriberRequest",
     "TopicIndex",
     "build_feedback",
+    "describe_profile",
+    "interests",
     "paper_passage",
     "paper_signals",
     "pick_papers",
@@ -105,25 +110,28 @@ def rank_profiles(
     """Rank a papers file for each named profile (the ``digest-eval rank`` command and evaluation).
     A profile's ``votes`` are papers of the file: they teach the ranking and are left out of
     its output."""
-    index = TopicIndex(papers, encoder=encoder)
-    profiles = {q: [" ".join(t.lower().split()) for t in ts] for q, ts in profiles.items()}
-    topics = list(dict.fromkeys(t for ts in profiles.values() for t in ts))
-    row_of = {t: i for i, t in enumerate(topics)}
-    scores = index.score_topics(topics)
+    profiles = {q: [normalize_topic(t) for t in ts] for q, ts in profiles.items()}
+    day = DayTopics.of(list(profiles.values()))
+    index = TopicIndex(papers, encoder=encoder, topic_authors=day.authors)
+    scores = index.score_topics(day.ranked)
     keys = list(profiles)
     said = [(votes or {}).get(q, Votes()) for q in keys]
     feedback, vote_rows = build_feedback(index, said, {p.arxiv_id: p for p in papers})
-    requests = [
-        SubscriberRequest(
-            n,
-            tuple(row_of[t] for t in profiles[q]),
-            top,
-            frozenset((*said[n].liked, *said[n].disliked)),
-            *vote_rows[n],
+    requests = []
+    for n, q in enumerate(keys):
+        ranked, subjects = day.rows(profiles[q])
+        requests.append(
+            SubscriberRequest(
+                n,
+                ranked,
+                top,
+                frozenset((*said[n].liked, *said[n].disliked)),
+                *vote_rows[n],
+                excluded_topics=subjects,
+                interests=interests(index, [day.ranked[r] for r in ranked], top),
+            )
         )
-        for n, q in enumerate(keys)
-    ]
-    gate = index.threshold_scores(topics, scores)
+    gate = index.threshold_scores(day.ranked, scores)
     table = pick_papers(
         scores,
         requests,
@@ -131,8 +139,9 @@ def rank_profiles(
         paper_ids=index.ids,
         gate=gate,
         feedback=feedback,
+        excluded_by=index.excluded(day.subjects),
     )
-    explainer = Explainer(index, topics, table, requests, feedback)
+    explainer = Explainer(index, day.ranked, table, requests, feedback)
     return {q: explainer.picks(n) for n, q in enumerate(keys)}
 
 

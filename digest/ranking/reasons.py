@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from digest.ranking.authors import display_name
 from digest.ranking.index import TopicIndex
 from digest.ranking.picks import Feedback, PickTable, SubscriberRequest
 from digest.ranking.words import subjects, topic_phrases
@@ -38,6 +39,7 @@ class Evidence:
     place: int | None = None  # where: an index into PLACES
     similar_to: str | None = None  # the title of the paper a "more like this paper" topic names
     shares_words: bool = False  # no phrase, but two or more of the topic's words
+    author: str | None = None  # the followed person who wrote the paper, as a reason names them
 
     @property
     def matched(self) -> tuple[str, ...]:
@@ -45,6 +47,8 @@ class Evidence:
 
     def sentence(self) -> str:
         """ "Matches “state space models” in the abstract", as a person would say it."""
+        if self.author is not None:
+            return f"By {self.author}, whom you follow"
         if self.similar_to is not None:
             return f"Similar to “{snippet(self.similar_to, LIKED_TITLE_CHARS)}”"
         if self.quoted is not None and self.place is not None:
@@ -60,6 +64,11 @@ def evidence_for(index: TopicIndex, topic: str, paper_index: int) -> Evidence:
     phrase (:mod:`digest.ranking.words`). A word of a phrase found on its own is no evidence."""
     if topic in index.topic_papers:
         return Evidence(topic, similar_to=index.topic_papers[topic].title)
+    if topic in index.topic_authors:
+        written = index.written_by(topic).get(paper_index)
+        if written is None:  # not theirs: an author topic is no reason for any other paper
+            return Evidence(topic)
+        return Evidence(topic, author=display_name(index.topic_authors[topic], [written]))
     found = index.phrase_place(topic, paper_index)
     if found is None:
         shared = index.word_count(topic) >= 2 and index.shared_count(topic, paper_index) >= 2
@@ -172,8 +181,8 @@ class Explainer:
             paper, topic, bits = papers[slot], topics[slot], also_bits[slot]
             evidence, sentence = self._explained(topic, paper)
             also = tuple(self.topics[t] for n, t in enumerate(own) if bits >> n & 1) if bits else ()
-            if request is not None and request.liked:
-                sentence = self._with_liked(request, paper, sentence)
+            if request is not None and request.liked and evidence.author is None:
+                sentence = self._with_liked(request, paper, sentence)  # who wrote it comes first
             result.append((paper, topic, sentence, also, evidence))
         return result
 

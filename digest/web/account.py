@@ -15,6 +15,7 @@ from digest.editions import digest_url, feed_url
 from digest.limits import Limit
 from digest.lists import CADENCES, cadence_words, validate_cadence
 from digest.models import utcnow
+from digest.ranking.profile import describe_profile
 from digest.records import ListRecord, SubscriberRecord
 from digest.subscriptions import (
     MAX_PAPERS_LIMIT,
@@ -132,6 +133,7 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
     unsubscribe_token = ctx.tokens.make("unsubscribe", sub.id, sub.email)
     base = ctx.settings.base_url
     listed = list_of(ctx, sub)
+    votes = ctx.store.feedback.votes_of(sub.id)
     return page(
         "preferences.html",
         400 if errors else 200,
@@ -147,7 +149,8 @@ def preferences(sub: SubscriberRecord, data: Any, token: str) -> tuple[str, int]
         max_topics=MAX_TOPICS,
         max_papers_limit=MAX_PAPERS_LIMIT,
         unsubscribe_url=url_for("pages.unsubscribe_page", token=unsubscribe_token),
-        votes=ctx.store.feedback.votes_of(sub.id),
+        votes=votes,
+        profile_words=describe_profile(sub.topics, votes),
         past_digests=[
             (d.edition, d.papers, d.trending, digest_url(sub, d.edition, ctx.tokens, base))
             for d in ctx.store.archive.sent_digests(sub.id)

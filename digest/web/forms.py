@@ -7,13 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from digest.ingestion import require_topic_papers
-from digest.subscriptions import InvalidInput, normalize_topics
+from digest.subscriptions import InvalidInput, names_an_author, normalize_topics
 from digest.web.context import WebContext
 
 
 def topic_lines(raw: str) -> list[str]:
-    """The topics field: one per line, commas also accepted; blank lines ignored."""
-    return [t for t in raw.replace(",", "\n").splitlines() if t.strip()]
+    """The topics field: one per line, commas also accepted, except in a followed author's
+    line ("author: LeCun, Yann" is one name); blank lines ignored."""
+    topics = []
+    for line in raw.splitlines():
+        topics += [line] if names_an_author(line) else line.split(",")
+    return [t for t in topics if t.strip()]
 
 
 def validated(**checks: Callable[[], Any]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -35,6 +35,7 @@ from digest.sources import PaperRecord
 from digest.subscriptions import (
     excluded_subject,
     followed_author,
+    interest_topics,
     paper_of_topic,
     papers_of_topics,
 )
@@ -241,7 +242,9 @@ def digest_content(
     prefs, unsub = subscriber_links(subscriber, tokens, base_url)
     link = digest_url(subscriber, edition, tokens, base_url)
     quiet_set = set(quiet_topics)
-    quiet = tuple(label(t) for t in subscriber.topics if t in quiet_set)
+    # only subjects: a person followed publishes a few times a year, a line on every other
+    # day's digest would be noise (and an exclusion is never news)
+    quiet = tuple(label(t) for t in interest_topics(subscriber.topics) if t in quiet_set)
     return DigestContent(
         edition,
         subscriber.email,

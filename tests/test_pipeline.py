@@ -7,6 +7,7 @@ import re
 from email import message_from_bytes
 from email.policy import default
 
+import lxml.html
 import pytest
 from click.testing import CliRunner
 
@@ -276,3 +277,20 @@ def test_deliveries_count_the_picks_as_the_mail_does_and_trending_apart(
     header, row = listing.splitlines()[0], listing.splitlines()[2]
     assert "trending" in header
     assert re.search(rf"\bsent\s+{picks}\s+3\b", row), listing
+
+
+def test_a_followed_author_or_an_exclusion_with_nothing_today_is_no_quiet_line(
+    run, settings: Settings
+) -> None:
+    """Someone followed publishes a few times a year: "Nothing new on Yann LeCun today" in
+    every digest would be noise, and an exclusion is never news. A subject is still said."""
+    topics = ("agents", "lattice quantum chromodynamics", "author: Yann LeCun", "-surveys")
+    run("subscribers", "add", "ada@example.org", *(a for t in topics for a in ("-t", t)))
+    run("run", "--now")
+    (eml,) = list(settings.outbox_dir.rglob("*.eml"))
+    message = message_from_bytes(eml.read_bytes(), policy=default)
+    html = lxml.html.fromstring(message.get_body(("html",)).get_content())
+    text = message.get_body(("plain",)).get_content()
+    quiet = "Nothing new on lattice quantum chromodynamics today."
+    assert [box.text_content() for box in html.find_class("quiet-topics")] == [quiet]
+    assert [line for line in text.splitlines() if line.startswith("Nothing new")] == [quiet]

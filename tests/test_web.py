@@ -14,6 +14,7 @@ import fakeredis
 import feedparser
 import pytest
 from conftest import (
+    FEEDS,
     poisoned,
     poisoned_paper,
     record_sent_digest,
@@ -27,7 +28,7 @@ from digest.delivery import send_deliveries
 from digest.pipeline import run_tick
 from digest.records import SubscriberDefaults
 from digest.settings import Settings, load_settings
-from digest.sources import PaperRecord
+from digest.sources import PaperRecord, parse_response
 from digest.storage import Storage, Subscribers
 from digest.subscriptions import build_subscriber_input
 from digest.tokens import INVALID_LINK, Tokens
@@ -959,12 +960,15 @@ DAY_TWO = [
 URL_PATH = re.compile(r"https://digest\.example\.org(/\S+)")
 
 
-def send_day(web: dict, papers: list[PaperRecord], now: dt.datetime) -> dict[str, Message]:
-    """Store the day's papers, plan everyone's digest and send it: each reader's email."""
+def send_day(
+    web: dict, papers: list[PaperRecord], now: dt.datetime, semantic: bool = False
+) -> dict[str, Message]:
+    """Store the day's papers, plan everyone's digest and send it: each reader's email.
+    Words alone unless ``semantic``: MiniLM costs seconds a test."""
     settings = (
         web["app"]
         .extensions["digest"]
-        .settings.model_copy(update={"semantic": False, "offline": True})
+        .settings.model_copy(update={"semantic": semantic, "offline": True})
     )
     web["store"].papers.upsert(papers)
     batches: list[list[int]] = []
@@ -1030,6 +1034,56 @@ def test_a_vote_through_the_page_reorders_the_next_digest(web: dict) -> None:
         "Why: Like “Efficient attention with block sparse patterns for long…”, which you voted up"
         in " ".join(text_part(second["ada@example.org"]).split())
     )
+
+
+HF_DAY = parse_response((FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()).papers
+
+
+def voted_ids(text: str) -> list[str]:
+    """The papers of a digest's text part, in its order, by their vote links."""
+    return [path.rsplit("/", 1)[1] for path in link_paths(text, "More or less like this:")]
+
+
+def test_eight_votes_through_the_page_move_the_profile_of_the_next_digest(web: dict) -> None:
+    """From a reader's 8th vote Rocchio moves her profile toward what she liked: not only the
+    papers near a voted one move, but the whole day's order. Ada and Bob follow the same
+    topics and got the same digest of the recorded day; Ada votes on all 8 of its papers,
+    down on the three about agents, up on the five about images, video and vision."""
+    topics = ["agents", "video generation", "language models", "panoramic"]
+    for email in ("ada@example.org", "bob@example.org"):
+        web["store"].subscribers.add(
+            build_subscriber_input(email, topics, max_papers=8), SubscriberDefaults()
+        )
+    day = dt.datetime(2026, 7, 13, 8)
+    first = {r: text_part(m) for r, m in send_day(web, HF_DAY, day, semantic=True).items()}
+    assert voted_ids(first["ada@example.org"]) == voted_ids(first["bob@example.org"])
+    agents = {"2607.08768", "2607.08716", "2607.08964"}
+    links = link_paths(first["ada@example.org"], "More or less like this:")
+    for path in links:
+        vote = "down" if path.rsplit("/", 1)[1] in agents else "up"
+        assert web["client"].post(path, data={"vote": vote}).status_code == 200
+    ada = web["store"].subscribers.get("ada@example.org")
+    assert len(web["store"].feedback.votes_of(ada.id)) == 8, "Rocchio's threshold"
+
+    nxt = send_day(web, HF_DAY, day + dt.timedelta(days=1), semantic=True)
+    without_votes = [
+        "2607.06957",  # Flow-ERD: Agent-type Aware Flow Matching
+        "2607.09415",  # Self-Guided Test-Time Training for Long-Context LLMs
+        "2607.08393",  # Towards Mechanistically Understanding Why Memorized Knowledge
+        "2607.09424",  # A Sovereign, Open-Source Foundation Model for German and English
+        "2607.04690",  # PAST-TIDE: Prototype-Anchored Statement Tuning
+        "2607.07964",  # KronQ: LLM Quantization via Kronecker-Factored Hessian
+        "2607.07673",  # MedPMC: ... Medical Multimodal Data
+    ]
+    assert voted_ids(text_part(nxt["bob@example.org"])) == without_votes
+    # the text-only German model sinks under the quantization paper and the multimodal one
+    assert voted_ids(text_part(nxt["ada@example.org"])) == [
+        *without_votes[:3],
+        "2607.04690",
+        "2607.07964",
+        "2607.07673",
+        "2607.09424",
+    ]
 
 
 def sent_day_one(web: dict, email: str = "ada@example.org"):

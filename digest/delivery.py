@@ -91,7 +91,7 @@ class PaperLookup(Protocol):
 class ListLookup(Protocol):
     """The lists a batch's digests are sent for (:class:`digest.storage.Lists`)."""
 
-    def all(self) -> list[ListRecord]: ...
+    def by_id(self) -> dict[int, ListRecord]: ...
 
 
 @dataclass
@@ -194,7 +194,7 @@ def send_deliveries(
         else:
             report.skipped += 1
     with ThreadPoolExecutor(1, thread_name_prefix="record") as recorder:
-        by_id = {listed.id: listed for listed in lists.all()} if lists is not None else {}
+        by_id = lists.by_id() if lists is not None else {}
         sending = _Sending(
             deliveries, settings, transport, limiter, known, clock, report, recorder, by_id
         )

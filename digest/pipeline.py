@@ -85,13 +85,12 @@ def scope_of(sub: SubscriberRecord, lists: Mapping[int, ListRecord]) -> Scope:
 
 
 def by_scope(
-    due: Sequence[tuple[SubscriberRecord, dt.date]], lists: Sequence[ListRecord]
+    due: Sequence[tuple[SubscriberRecord, dt.date]], lists: Mapping[int, ListRecord]
 ) -> dict[Scope, list[tuple[SubscriberRecord, dt.date]]]:
     """The subscriptions due, grouped by what they pick from, in the order they came."""
-    known = {listed.id: listed for listed in lists}
     groups: dict[Scope, list[tuple[SubscriberRecord, dt.date]]] = {}
     for sub, edition in due:
-        groups.setdefault(scope_of(sub, known), []).append((sub, edition))
+        groups.setdefault(scope_of(sub, lists), []).append((sub, edition))
     return groups
 
 
@@ -147,7 +146,7 @@ def rank_today(
     subscriber picks from ``scope`` (None: the first one's list and cadence)."""
     encoder, threshold = ranking_mode(settings, store.papers, remember)
     if scope is None and subscribers:
-        scope = scope_of(subscribers[0], {listed.id: listed for listed in store.lists.all()})
+        scope = scope_of(subscribers[0], store.lists.by_id())
     candidates = candidate_papers(store, settings, now, scope)
     ids = [sub.id for sub in subscribers if sub.id]
     already_sent = (
@@ -243,7 +242,7 @@ def matched_only(
     failed, the others are left unplanned (a later tick plans them once a source is back):
     a "nothing new" digest would pretend the day was quiet."""
     matched = set()
-    for scope, group in by_scope(due, store.lists.all()).items():
+    for scope, group in by_scope(due, store.lists.by_id()).items():
         plan = rank_today(store, settings, [sub for sub, _ in group], now, scope=scope)
         matched |= {s.id for s, picks, _ in plan.digests() if any(p.get("topic") for p in picks)}
     return [(sub, edition) for sub, edition in due if sub.id in matched]
@@ -263,7 +262,7 @@ def plan_deliveries(
     planned again every tick of the same day.
     """
     created, skipped, queued = 0, 0, list[int]()
-    for scope, group in by_scope(due, store.lists.all()).items():
+    for scope, group in by_scope(due, store.lists.by_id()).items():
         plan = rank_today(store, settings, [sub for sub, _ in group], now, scope=scope)
         rows = PlannedDeliveries(plan, [edition for _, edition in group])
         made, handed_out = store.deliveries.create(rows, handed_out_at=now)

@@ -70,6 +70,10 @@ class Lists:
         with self._db.session() as session:
             return [list_record(r) for r in session.scalars(select(DigestList).order_by("id"))]
 
+    def by_id(self) -> dict[int, ListRecord]:
+        """Every list by its id: how planning and sending find a subscription's list."""
+        return {listed.id: listed for listed in self.all()}
+
     def public(self) -> list[ListRecord]:
         """The lists with a sign-up page, the default first."""
         return [listed for listed in self.all() if listed.public]

@@ -965,19 +965,21 @@ def private_postgres() -> Iterator[PrivatePostgres]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.parametrize("group", [1, 5])
 def test_a_database_restart_mid_send_keeps_what_was_accepted_and_resends_nothing(
-    private_postgres: PrivatePostgres, settings: Settings, smtp_sink
+    private_postgres: PrivatePostgres, settings: Settings, smtp_sink, group: int
 ) -> None:
     """PostgreSQL goes down for 8 s while a group is on the wire: the worker keeps the
     relay's answers and records them when the database is back, within the lease; nothing
-    is requeued as a dead worker's and every reader gets exactly one digest."""
+    is requeued as a dead worker's and every reader gets exactly one digest. Groups of one
+    record with a statement of their own, on psycopg's connection under SQLAlchemy's pool."""
     import threading
 
     store = Storage.from_url(private_postgres.url)
     store.db.upgrade()
     emails = populate(store, 10)
     smtp_sink.handler.late_answer = 0.2
-    config = smtp_settings(settings, smtp_sink, send_group=5, claim_lease_seconds=30)
+    config = smtp_settings(settings, smtp_sink, send_group=group, claim_lease_seconds=30)
     (batch,) = planned(store, config)
 
     def outage() -> None:

@@ -169,18 +169,22 @@ def test_a_late_record_never_reopens_a_sent_digest_and_the_log_says_where_it_wen
     ]
 
 
+@pytest.mark.parametrize("others", [0, 1], ids=["one message", "a group"])
 def test_a_record_and_the_next_claim_land_in_one_go_and_a_repeat_finds_both(
-    store: Storage,
+    store: Storage, others: int
 ) -> None:
     """With groups of one, message N's 'sent' and message N+1's claim share a commit. A
     repeat of that write (its first answer lost after the commit) must find both done as
-    its own: the next message neither left to a lease nor counted as a second attempt."""
+    its own: the next message neither left to a lease nor counted as a second attempt.
+    On PostgreSQL a message and the next take a statement of their own (one value per
+    parameter), a group the arrays' one: both keep these rules."""
     sent, following, elsewhere = queued_deliveries(store, 3)
     claim, _ = store.deliveries.claim([sent], T0)
     store.deliveries.claim([elsewhere], T0)  # another worker's
     reader = store.subscribers.get("q0@example.org").id
-    record = [SentRecord(sent, reader, claim, "<m@example.org>", T0, ("2607.00001",))]
-    both = (record, [following, elsewhere], "next-claim", T0)
+    papers = ("2607.00001", "2607.00002", "2607.00001")  # a paper picked for two topics
+    record = [SentRecord(sent, reader, claim, "<m@example.org>", T0, papers)]
+    both = (record, [following, elsewhere][: 1 + others], "next-claim", T0)
     assert store.deliveries.mark_sent_and_claim(*both) == ({sent}, {following})
     assert store.deliveries.mark_sent_and_claim(*both) == ({sent}, {following}), "a repeat"
     rows = {d.id: (d.status, d.attempts) for d in store.deliveries.find()}
@@ -188,8 +192,11 @@ def test_a_record_and_the_next_claim_land_in_one_go_and_a_repeat_finds_both(
     assert store.deliveries.renew("next-claim", T0 + LEASE) == {following}, "under that claim"
     with store.db.engine.connect() as conn:
         papers = conn.execute(text("SELECT subscriber_id, arxiv_id FROM sent_papers")).all()
-    assert [tuple(p) for p in papers] == [(reader, "2607.00001")]
+    assert sorted(tuple(p) for p in papers) == [(reader, "2607.00001"), (reader, "2607.00002")]
     assert store.deliveries.mark_sent_and_claim([], [], "unused", T0) == (set(), set())
+    assert store.deliveries.mark_sent_and_claim([], [sent], "late", T0) == (set(), set())
+    stolen = [SentRecord(elsewhere, reader, "not-its-claim", "<n@example.org>", T0, ())]
+    assert store.deliveries.mark_sent_and_claim(stolen, [], "x", T0) == (set(), set())
 
 
 def fail_twice(store: Storage, delivery: int) -> None:

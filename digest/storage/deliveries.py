@@ -122,6 +122,35 @@ SELECT true, id FROM marked UNION ALL SELECT false, id FROM claimed
 )
 
 
+# PostgreSQL, a group of one message (``DIGEST_SEND_GROUP=1``): the same as RECORD_AND_CLAIM
+# with one value per parameter, run on the driver's connection (psycopg's placeholders).
+# PostgreSQL plans the arrays' statement anew on every run (its cached generic plan was
+# twice as dear), and SQLAlchemy's execution path costs the worker as much again as psycopg's:
+# with a commit per message, those two were half of what the record cost (docs/performance.md).
+RECORD_ONE_AND_CLAIM = """
+WITH marked AS (
+    UPDATE deliveries
+    SET status = 'sent', sent_at = %(sent_at)s, message_id = %(message_id)s, last_error = NULL
+    WHERE id = %(sent_id)s AND status = 'sending' AND claim_token = %(sent_claim)s
+    RETURNING id, subscriber_id
+), papers AS (
+    INSERT INTO sent_papers (subscriber_id, arxiv_id, delivery_id, sent_at)
+    SELECT marked.subscriber_id, p.arxiv_id, marked.id, %(sent_at)s
+    FROM marked, unnest(CAST(%(paper_ids)s AS text[])) AS p(arxiv_id)
+    ON CONFLICT (subscriber_id, arxiv_id) DO NOTHING
+), claimed AS (
+    UPDATE deliveries
+    SET status = 'sending', claimed_at = %(now)s, claim_token = %(claim)s,
+        attempts = attempts + CASE WHEN status = 'queued' THEN 1 ELSE 0 END
+    WHERE id = %(next_id)s AND (
+        (status = 'queued' AND (next_try_at IS NULL OR next_try_at <= %(now)s))
+        OR (status = 'sending' AND claim_token = %(claim)s))
+    RETURNING id
+)
+SELECT true, id FROM marked UNION ALL SELECT false, id FROM claimed
+"""
+
+
 class Deliveries:
     """The delivery rows and their state machine; records in and out::
 
@@ -225,26 +254,17 @@ class Deliveries:
     def _record_and_claim_at_once(
         self, sent: Sequence[SentRecord], ids: Sequence[int], claim: str, now: dt.datetime
     ) -> tuple[set[int], set[int]]:
-        """:meth:`mark_sent_and_claim` on PostgreSQL: :data:`RECORD_AND_CLAIM`, on its own
-        (autocommit: the statement is its transaction), on the records engine (no ping
-        for a connection used a moment ago; the caller retries any failure). A mark that
-        found its row not in this claim's hands is looked into as :meth:`mark_sent` does."""
-        papers = [(s, pid) for s in sent for pid in dict.fromkeys(s.paper_ids)]
-        values = {
-            "sent_ids": [s.delivery_id for s in sent],
-            "claims": [s.claim for s in sent],
-            "sent_ats": [s.sent_at for s in sent],
-            "message_ids": [s.message_id for s in sent],
-            "paper_subscribers": [s.subscriber_id for s, _ in papers],
-            "paper_ids": [pid for _, pid in papers],
-            "paper_deliveries": [s.delivery_id for s, _ in papers],
-            "paper_sent_ats": [s.sent_at for s, _ in papers],
-            "next_ids": list(ids),
-            "now": now,
-            "claim": claim,
-        }
+        """:meth:`mark_sent_and_claim` on PostgreSQL: one statement on its own (autocommit:
+        the statement is its transaction), on the records engine (no ping for a connection
+        used a moment ago; the caller retries any failure). :data:`RECORD_ONE_AND_CLAIM` for
+        a message and the next, else :data:`RECORD_AND_CLAIM`. A mark that found its row not
+        in this claim's hands is looked into as :meth:`mark_sent` does."""
         with self._db.records.connect() as conn:
-            rows = conn.execute(RECORD_AND_CLAIM, values).all()
+            if len(sent) <= 1 and len(ids) <= 1:
+                rows = _record_one_and_claim(conn, sent, ids, claim, now)
+            else:
+                values = _record_and_claim_values(sent, ids, claim, now)
+                rows = [(bool(r[0]), int(r[1])) for r in conn.execute(RECORD_AND_CLAIM, values)]
             marked = {delivery for was_sent, delivery in rows if was_sent}
             ours = marked | {
                 s.delivery_id
@@ -503,6 +523,58 @@ class Deliveries:
                     query.values(status="queued", attempts=0, next_try_at=None, enqueued_at=None)
                 )
             )
+
+
+def _record_and_claim_values(
+    sent: Sequence[SentRecord], ids: Sequence[int], claim: str, now: dt.datetime
+) -> dict[str, object]:
+    """:data:`RECORD_AND_CLAIM`'s parameters: a column of values each."""
+    papers = [(s, pid) for s in sent for pid in dict.fromkeys(s.paper_ids)]
+    return {
+        "sent_ids": [s.delivery_id for s in sent],
+        "claims": [s.claim for s in sent],
+        "sent_ats": [s.sent_at for s in sent],
+        "message_ids": [s.message_id for s in sent],
+        "paper_subscribers": [s.subscriber_id for s, _ in papers],
+        "paper_ids": [pid for _, pid in papers],
+        "paper_deliveries": [s.delivery_id for s, _ in papers],
+        "paper_sent_ats": [s.sent_at for s, _ in papers],
+        "next_ids": list(ids),
+        "now": now,
+        "claim": claim,
+    }
+
+
+def _record_one_and_claim(
+    conn: Connection,
+    sent: Sequence[SentRecord],
+    ids: Sequence[int],
+    claim: str,
+    now: dt.datetime,
+) -> list[tuple[bool, int]]:
+    """:data:`RECORD_ONE_AND_CLAIM` (at most one of each) on the driver's connection. A
+    failure invalidates the pooled connection, as SQLAlchemy does after a lost connection on
+    its own statements, so that the caller's next try (after a database restart, say) gets a
+    new one."""
+    one = sent[0] if sent else None
+    values = {
+        "sent_id": one.delivery_id if one else None,
+        "sent_claim": one.claim if one else None,
+        "sent_at": one.sent_at if one else None,
+        "message_id": one.message_id if one else None,
+        "paper_ids": list(dict.fromkeys(one.paper_ids)) if one else [],
+        "next_id": ids[0] if ids else None,
+        "now": now,
+        "claim": claim,
+    }
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a connection checked out of the pool is open
+    try:
+        rows: list[tuple[bool, int]] = driver.execute(RECORD_ONE_AND_CLAIM, values).fetchall()
+    except Exception:
+        conn.invalidate()
+        raise
+    return rows
 
 
 def bounce_address(session: Session, email: str) -> None:

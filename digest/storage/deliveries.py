@@ -87,9 +87,8 @@ RECORD_SENT_PAPERS = {
 
 
 # PostgreSQL: a group's sent marks, their papers and the next group's claim as one statement,
-# which commits by itself. One round trip instead of five (BEGIN, three statements, COMMIT):
-# with groups of one message, what a message's record costs. The same rules as MARK_SENT,
-# RECORD_SENT_PAPERS and CLAIM.
+# which commits by itself. One round trip instead of five (BEGIN, three statements, COMMIT).
+# The same rules as MARK_SENT, RECORD_SENT_PAPERS and CLAIM.
 RECORD_AND_CLAIM = text(
     """
 WITH marked AS (

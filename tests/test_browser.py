@@ -21,8 +21,10 @@ from digest.delivery import send_deliveries
 from digest.ingestion import ingest_bytes
 from digest.models import utcnow
 from digest.pipeline import run_tick
+from digest.records import SubscriberDefaults
 from digest.settings import Settings, load_settings
 from digest.storage import Storage
+from digest.subscriptions import build_subscriber_input
 from digest.transports import SmtpTransport
 from digest.web import create_app
 
@@ -250,6 +252,30 @@ def test_choose_a_list_on_the_home_page_and_sign_up_to_it(served: dict, browser)
     assert store.subscribers.get("ada@example.org") is None, "nothing on the default list"
     browser.get(base + "/l/private-or-not-there")
     heading_says(browser, "Page not found")
+
+
+def test_the_preferences_preview_follows_the_how_often_choice(served: dict, browser) -> None:
+    """The papers came four days ago: not today's news for a daily reader, but the week's.
+    Choosing "weekly" on the preferences page previews what that digest would pick."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from sqlalchemy import text
+
+    base, store, settings = served["base"], served["store"], served["settings"]
+    recorded = (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes()
+    ingest_bytes(store.papers, recorded, "hf", frozenset({"new"}))
+    with store.db.engine.begin() as conn:
+        four_days = utcnow() - dt.timedelta(days=4)
+        conn.execute(text("UPDATE papers SET first_seen_at = :t"), {"t": four_days})
+    sub = store.subscribers.add(
+        build_subscriber_input("ada@example.org", ["reinforcement learning"]),
+        SubscriberDefaults(),
+    )
+    browser.get(f"{base}/preferences/{settings.tokens.make('preferences', sub.id, sub.email)}")
+    heading_says(browser, "Your digest")
+    Select(browser.find_element(By.ID, "cadence")).select_by_value("weekly:mon")
+    assert preview_items(browser), "the week's papers, shown without typing anything"
+    assert browser.find_element(By.ID, "preview").is_displayed()
 
 
 # Readable everywhere (#31): every page a reader sees, light and dark, at phone width.

@@ -338,3 +338,42 @@ def test_the_preview_picks_from_the_public_lists_sources(web: dict) -> None:  # 
     assert previewed(list="planets") == [], "none of them is in astro-ph.EP"
     assert previewed(list="hidden-planets") == everything
     assert previewed(list="no-such-list") == everything
+
+
+def test_a_readers_own_cadence_previews_its_window(web: dict) -> None:  # noqa: F811
+    """A reader on a daily list who chose "weekly" previews the week's papers on their
+    preferences page, as their digest will pick them: the page's preview follows the "How
+    often" choice (``cadence=``), and a cadence that is none is refused, saying why."""
+    from conftest import FEEDS
+    from sqlalchemy import text
+
+    from digest.ingestion import ingest_bytes
+
+    store, client = web["store"], web["client"]
+    ingest_bytes(
+        store.papers,
+        (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
+        "hf",
+        frozenset({"new"}),
+    )
+    with store.db.engine.begin() as conn:  # the papers came four days ago: this week's news
+        four_days = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=4)
+        conn.execute(text("UPDATE papers SET first_seen_at = :t"), {"t": four_days})
+
+    def previewed(**extra: str) -> list[str]:
+        query = {"topics": "reinforcement learning", "list": "daily", **extra}
+        return [p["title"] for p in client.get("/preview", query_string=query).json["papers"]]
+
+    assert previewed() == [], "not today's news"
+    assert previewed(cadence="weekly:mon"), "the week's"
+    assert previewed(cadence="") == [], "empty: the list's own cadence"
+    refused = client.get("/preview", query_string={"topics": "rl", "cadence": "hourly"})
+    assert refused.status_code == 400
+    assert refused.json["error"].startswith("'hourly' is not a cadence")
+    sub = store.subscribers.add(
+        build_subscriber_input("ada@example.org", ["rl"]), SubscriberDefaults()
+    )
+    path = f"/preferences/{web['tokens'].make('preferences', sub.id, sub.email)}"
+    page = client.get(path).get_data(as_text=True)
+    assert 'data-preview-url="/preview?list=daily"' in page
+    assert '<select id="cadence" name="cadence" data-previews>' in page, "subscribe.js sends it"

@@ -12,7 +12,7 @@ from flask import Response, jsonify, request, url_for
 
 from digest import emails
 from digest.limits import Limit
-from digest.lists import DEFAULT_LIST, cadence_words, first_edition_time
+from digest.lists import DEFAULT_LIST, cadence_words, first_edition_time, validate_cadence
 from digest.models import utcnow
 from digest.pipeline import rank_today
 from digest.records import ListRecord, SubscriberRecord
@@ -210,8 +210,9 @@ def _requested_settings(sub: SubscriberRecord, payload: dict[str, Any]) -> Subsc
 @pages.get("/preview")
 def preview() -> tuple[Response, int] | Response:
     """Today's papers for typed topics, from what the public list ``?list=`` picks from (its
-    sources; a weekly list's week). Bounded before any work: the raw query's size first,
-    then the client's rate, then the topics themselves; nothing it computes is stored."""
+    sources; a weekly list's week, or a reader's own ``?cadence=`` window, as the
+    preferences page sends it). Bounded before any work: the raw query's size first, then
+    the client's rate, then the topics themselves; nothing it computes is stored."""
     ctx = web_context()
     if len(request.query_string) > MAX_PREVIEW_QUERY_BYTES:
         return jsonify({"error": "too many or too long topics", "papers": []}), 400
@@ -219,12 +220,23 @@ def preview() -> tuple[Response, int] | Response:
         return jsonify({"error": "too many previews; wait a minute", "papers": []}), 429
     try:
         topics = normalize_topics(topic_lines(request.args.get("topics", "")))
+        cadence = optional(validate_cadence, request.args.get("cadence"))()
     except InvalidInput as exc:
         return jsonify({"error": str(exc), "papers": []}), 400
     now = utcnow()
     listed = _previewed_list(ctx, request.args.get("list"))
     visitor = SubscriberRecord(
-        0, "", "active", topics, "UTC", 0, PREVIEW_PAPERS, now, None, list_id=listed.id
+        0,
+        "",
+        "active",
+        topics,
+        "UTC",
+        0,
+        PREVIEW_PAPERS,
+        now,
+        None,
+        list_id=listed.id,
+        cadence=cadence,
     )
     plan = rank_today(ctx.store, ctx.settings, [visitor], now, remember=False, fresh=True)
     papers = [

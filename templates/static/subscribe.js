@@ -47,9 +47,15 @@
     });
     box.hidden = papers.length === 0;
   }
+  // Choices that change what the digest picks from (the preferences page's "How often")
+  // go with the topics, and a change previews again.
+  var choices = document.querySelectorAll("select[data-previews]");
   function preview() {
     var base = topics.dataset.previewUrl;  // may name the list: "/preview?list=ml-weekly"
     var url = base + (base.indexOf("?") < 0 ? "?" : "&") + "topics=" + encodeURIComponent(topics.value);
+    Array.prototype.forEach.call(choices, function (choice) {
+      if (choice.value) { url += "&" + choice.name + "=" + encodeURIComponent(choice.value); }
+    });
     fetch(url).then(function (r) { return r.json(); })
       .then(function (data) { show(data.papers || []); })
       .catch(function () { show([]); });
@@ -57,6 +63,9 @@
   topics.addEventListener("input", function () {
     clearTimeout(timer);
     timer = setTimeout(preview, 500);
+  });
+  Array.prototype.forEach.call(choices, function (choice) {
+    choice.addEventListener("change", function () { if (topics.value.trim()) { preview(); } });
   });
   if (topics.value.trim()) { preview(); }
 })();

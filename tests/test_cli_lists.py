@@ -29,3 +29,14 @@ def test_a_readers_own_cadence_is_set_shown_and_dropped(run) -> None:
     assert "cadence:    weekdays\n" in run("subscribers", "show", "ada@example.org").output
     run("subscribers", "set", "ada@example.org", "--cadence", "list")
     assert "cadence:    daily (the list’s)" in run("subscribers", "show", "ada@example.org").output
+
+
+def test_topics_counts_one_lists_readers(run) -> None:
+    run("lists", "add", "ice", "--title", "Ice")
+    run("subscribers", "add", "ada@example.org", "-t", "sea ice", "--list", "ice")
+    run("subscribers", "add", "bo@example.org", "-t", "agents")
+    everyone = run("topics").output
+    assert "sea ice" in everyone and "agents" in everyone
+    ice = run("topics", "--list", "ice").output
+    assert "sea ice" in ice and "agents" not in ice
+    assert "no list named 'nope'" in run("topics", "--list", "nope", code=1).output

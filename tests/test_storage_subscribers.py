@@ -67,6 +67,13 @@ def test_topic_counts_rename_and_merge(store: Storage) -> None:
     )
     with pytest.raises(StorageError, match="no subscriber follows"):
         store.topics.rename("rl", "x")
+    other = store.lists.add("other", "Other")
+    store.subscribers.add(sub("a@example.org", "rl"), DEFAULTS, list_id=other.id)
+    assert store.topics.counts(other.id) == [("rl", 1)], "that list's readers only"
+    assert store.topics.counts(store.lists.default().id) == [
+        ("graph neural networks", 3),
+        ("reinforcement learning", 1),
+    ]
 
 
 def test_list_filters_by_status_and_topic(store: Storage) -> None:

@@ -123,6 +123,25 @@ def test_a_list_page_shows_its_title_description_topics_and_cadence(web: dict) -
     assert "reinforcement learning" in re.findall(r'class="chip" data-topic="([^"]*)"', default)
 
 
+def test_a_list_page_suggests_what_its_own_readers_follow(web: dict) -> None:  # noqa: F811
+    """A topic five readers of ML Weekly follow is suggested on ML Weekly's page, not on the
+    daily list's, whose readers never chose it."""
+    store = web["store"]
+    weekly, _ = add_lists(store)
+    for n in range(5):
+        store.subscribers.add(
+            build_subscriber_input(f"r{n}@example.org", ["protein folding"]),
+            SubscriberDefaults(),
+            list_id=weekly.id,
+        )
+
+    def chips(path: str) -> list[str]:
+        return re.findall(r'class="chip" data-topic="([^"]*)"', shown(web, path))
+
+    assert "protein folding" in chips("/l/ml-weekly")
+    assert "protein folding" not in chips("/l/daily")
+
+
 @pytest.mark.parametrize("slug", ["lab", "no-such-list", "ML-WEEKLY"])
 def test_a_private_or_unknown_list_has_no_page_and_takes_no_sign_up(
     web: dict,  # noqa: F811

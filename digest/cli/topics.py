@@ -11,17 +11,20 @@ from digest.cli.output import format_table
 
 
 @click.group(invoke_without_command=True)
+@click.option("--list", "list_slug", metavar="SLUG", help="Only this list's readers.")
 @click.pass_context
-def topics(ctx: click.Context) -> None:
+def topics(ctx: click.Context, list_slug: str | None) -> None:
     """List topics with their number of active subscribers; rename or merge topics.
 
     \b
-    Example:
+    Examples:
       digest topics
+      digest topics --list ml-weekly
     """
     if ctx.invoked_subcommand is None:
         app: AppContext = ctx.obj
-        rows = app.store.topics.counts()
+        only = app.store.lists.require(list_slug).id if list_slug else None
+        rows = app.store.topics.counts(only)
         click.echo(format_table(["topic", "subscribers"], [[name, n] for name, n in rows]))
 
 

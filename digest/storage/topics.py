@@ -59,11 +59,12 @@ class Topics:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def counts(self) -> list[tuple[str, int]]:
-        """Topics with how many active subscribers follow them, most followed first."""
+    def counts(self, list_id: int | None = None) -> list[tuple[str, int]]:
+        """Topics with how many active subscribers follow them, most followed first; with
+        ``list_id``, the readers of that list only (what its sign-up page suggests)."""
         with self._db.session() as session:
             count = func.count()
-            rows = session.execute(
+            query = (
                 select(Topic.name, count)
                 .join(SubscriberTopic)
                 .join(Subscriber)
@@ -71,7 +72,9 @@ class Topics:
                 .group_by(Topic.name)
                 .order_by(count.desc(), Topic.name)
             )
-            return [(name, n) for name, n in rows]
+            if list_id is not None:
+                query = query.where(Subscriber.list_id == list_id)
+            return [(name, n) for name, n in session.execute(query)]
 
     def rename(self, old: str, new: str) -> int:
         """Rename ``old`` to ``new`` for everyone; merges when ``new`` already exists.

@@ -130,10 +130,11 @@ def client_address() -> str:
 
 def suggestions(ctx: WebContext, listed: ListRecord) -> list[str]:
     """The topics the forms suggest: the list's own (or the configured ones), and topics
-    enough readers follow."""
+    enough of the list's readers follow (another list's readers may want other things)."""
     settings = ctx.settings
     curated = list(listed.suggested_topics) or settings.suggestion_list
-    return suggested_topics(curated, ctx.store.topics.counts(), settings.suggest_min_followers)
+    followed = ctx.store.topics.counts(listed.id or None)  # DEFAULT_LIST's 0: everyone's
+    return suggested_topics(curated, followed, settings.suggest_min_followers)
 
 
 def list_of(ctx: WebContext, sub: SubscriberRecord) -> ListRecord:

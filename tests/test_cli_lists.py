@@ -40,3 +40,13 @@ def test_topics_counts_one_lists_readers(run) -> None:
     ice = run("topics", "--list", "ice").output
     assert "sea ice" in ice and "agents" not in ice
     assert "no list named 'nope'" in run("topics", "--list", "nope", code=1).output
+
+
+def test_an_empty_source_or_topic_returns_a_list_to_the_settings(run) -> None:
+    """As --sender "" goes back to DIGEST_SENDER, --source "" goes back to what the settings
+    fetch and --topic "" to the settings' suggestions."""
+    run("lists", "add", "ice", "--title", "Ice", "--source", "arxiv:physics.ao-ph", "-t", "sea ice")
+    shown = run("lists", "set", "ice", "--source", "", "--topic", "").output
+    assert "sources:     hf arxiv:cs.LG" in shown and "(the settings')" in shown
+    assert "sea ice" not in shown
+    assert run("lists", "show", "ice").output == shown

@@ -92,14 +92,14 @@ def _fields(
         fields["description"] = description.strip()
     if cadence is not None:
         fields["cadence"] = validate_cadence(cadence)
-    if sources:
-        fields["sources"] = list(dict.fromkeys(validate_source(s) for s in sources))
+    if sources:  # --source "" alone: back to what the settings fetch
+        fields["sources"] = list(dict.fromkeys(validate_source(s) for s in sources if s))
     if sender is not None:
         fields["sender"] = validate_sender(sender) if sender.strip() else None
     if max_papers is not None:
         fields["max_papers"] = validate_max_papers(max_papers)
-    if topics:
-        fields["suggested_topics"] = list(dict.fromkeys(normalize_topic(t) for t in topics))
+    if topics:  # --topic "" alone: back to the settings' suggestions
+        fields["suggested_topics"] = list(dict.fromkeys(normalize_topic(t) for t in topics if t))
     return fields
 
 
@@ -183,7 +183,8 @@ def lists_set(
 ) -> None:
     """Change the list SLUG: its title, sources, cadence, sender, size or page.
 
-    Each --source (or --topic) given replaces them all; --sender "" goes back to
+    Each --source (or --topic) given replaces them all; --source "" goes back to
+    what the settings fetch, --topic "" to their suggestions, --sender "" to
     DIGEST_SENDER.
 
     \b

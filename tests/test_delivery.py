@@ -527,6 +527,50 @@ class LostAfterCommit(FlakyStore):
         return recorded
 
 
+class TakenMeanwhile(FlakyStore):
+    """Another worker claims ``taken`` just before the record that would claim it for this
+    one, which comes back after ``slow`` seconds."""
+
+    def __init__(self, store: Storage, taken: int, slow: float) -> None:
+        super().__init__(store)
+        self.failures, self.taken, self.slow = 0, taken, slow
+
+    def _sent_write(self, write: Callable[..., T], *args: object) -> T:
+        if args[1:2] == ([self.taken],):  # mark_sent_and_claim(sent, ids, claim, now)
+            self._rows.claim([self.taken], NOW)
+            time.sleep(self.slow)
+        return write(*args)
+
+
+@pytest.mark.parametrize("slow", [0, 0.2], ids=["back while built", "back later: held"])
+def test_a_message_another_worker_claimed_meanwhile_is_never_accepted_here(
+    store: Storage, settings: Settings, smtp_sink, slow: float
+) -> None:
+    """With groups of one, message N+1's claim rides in message N's record. A record back
+    before message N+1 is built lets it go whole, only if claimed; one back later finds it
+    held short of its end, and abandons it if the claim did not take it. Either way the
+    server never accepts it from this worker, and the others go out once."""
+    emails = populate(store, 3)
+    config = smtp_settings(settings, smtp_sink, send_group=1)
+    (batch,) = planned(store, config)
+    rows = TakenMeanwhile(store, batch[1], slow)
+    held: list[str] = []
+    with SmtpTransport(config) as transport:
+        begin = transport.begin
+
+        def noting(message, sender: str, recipient: str, hold: bool = False):  # noqa: ANN001, ANN202
+            held.extend([recipient] if hold else [])
+            return begin(message, sender, recipient, hold=hold)
+
+        transport.begin = noting  # type: ignore[method-assign]
+        report = send_deliveries(rows, store.papers, config, batch, transport, clock=lambda: NOW)
+    if slow:
+        assert emails[1] in held, "its record came back after it was built"
+    assert (report.sent, report.skipped) == (2, 1)
+    assert smtp_sink.handler.by_recipient() == Counter({emails[0]: 1, emails[2]: 1})
+    assert [d.status for d in store.deliveries.find()] == ["sent", "sending", "sent"]
+
+
 @pytest.mark.parametrize("group", [1, 20])
 def test_a_hiccup_after_the_sent_commit_is_not_an_error(
     store: Storage, settings: Settings, smtp_sink, monkeypatch, group: int
@@ -1008,7 +1052,9 @@ def test_a_database_restart_mid_send_keeps_what_was_accepted_and_resends_nothing
 # A sending worker in a process of its own, killed by the test at a chosen point of the
 # one-message window: the record of message STOP-1 and the claim of message STOP (the
 # STOP-th record) stall, before or after their commit, while message STOP waits on the
-# wire short of the end of its data. It says "stalled" and "held N" as it gets there.
+# wire short of the end of its data. Messages count from 0, as the test's emails do. It
+# says "stalled", and "held N" when message N is held (a message whose record came back
+# while it was built goes whole, unheld).
 SENDER_KILLED_MID_WINDOW = """
 import datetime as dt, json, sys, time
 from digest.delivery import send_deliveries
@@ -1018,7 +1064,7 @@ from digest.transports import SmtpTransport
 
 url, ids, stop, when, now = sys.argv[1:6]
 store, settings, clock = Storage.from_url(url), load_settings(), dt.datetime.fromisoformat(now)
-record, records, held = store.deliveries.mark_sent_and_claim, [], []
+record, records, begun = store.deliveries.mark_sent_and_claim, [], []
 
 def stalling(*args):
     records.append(args)
@@ -1036,9 +1082,9 @@ with SmtpTransport(settings) as transport:
     begin = transport.begin
     def saying(message, sender, recipient, hold=False):
         pending = begin(message, sender, recipient, hold=hold)
+        begun.append(recipient)
         if hold:
-            held.append(recipient)
-            print(f"held {len(held)}", flush=True)
+            print(f"held {len(begun) - 1}", flush=True)
         return pending
     transport.begin = saying
     send_deliveries(store.deliveries, store.papers, settings, json.loads(ids), transport,

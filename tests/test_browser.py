@@ -275,7 +275,9 @@ def test_the_preferences_preview_follows_the_how_often_choice(served: dict, brow
     heading_says(browser, "Your digest")
     Select(browser.find_element(By.ID, "cadence")).select_by_value("weekly:mon")
     assert preview_items(browser), "the week's papers, shown without typing anything"
-    assert browser.find_element(By.ID, "preview").is_displayed()
+    box = browser.find_element(By.ID, "preview")
+    assert box.is_displayed()
+    assert box.text.startswith("This week these topics would get you:")
 
 
 # Readable everywhere (#31): every page a reader sees, light and dark, at phone width.

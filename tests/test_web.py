@@ -420,9 +420,8 @@ def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
 
     from digest.ingestion import ingest_bytes
 
-    assert web["client"].get("/preview?topics=rl").get_json() == {"papers": []}, (
-        "no papers stored yet"
-    )
+    today = {"heading": "Today these topics would get you:", "papers": []}
+    assert web["client"].get("/preview?topics=rl").get_json() == today, "no papers stored yet"
     ingest_bytes(
         web["store"].papers,
         (FEEDS / "hf_daily_papers_2026-07-13.json").read_bytes(),
@@ -437,7 +436,7 @@ def test_preview_shows_what_typed_topics_would_get_today(web: dict) -> None:
     )
     bad = web["client"].get("/preview?topics=" + "x" * 100)
     assert bad.status_code == 400 and "longer than" in bad.get_json()["error"]
-    assert web["client"].get("/preview?topics=medieval%20poetry").get_json() == {"papers": []}
+    assert web["client"].get("/preview?topics=medieval%20poetry").get_json() == today
 
 
 def test_an_old_confirmation_link_cannot_claim_a_cancelled_subscription_is_active(

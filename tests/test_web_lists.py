@@ -385,6 +385,11 @@ def test_a_readers_own_cadence_previews_its_window(web: dict) -> None:  # noqa: 
 
     assert previewed() == [], "not today's news"
     assert previewed(cadence="weekly:mon"), "the week's"
+    query = {"topics": "rl", "list": "daily"}
+    heading = client.get("/preview", query_string=query).json["heading"]
+    assert heading == "Today these topics would get you:"
+    heading = client.get("/preview", query_string={**query, "cadence": "weekly:mon"}).json
+    assert heading["heading"] == "This week these topics would get you:", "not 'Today'"
     assert previewed(cadence="") == [], "empty: the list's own cadence"
     refused = client.get("/preview", query_string={"topics": "rl", "cadence": "hourly"})
     assert refused.status_code == 400

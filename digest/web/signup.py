@@ -12,7 +12,13 @@ from flask import Response, jsonify, request, url_for
 
 from digest import emails
 from digest.limits import Limit
-from digest.lists import DEFAULT_LIST, cadence_words, first_edition_time, validate_cadence
+from digest.lists import (
+    DEFAULT_LIST,
+    cadence_words,
+    first_edition_time,
+    is_weekly,
+    validate_cadence,
+)
 from digest.models import utcnow
 from digest.pipeline import rank_today
 from digest.records import ListRecord, SubscriberRecord
@@ -246,12 +252,18 @@ def preview() -> tuple[Response, int] | Response:
     ]
     return jsonify(
         {
+            "heading": preview_heading(cadence or listed.cadence),
             "papers": [
                 {"title": paper.title, "url": paper.hf_url or paper.abs_url, "reason": reason}
                 for paper, reason in papers
-            ]
+            ],
         }
     )
+
+
+def preview_heading(cadence: str) -> str:
+    """What the live preview's papers are: a weekly digest's week, or today's."""
+    return f"{'This week' if is_weekly(cadence) else 'Today'} these topics would get you:"
 
 
 def _previewed_list(ctx: WebContext, slug: str | None) -> ListRecord:

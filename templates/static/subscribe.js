@@ -28,9 +28,11 @@
   });
   var box = document.getElementById("preview");
   var list = document.getElementById("preview-list");
-  if (!box || !list || !window.fetch) { return; }
+  var heading = document.getElementById("preview-heading");
+  if (!box || !list || !heading || !window.fetch) { return; }
   var timer = null;
-  function show(papers) {
+  function show(papers, said) {
+    heading.textContent = said || "";  // "Today ..." or "This week ...", as the server says
     list.textContent = "";
     papers.forEach(function (paper) {
       var item = document.createElement("li");
@@ -57,7 +59,7 @@
       if (choice.value) { url += "&" + choice.name + "=" + encodeURIComponent(choice.value); }
     });
     fetch(url).then(function (r) { return r.json(); })
-      .then(function (data) { show(data.papers || []); })
+      .then(function (data) { show(data.papers || [], data.heading); })
       .catch(function () { show([]); });
   }
   topics.addEventListener("input", function () {
